@@ -1,0 +1,40 @@
+# The two commands of the README: `make run` and `make test`. Both set themselves up.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+KAFKA_VERSION ?= 4.1.1
+PACKAGES := -e core -e testing -e services/ingest -e services/drift -e services/judge \
+            -e services/feedback -e services/retrain-trigger -e stack -e sdk
+PYPROJECTS := $(wildcard core/pyproject.toml testing/pyproject.toml services/*/pyproject.toml stack/pyproject.toml sdk/pyproject.toml)
+
+.PHONY: setup kafka run test lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: $(PYPROJECTS) requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q --config-settings editable_mode=compat $(PACKAGES) -r requirements-dev.txt
+	@touch $@
+
+# Apache Kafka jars from Maven Central, for the test fixtures (cached under .cache/).
+kafka: .cache/kafka/$(KAFKA_VERSION)/.resolved
+
+.cache/kafka/$(KAFKA_VERSION)/.resolved: scripts/kafka-pom.xml
+	scripts/fetch-kafka.sh $(KAFKA_VERSION)
+
+run: setup
+	$(BIN)/lookout up --demo
+
+test: setup kafka
+	$(BIN)/ruff check .
+	LOOKOUT_KAFKA_LIBS=$(CURDIR)/.cache/kafka/$(KAFKA_VERSION)/libs $(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup kafka
+	LOOKOUT_KAFKA_LIBS=$(CURDIR)/.cache/kafka/$(KAFKA_VERSION)/libs $(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .cache .lookout

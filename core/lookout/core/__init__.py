@@ -1,0 +1,1 @@
+"""lookout-core: what every Lookout service shares (schemas, topics, settings, storage, auth)."""

@@ -1,0 +1,196 @@
+"""Wire schemas for every topic. JSON (orjson) on the wire, versioned by the `schema` field.
+
+A new field that old readers may ignore keeps the version; a change of meaning or a
+removed field bumps it (`llm_call/2`) and readers accept both for a release.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Name = Annotated[str, Field(min_length=1, max_length=256)]
+AppId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
+ShortText = Annotated[str, Field(max_length=1024)]
+# A generous cap per text field; the request-size limit of ingest is the real bound.
+LongText = Annotated[str, Field(max_length=1_000_000)]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=False)
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json", by_alias=True))
+
+    @classmethod
+    def from_bytes(cls, data: bytes):
+        return cls.model_validate(orjson.loads(data))
+
+
+def _utc(ts: datetime) -> datetime:
+    if ts.tzinfo is None:
+        raise ValueError("timestamp must carry a timezone (e.g. 2026-01-01T12:00:00Z)")
+    return ts.astimezone(timezone.utc)
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Message(_Wire):
+    role: Annotated[str, Field(min_length=1, max_length=64)]
+    content: LongText | None = None
+    name: ShortText | None = None
+
+
+class LlmCall(_Wire):
+    """One LLM call an application made. event_id is the client-made idempotency key."""
+
+    schema_: Literal["llm_call/1"] = Field("llm_call/1", alias="schema")
+    event_id: uuid.UUID
+    ts: datetime
+    app_id: AppId
+    environment: Annotated[str, Field(min_length=1, max_length=64)] = "production"
+    provider: Annotated[str, Field(min_length=1, max_length=64)] = "unknown"
+    model: Name
+    model_version: ShortText | None = None
+    prompt_version: ShortText | None = None
+    input: list[Message] = Field(default_factory=list, max_length=10_000)
+    prompt: LongText | None = None
+    output: LongText | None = None
+    tokens_in: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
+    tokens_out: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
+    latency_ms: Annotated[float, Field(ge=0, le=86_400_000)] | None = None
+    ttft_ms: Annotated[float, Field(ge=0, le=86_400_000)] | None = None
+    status: Literal["ok", "error"] = "ok"
+    error: LongText | None = None
+    cost_usd: Annotated[float, Field(ge=0)] | None = None
+    user_id: ShortText | None = None
+    session_id: ShortText | None = None
+    trace_id: Annotated[str, Field(max_length=64)] | None = None
+    span_id: Annotated[str, Field(max_length=32)] | None = None
+    tags: list[ShortText] = Field(default_factory=list, max_length=256)
+    metadata: dict[str, ShortText] = Field(default_factory=dict, max_length=256)
+    context: list[LongText] | None = None
+    reference: LongText | None = None
+    logprobs: list[float] | None = Field(default=None, max_length=1_000_000)
+
+    _ts = field_validator("ts")(_utc)
+
+    def prompt_text(self) -> str:
+        """The whole prompt as one text: explicit prompt, else the messages joined."""
+        if self.prompt:
+            return self.prompt
+        return "\n".join(m.content or "" for m in self.input)
+
+
+class Score(_Wire):
+    schema_: Literal["score/1"] = Field("score/1", alias="schema")
+    score_id: uuid.UUID
+    event_id: uuid.UUID
+    ts: datetime
+    app_id: AppId
+    model: Name
+    name: Name
+    value: float
+    label: ShortText | None = None
+    source: Literal["model", "llm_judge", "human", "heuristic"]
+    evaluator: Name
+    evaluator_version: ShortText = ""
+    explanation: LongText | None = None
+    cost_usd: Annotated[float, Field(ge=0)] = 0.0
+
+    _ts = field_validator("ts")(_utc)
+
+
+class DriftResult(_Wire):
+    schema_: Literal["drift/1"] = Field("drift/1", alias="schema")
+    result_id: uuid.UUID
+    ts: datetime
+    app_id: AppId
+    model: Name
+    prompt_version: ShortText | None = None
+    window_start: datetime
+    window_end: datetime
+    signal: Name
+    method: Name
+    statistic: float
+    p_value: float | None = None
+    threshold: float | None = None
+    drifted: bool
+    reference_size: Annotated[int, Field(ge=0)]
+    current_size: Annotated[int, Field(ge=0)]
+    reference_id: ShortText
+    examples: list[uuid.UUID] = Field(default_factory=list, max_length=16)
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    _ts = field_validator("ts", "window_start", "window_end")(_utc)
+
+
+class Feedback(_Wire):
+    schema_: Literal["feedback/1"] = Field("feedback/1", alias="schema")
+    feedback_id: uuid.UUID
+    event_id: uuid.UUID
+    ts: datetime
+    app_id: AppId
+    source: Literal["end_user", "reviewer"]
+    author: ShortText
+    thumbs: Literal[-1, 1] | None = None
+    rating: Annotated[int, Field(ge=1, le=5)] | None = None
+    labels: list[ShortText] = Field(default_factory=list, max_length=64)
+    corrected_output: LongText | None = None
+    comment: LongText | None = None
+
+    _ts = field_validator("ts")(_utc)
+
+
+RetrainState = Literal["requested", "approved", "rejected", "launched", "running", "succeeded", "failed", "timed_out"]
+
+
+class Retrain(_Wire):
+    schema_: Literal["retrain/1"] = Field("retrain/1", alias="schema")
+    run_id: uuid.UUID
+    ts: datetime
+    app_id: AppId
+    model: Name
+    status: RetrainState
+    rule: ShortText = ""
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    dataset_uri: LongText | None = None
+    dataset_counts: dict[str, int] = Field(default_factory=dict)
+    dataset_hash: ShortText | None = None
+    model_version: ShortText | None = None
+    message: LongText | None = None
+
+    _ts = field_validator("ts")(_utc)
+
+
+class DeadLetter(_Wire):
+    schema_: Literal["dead_letter/1"] = Field("dead_letter/1", alias="schema")
+    dlq_id: uuid.UUID
+    ts: datetime
+    source_topic: ShortText
+    partition: int
+    offset: int
+    key: str | None = None
+    payload_b64: str
+    error: LongText
+    service: ShortText
+
+    _ts = field_validator("ts")(_utc)
+
+
+# Which schema each topic carries; llm.retrain.status carries Retrain updates too.
+TOPIC_SCHEMAS: dict[str, type[_Wire]] = {
+    "llm.events": LlmCall,
+    "llm.scores": Score,
+    "llm.drift": DriftResult,
+    "llm.feedback": Feedback,
+    "llm.retrain": Retrain,
+    "llm.retrain.status": Retrain,
+    "llm.dlq": DeadLetter,
+}

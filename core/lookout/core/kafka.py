@@ -1,0 +1,156 @@
+"""Kafka helpers: client options from settings, topic creation, a producer that knows
+whether the broker supports idempotence, and the consumer loop that commits only after
+its output is durable (at-least-once; storage dedups by id)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from . import topics
+from .settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+
+def client_options(settings: CommonSettings) -> dict:
+    """Connection options shared by producers, consumers and the admin client."""
+    opts: dict = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        ctx = ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
+        if settings.kafka_ssl_certfile:
+            ctx.load_cert_chain(settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile)
+        opts["ssl_context"] = ctx
+    if settings.kafka_security_protocol.startswith("SASL"):
+        if not settings.kafka_sasl_mechanism:
+            raise ValueError("LOOKOUT_KAFKA_SASL_MECHANISM is required with a SASL security protocol")
+        opts["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        opts["sasl_plain_username"] = settings.kafka_sasl_username
+        opts["sasl_plain_password"] = settings.kafka_sasl_password
+    return opts
+
+
+async def ensure_topics(settings: CommonSettings, names: Iterable[str] = topics.ALL) -> None:
+    """Create the topics Lookout uses if they are missing (idempotent)."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(topics.resolve(settings.topic_prefix, n), settings.kafka_topic_partitions,
+                     settings.kafka_topic_replication)
+            for n in names
+            if topics.resolve(settings.topic_prefix, n) not in existing
+        ]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+
+
+async def start_producer(settings: CommonSettings, **overrides) -> AIOKafkaProducer:
+    """A started producer with acks=all; idempotent where the broker supports it.
+
+    Tansu 0.6 rejects InitProducerId, which aiokafka sends at start when idempotence is
+    on; in `auto` mode that start failure switches idempotence off (event-id dedup in
+    storage still holds exactly-once there).
+    """
+    base = dict(client_options(settings), acks="all", linger_ms=5, max_batch_size=1 << 20,
+                max_request_size=8 << 20, request_timeout_ms=15000)
+    base.update(overrides)
+    mode = settings.kafka_idempotence
+    if mode in ("auto", "on"):
+        producer = AIOKafkaProducer(enable_idempotence=True, **base)
+        try:
+            await producer.start()
+            return producer
+        except KafkaError as exc:
+            await producer.stop()
+            if mode == "on":
+                raise
+            log.warning("broker refused an idempotent producer (%s); continuing without idempotence", exc)
+    producer = AIOKafkaProducer(enable_idempotence=False, **base)
+    await producer.start()
+    return producer
+
+
+@dataclass
+class ConsumerStats:
+    consumed: int = 0
+    batches: int = 0
+    commits: int = 0
+    errors: int = 0
+
+
+Handler = Callable[[list[ConsumerRecord]], Awaitable[None]]
+
+
+@dataclass
+class CommitAfterLoop:
+    """Consumes batches and hands each to `handler`; commits the batch's offsets only
+    after the handler returned, i.e. after its output was produced or stored. If the
+    handler raises, nothing is committed and the batch is retried from the same
+    offsets after a back-off (seek), so a crash at any point replays, never skips."""
+
+    consumer: AIOKafkaConsumer
+    handler: Handler
+    max_records: int = 2000
+    poll_timeout_ms: int = 200
+    retry_backoff_s: float = 1.0
+    stats: ConsumerStats = field(default_factory=ConsumerStats)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        while not self._stop.is_set():
+            batches = await self.consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
+            records = [r for part in batches.values() for r in part]
+            if not records:
+                continue
+            try:
+                await self.handler(records)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.stats.errors += 1
+                log.exception("handler failed on %d records; will retry from the same offsets", len(records))
+                for tp, part in batches.items():
+                    self.consumer.seek(tp, part[0].offset)
+                try:
+                    await asyncio.wait_for(self._stop.wait(), self.retry_backoff_s)
+                except TimeoutError:
+                    pass
+                continue
+            offsets = {tp: part[-1].offset + 1 for tp, part in batches.items()}
+            await self.consumer.commit(offsets)
+            self.stats.consumed += len(records)
+            self.stats.batches += 1
+            self.stats.commits += 1
+
+
+def make_consumer(settings: CommonSettings, group_id: str, *names: str, **overrides) -> AIOKafkaConsumer:
+    opts = dict(
+        client_options(settings),
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=8 << 20,
+        fetch_max_bytes=32 << 20,
+    )
+    opts.update(overrides)
+    return AIOKafkaConsumer(*names, **opts)

@@ -1,0 +1,52 @@
+"""Settings shared by every service. Each service has one settings object that extends
+CommonSettings; every field is read from a `LOOKOUT_<FIELD>` environment variable.
+
+The README's settings table is generated from these classes (`python -m lookout.core.settings`),
+so a field documented there is a field the code reads.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOOKOUT_", extra="ignore")
+
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated.")
+    kafka_idempotence: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Idempotent producer. auto: on, unless the broker rejects InitProducerId (Tansu), "
+        "where event-id dedup in storage carries exactly-once.",
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism when the protocol is SASL_*."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: str | None = Field(None, description="SASL password.")
+    kafka_ssl_cafile: str | None = Field(None, description="CA bundle (PEM) that signed the brokers' certificates.")
+    kafka_ssl_certfile: str | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
+    kafka_ssl_keyfile: str | None = Field(None, description="Client key (PEM) for mutual TLS.")
+    topic_prefix: str = Field(
+        "", pattern=r"^[A-Za-z0-9._-]*$",
+        description="Prefix for every topic name (several Lookout installs on one cluster; tests).",
+    )
+    kafka_topic_partitions: int = Field(6, ge=1, description="Partitions for topics Lookout creates.")
+    kafka_topic_replication: int = Field(1, ge=1, description="Replication factor for topics Lookout creates.")
+
+    clickhouse_dsn: str = Field(
+        "chdb://.lookout/chdb",
+        description="chdb:///path for embedded ClickHouse, or http(s)://user:pass@host:port for a server.",
+    )
+    clickhouse_database: str = Field("lookout", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="ClickHouse database.")
+    clickhouse_ca_cert: str | None = Field(None, description="CA bundle for https ClickHouse ('certifi' for the public roots).")
+    clickhouse_verify: bool = Field(True, description="Verify the ClickHouse server certificate over https.")
+    retention_days: int = Field(90, ge=1, description="TTL in days for stored rows (applied by migrations).")
+
+    log_level: str = Field("INFO", description="Python log level.")

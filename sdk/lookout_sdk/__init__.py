@@ -1,0 +1,1 @@
+"""lookout-sdk (placeholder until the SDK lands)."""

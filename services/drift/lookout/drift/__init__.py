@@ -1,0 +1,1 @@
+"""lookout.drift: placeholder package; the service lands with its issue."""

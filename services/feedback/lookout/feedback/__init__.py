@@ -1,0 +1,1 @@
+"""lookout.feedback: placeholder package; the service lands with its issue."""

@@ -1,0 +1,1 @@
+"""lookout-ingest: HTTP + OTLP intake and the ClickHouse sink."""

@@ -1,0 +1,1 @@
+"""lookout.judge: placeholder package; the service lands with its issue."""

@@ -1,0 +1,1 @@
+"""lookout.retrain_trigger: placeholder package; the service lands with its issue."""

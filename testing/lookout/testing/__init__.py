@@ -1,0 +1,1 @@
+"""Test fixtures that start real brokers and stores."""

@@ -1,0 +1,91 @@
+"""Pytest plugin (loaded with `-p lookout.testing.plugin`): real brokers and chdb stores.
+
+- `kafka_broker`, `tansu_broker`: one broker of each kind per test session.
+- `broker`: parametrised over both, for tests that must hold on each.
+- `settings`: CommonSettings for one test: its own topic prefix (fresh topics) on the
+  broker, and its own ClickHouse database in the session's chdb path. chdb lets a process
+  open one path only, so tests separate by database; a test that needs its own path runs
+  the component in a subprocess.
+- `ch`: a client on that database with migrations applied.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from lookout.core import clickhouse, migrations
+from lookout.core.settings import CommonSettings
+
+from .brokers import KafkaBroker, TansuBroker
+
+
+@pytest.fixture(scope="session")
+def kafka_broker():
+    broker = KafkaBroker().start()
+    yield broker
+    broker.close()
+
+
+@pytest.fixture(scope="session")
+def tansu_broker():
+    broker = TansuBroker().start()
+    yield broker
+    broker.close()
+
+
+@pytest.fixture(params=["kafka", "tansu"])
+def broker(request):
+    return request.getfixturevalue(f"{request.param}_broker")
+
+
+@pytest.fixture(scope="session")
+def chdb_path() -> Path:
+    # One chdb path for the whole test process (chdb's limit); removed by the OS tmp reaper.
+    path = Path(os.environ.get("LOOKOUT_TEST_CHDB") or tempfile.mkdtemp(prefix="lookout-chdb-"))
+    return path
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def ch_settings(chdb_path) -> CommonSettings:
+    return CommonSettings(clickhouse_dsn=f"chdb://{chdb_path}", clickhouse_database=_unique("t_"))
+
+
+@pytest.fixture
+def ch(ch_settings):
+    client = clickhouse.connect(ch_settings)
+    migrations.apply(client, ch_settings.retention_days)
+    yield client
+    client.command(f"DROP DATABASE IF EXISTS {ch_settings.clickhouse_database}")
+
+
+@pytest.fixture
+def settings_for(chdb_path):
+    """Factory: CommonSettings for a broker, with a fresh topic prefix and database."""
+
+    def make(broker, **extra) -> CommonSettings:
+        values = dict(
+            kafka_bootstrap=broker.bootstrap,
+            kafka_idempotence="on" if broker.supports_idempotence else "off",
+            topic_prefix=_unique("t") + ".",
+            kafka_topic_partitions=3,
+            clickhouse_dsn=f"chdb://{chdb_path}",
+            clickhouse_database=_unique("t_"),
+        )
+        values.update(extra)
+        return CommonSettings(**values)
+
+    return make
+
+
+@pytest.fixture
+def settings(broker, settings_for) -> CommonSettings:
+    return settings_for(broker)
