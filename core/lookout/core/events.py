@@ -7,7 +7,7 @@ removed field bumps it (`llm_call/2`) and readers accept both for a release.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -34,11 +34,11 @@ class _Wire(BaseModel):
 def _utc(ts: datetime) -> datetime:
     if ts.tzinfo is None:
         raise ValueError("timestamp must carry a timezone (e.g. 2026-01-01T12:00:00Z)")
-    return ts.astimezone(timezone.utc)
+    return ts.astimezone(UTC)
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Message(_Wire):

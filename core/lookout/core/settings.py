@@ -45,7 +45,9 @@ class CommonSettings(BaseSettings):
         description="chdb:///path for embedded ClickHouse, or http(s)://user:pass@host:port for a server.",
     )
     clickhouse_database: str = Field("lookout", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="ClickHouse database.")
-    clickhouse_ca_cert: str | None = Field(None, description="CA bundle for https ClickHouse ('certifi' for the public roots).")
+    clickhouse_ca_cert: str | None = Field(
+        None, description="CA bundle for https ClickHouse ('certifi' for the public roots)."
+    )
     clickhouse_verify: bool = Field(True, description="Verify the ClickHouse server certificate over https.")
     retention_days: int = Field(90, ge=1, description="TTL in days for stored rows (applied by migrations).")
 

@@ -17,7 +17,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from lookout.core import clickhouse, migrations
 from lookout.core.settings import CommonSettings
 
