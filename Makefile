@@ -5,15 +5,19 @@ BIN := $(VENV)/bin
 KAFKA_VERSION ?= 4.1.1
 PACKAGES := -e core -e testing -e services/ingest -e services/drift -e services/judge \
             -e services/feedback -e services/retrain-trigger -e stack -e sdk
-PYPROJECTS := $(wildcard core/pyproject.toml testing/pyproject.toml services/*/pyproject.toml stack/pyproject.toml sdk/pyproject.toml)
+PYPROJECTS := $(wildcard core/pyproject.toml testing/pyproject.toml services/*/pyproject.toml stack/pyproject.toml \
+              sdk/pyproject.toml dashboards/pyproject.toml)
 
-.PHONY: setup kafka run test lint bench clean
+.PHONY: setup kafka run test lint bench dashboards clean
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: $(PYPROJECTS) requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	# dashboards/ is a flat package that compat mode cannot map: default editable mode, first,
+	# since the stack depends on it.
+	$(BIN)/python -m pip install -q -e dashboards
 	$(BIN)/python -m pip install -q --config-settings editable_mode=compat $(PACKAGES) -r requirements-dev.txt
 	@touch $@
 
@@ -35,6 +39,10 @@ lint: setup
 
 bench: setup kafka
 	LOOKOUT_KAFKA_LIBS=$(CURDIR)/.cache/kafka/$(KAFKA_VERSION)/libs $(BIN)/python -m bench
+
+# Regenerate the Grafana dashboard and alert provisioning from dashboards/*.py.
+dashboards: setup
+	$(BIN)/python -m dashboards.generate
 
 clean:
 	rm -rf $(VENV) .cache .lookout

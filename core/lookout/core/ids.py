@@ -26,3 +26,9 @@ def span_event_id(trace_id: str, span_id: str) -> uuid.UUID:
     """event_id of an OTLP span: UUIDv5 over "<trace_id hex>/<span_id hex>" (lower case) in
     OTLP_NAMESPACE, so a retried export is stored once."""
     return uuid.uuid5(OTLP_NAMESPACE, f"{trace_id.lower()}/{span_id.lower()}")
+
+
+def uuid_from(text: str) -> uuid.UUID:
+    """A stable id for something identified by text (e.g. a topic/partition/offset), so
+    reprocessing it yields the same id and storage collapses the replay."""
+    return uuid.uuid5(OTLP_NAMESPACE, text)

@@ -108,6 +108,9 @@ class CommitAfterLoop:
     consumer: AIOKafkaConsumer
     handler: Handler
     max_records: int = 2000
+    # Keep polling until max_records or this long after the first record: fewer, larger
+    # batches downstream (inserts) at a bounded extra latency.
+    linger_ms: int = 0
     poll_timeout_ms: int = 200
     retry_backoff_s: float = 1.0
     stats: ConsumerStats = field(default_factory=ConsumerStats)
@@ -116,9 +119,25 @@ class CommitAfterLoop:
     def stop(self) -> None:
         self._stop.set()
 
+    async def _fill(self) -> dict:
+        batches = await self.consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
+        count = sum(len(p) for p in batches.values())
+        if not count or not self.linger_ms:
+            return batches
+        deadline = asyncio.get_running_loop().time() + self.linger_ms / 1000
+        while count < self.max_records and not self._stop.is_set():
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            more = await self.consumer.getmany(timeout_ms=int(left * 1000), max_records=self.max_records - count)
+            for tp, part in more.items():
+                batches.setdefault(tp, []).extend(part)
+                count += len(part)
+        return batches
+
     async def run(self) -> None:
         while not self._stop.is_set():
-            batches = await self.consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
+            batches = await self._fill()
             records = [r for part in batches.values() for r in part]
             if not records:
                 continue

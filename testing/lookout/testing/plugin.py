@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from lookout.core import clickhouse, migrations
 from lookout.core.settings import CommonSettings
 
@@ -88,3 +89,23 @@ def settings_for(chdb_path):
 @pytest.fixture
 def settings(broker, settings_for) -> CommonSettings:
     return settings_for(broker)
+
+
+@pytest.fixture
+def ingest_stack(settings):
+    """Ingest + sink on `broker` (both kinds), fresh topics and database."""
+    from .stack import IngestStack, ingest_settings_for
+
+    stack = IngestStack(ingest_settings_for(settings)).start()
+    yield stack
+    stack.close()
+
+
+@pytest.fixture
+def kafka_ingest_stack(kafka_broker, settings_for):
+    """Ingest + sink on Apache Kafka only (tests that stop and restart the broker)."""
+    from .stack import IngestStack, ingest_settings_for
+
+    stack = IngestStack(ingest_settings_for(settings_for(kafka_broker))).start()
+    yield stack
+    stack.close()

@@ -1,1 +1,2 @@
-"""lookout.judge: placeholder package; the service lands with its issue."""
+"""lookout.judge: toxicity, evaluator-LLM rubric scores and reference metrics for every
+LLM call on llm.events, produced to llm.scores."""

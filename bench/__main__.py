@@ -1,0 +1,11 @@
+"""`python -m bench`: run every benchmark in turn (each prints its ratios)."""
+
+import runpy
+import sys
+
+BENCHES = ["bench.bench_pipeline"]
+
+for name in BENCHES:
+    print(f"== {name}", flush=True)
+    sys.argv = [name]
+    runpy.run_module(name, run_name="__main__")

@@ -1,0 +1,250 @@
+"""API keys, stored in ClickHouse (`api_keys`), and the scope/app checks every HTTP API makes.
+
+A key reads `lk_<key_id>_<secret>`: key_id is 12 url-safe characters and names the row,
+secret is 32 random bytes (url-safe base64). Only sha256(secret) is stored; the plaintext
+is shown once, by `create`. The secret is 256 random bits, so a fast hash is enough (there
+is no dictionary to try), and hashes are compared in constant time.
+
+Lookups are cached in memory for a short TTL, positive and negative alike, so ingest does
+not query ClickHouse per request; the price is that a revoke made elsewhere takes effect
+within that TTL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from clickhouse_connect.driver.client import Client
+
+SCOPES: tuple[str, ...] = ("ingest", "read", "feedback", "review", "admin")
+ALL_APPS = "*"
+
+_KEY = re.compile(r"^lk_([A-Za-z0-9_-]{12})_([A-Za-z0-9_-]{43})$")
+# The same rule as events.AppId, so a key can only be bound to an app that can exist.
+_APP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_COLUMNS = ["key_id", "key_hash", "app_id", "scopes", "name", "created_at", "revoked", "version"]
+
+
+class AuthError(Exception):
+    status_code: int = 401
+
+
+class Unauthorized(AuthError):
+    """No key, or one that does not verify: HTTP 401."""
+
+    status_code = 401
+
+
+class Forbidden(AuthError):
+    """A valid key without the scope or app the request needs: HTTP 403."""
+
+    status_code = 403
+
+
+def _check_scope(scope: str) -> None:
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; scopes are {', '.join(SCOPES)}")
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    key_id: str
+    app_id: str
+    scopes: frozenset[str]
+    name: str
+    created_at: datetime
+    revoked: bool = False
+
+    def allows(self, scope: str, app_id: str | None = None) -> bool:
+        """Whether this key may act in `scope`, on `app_id` when given. admin implies every scope."""
+        _check_scope(scope)
+        if self.revoked:
+            return False
+        if scope not in self.scopes and "admin" not in self.scopes:
+            return False
+        return app_id is None or self.app_id in (ALL_APPS, app_id)
+
+
+def authorize(key: ApiKey | None, scope: str, app_id: str | None = None) -> None:
+    """Raise Unauthorized (401) without a valid key, Forbidden (403) when it lacks the scope or app."""
+    _check_scope(scope)
+    if key is None or key.revoked:
+        raise Unauthorized("a valid API key is required (Authorization: Bearer lk_...)")
+    if not key.allows(scope):
+        have = ", ".join(sorted(key.scopes)) or "none"
+        raise Forbidden(f"API key {key.key_id} lacks the {scope!r} scope (it has: {have})")
+    if not key.allows(scope, app_id):
+        raise Forbidden(f"API key {key.key_id} is bound to app {key.app_id!r} and cannot act on app {app_id!r}")
+
+
+def parse_key(plaintext: str) -> tuple[str, str] | None:
+    """(key_id, secret) of a well-formed key, else None."""
+    m = _KEY.match(plaintext)
+    return (m.group(1), m.group(2)) if m else None
+
+
+def generate_key() -> str:
+    """A new plaintext key; token_urlsafe(9) is exactly 12 characters, token_urlsafe(32) 43."""
+    return f"lk_{secrets.token_urlsafe(9)}_{secrets.token_urlsafe(32)}"
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode("ascii")).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Row:
+    key: ApiKey
+    key_hash: str
+    version: int
+
+
+class ApiKeyStore:
+    """API keys on one ClickHouse client. Safe to share between threads."""
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        cache_ttl_s: float = 10.0,
+        cache_size: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._ttl = cache_ttl_s
+        self._size = cache_size
+        self._clock = clock
+        self._cache: OrderedDict[str, tuple[float, _Row | None]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        # One client is one HTTP session (or one chdb connection), and ClickHouse refuses
+        # concurrent queries in one session, so queries from several threads take turns.
+        self._db_lock = threading.Lock()
+
+    # -- writing -------------------------------------------------------------------------
+
+    def create(self, app_id: str, scopes: Iterable[str], name: str = "") -> tuple[ApiKey, str]:
+        """A new key for `app_id` ("*": every app). The plaintext is returned here only."""
+        plaintext = generate_key()
+        return self._store(plaintext, app_id, scopes, name), plaintext
+
+    def import_key(self, plaintext: str, app_id: str, scopes: Iterable[str], name: str = "") -> ApiKey:
+        """Store a key made elsewhere (the embedded stack's development key from settings).
+
+        Idempotent: an existing row with the same secret is returned as it is, so a restart
+        neither duplicates the key nor brings back one that was revoked.
+        """
+        parsed = parse_key(plaintext)
+        if parsed is None:
+            raise ValueError("not an API key: expected lk_<12 characters>_<43 characters>")
+        key_id, secret = parsed
+        existing = self._fetch(key_id)
+        if existing is not None:
+            if not hmac.compare_digest(existing.key_hash, _hash(secret)):
+                raise ValueError(f"key id {key_id} already exists with a different secret")
+            return existing.key
+        return self._store(plaintext, app_id, scopes, name)
+
+    def _store(self, plaintext: str, app_id: str, scopes: Iterable[str], name: str) -> ApiKey:
+        if app_id != ALL_APPS and not _APP_ID.match(app_id):
+            raise ValueError(f"app_id must be '*' or a valid app id, got {app_id!r}")
+        scope_set = frozenset(scopes)
+        if not scope_set:
+            raise ValueError(f"a key needs at least one scope of {', '.join(SCOPES)}")
+        for scope in scope_set:
+            _check_scope(scope)
+        key_id, secret = parse_key(plaintext) or ("", "")
+        now = datetime.now(UTC)
+        created_at = now.replace(microsecond=now.microsecond // 1000 * 1000)  # the column keeps ms
+        key = ApiKey(key_id, app_id, scope_set, name, created_at)
+        row = _Row(key, _hash(secret), time.time_ns())
+        self._insert(row)
+        self._remember(key_id, row)
+        return key
+
+    def revoke(self, key_id: str) -> bool:
+        """Mark the key revoked; False when there is no such key. Other processes see it
+        within their cache TTL; this one at once."""
+        row = self._fetch(key_id)
+        if row is None:
+            return False
+        if not row.key.revoked:
+            revoked = _Row(
+                ApiKey(row.key.key_id, row.key.app_id, row.key.scopes, row.key.name, row.key.created_at, True),
+                row.key_hash,
+                max(time.time_ns(), row.version + 1),
+            )
+            self._insert(revoked)
+        with self._cache_lock:
+            self._cache.pop(key_id, None)
+        return True
+
+    def _insert(self, row: _Row) -> None:
+        k = row.key
+        values = [k.key_id, row.key_hash, k.app_id, sorted(k.scopes), k.name, k.created_at, int(k.revoked), row.version]
+        with self._db_lock:
+            self._client.insert("api_keys", [values], column_names=_COLUMNS)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def verify(self, plaintext: str | None) -> ApiKey | None:
+        """The key, when `plaintext` is a well-formed, known, unrevoked key; else None."""
+        parsed = parse_key(plaintext) if plaintext else None
+        if parsed is None:
+            return None
+        key_id, secret = parsed
+        row = self._lookup(key_id)
+        if row is None or not hmac.compare_digest(row.key_hash, _hash(secret)) or row.key.revoked:
+            return None
+        return row.key
+
+    def list(self, app_id: str | None = None) -> list[ApiKey]:
+        """Every key (revoked ones flagged), oldest first; only keys bound to `app_id` when given."""
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM api_keys FINAL"
+        parameters: dict[str, str] = {}
+        if app_id is not None:
+            sql += " WHERE app_id = {app_id:String}"
+            parameters["app_id"] = app_id
+        sql += " ORDER BY created_at, key_id"
+        with self._db_lock:
+            rows = self._client.query(sql, parameters=parameters).result_rows
+        return [_row(values).key for values in rows]
+
+    def _lookup(self, key_id: str) -> _Row | None:
+        now = self._clock()
+        with self._cache_lock:
+            hit = self._cache.get(key_id)
+            if hit is not None and hit[0] > now:
+                self._cache.move_to_end(key_id)
+                return hit[1]
+        row = self._fetch(key_id)
+        self._remember(key_id, row)
+        return row
+
+    def _remember(self, key_id: str, row: _Row | None) -> None:
+        with self._cache_lock:
+            self._cache[key_id] = (self._clock() + self._ttl, row)
+            self._cache.move_to_end(key_id)
+            while len(self._cache) > self._size:
+                self._cache.popitem(last=False)
+
+    def _fetch(self, key_id: str) -> _Row | None:
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM api_keys FINAL WHERE key_id = {{key_id:String}}"
+        with self._db_lock:
+            rows = self._client.query(sql, parameters={"key_id": key_id}).result_rows
+        return _row(rows[0]) if rows else None
+
+
+def _row(values: tuple | list) -> _Row:
+    key_id, key_hash, app_id, scopes, name, created_at, revoked, version = values
+    if created_at.tzinfo is None:
+        created_at = created_at.replace(tzinfo=UTC)
+    return _Row(ApiKey(key_id, app_id, frozenset(scopes), name, created_at, bool(revoked)), key_hash, int(version))

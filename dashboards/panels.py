@@ -1,0 +1,347 @@
+"""The one panel specification: Grafana's dashboard and the embedded overview page both draw it.
+
+Each panel's SQL is written for the grafana-clickhouse-datasource plugin: its macros
+($__timeFilter(col), $__fromTime, $__toTime, $__timeInterval(col), $__interval_s,
+$__conditionalAll(...)) and the dashboard's template variables ${app}, ${model},
+${environment} (multi-value, with All) and ${daily_budget} (a constant). macros.py expands
+them the way the plugin does, so tests and the overview run exactly this text.
+
+Call metrics read the per-minute rollup calls_1m, so a panel stays fast on months of calls.
+Tables without a rollup (scores, feedback, drift_results, retrain_runs, dead_letters) are
+ReplacingMergeTree keyed by id, and a replayed row may stay doubled until a merge: counts
+here are distinct ids, not rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+Kind = Literal["timeseries", "stat", "table"]
+ColumnType = Literal["time", "string", "number"]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: ColumnType
+    unit: str | None = None  # when it differs from the panel's: drawn on a second axis
+
+
+@dataclass(frozen=True)
+class Panel:
+    id: str
+    title: str
+    kind: Kind
+    sql: str
+    columns: tuple[Column, ...]
+    unit: str  # a Grafana unit id (percentunit, ms, currencyUSD...)
+    description: str
+    width: int = 12  # of Grafana's 24 grid columns
+    height: int = 8
+
+    @property
+    def series_column(self) -> str | None:
+        """A timeseries in long format names its series in a string column (Grafana pivots it)."""
+        strings = [c.name for c in self.columns if c.type == "string"]
+        return strings[0] if self.kind == "timeseries" and strings else None
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["series_column"] = self.series_column
+        return data
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    label: str
+    kind: Literal["query", "constant"]
+    sql: str | None = None  # query variables: one column of values
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _c(name: str, type_: ColumnType = "number", unit: str | None = None) -> Column:
+    return Column(name, type_, unit)
+
+
+def _all_or(column: str, var: str) -> str:
+    # $__conditionalAll drops the whole condition when All is selected, so the default view
+    # filters nothing instead of sending every known value in an IN list.
+    return f"$__conditionalAll({column} IN (${{{var}:singlequote}}), ${var})"
+
+
+def _calls_of(column: str, var: str) -> str:
+    # Tables without the column (feedback; scores' environment) filter through the calls
+    # they rate; the day of slack covers feedback that arrives after its call.
+    calls = (
+        "event_id IN (SELECT event_id FROM llm_calls WHERE ts >= $__fromTime - INTERVAL 1 DAY "
+        f"AND ts <= $__toTime AND {column} IN (${{{var}:singlequote}}))"
+    )
+    return f"$__conditionalAll({calls}, ${var})"
+
+
+CALLS_FILTER = " AND ".join([
+    "$__timeFilter(minute)", _all_or("app_id", "app"), _all_or("model", "model"), _all_or("environment", "environment")
+])
+
+# Sizes of a bucket from $__timeInterval; the rollup never has less than a minute.
+_BUCKET_MINUTES = "(greatest($__interval_s, 60) / 60)"
+
+# Retrain states in the order a run passes them, to break ties of equal timestamps.
+_RETRAIN_ORDER = (
+    "transform(status, ['requested', 'approved', 'rejected', 'launched', 'running', 'succeeded', 'failed', "
+    "'timed_out'], [1, 2, 3, 4, 5, 6, 6, 6], 0)"
+)
+
+# A call counts as toxic when any toxicity.* score reaches this (the detoxify labels are 0..1).
+TOXIC_AT = 0.5
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("app", "App", "query", "SELECT DISTINCT app_id FROM calls_1m WHERE $__timeFilter(minute) ORDER BY app_id"),
+    Variable(
+        "model", "Model", "query",
+        f"SELECT DISTINCT model FROM calls_1m WHERE $__timeFilter(minute) AND {_all_or('app_id', 'app')} "
+        "ORDER BY model",
+    ),
+    Variable(
+        "environment", "Environment", "query",
+        f"SELECT DISTINCT environment FROM calls_1m WHERE $__timeFilter(minute) AND {_all_or('app_id', 'app')} "
+        f"AND {_all_or('model', 'model')} ORDER BY environment",
+    ),
+    Variable("daily_budget", "Daily budget (USD)", "constant"),
+)
+
+PANELS: tuple[Panel, ...] = (
+    Panel(
+        id="calls_total",
+        title="Calls",
+        kind="stat",
+        sql=f"SELECT countMerge(calls) AS calls FROM calls_1m WHERE {CALLS_FILTER}",
+        columns=(_c("calls"),),
+        unit="short",
+        description="LLM calls in the time range.",
+        width=6, height=4,
+    ),
+    Panel(
+        id="error_share",
+        title="Error rate (range)",
+        kind="stat",
+        sql=f"SELECT sumMerge(errors) / countMerge(calls) AS error_rate FROM calls_1m WHERE {CALLS_FILTER}",
+        columns=(_c("error_rate"),),
+        unit="percentunit",
+        description="Share of calls with status error over the whole range.",
+        width=6, height=4,
+    ),
+    Panel(
+        id="spend_total",
+        title="Spend (range)",
+        kind="stat",
+        sql=f"SELECT sumMerge(cost_usd) AS spend_usd FROM calls_1m WHERE {CALLS_FILTER}",
+        columns=(_c("spend_usd"),),
+        unit="currencyUSD",
+        description="LLM spend in the time range.",
+        width=6, height=4,
+    ),
+    Panel(
+        id="latency_p99_total",
+        title="p99 latency (range)",
+        kind="stat",
+        sql="SELECT quantilesTDigestIfMerge(0.5, 0.9, 0.99)(latency_ms)[3] AS p99_ms "
+        f"FROM calls_1m WHERE {CALLS_FILTER}",
+        columns=(_c("p99_ms"),),
+        unit="ms",
+        description="99th percentile latency over the whole range.",
+        width=6, height=4,
+    ),
+    Panel(
+        id="traffic",
+        title="Traffic (calls/min)",
+        kind="timeseries",
+        sql=(
+            "SELECT $__timeInterval(minute) AS time, concat(app_id, '/', model) AS series, "
+            f"countMerge(calls) / {_BUCKET_MINUTES} AS calls_per_min "
+            f"FROM calls_1m WHERE {CALLS_FILTER} GROUP BY time, series ORDER BY time, series"
+        ),
+        columns=(_c("time", "time"), _c("series", "string"), _c("calls_per_min")),
+        unit="reqpm",
+        description="Calls per minute per app/model.",
+    ),
+    Panel(
+        id="latency",
+        title="Latency p50 / p90 / p99",
+        kind="timeseries",
+        sql=(
+            "SELECT time, q[1] AS p50_ms, q[2] AS p90_ms, q[3] AS p99_ms FROM ("
+            "SELECT $__timeInterval(minute) AS time, quantilesTDigestIfMerge(0.5, 0.9, 0.99)(latency_ms) AS q "
+            f"FROM calls_1m WHERE {CALLS_FILTER} GROUP BY time) ORDER BY time"
+        ),
+        columns=(_c("time", "time"), _c("p50_ms"), _c("p90_ms"), _c("p99_ms")),
+        unit="ms",
+        description="Latency quantiles of the selected streams (t-digest states merged across them).",
+    ),
+    Panel(
+        id="error_rate",
+        title="Error rate",
+        kind="timeseries",
+        sql=(
+            "SELECT $__timeInterval(minute) AS time, concat(app_id, '/', model) AS series, "
+            "sumMerge(errors) / countMerge(calls) AS error_rate "
+            f"FROM calls_1m WHERE {CALLS_FILTER} GROUP BY time, series ORDER BY time, series"
+        ),
+        columns=(_c("time", "time"), _c("series", "string"), _c("error_rate")),
+        unit="percentunit",
+        description="Share of calls with status error, per app/model.",
+    ),
+    Panel(
+        id="tokens",
+        title="Tokens in / out",
+        kind="timeseries",
+        sql=(
+            "SELECT $__timeInterval(minute) AS time, sumMerge(tokens_in) AS tokens_in, "
+            f"sumMerge(tokens_out) AS tokens_out FROM calls_1m WHERE {CALLS_FILTER} GROUP BY time ORDER BY time"
+        ),
+        columns=(_c("time", "time"), _c("tokens_in"), _c("tokens_out")),
+        unit="short",
+        description="Prompt and completion tokens per bucket.",
+    ),
+    Panel(
+        id="cost",
+        title="Spend today vs daily budget",
+        kind="timeseries",
+        # The running sum starts at the UTC midnight before the range, so "spent today" is
+        # right even when the range begins mid-day; buckets before the range are cut after.
+        sql=(
+            "SELECT time, spend_today_usd, daily_budget_usd FROM ("
+            "SELECT time, sum(cost) OVER (PARTITION BY toDate(time) ORDER BY time) AS spend_today_usd, "
+            "toFloat64(${daily_budget}) AS daily_budget_usd FROM ("
+            "SELECT $__timeInterval(minute) AS time, sumMerge(cost_usd) AS cost FROM calls_1m "
+            "WHERE minute >= toStartOfDay($__fromTime) AND minute <= $__toTime "
+            f"AND {_all_or('app_id', 'app')} AND {_all_or('model', 'model')} "
+            f"AND {_all_or('environment', 'environment')} GROUP BY time)) "
+            "WHERE time + INTERVAL $__interval_s SECOND > $__fromTime ORDER BY time"
+        ),
+        columns=(_c("time", "time"), _c("spend_today_usd"), _c("daily_budget_usd")),
+        unit="currencyUSD",
+        description="Cumulative spend since UTC midnight against the daily budget.",
+    ),
+    Panel(
+        id="toxicity_rate",
+        title="Toxicity rate",
+        kind="timeseries",
+        sql=(
+            "SELECT time, avg(toxic) AS toxicity_rate, count() AS scored_calls FROM ("
+            f"SELECT $__timeInterval(ts) AS time, event_id, max(value) >= {TOXIC_AT} AS toxic FROM scores "
+            f"WHERE $__timeFilter(ts) AND name LIKE 'toxicity%' AND {_all_or('app_id', 'app')} "
+            f"AND {_all_or('model', 'model')} AND {_calls_of('environment', 'environment')} "
+            "GROUP BY time, event_id) GROUP BY time ORDER BY time"
+        ),
+        columns=(_c("time", "time"), _c("toxicity_rate"), _c("scored_calls", unit="short")),
+        unit="percentunit",
+        description=f"Share of scored calls with any toxicity.* score >= {TOXIC_AT}.",
+    ),
+    Panel(
+        id="judge_scores",
+        title="Judge scores per rubric",
+        kind="timeseries",
+        sql=(
+            "SELECT $__timeInterval(ts) AS time, name AS rubric, avg(value) AS score FROM scores FINAL "
+            f"WHERE $__timeFilter(ts) AND source = 'llm_judge' AND {_all_or('app_id', 'app')} "
+            f"AND {_all_or('model', 'model')} AND {_calls_of('environment', 'environment')} "
+            "GROUP BY time, rubric ORDER BY time, rubric"
+        ),
+        columns=(_c("time", "time"), _c("rubric", "string"), _c("score")),
+        unit="short",
+        description="Mean evaluator-LLM score per rubric.",
+    ),
+    Panel(
+        id="thumbs_down",
+        title="Thumbs-down rate",
+        kind="timeseries",
+        sql=(
+            "SELECT $__timeInterval(ts) AS time, "
+            "uniqExactIf(feedback_id, thumbs = -1) / uniqExact(feedback_id) AS thumbs_down_rate, "
+            "uniqExact(feedback_id) AS votes FROM feedback "
+            f"WHERE $__timeFilter(ts) AND thumbs IS NOT NULL AND {_all_or('app_id', 'app')} "
+            f"AND {_calls_of('model', 'model')} AND {_calls_of('environment', 'environment')} "
+            "GROUP BY time ORDER BY time"
+        ),
+        columns=(_c("time", "time"), _c("thumbs_down_rate"), _c("votes", unit="short")),
+        unit="percentunit",
+        description="Share of thumbs votes that are down.",
+    ),
+    Panel(
+        id="dead_letters",
+        title="Dead letters",
+        kind="timeseries",
+        sql=(
+            "SELECT $__timeInterval(ts) AS time, source_topic AS series, uniqExact(dlq_id) AS dead_letters "
+            "FROM dead_letters WHERE $__timeFilter(ts) GROUP BY time, series ORDER BY time, series"
+        ),
+        columns=(_c("time", "time"), _c("series", "string"), _c("dead_letters")),
+        unit="short",
+        description="Messages that could not be parsed or stored, per source topic (not per app).",
+    ),
+    Panel(
+        id="drift_state",
+        title="Drift state per stream",
+        kind="table",
+        # Aliases differ from the columns they aggregate: ClickHouse would read `drifted`
+        # inside uniqExactIf as the alias, an aggregate inside an aggregate.
+        sql=(
+            "SELECT app_id, model, signal, last.1 AS method, last.2 AS drifted, last.3 AS statistic, "
+            "last.4 AS p_value, last_window_end, drifted_windows, windows FROM ("
+            "SELECT app_id, model, signal, argMax((method, drifted, statistic, p_value), ts) AS last, "
+            "max(window_end) AS last_window_end, uniqExactIf(result_id, drifted = 1) AS drifted_windows, "
+            "uniqExact(result_id) AS windows FROM drift_results "
+            f"WHERE $__timeFilter(ts) AND {_all_or('app_id', 'app')} AND {_all_or('model', 'model')} "
+            "GROUP BY app_id, model, signal) ORDER BY drifted DESC, app_id, model, signal"
+        ),
+        columns=(
+            _c("app_id", "string"), _c("model", "string"), _c("signal", "string"), _c("method", "string"),
+            _c("drifted"), _c("statistic"), _c("p_value"), _c("last_window_end", "time"),
+            _c("drifted_windows"), _c("windows"),
+        ),
+        unit="short",
+        description="The latest drift test of each app/model/signal in the range, and how many windows drifted.",
+        width=24,
+    ),
+    Panel(
+        id="retrain_runs",
+        title="Retrain runs",
+        kind="table",
+        # Runs with any transition in the range, with every transition they have, so a run
+        # started before the range still shows where it began.
+        sql=(
+            "SELECT toString(run_id) AS run_id, app_id, model, latest_status AS status, started, updated, "
+            "first_rule AS rule, new_version AS model_version FROM ("
+            f"SELECT run_id, app_id, model, argMax(status, (ts, {_RETRAIN_ORDER})) AS latest_status, "
+            "min(ts) AS started, max(ts) AS updated, anyIf(rule, rule != '') AS first_rule, "
+            "argMaxIf(model_version, ts, model_version != '') AS new_version FROM retrain_runs "
+            "WHERE run_id IN (SELECT run_id FROM retrain_runs WHERE $__timeFilter(ts)) "
+            f"AND {_all_or('app_id', 'app')} AND {_all_or('model', 'model')} "
+            "GROUP BY run_id, app_id, model) ORDER BY updated DESC LIMIT 50"
+        ),
+        columns=(
+            _c("run_id", "string"), _c("app_id", "string"), _c("model", "string"), _c("status", "string"),
+            _c("started", "time"), _c("updated", "time"), _c("rule", "string"), _c("model_version", "string"),
+        ),
+        unit="short",
+        description="Latest state of each retrain run.",
+        width=24,
+    ),
+)
+
+_BY_ID = {p.id: p for p in PANELS}
+if len(_BY_ID) != len(PANELS):
+    raise RuntimeError("duplicate panel ids")
+
+
+def panel(panel_id: str) -> Panel:
+    return _BY_ID[panel_id]
+
+
+def spec_json() -> dict:
+    return {"panels": [p.to_json() for p in PANELS], "variables": [v.to_json() for v in VARIABLES]}

@@ -1,0 +1,201 @@
+"""A small sample of every table with known totals, for tests and for trying the panels.
+
+Rows go in through the real schema: calls into llm_calls (the materialized view fills
+calls_1m), then scores, drift_results, feedback, retrain_runs and dead_letters. A few score
+rows are inserted twice, as a replay would before ReplacingMergeTree merges them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from clickhouse_connect.driver.client import Client
+
+CALL_COLUMNS = (
+    "event_id", "ts", "app_id", "environment", "provider", "model", "model_version",
+    "tokens_in", "tokens_out", "latency_ms", "status", "error", "cost_usd",
+)
+
+
+@dataclass(frozen=True)
+class Stream:
+    app_id: str
+    model: str
+    environment: str
+    calls_per_min: int
+    error_every: int  # every n-th call fails (0: none)
+    latency_ms: float
+    cost_usd: float
+    tokens_in: int = 100
+    tokens_out: int = 50
+
+
+STREAMS = (
+    Stream("support-bot", "gpt-4o-mini", "prod", calls_per_min=10, error_every=10, latency_ms=400.0, cost_usd=0.001),
+    Stream("support-bot", "claude-3-5-haiku", "staging", calls_per_min=5, error_every=0, latency_ms=800.0,
+           cost_usd=0.002),
+    Stream("search", "gpt-4o", "prod", calls_per_min=2, error_every=4, latency_ms=3000.0, cost_usd=0.01),
+)
+MINUTES = 60
+
+
+@dataclass
+class Sample:
+    """What was inserted, to check panels against."""
+
+    start: datetime
+    end: datetime
+    calls: list[dict] = field(default_factory=list)
+    toxic_events: set[uuid.UUID] = field(default_factory=set)
+    scored_events: set[uuid.UUID] = field(default_factory=set)
+    judge_means: dict[str, float] = field(default_factory=dict)
+    votes: int = 0
+    thumbs_down: int = 0
+    dead_letters: dict[str, int] = field(default_factory=dict)
+
+    def calls_where(self, **match: str) -> list[dict]:
+        return [c for c in self.calls if all(c[k] == v for k, v in match.items())]
+
+
+def insert_calls(client: Client, calls: list[dict]) -> None:
+    client.insert("llm_calls", [[c[k] for k in CALL_COLUMNS] for c in calls], column_names=list(CALL_COLUMNS))
+
+
+def call(ts: datetime, app_id: str, model: str, *, environment: str = "prod", status: str = "ok",
+         latency_ms: float | None = 500.0, cost_usd: float | None = 0.001, tokens_in: int | None = 100,
+         tokens_out: int | None = 50, model_version: str = "") -> dict:
+    return {
+        "event_id": uuid.uuid4(), "ts": ts, "app_id": app_id, "environment": environment, "provider": "openai",
+        "model": model, "model_version": model_version, "tokens_in": tokens_in, "tokens_out": tokens_out,
+        "latency_ms": latency_ms, "status": status, "error": "upstream 503" if status == "error" else "",
+        "cost_usd": cost_usd,
+    }
+
+
+def insert_scores(client: Client, rows: list[dict]) -> None:
+    cols = ["score_id", "event_id", "ts", "app_id", "model", "name", "value", "label", "source", "evaluator",
+            "evaluator_version", "explanation", "cost_usd"]
+    client.insert("scores", [[r.get(c, "") if c not in ("value", "cost_usd") else r.get(c, 0.0) for c in cols]
+                             for r in rows], column_names=cols)
+
+
+def score(c: dict, name: str, value: float, *, source: str = "model", delay_s: int = 5) -> dict:
+    return {
+        "score_id": uuid.uuid4(), "event_id": c["event_id"], "ts": c["ts"] + timedelta(seconds=delay_s),
+        "app_id": c["app_id"], "model": c["model"], "name": name, "value": value, "source": source,
+        "evaluator": "detoxify" if name.startswith("toxicity") else "judge", "evaluator_version": "1",
+    }
+
+
+def insert_drift(client: Client, rows: list[dict]) -> None:
+    cols = ["result_id", "ts", "app_id", "model", "window_start", "window_end", "signal", "method", "statistic",
+            "p_value", "threshold", "drifted", "reference_size", "current_size"]
+    client.insert("drift_results", [[r[c] for c in cols] for r in rows], column_names=cols)
+
+
+def drift(ts: datetime, app_id: str, model: str, signal: str, drifted: bool) -> dict:
+    return {
+        "result_id": uuid.uuid4(), "ts": ts, "app_id": app_id, "model": model,
+        "window_start": ts - timedelta(minutes=15), "window_end": ts, "signal": signal, "method": "mmd",
+        "statistic": 0.4 if drifted else 0.05, "p_value": 0.001 if drifted else 0.6, "threshold": 0.01,
+        "drifted": int(drifted), "reference_size": 500, "current_size": 200,
+    }
+
+
+def insert_feedback(client: Client, rows: list[dict]) -> None:
+    cols = ["feedback_id", "event_id", "ts", "app_id", "source", "author", "thumbs"]
+    client.insert("feedback", [[r[c] for c in cols] for r in rows], column_names=cols)
+
+
+def vote(c: dict, thumbs: int, *, delay_s: int = 30) -> dict:
+    return {
+        "feedback_id": uuid.uuid4(), "event_id": c["event_id"], "ts": c["ts"] + timedelta(seconds=delay_s),
+        "app_id": c["app_id"], "source": "end_user", "author": "u", "thumbs": thumbs,
+    }
+
+
+def insert_retrain(client: Client, rows: list[dict]) -> None:
+    cols = ["run_id", "ts", "app_id", "model", "status", "rule", "model_version"]
+    client.insert("retrain_runs", [[r[c] for c in cols] for r in rows], column_names=cols)
+
+
+def insert_dead_letters(client: Client, rows: list[tuple[datetime, str]]) -> None:
+    cols = ["dlq_id", "ts", "source_topic", "partition", "offset", "payload", "error", "service"]
+    data = [[uuid.uuid4(), ts, topic, 0, i, "{", "invalid json", "sink"] for i, (ts, topic) in enumerate(rows)]
+    client.insert("dead_letters", data, column_names=cols)
+
+
+def seed(client: Client, now: datetime) -> Sample:
+    """An hour of traffic ending at `now` (a whole minute, UTC), with its scores and feedback."""
+    start = now - timedelta(minutes=MINUTES)
+    sample = Sample(start=start, end=now)
+    for s in STREAMS:
+        n = 0
+        for minute in range(MINUTES):
+            for i in range(s.calls_per_min):
+                n += 1
+                ts = start + timedelta(minutes=minute, seconds=i * (60 // s.calls_per_min))
+                failed = s.error_every and n % s.error_every == 0
+                sample.calls.append(call(
+                    ts, s.app_id, s.model, environment=s.environment, status="error" if failed else "ok",
+                    latency_ms=s.latency_ms + (i * 10), cost_usd=s.cost_usd, tokens_in=s.tokens_in,
+                    tokens_out=s.tokens_out, model_version="2024-07" if minute < 30 else "2024-09",
+                ))
+    insert_calls(client, sample.calls)
+
+    # Toxicity on every support-bot/gpt-4o-mini call: 1 in 20 is toxic; a few rows doubled.
+    scores = []
+    for n, c in enumerate(sample.calls_where(app_id="support-bot", model="gpt-4o-mini")):
+        toxic = n % 20 == 0
+        scores.append(score(c, "toxicity.insult", 0.9 if toxic else 0.1))
+        scores.append(score(c, "toxicity.identity_attack", 0.02))
+        sample.scored_events.add(c["event_id"])
+        if toxic:
+            sample.toxic_events.add(c["event_id"])
+    scores += scores[:10]  # a replay before the merge
+    # Judge rubrics on the claude stream.
+    for c in sample.calls_where(model="claude-3-5-haiku"):
+        scores.append(score(c, "judge.relevance", 0.8, source="llm_judge"))
+        scores.append(score(c, "judge.faithfulness", 0.6, source="llm_judge"))
+    sample.judge_means = {"judge.relevance": 0.8, "judge.faithfulness": 0.6}
+    insert_scores(client, scores)
+
+    m = now - timedelta(minutes=1)
+    insert_drift(client, [
+        drift(m - timedelta(minutes=45), "support-bot", "gpt-4o-mini", "embedding", False),
+        drift(m - timedelta(minutes=30), "support-bot", "gpt-4o-mini", "embedding", True),
+        drift(m - timedelta(minutes=15), "support-bot", "gpt-4o-mini", "embedding", True),
+        drift(m, "support-bot", "gpt-4o-mini", "embedding", True),
+        drift(m - timedelta(minutes=15), "support-bot", "gpt-4o-mini", "prompt_tokens", False),
+        drift(m, "support-bot", "gpt-4o-mini", "prompt_tokens", False),
+        drift(m - timedelta(minutes=15), "search", "gpt-4o", "embedding", True),
+        drift(m, "search", "gpt-4o", "embedding", False),
+    ])
+
+    # Thumbs: 40 on support-bot (10 down), 20 on search (12 down).
+    votes = []
+    for app_id, total, down in (("support-bot", 40, 10), ("search", 20, 12)):
+        for n, c in enumerate(sample.calls_where(app_id=app_id)[:total]):
+            votes.append(vote(c, -1 if n < down else 1))
+    sample.votes, sample.thumbs_down = 60, 22
+    insert_feedback(client, votes)
+
+    run_ok, run_failed = uuid.uuid4(), uuid.uuid4()
+    rule = "thumbs_down_rate>0.2"
+    insert_retrain(client, [
+        {"run_id": run_ok, "ts": start + timedelta(minutes=m_), "app_id": "support-bot", "model": "gpt-4o-mini",
+         "status": st, "rule": rule if st == "requested" else "", "model_version": "ft-2" if st == "succeeded" else ""}
+        for m_, st in ((5, "requested"), (6, "launched"), (7, "running"), (40, "succeeded"))
+    ] + [
+        {"run_id": run_failed, "ts": start + timedelta(minutes=m_), "app_id": "search", "model": "gpt-4o",
+         "status": st, "rule": rule if st == "requested" else "", "model_version": ""}
+        for m_, st in ((20, "requested"), (21, "launched"), (50, "failed"))
+    ])
+
+    letters = [(start + timedelta(minutes=5 * i), "llm.events") for i in range(3)]
+    letters.append((start + timedelta(minutes=30), "llm.scores"))
+    insert_dead_letters(client, letters)
+    sample.dead_letters = {"llm.events": 3, "llm.scores": 1}
+    return sample

@@ -1,0 +1,137 @@
+"""HTTP API of the drift service: results, streams, reference resets, and the ops routes.
+
+GET /v1/drift needs the read scope; changing a reference needs admin. Results are read
+from drift_results, which the sink fills from llm.drift."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from lookout.core.auth import ApiKey, ApiKeyStore
+from lookout.core.events import AppId, LlmCall, Name, ShortText, now_utc
+from lookout.core.ops import ops_router
+
+from .service import DriftService
+from .windows import StreamKey
+
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+class UploadItem(BaseModel):
+    prompt: str = Field("", max_length=1_000_000)
+    response: str = Field("", max_length=1_000_000)
+
+
+class ReferenceReset(BaseModel):
+    app_id: AppId
+    model: Name
+    prompt_version: ShortText | None = None
+    policy: Literal["first_n", "previous_period", "pinned"] = "first_n"
+    # pinned: either a time range of the stream's stored events, or an uploaded set.
+    ts_from: datetime | None = Field(None, alias="from")
+    ts_to: datetime | None = Field(None, alias="to")
+    samples: list[UploadItem] | None = Field(None, max_length=10_000)
+
+
+def build_router(service: DriftService, keys: Callable[[], ApiKeyStore | None]) -> APIRouter:
+    router = APIRouter(tags=["drift"])
+
+    async def api_key(authorization: Annotated[str | None, Header()] = None) -> ApiKey | None:
+        store = keys()
+        if store is None:  # auth switched off (LOOKOUT_DRIFT_AUTH=false)
+            return None
+        if not authorization:
+            raise HTTPException(401, "missing Authorization header (Bearer <api key>)", headers=_CHALLENGE)
+        scheme, _, token = authorization.partition(" ")
+        key = await run_in_threadpool(store.verify, token.strip()) if scheme.lower() == "bearer" else None
+        if key is None:
+            raise HTTPException(401, "unknown or revoked API key", headers=_CHALLENGE)
+        return key
+
+    def require(key: ApiKey | None, scope: str, app_id: str | None = None) -> None:
+        if key is not None and not key.allows(scope, app_id):
+            raise HTTPException(403, f"this API key may not use scope '{scope}' on app '{app_id or '*'}'")
+
+    @router.get("/v1/drift")
+    async def list_results(
+        app_id: str | None = None,
+        model: str | None = None,
+        signal: str | None = None,
+        since: datetime | None = None,
+        drifted: bool | None = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
+        key: ApiKey | None = Depends(api_key),
+    ) -> dict:
+        if key is not None and key.app_id != "*" and app_id is None:
+            app_id = key.app_id  # a key bound to one app lists that app's results only
+        require(key, "read", app_id)
+        rows = await run_in_threadpool(service.store.list_results, app_id, model, signal, since, limit, drifted)
+        return {"results": rows}
+
+    @router.get("/v1/drift/streams")
+    async def streams(key: ApiKey | None = Depends(api_key)) -> dict:
+        require(key, "read")
+        visible = [s for s in service.stream_summaries() if key is None or key.allows("read", s["app_id"])]
+        return {"streams": visible}
+
+    @router.post("/v1/drift/reference")
+    async def reset_reference(body: ReferenceReset, key: ApiKey | None = Depends(api_key)) -> dict:
+        """Reset a stream's reference, e.g. after a deliberate release. Every later result
+        carries the new reference_id."""
+        require(key, "admin", body.app_id)
+        stream = StreamKey(body.app_id, body.model,
+                           (body.prompt_version or "") if service.settings.drift_per_prompt_version else "")
+        samples = None
+        if body.samples is not None:
+            if not body.samples:
+                raise HTTPException(422, "samples must not be empty")
+            calls = [
+                LlmCall(event_id=uuid.uuid4(), ts=now_utc(), app_id=body.app_id, model=body.model,
+                        prompt=item.prompt, output=item.response)
+                for item in body.samples
+            ]
+            samples = await run_in_threadpool(service._featurize, calls)
+        elif body.policy == "pinned" and not (body.ts_from and body.ts_to):
+            raise HTTPException(422, "a pinned reference needs 'from' and 'to', or 'samples'")
+        request = await service.request_reset(stream, body.policy, body.ts_from, body.ts_to, samples)
+        state = service.states.get(stream)
+        return {
+            "stream": str(stream),
+            "reset_version": request.version,
+            "reference_id": state.reference_id if state and state.last_reset >= request.version else None,
+            "policy": state.policy if state else body.policy,
+            "reference_size": len(state.reference) if state else 0,
+        }
+
+    return router
+
+
+def create_app(service: DriftService) -> FastAPI:
+    """The service's whole HTTP surface; `python -m lookout.drift` serves it, and the
+    lifespan runs the worker in the same loop."""
+    from contextlib import asynccontextmanager
+
+    keys: dict[str, ApiKeyStore | None] = {"store": None}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        await service.start()
+        if service.settings.drift_auth:
+            keys["store"] = ApiKeyStore(service.client)
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(title="Lookout drift", lifespan=lifespan)
+    app.include_router(build_router(service, lambda: keys["store"]))
+    checks = {"kafka": service.ready, "clickhouse": lambda: None if service.store else "not connected"}
+    app.include_router(ops_router(checks))
+    return app

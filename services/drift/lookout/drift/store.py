@@ -1,0 +1,219 @@
+"""ClickHouse side of the drift service: its tables, the samples (embeddings and token
+features) of every sampled event, the window state per stream, and reference resets.
+Blocking calls: the service runs them in a worker thread."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import orjson
+from clickhouse_connect.driver.client import Client
+
+from lookout.core.migrations import Migration
+
+from .features import Sample
+from .windows import StreamKey
+
+_SAMPLE_COLUMNS = [
+    "event_id", "ts", "app_id", "model", "prompt_version", "source", "reference_id", "encoder",
+    "prompt_embedding", "response_embedding", "prompt_chars", "response_chars", "prompt_tokens",
+    "response_tokens", "prompt_token_ids", "response_token_ids", "empty_or_refused",
+]
+_READ_COLUMNS = [*_SAMPLE_COLUMNS[:1], "ts", *_SAMPLE_COLUMNS[8:]]
+
+
+def migration_sql() -> str:
+    return resources.files("lookout.drift").joinpath("migrations.sql").read_text()
+
+
+@dataclass(frozen=True)
+class ResetRequest:
+    version: int
+    key: StreamKey
+    policy: str
+    ts_from: datetime | None = None
+    ts_to: datetime | None = None
+    upload_reference: str = ""
+
+
+class DriftStore:
+    def __init__(self, client: Client, retention_days: int = 90):
+        self._client = client
+        self.retention_days = retention_days
+        # One client is one session, and ClickHouse refuses concurrent queries in a session:
+        # the consumer thread and HTTP handlers take turns.
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> _Locked:
+        return _Locked(self._client, self._lock)
+
+    def migrate(self) -> None:
+        for statement in Migration(0, "drift", migration_sql()).statements(self.retention_days):
+            self.client.command(statement)
+
+    # --- samples -------------------------------------------------------------------
+    def save_samples(
+        self, rows: Iterable[tuple[StreamKey, Sample]], encoder: str, source: str = "stream", reference_id: str = ""
+    ) -> int:
+        data = [self._row(key, s, encoder, source, reference_id) for key, s in rows]
+        if data:
+            self.client.insert("drift_embeddings", data, column_names=_SAMPLE_COLUMNS)
+        return len(data)
+
+    @staticmethod
+    def _row(key: StreamKey, s: Sample, encoder: str, source: str, reference_id: str) -> list[Any]:
+        def vec(v: np.ndarray | None) -> list[float]:
+            return [] if v is None else v.astype(np.float32).tolist()
+
+        return [
+            s.event_id, s.ts, key.app_id, key.model, key.prompt_version, source, reference_id, encoder,
+            vec(s.prompt_embedding), vec(s.response_embedding), s.prompt_chars, s.response_chars,
+            s.prompt_tokens, s.response_tokens, s.prompt_token_ids.tolist(), s.response_token_ids.tolist(),
+            int(s.empty_or_refused),
+        ]
+
+    def _query_samples(self, where: str, parameters: dict[str, Any]) -> list[Sample]:
+        # LIMIT 1 BY event_id: rows of a replay not merged away yet count once.
+        rows = self.client.query(
+            f"SELECT {', '.join(_READ_COLUMNS)} FROM drift_embeddings WHERE {where} "
+            "ORDER BY ts, event_id LIMIT 1 BY event_id",
+            parameters=parameters,
+        ).result_rows
+        return [self._sample(r) for r in rows]
+
+    @staticmethod
+    def _sample(r: Sequence[Any]) -> Sample:
+        (event_id, ts, p_emb, r_emb, p_chars, r_chars, p_tok, r_tok, p_ids, r_ids, empty) = r
+        return Sample(
+            event_id=event_id if isinstance(event_id, uuid.UUID) else uuid.UUID(str(event_id)),
+            ts=ts,
+            prompt_chars=int(p_chars), response_chars=int(r_chars),
+            prompt_tokens=int(p_tok), response_tokens=int(r_tok),
+            empty_or_refused=bool(empty),
+            prompt_token_ids=np.asarray(p_ids, dtype=np.uint32),
+            response_token_ids=np.asarray(r_ids, dtype=np.uint32),
+            prompt_embedding=np.asarray(p_emb, dtype=np.float32) if len(p_emb) else None,
+            response_embedding=np.asarray(r_emb, dtype=np.float32) if len(r_emb) else None,
+        )
+
+    def _stream_filter(self, key: StreamKey) -> tuple[str, dict[str, Any]]:
+        return ("app_id = {app:String} AND model = {model:String} AND prompt_version = {pv:String}",
+                {"app": key.app_id, "model": key.model, "pv": key.prompt_version})
+
+    def load_samples(self, key: StreamKey, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Sample]:
+        if not event_ids:
+            return {}
+        where, params = self._stream_filter(key)
+        found = self._query_samples(f"{where} AND source = 'stream' AND event_id IN {{ids:Array(UUID)}}",
+                                    {**params, "ids": [str(i) for i in event_ids]})
+        return {s.event_id: s for s in found}
+
+    def load_range(self, key: StreamKey, ts_from: datetime, ts_to: datetime, limit: int) -> list[Sample]:
+        """A pinned reference from stored history: a uniform sample (by event-id hash) of
+        the stream's events in [ts_from, ts_to]."""
+        where, params = self._stream_filter(key)
+        rows = self.client.query(
+            f"SELECT {', '.join(_READ_COLUMNS)} FROM drift_embeddings WHERE {where} AND source = 'stream' "
+            "AND ts BETWEEN {lo:DateTime64(3, 'UTC')} AND {hi:DateTime64(3, 'UTC')} "
+            "ORDER BY cityHash64(event_id) LIMIT 1 BY event_id LIMIT {n:UInt32}",
+            parameters={**params, "lo": ts_from, "hi": ts_to, "n": limit},
+        ).result_rows
+        return sorted((self._sample(r) for r in rows), key=lambda s: (s.ts, s.event_id))
+
+    def load_upload(self, key: StreamKey, reference_id: str) -> list[Sample]:
+        where, params = self._stream_filter(key)
+        return self._query_samples(f"{where} AND source = 'upload' AND reference_id = {{ref:String}}",
+                                   {**params, "ref": reference_id})
+
+    # --- stream state --------------------------------------------------------------
+    def save_states(self, states: Sequence[tuple[StreamKey, int, dict[str, Any]]]) -> None:
+        if not states:
+            return
+        self.client.insert(
+            "drift_stream_state",
+            [[str(k), k.app_id, k.model, k.prompt_version, version, orjson.dumps(state).decode()]
+             for k, version, state in states],
+            column_names=["stream", "app_id", "model", "prompt_version", "version", "state"],
+        )
+
+    def load_states(self) -> list[tuple[StreamKey, dict[str, Any]]]:
+        rows = self.client.query(
+            "SELECT app_id, model, prompt_version, argMax(state, version) FROM drift_stream_state "
+            "GROUP BY stream, app_id, model, prompt_version"
+        ).result_rows
+        return [(StreamKey(a, m, pv), orjson.loads(s)) for a, m, pv, s in rows]
+
+    # --- reference resets ----------------------------------------------------------
+    def add_reset(self, request: ResetRequest) -> None:
+        k = request.key
+        self.client.insert(
+            "drift_reference_resets",
+            [[request.version, str(k), k.app_id, k.model, k.prompt_version, request.policy, request.ts_from,
+              request.ts_to, request.upload_reference]],
+            column_names=["version", "stream", "app_id", "model", "prompt_version", "policy", "ts_from", "ts_to",
+                          "upload_reference"],
+        )
+
+    def resets_since(self, version: int) -> list[ResetRequest]:
+        rows = self.client.query(
+            "SELECT DISTINCT version, app_id, model, prompt_version, policy, ts_from, ts_to, upload_reference "
+            "FROM drift_reference_resets WHERE version > {v:UInt64} ORDER BY version",
+            parameters={"v": version},
+        ).result_rows
+        return [ResetRequest(v, StreamKey(a, m, pv), pol, lo, hi, up) for v, a, m, pv, pol, lo, hi, up in rows]
+
+    # --- results (stored by the sink) ------------------------------------------------
+    def list_results(
+        self, app_id: str | None, model: str | None, signal: str | None, since: datetime | None, limit: int,
+        drifted: bool | None = None,
+    ) -> list[dict[str, Any]]:
+        where, params = ["1"], {"n": limit}
+        for column, value in (("app_id", app_id), ("model", model), ("signal", signal)):
+            if value:
+                where.append(f"{column} = {{{column}:String}}")
+                params[column] = value
+        if since:
+            where.append("ts >= {since:DateTime64(3, 'UTC')}")
+            params["since"] = since
+        if drifted is not None:
+            where.append("drifted = {drifted:UInt8}")
+            params["drifted"] = int(drifted)
+        result = self.client.query(
+            "SELECT result_id, ts, app_id, model, prompt_version, window_start, window_end, signal, method, "
+            "statistic, p_value, threshold, drifted, reference_size, current_size, reference_id, examples, details "
+            f"FROM drift_results FINAL WHERE {' AND '.join(where)} ORDER BY ts DESC, signal LIMIT {{n:UInt32}}",
+            parameters=params,
+        )
+        out = []
+        for row in result.named_results():
+            row["drifted"] = bool(row["drifted"])
+            row["details"] = orjson.loads(row["details"]) if row["details"] else {}
+            out.append(row)
+        return out
+
+
+class _Locked:
+    """The client's query/command/insert, each under the store's lock."""
+
+    def __init__(self, client: Client, lock: threading.Lock):
+        self._client, self._lock = client, lock
+
+    def query(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return self._client.query(*args, **kwargs)
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return self._client.command(*args, **kwargs)
+
+    def insert(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return self._client.insert(*args, **kwargs)

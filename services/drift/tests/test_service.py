@@ -1,0 +1,291 @@
+"""The drift service end to end: real broker (Apache Kafka and Tansu), real chdb store,
+real MiniLM. Events in on llm.events, DriftResult records out on llm.drift."""
+
+import asyncio
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from corpus import answer, questions
+from fastapi import FastAPI
+
+from lookout.core import ids, kafka, topics
+from lookout.core.auth import ApiKeyStore
+from lookout.core.events import DriftResult, LlmCall
+from lookout.drift import DriftService, DriftSettings
+from lookout.drift.api import build_router
+
+REF, WINDOW, EVERY = 60, 60, 30
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def drift_settings(settings, **extra) -> DriftSettings:
+    values = settings.model_dump()
+    values.update(
+        drift_reference_size=REF, drift_window_size=WINDOW, drift_test_every_events=EVERY,
+        drift_min_window_events=EVERY, drift_consecutive_windows=2, drift_auth=False, drift_batch_events=300,
+        # Sampling off: these tests produce bursts and check exact windows.
+        drift_encoder_texts_per_s=1e9,
+    )
+    values.update(extra)
+    return DriftSettings(**values)
+
+
+class Traffic:
+    """Calls of one stream, one second apart in event time, topics by plan."""
+
+    def __init__(self, app="shop", model="m1", seed=0):
+        self.app, self.model, self.n = app, model, 0
+        self.rnd = random.Random(seed)
+        self.pools = {t: iter(questions(t, seed=seed)) for t in ("cooking", "tax", "travel")}
+
+    def calls(self, topic: str, count: int) -> list[LlmCall]:
+        out = []
+        for _ in range(count):
+            ts = T0 + timedelta(seconds=self.n)
+            self.n += 1
+            out.append(LlmCall(event_id=ids.uuid7(int(ts.timestamp() * 1000)), ts=ts, app_id=self.app,
+                               model=self.model, prompt=next(self.pools[topic]), output=answer(topic, self.rnd)))
+        return out
+
+
+async def produce(settings, messages) -> None:
+    producer = await kafka.start_producer(settings)
+    name = topics.resolve(settings.topic_prefix, topics.EVENTS)
+    try:
+        for m in messages:
+            if isinstance(m, LlmCall):
+                await producer.send(name, m.to_bytes(), key=topics.event_key(m.app_id, m.model))
+            else:
+                await producer.send(name, m, key=b"shop/m1")
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+class Results:
+    """Reads llm.drift from the beginning with its own group."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.records: list[DriftResult] = []
+        self.consumer = None
+
+    async def __aenter__(self):
+        name = topics.resolve(self.settings.topic_prefix, topics.DRIFT)
+        await kafka.ensure_topics(self.settings, [topics.DRIFT])
+        self.consumer = kafka.make_consumer(self.settings, f"reader-{uuid.uuid4().hex[:6]}", name)
+        await self.consumer.start()
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.consumer.stop()
+
+    async def until(self, done, limit_s: float = 120) -> list[DriftResult]:
+        deadline = asyncio.get_running_loop().time() + limit_s
+        while not done(self.records):
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"timed out with {len(self.records)} results")
+            for part in (await self.consumer.getmany(timeout_ms=300)).values():
+                self.records.extend(DriftResult.from_bytes(r.value) for r in part)
+        return self.records
+
+
+async def eventually(condition, limit_s: float = 60) -> None:
+    for _ in range(int(limit_s * 10)):
+        if condition():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("condition not reached")
+
+
+def has_window(signal: str, index: int):
+    return lambda rs: any(r.signal == signal and r.details["window_index"] >= index for r in rs)
+
+
+async def test_a_topic_shift_is_flagged_after_m_windows_and_not_before(settings, encoder, tokenizer):
+    s = drift_settings(settings)
+    traffic = Traffic()
+    await produce(s, traffic.calls("cooking", REF + 4 * EVERY) + traffic.calls("tax", 4 * EVERY))
+    service = DriftService(s, encoder=encoder, tokenizer=tokenizer)
+    await service.start()
+    try:
+        async with Results(s) as results:
+            records = await results.until(has_window("prompt_embedding", 7))
+    finally:
+        await service.stop()
+
+    by_window = {}
+    for r in records:
+        by_window.setdefault(r.details["window_index"], []).append(r)
+    assert sorted(by_window) == list(range(8))
+    # Windows 0-3 are all cooking: nothing drifted, on any signal.
+    assert not [r for i in range(4) for r in by_window[i] if r.drifted]
+    prompt = {r.details["window_index"]: r for r in records if r.signal == "prompt_embedding"}
+    # Window 4 is half tax: it crosses, but one window is not enough (M=2); 5 on are drifted.
+    assert prompt[4].details["window_crossed"] and not prompt[4].drifted
+    assert all(prompt[i].drifted for i in (5, 6, 7))
+    drifted = prompt[5]
+    assert drifted.method == "mmd_rbf" and drifted.p_value < 0.01 and drifted.reference_size == REF
+    assert drifted.current_size == WINDOW and len({r.reference_id for r in records}) == 1
+    assert 1 <= len(drifted.examples) <= 5
+    token = next(r for r in records if r.signal == "prompt_token_frequency" and r.details["window_index"] == 5)
+    assert token.drifted and token.details["top_tokens"]
+    # Every result went out keyed app/model, once.
+    assert len({r.result_id for r in records}) == len(records)
+
+
+async def test_examples_of_a_drifted_window_are_calls_of_the_new_topic(kafka_broker, settings_for, encoder, tokenizer):
+    s = drift_settings(settings_for(kafka_broker))
+    traffic = Traffic(seed=5)
+    cooking = traffic.calls("cooking", REF + EVERY)
+    tax = traffic.calls("tax", 2 * EVERY)
+    await produce(s, cooking + tax)
+    service = DriftService(s, encoder=encoder, tokenizer=tokenizer)
+    await service.start()
+    try:
+        async with Results(s) as results:
+            records = await results.until(has_window("prompt_embedding", 2))
+    finally:
+        await service.stop()
+    crossed = [r for r in records if r.signal == "prompt_embedding" and r.details["window_crossed"]]
+    assert crossed
+    assert set(crossed[-1].examples) <= {c.event_id for c in tax}
+
+
+async def test_a_stream_without_shift_stays_quiet_over_many_windows(kafka_broker, settings_for, encoder, tokenizer):
+    s = drift_settings(settings_for(kafka_broker))
+    traffic = Traffic(seed=2)
+    await produce(s, traffic.calls("cooking", REF + 10 * EVERY))
+    service = DriftService(s, encoder=encoder, tokenizer=tokenizer)
+    await service.start()
+    try:
+        async with Results(s) as results:
+            records = await results.until(has_window("prompt_embedding", 9))
+    finally:
+        await service.stop()
+    assert len({r.details["window_index"] for r in records}) == 10
+    assert not [(r.signal, r.details["window_index"]) for r in records if r.drifted]
+
+
+async def test_worker_killed_mid_stream_resumes_its_windows_without_duplicates(settings, encoder, tokenizer):
+    s = drift_settings(settings)
+    traffic = Traffic(seed=3)
+    calls = traffic.calls("cooking", REF + 6 * EVERY)
+    first, second, rest = calls[: REF + 45], calls[REF + 45: REF + 75], calls[REF + 75:]
+
+    await produce(s, first)
+    a = DriftService(s, encoder=encoder, tokenizer=tokenizer)
+    await a.start()
+    async with Results(s) as results:
+        await results.until(has_window("prompt_embedding", 0))
+        await eventually(lambda: a.stats.consumed >= len(first))
+
+        # The next batch is handled (results acked, state stored) but the worker dies before
+        # committing its offsets: the replacement gets the same events again.
+        async def die(*_):
+            raise RuntimeError("killed before commit")
+
+        a._consumer.commit = die
+        await produce(s, second)
+        await results.until(has_window("prompt_embedding", 1))
+        await eventually(a._task.done)
+        await a.stop()
+
+        b = DriftService(s, encoder=encoder, tokenizer=tokenizer)
+        await b.start()
+        try:
+            await produce(s, rest)
+            records = await results.until(has_window("prompt_embedding", 5))
+            await asyncio.sleep(2)  # anything duplicated would arrive now
+            for part in (await results.consumer.getmany(timeout_ms=500)).values():
+                records.extend(DriftResult.from_bytes(r.value) for r in part)
+        finally:
+            await b.stop()
+
+    windows = sorted({r.details["window_index"] for r in records})
+    assert windows == list(range(6))  # resumed at window 2, not restarted at 0
+    per_slot = {}
+    for r in records:
+        per_slot.setdefault((r.signal, r.details["window_index"]), set()).add(r.result_id)
+    assert all(len(v) == 1 for v in per_slot.values())
+    assert len(records) == len(per_slot)  # not even a duplicate on the wire
+    assert len({r.reference_id for r in records}) == 1
+    current_sizes = {r.current_size for r in records if r.signal == "prompt_tokens" and r.details["window_index"] >= 1}
+    assert current_sizes == {WINDOW}  # the resumed window kept the events from before the kill
+
+
+async def test_bad_events_do_not_stop_the_stream(kafka_broker, settings_for, encoder, tokenizer):
+    s = drift_settings(settings_for(kafka_broker))
+    traffic = Traffic(seed=4)
+    good = traffic.calls("cooking", REF + EVERY)
+    weird = [
+        b"\xff\xfe\x00 not json at all",
+        b'{"schema": "llm_call/1"}',
+        # A full call whose text is a lone surrogate escape: JSON, but not valid UTF-8 text.
+        LlmCall(event_id=uuid.uuid4(), ts=T0, app_id="shop", model="m1", prompt="x").to_bytes().replace(
+            b'"prompt":"x"', b'"prompt":"\\udcff"'),
+        LlmCall(event_id=uuid.uuid4(), ts=T0, app_id="shop", model="m1", prompt="", output=""),
+        LlmCall(event_id=uuid.uuid4(), ts=T0, app_id="shop", model="m1", prompt="a" * 900_000,
+                output="\x00\x01 control, ☃, عربى, 🙂"),
+        LlmCall(event_id=uuid.uuid4(), ts=T0, app_id="shop", model="never-seen-model", prompt="hi", output="hello"),
+    ]
+    await produce(s, good[:REF] + weird + good[REF:])
+    service = DriftService(s, encoder=encoder, tokenizer=tokenizer)
+    await service.start()
+    try:
+        async with Results(s) as results:
+            records = await results.until(has_window("prompt_embedding", 0))
+    finally:
+        await service.stop()
+    assert {r.signal for r in records} >= {"prompt_embedding", "response_embedding", "prompt_tokens",
+                                           "response_empty_or_refused"}
+    streams = {(st["app_id"], st["model"]) for st in service.stream_summaries()}
+    assert ("shop", "never-seen-model") in streams
+
+
+async def test_reference_reset_by_api_and_pinned_upload(kafka_broker, settings_for, encoder, tokenizer):
+    s = drift_settings(settings_for(kafka_broker), drift_auth=True)
+    traffic = Traffic(seed=6)
+    await produce(s, traffic.calls("cooking", REF + EVERY))
+    service = DriftService(s, encoder=encoder, tokenizer=tokenizer)
+    await service.start()
+    keys = ApiKeyStore(service.client)
+    _, reader = keys.create("*", ["read"])
+    _, admin = keys.create("shop", ["admin"])
+    app = FastAPI()
+    app.include_router(build_router(service, lambda: keys))
+    try:
+        transport = httpx.ASGITransport(app)
+        async with Results(s) as results, httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            first = await results.until(has_window("prompt_embedding", 0))
+            old_ref = first[0].reference_id
+
+            assert (await http.get("/v1/drift")).status_code == 401
+            body = {"app_id": "shop", "model": "m1", "policy": "first_n"}
+            forbidden = await http.post("/v1/drift/reference", json=body, headers={"Authorization": f"Bearer {reader}"})
+            assert forbidden.status_code == 403
+            reset = await http.post("/v1/drift/reference", json=body, headers={"Authorization": f"Bearer {admin}"})
+            assert reset.status_code == 200, reset.text
+            assert reset.json()["reference_id"] not in (None, old_ref)
+
+            upload = {"app_id": "shop", "model": "m1", "policy": "pinned",
+                      "samples": [{"prompt": q, "response": "Sure."} for q in questions("travel", 40)]}
+            pinned = await http.post("/v1/drift/reference", json=upload, headers={"Authorization": f"Bearer {admin}"})
+            assert pinned.status_code == 200, pinned.text
+            assert pinned.json()["policy"] == "pinned" and pinned.json()["reference_size"] == 40
+            pinned_ref = pinned.json()["reference_id"]
+
+            await produce(s, traffic.calls("cooking", EVERY))
+            records = await results.until(lambda rs: any(r.reference_id == pinned_ref for r in rs))
+            against_pinned = [r for r in records if r.reference_id == pinned_ref]
+            assert {r.details["window_index"] for r in against_pinned} == {0}
+            # Cooking traffic against a travel reference: the embedding test crosses.
+            assert next(r for r in against_pinned if r.signal == "prompt_embedding").details["window_crossed"]
+
+            listed = await http.get("/v1/drift/streams", headers={"Authorization": f"Bearer {reader}"})
+            assert listed.json()["streams"][0]["reference_id"] == pinned_ref
+            assert (await http.get("/v1/drift", headers={"Authorization": f"Bearer {reader}"})).status_code == 200
+    finally:
+        await service.stop()

@@ -1,0 +1,188 @@
+"""The ingest HTTP API: POST /v1/events, POST /v1/traces, GET /v1/calls[/{event_id}]."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+from clickhouse_connect.driver.client import Client
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import Counter
+
+from lookout.core.auth import ApiKey, ApiKeyStore
+
+from . import intake, otlp, otlp_response, reads
+from .enrich import Enricher
+from .publisher import EventPublisher, Unavailable
+from .settings import IngestSettings
+
+log = logging.getLogger(__name__)
+
+ACCEPTED = Counter("lookout_ingest_accepted_events_total", "Events accepted", ["route"])
+REJECTED = Counter("lookout_ingest_rejected_events_total", "Events rejected per item", ["route"])
+REFUSED = Counter("lookout_ingest_refused_requests_total", "Whole requests refused", ["route", "status"])
+OTLP_IGNORED = Counter("lookout_ingest_otlp_ignored_spans_total", "Spans that are not GenAI calls")
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+REDACTED = Counter("lookout_ingest_pii_redactions_total", "PII values redacted")
+
+
+@dataclass
+class IngestContext:
+    """What the routes need; filled in when the service starts (routes exist before that)."""
+
+    settings: IngestSettings
+    publisher: EventPublisher | None = None
+    enricher: Enricher | None = None
+    keys: ApiKeyStore | None = None
+    clickhouse: Client | None = None
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, field: str | None = None, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.message, self.field, self.headers = status, message, field, headers or {}
+
+
+def error_response(exc: ApiError) -> JSONResponse:
+    body = {"error": {"status": exc.status, "message": exc.message}}
+    if exc.field:
+        body["error"]["field"] = exc.field
+    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """Read at most `limit` bytes; a larger body is refused before it is all in memory."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"body of {declared} bytes exceeds the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def build_router(ctx: IngestContext) -> APIRouter:
+    router = APIRouter()
+
+    async def api_key(authorization: Annotated[str | None, Header()] = None) -> ApiKey:
+        if not authorization:
+            raise ApiError(401, "missing Authorization header (Bearer <api key>)", headers=_CHALLENGE)
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "Authorization must be 'Bearer <api key>'", headers=_CHALLENGE)
+        key = await run_in_threadpool(ctx.keys.verify, token.strip())
+        if key is None:
+            raise ApiError(401, "unknown or revoked API key", headers=_CHALLENGE)
+        return key
+
+    def require(key: ApiKey, scope: str, app_id: str | None = None) -> None:
+        if not key.allows(scope):
+            raise ApiError(403, f"this API key lacks the '{scope}' scope")
+        if app_id is not None and not key.allows(scope, app_id):
+            raise ApiError(403, f"this API key is bound to app '{key.app_id}', not '{app_id}'", field="app_id")
+
+    async def publish(route: str, accepted: list, key: ApiKey) -> int:
+        calls = []
+        for _, call in accepted:
+            require(key, "ingest", call.app_id)
+            call, redactions = ctx.enricher(call)
+            REDACTED.inc(redactions)
+            calls.append(call)
+        if calls:
+            try:
+                await ctx.publisher.publish(calls)
+            except Unavailable as exc:
+                raise ApiError(
+                    503, f"{exc}; retry later", headers={"Retry-After": str(ctx.settings.retry_after_s)}
+                ) from None
+        ACCEPTED.labels(route).inc(len(calls))
+        return len(calls)
+
+    @router.post("/v1/events", tags=["ingest"])
+    async def post_events(request: Request, key: ApiKey = Depends(api_key)) -> dict:
+        require(key, "ingest")
+        settings = ctx.settings
+        try:
+            body = await _read_body(request, settings.max_body_bytes)
+            payload = intake.decode_body(
+                body,
+                request.headers.get("content-type"),
+                request.headers.get("content-encoding"),
+                max_bytes=settings.max_body_bytes,
+            )
+            accepted, rejected = intake.validate_events(payload, max_events=settings.max_batch_events)
+        except intake.IntakeError as exc:
+            raise ApiError(exc.status, exc.message, exc.field) from None
+        count = await publish("events", accepted, key)
+        REJECTED.labels("events").inc(len(rejected))
+        return {"accepted": count, "rejected": [r.as_dict() for r in rejected]}
+
+    @router.post("/v1/traces", tags=["ingest"])
+    async def post_traces(request: Request, key: ApiKey = Depends(api_key)) -> Response:
+        require(key, "ingest")
+        settings = ctx.settings
+        body = await _read_body(request, settings.max_body_bytes)
+        content_type = request.headers.get("content-type", "")
+        try:
+            if request.headers.get("content-encoding", "identity").lower() == "gzip":
+                body = intake.gunzip(body, settings.max_body_bytes)
+            decoded = otlp.decode_request(body, content_type)
+        except intake.IntakeError as exc:
+            raise ApiError(exc.status, exc.message) from None
+        except otlp.UnsupportedMediaType as exc:
+            raise ApiError(415, str(exc)) from None
+        except otlp.OtlpDecodeError as exc:
+            raise ApiError(400, str(exc)) from None
+        result = otlp.convert(decoded, default_app_id=None if key.app_id == "*" else key.app_id)
+        OTLP_IGNORED.inc(result.ignored)
+        await publish("traces", [(i, c) for i, c in enumerate(result.calls)], key)
+        REJECTED.labels("traces").inc(len(result.rejected))
+        return otlp_response.build(content_type, rejected=len(result.rejected), message=_summary(result.rejected))
+
+    @router.get("/v1/calls/{event_id}", tags=["read"])
+    async def get_call(event_id: uuid.UUID, key: ApiKey = Depends(api_key)) -> dict:
+        require(key, "read")
+        call = await run_in_threadpool(reads.get_call, ctx.clickhouse, event_id)
+        # Another app's call is reported as missing: its existence is not this key's business.
+        if call is None or not key.allows("read", call["app_id"]):
+            raise ApiError(404, f"no call with event_id {event_id}", field="event_id")
+        return call
+
+    @router.get("/v1/calls", tags=["read"])
+    async def list_calls(
+        key: ApiKey = Depends(api_key),
+        app_id: str | None = None,
+        model: str | None = None,
+        trace_id: str | None = None,
+        since: datetime | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict:
+        require(key, "read")
+        if app_id is None and key.app_id != "*":
+            app_id = key.app_id
+        if app_id is not None:
+            require(key, "read", app_id)
+        if since is not None and since.tzinfo is None:
+            raise ApiError(422, "since must carry a timezone, e.g. 2026-01-01T00:00:00Z", field="since")
+        calls = await run_in_threadpool(
+            reads.list_calls, ctx.clickhouse, app_id=app_id, model=model, trace_id=trace_id, since=since, limit=limit
+        )
+        return {"calls": calls}
+
+    return router
+
+
+def _summary(rejected: list[dict]) -> str:
+    if not rejected:
+        return ""
+    first = rejected[0]
+    return f"{len(rejected)} span(s) rejected; first: span {first['index']}: {first['field']}: {first['message']}"

@@ -1,0 +1,102 @@
+"""The ingest service as a startable unit, and the standalone FastAPI app around it."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from aiokafka import AIOKafkaProducer
+from clickhouse_connect.driver.client import Client
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from lookout.core import clickhouse, kafka, migrations
+from lookout.core.auth import ApiKeyStore
+from lookout.core.ops import ops_router
+
+from .api import ApiError, IngestContext, build_router, error_response
+from .enrich import Enricher
+from .intake import field_path
+from .publisher import EventPublisher
+from .settings import IngestSettings
+
+log = logging.getLogger(__name__)
+
+
+class IngestService:
+    def __init__(self, settings: IngestSettings, client: Client | None = None):
+        self.settings = settings
+        self.ctx = IngestContext(settings=settings, clickhouse=client)
+        self.producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        settings = self.settings
+        if self.ctx.clickhouse is None:
+            self.ctx.clickhouse = clickhouse.connect(settings)
+            migrations.apply(self.ctx.clickhouse, settings.retention_days)
+        self.ctx.keys = ApiKeyStore(self.ctx.clickhouse)
+        self.ctx.enricher = Enricher.from_settings(settings)
+        await kafka.ensure_topics(settings)
+        self.producer = await kafka.start_producer(settings)
+        self.ctx.publisher = EventPublisher(
+            self.producer,
+            topic_prefix=settings.topic_prefix,
+            max_inflight=settings.max_inflight_events,
+            timeout_s=settings.produce_timeout_s,
+        )
+
+    async def stop(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()  # flushes what is still lingering
+            self.producer = None
+
+    def ready(self) -> str | None:
+        if self.producer is None:
+            return "Kafka producer not started"
+        return None
+
+    def clickhouse_ready(self) -> str | None:
+        if self.ctx.clickhouse is None:
+            return "ClickHouse not connected"
+        self.ctx.clickhouse.query("SELECT 1")
+        return None
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error answers {"error": {"status", "message", "field"?}}; bad input is a 4xx."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        loc = tuple(p for p in first.get("loc", ()) if p not in ("query", "path", "body", "header"))
+        return error_response(ApiError(422, first.get("msg", "invalid request"), field_path(loc)))
+
+
+def build_app(service: IngestService, **fastapi_kwargs) -> FastAPI:
+    """The FastAPI app around a service whose start/stop the caller owns."""
+    app = FastAPI(title="Lookout ingest", **fastapi_kwargs)
+    install_error_handlers(app)
+    app.include_router(build_router(service.ctx))
+    app.include_router(ops_router({"kafka": service.ready, "clickhouse": service.clickhouse_ready}))
+    app.state.service = service
+    return app
+
+
+def create_app(settings: IngestSettings | None = None) -> FastAPI:
+    """The standalone ingest app: starts and stops the service with the server."""
+    service = IngestService(settings or IngestSettings())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    return build_app(service, lifespan=lifespan)

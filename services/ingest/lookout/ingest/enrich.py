@@ -1,0 +1,51 @@
+"""What ingest adds to an accepted call before it is produced: PII redaction (before
+anything is stored, Kafka included), pseudonymous user/session ids, and cost_usd from the
+versioned price table when the client sent none."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lookout.core.events import LlmCall
+from lookout.core.pii import PiiPolicy, pseudonymise, redact_call
+from lookout.core.pricing import PriceTable
+
+from .settings import IngestSettings
+
+
+@dataclass
+class Enricher:
+    policy: PiiPolicy
+    prices: PriceTable
+    secret: bytes
+
+    @classmethod
+    def from_settings(cls, settings: IngestSettings) -> Enricher:
+        if len(settings.pii_secret) < 16:
+            raise ValueError("LOOKOUT_PII_SECRET must be set to a secret of at least 16 characters")
+        return cls(
+            policy=PiiPolicy.from_settings(settings.pii_mode, settings.pii_app_modes, settings.pii_secret),
+            prices=PriceTable.load(settings.price_table),
+            secret=settings.pii_secret.encode(),
+        )
+
+    def __call__(self, call: LlmCall) -> tuple[LlmCall, int]:
+        call, redactions = redact_call(call, self.policy.for_app(call.app_id))
+        updates: dict = {}
+        metadata = dict(call.metadata)
+        if redactions:
+            metadata["lookout.pii_redactions"] = str(redactions)
+        if call.user_id:
+            updates["user_id"] = pseudonymise(call.user_id, self.secret)
+        if call.session_id:
+            updates["session_id"] = pseudonymise(call.session_id, self.secret)
+        if call.cost_usd is None:
+            cost = self.prices.cost(call.provider, call.model, call.tokens_in, call.tokens_out)
+            if cost is not None:
+                updates["cost_usd"] = cost
+                metadata["lookout.price_table"] = self.prices.version
+        if metadata != call.metadata:
+            updates["metadata"] = metadata
+        if updates:
+            call = call.model_copy(update=updates)
+        return call, redactions

@@ -1,0 +1,60 @@
+"""Producing accepted events to llm.events, all or nothing from the caller's view."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter, Gauge
+
+from lookout.core import topics
+from lookout.core.events import LlmCall
+
+log = logging.getLogger(__name__)
+
+PRODUCED = Counter("lookout_ingest_produced_events_total", "Events acked by Kafka")
+UNAVAILABLE = Counter("lookout_ingest_unavailable_total", "Requests answered 503", ["reason"])
+INFLIGHT = Gauge("lookout_ingest_inflight_events", "Events waiting for Kafka acks")
+
+
+class Unavailable(Exception):
+    """Kafka cannot take the events now; the client should retry after a pause."""
+
+
+class EventPublisher:
+    def __init__(self, producer: AIOKafkaProducer, *, topic_prefix: str, max_inflight: int, timeout_s: float):
+        self._producer = producer
+        self._topic = topics.resolve(topic_prefix, topics.EVENTS)
+        self._max_inflight = max_inflight
+        self._timeout = timeout_s
+        self._inflight = 0
+
+    async def publish(self, calls: list[LlmCall]) -> None:
+        """Returns once Kafka acked every call, else raises Unavailable. A partial send
+        is harmless: the client retries the whole batch and storage dedups by event_id."""
+        if self._inflight + len(calls) > self._max_inflight:
+            UNAVAILABLE.labels("queue_full").inc()
+            raise Unavailable(f"send queue full ({self._inflight} events in flight)")
+        self._inflight += len(calls)
+        INFLIGHT.set(self._inflight)
+        try:
+            await asyncio.wait_for(self._send_all(calls), self._timeout)
+        except TimeoutError:
+            UNAVAILABLE.labels("timeout").inc()
+            raise Unavailable(f"Kafka did not acknowledge within {self._timeout:g}s") from None
+        except Exception as exc:  # aiokafka raises several types for a broker that is away
+            UNAVAILABLE.labels("kafka_error").inc()
+            log.warning("produce failed: %r", exc)
+            raise Unavailable(f"Kafka refused the events: {type(exc).__name__}") from None
+        finally:
+            self._inflight -= len(calls)
+            INFLIGHT.set(self._inflight)
+        PRODUCED.inc(len(calls))
+
+    async def _send_all(self, calls: list[LlmCall]) -> None:
+        futures = [
+            await self._producer.send(self._topic, call.to_bytes(), key=topics.event_key(call.app_id, call.model))
+            for call in calls
+        ]
+        await asyncio.gather(*futures)

@@ -1,0 +1,121 @@
+"""How each topic's records become rows of their ClickHouse table."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+
+from lookout.core import events, topics
+
+
+def _s(value: str | None) -> str:
+    return value or ""
+
+
+def _call_row(c: events.LlmCall) -> dict:
+    return {
+        "event_id": c.event_id,
+        "ts": c.ts,
+        "app_id": c.app_id,
+        "environment": c.environment,
+        "provider": c.provider,
+        "model": c.model,
+        "model_version": _s(c.model_version),
+        "prompt_version": _s(c.prompt_version),
+        "input": orjson.dumps([m.model_dump(exclude_none=True) for m in c.input]).decode() if c.input else "",
+        "prompt": _s(c.prompt),
+        "output": _s(c.output),
+        "tokens_in": c.tokens_in,
+        "tokens_out": c.tokens_out,
+        "latency_ms": c.latency_ms,
+        "ttft_ms": c.ttft_ms,
+        "status": c.status,
+        "error": _s(c.error),
+        "cost_usd": c.cost_usd,
+        "cost_source": _cost_source(c),
+        "user_id": _s(c.user_id),
+        "session_id": _s(c.session_id),
+        "trace_id": _s(c.trace_id),
+        "span_id": _s(c.span_id),
+        "tags": c.tags,
+        "metadata": c.metadata,
+        "context": c.context or [],
+        "reference": _s(c.reference),
+        "logprobs": c.logprobs or [],
+        "pii_redactions": int(c.metadata.get("lookout.pii_redactions", "0") or 0),
+        "ingested_at": datetime.now(UTC),
+    }
+
+
+def _cost_source(c: events.LlmCall) -> str:
+    if c.cost_usd is None:
+        return "unknown"
+    return "price_table" if "lookout.price_table" in c.metadata else "client"
+
+
+def _score_row(s: events.Score) -> dict:
+    return {
+        "score_id": s.score_id, "event_id": s.event_id, "ts": s.ts, "app_id": s.app_id, "model": s.model,
+        "name": s.name, "value": s.value, "label": _s(s.label), "source": s.source, "evaluator": s.evaluator,
+        "evaluator_version": s.evaluator_version, "explanation": _s(s.explanation), "cost_usd": s.cost_usd,
+    }
+
+
+def _drift_row(d: events.DriftResult) -> dict:
+    return {
+        "result_id": d.result_id, "ts": d.ts, "app_id": d.app_id, "model": d.model,
+        "prompt_version": _s(d.prompt_version), "window_start": d.window_start, "window_end": d.window_end,
+        "signal": d.signal, "method": d.method, "statistic": d.statistic, "p_value": d.p_value,
+        "threshold": d.threshold, "drifted": int(d.drifted), "reference_size": d.reference_size,
+        "current_size": d.current_size, "reference_id": d.reference_id, "examples": d.examples,
+        "details": orjson.dumps(d.details).decode(),
+    }
+
+
+def _feedback_row(f: events.Feedback) -> dict:
+    return {
+        "feedback_id": f.feedback_id, "event_id": f.event_id, "ts": f.ts, "app_id": f.app_id, "source": f.source,
+        "author": f.author, "thumbs": f.thumbs, "rating": f.rating, "labels": f.labels,
+        "corrected_output": _s(f.corrected_output), "comment": _s(f.comment),
+    }
+
+
+def _retrain_row(r: events.Retrain) -> dict:
+    return {
+        "run_id": r.run_id, "ts": r.ts, "app_id": r.app_id, "model": r.model, "status": r.status, "rule": r.rule,
+        "evidence": orjson.dumps(r.evidence).decode(), "dataset_uri": _s(r.dataset_uri),
+        "dataset_counts": r.dataset_counts, "dataset_hash": _s(r.dataset_hash),
+        "model_version": _s(r.model_version), "message": _s(r.message),
+    }
+
+
+def _dead_row(d: events.DeadLetter) -> dict:
+    return {
+        "dlq_id": d.dlq_id, "ts": d.ts, "source_topic": d.source_topic, "partition": d.partition,
+        "offset": d.offset, "key": _s(d.key), "payload": base64.b64decode(d.payload_b64).decode("utf-8", "replace"),
+        "error": d.error, "service": d.service,
+    }
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    table: str
+    # Rows whose id is already stored are skipped, so rollup views do not count replays;
+    # None where one id has many rows (a retrain run's status transitions).
+    id_column: str | None
+    to_row: Callable[[events._Wire], dict]
+
+
+TABLES: dict[str, TableSpec] = {
+    topics.EVENTS: TableSpec("llm_calls", "event_id", _call_row),
+    topics.SCORES: TableSpec("scores", "score_id", _score_row),
+    topics.DRIFT: TableSpec("drift_results", "result_id", _drift_row),
+    topics.FEEDBACK: TableSpec("feedback", "feedback_id", _feedback_row),
+    topics.RETRAIN: TableSpec("retrain_runs", None, _retrain_row),
+    topics.RETRAIN_STATUS: TableSpec("retrain_runs", None, _retrain_row),
+    topics.DLQ: TableSpec("dead_letters", "dlq_id", _dead_row),
+}

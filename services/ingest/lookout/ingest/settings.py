@@ -1,0 +1,30 @@
+"""Settings of the ingest service (HTTP intake and the sink)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from lookout.core.settings import CommonSettings
+
+
+class IngestSettings(CommonSettings):
+    http_host: str = Field("0.0.0.0", description="Address the HTTP API listens on.")
+    http_port: int = Field(8080, ge=1, le=65535, description="Port the HTTP API listens on.")
+    max_batch_events: int = Field(5000, ge=1, description="Most events in one POST /v1/events.")
+    max_body_bytes: int = Field(10 << 20, ge=1024, description="Largest request body, after gzip decoding.")
+    max_inflight_events: int = Field(
+        100_000, ge=1, description="Events being produced at once; beyond it requests get 503 + Retry-After."
+    )
+    produce_timeout_s: float = Field(10.0, gt=0, description="How long a request waits for Kafka acks before 503.")
+    retry_after_s: int = Field(2, ge=1, description="Retry-After seconds sent with a 503.")
+    pii_mode: str = Field("mask", pattern="^(off|mask|hash)$", description="PII redaction: off, mask or hash.")
+    pii_app_modes: str = Field("", description="Per-app PII modes, e.g. 'app1=off,app2=hash'.")
+    pii_secret: str = Field(
+        "",
+        description="Secret (16+ chars) for PII hash tokens and user/session id pseudonyms. Required; "
+        "`lookout up` generates one under its data dir.",
+    )
+    price_table: str | None = Field(None, description="Path of a price table YAML (default: the packaged one).")
+    sink_group: str = Field("lookout-sink", description="Consumer group of the sink.")
+    sink_batch_rows: int = Field(5000, ge=1, description="Sink inserts when a batch reaches this many rows...")
+    sink_batch_ms: int = Field(500, ge=10, description="...or when the oldest row waited this long.")

@@ -1,0 +1,239 @@
+"""The sink: every topic into ClickHouse, in batches, offsets committed only after the
+insert. Replays collapse: ids already stored are skipped and tables are ReplacingMergeTree.
+A record that cannot be parsed or stored goes to llm.dlq with the error; the rest of its
+batch is stored and the sink keeps going.
+
+Run alone with `python -m lookout.ingest.sink`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import signal
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import OperationalError
+from prometheus_client import Counter
+
+from lookout.core import clickhouse, ids, kafka, migrations, topics
+from lookout.core.events import TOPIC_SCHEMAS, DeadLetter
+
+from .rows import TABLES, TableSpec
+from .settings import IngestSettings
+
+log = logging.getLogger(__name__)
+
+STORED = Counter("lookout_sink_rows_stored_total", "Rows inserted into ClickHouse", ["table"])
+SKIPPED = Counter("lookout_sink_replays_skipped_total", "Records whose id was already stored", ["table"])
+DEAD = Counter("lookout_sink_dead_letters_total", "Records sent to the dead-letter topic", ["topic"])
+LOST_DLQ = Counter("lookout_sink_unreadable_dead_letters_total", "Unparseable records on llm.dlq itself")
+
+
+@dataclass
+class _Pending:
+    spec: TableSpec
+    rows: list[dict] = field(default_factory=list)
+    records: list[ConsumerRecord] = field(default_factory=list)
+
+
+class Sink:
+    def __init__(self, settings: IngestSettings, client: Client, producer: AIOKafkaProducer):
+        self.settings = settings
+        self.client = client
+        self.producer = producer
+        self.dlq_topic = topics.resolve(settings.topic_prefix, topics.DLQ)
+
+    async def handle(self, records: list[ConsumerRecord]) -> None:
+        pending: dict[str, _Pending] = {}
+        dead: list[DeadLetter] = []
+        for record in records:
+            base = topics.base_name(self.settings.topic_prefix, record.topic)
+            try:
+                message = TOPIC_SCHEMAS[base].from_bytes(record.value)
+                spec = TABLES[base]
+                row = spec.to_row(message)
+            except Exception as exc:
+                self._dead_letter(record, exc, dead)
+                continue
+            slot = pending.setdefault(spec.table, _Pending(spec))
+            slot.rows.append(row)
+            slot.records.append(record)
+        for slot in pending.values():
+            await asyncio.to_thread(self._store, slot, dead)
+        if dead:
+            send = self.producer.send
+            futures = [await send(self.dlq_topic, d.to_bytes(), key=d.source_topic.encode()) for d in dead]
+            await asyncio.gather(*futures)
+
+    def _dead_letter(self, record: ConsumerRecord, exc: Exception, out: list[DeadLetter]) -> None:
+        base = topics.base_name(self.settings.topic_prefix, record.topic)
+        if base == topics.DLQ:
+            # Re-queueing an unreadable dead letter would loop forever; count it and move on.
+            LOST_DLQ.inc()
+            log.error("unreadable record on %s[%d]@%d dropped: %s", record.topic, record.partition, record.offset, exc)
+            return
+        DEAD.labels(base).inc()
+        out.append(
+            DeadLetter(
+                # Derived from the source position, so a replayed batch dead-letters once.
+                dlq_id=ids.uuid_from(f"{record.topic}/{record.partition}/{record.offset}"),
+                ts=datetime.now(UTC),
+                source_topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                key=record.key.decode("utf-8", "replace") if record.key else None,
+                payload_b64=base64.b64encode(record.value or b"").decode(),
+                error=f"{type(exc).__name__}: {exc}"[:10_000],
+                service="sink",
+            )
+        )
+
+    def _store(self, slot: _Pending, dead: list[DeadLetter]) -> None:
+        rows, records = self._without_stored(slot)
+        if not rows:
+            return
+        try:
+            self._insert(slot.spec.table, rows)
+        except OperationalError:
+            raise  # ClickHouse away: not the data's fault, so retry the batch later
+        except Exception as exc:
+            log.warning("batch insert into %s failed (%s); storing row by row", slot.spec.table, exc)
+            for row, record in zip(rows, records, strict=True):
+                try:
+                    self._insert(slot.spec.table, [row])
+                except OperationalError:
+                    raise
+                except Exception as row_exc:
+                    self._dead_letter(record, row_exc, dead)
+
+    def _insert(self, table: str, rows: list[dict]) -> None:
+        columns = list(rows[0])
+        self.client.insert(table, [[row[c] for c in columns] for row in rows], column_names=columns)
+        STORED.labels(table).inc(len(rows))
+
+    def _without_stored(self, slot: _Pending) -> tuple[list[dict], list[ConsumerRecord]]:
+        """Drop rows whose id repeats in the batch or is already stored (a replay after a
+        crash between insert and commit, or a client re-posting a batch)."""
+        id_col = slot.spec.id_column
+        if id_col is None:
+            return slot.rows, slot.records
+        seen: set = set()
+        rows, records = [], []
+        for row, record in zip(slot.rows, slot.records, strict=True):
+            if row[id_col] not in seen:
+                seen.add(row[id_col])
+                rows.append(row)
+                records.append(record)
+        lo = min(r["ts"] for r in rows)
+        hi = max(r["ts"] for r in rows)
+        stored = {
+            r[0]
+            for r in self.client.query(
+                f"SELECT {id_col} FROM {slot.spec.table} WHERE ts BETWEEN {{lo:DateTime64(3, 'UTC')}} "
+                f"AND {{hi:DateTime64(3, 'UTC')}} AND {id_col} IN {{ids:Array(UUID)}}",
+                parameters={"lo": lo, "hi": hi, "ids": [str(i) for i in seen]},
+            ).result_rows
+        }
+        if stored:
+            SKIPPED.labels(slot.spec.table).inc(len(stored))
+            keep = [(row, rec) for row, rec in zip(rows, records, strict=True) if row[id_col] not in stored]
+            rows = [row for row, _ in keep]
+            records = [rec for _, rec in keep]
+        return rows, records
+
+
+@dataclass
+class SinkRunner:
+    """The sink as a startable unit: used by `python -m lookout.ingest.sink` and `lookout up`."""
+
+    settings: IngestSettings
+    client: Client | None = None
+    _producer: AIOKafkaProducer | None = None
+    _consumer: object | None = None
+    _loop: kafka.CommitAfterLoop | None = None
+    _task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        settings = self.settings
+        if self.client is None:
+            self.client = clickhouse.connect(settings)
+            migrations.apply(self.client, settings.retention_days)
+        await kafka.ensure_topics(settings)
+        self._producer = await kafka.start_producer(settings)
+        names = [topics.resolve(settings.topic_prefix, t) for t in topics.ALL]
+        self._consumer = kafka.make_consumer(settings, settings.sink_group, *names)
+        await self._consumer.start()
+        sink = Sink(settings, self.client, self._producer)
+        self._loop = kafka.CommitAfterLoop(
+            self._consumer, sink.handle, max_records=settings.sink_batch_rows, linger_ms=settings.sink_batch_ms
+        )
+        self._task = asyncio.create_task(self._loop.run(), name="lookout-sink")
+
+    @property
+    def stats(self) -> kafka.ConsumerStats:
+        return self._loop.stats if self._loop else kafka.ConsumerStats()
+
+    def ready(self) -> str | None:
+        if self._task is None:
+            return "not started"
+        if self._task.done():
+            return f"consumer loop ended: {self._task.exception() or 'stopped'}"
+        return None
+
+    async def stop(self) -> None:
+        """Finish the batch in hand (insert, commit), then close."""
+        if self._loop:
+            self._loop.stop()
+        if self._task:
+            try:
+                await asyncio.wait_for(self._task, 30)
+            except TimeoutError:
+                self._task.cancel()
+        if self._consumer:
+            await self._consumer.stop()
+        if self._producer:
+            await self._producer.stop()
+
+
+async def _main() -> None:
+    import uvicorn
+    from fastapi import FastAPI
+
+    from lookout.core.ops import ops_router
+
+    settings = IngestSettings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    runner = SinkRunner(settings)
+    await runner.start()
+    log.info("sink running: %s -> %s", settings.kafka_bootstrap, settings.clickhouse_dsn)
+    app = FastAPI(title="Lookout sink")
+    app.include_router(ops_router({"consumer": runner.ready}))
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_level="warning"))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(*_: object) -> None:
+        loop.call_soon_threadsafe(stop.set)
+
+    # uvicorn swaps in its own handlers while serving and re-raises the signal when done,
+    # landing here; either way the sink finishes its batch and commits before exiting.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    http = asyncio.create_task(server.serve())
+    await stop.wait()
+    server.should_exit = True
+    await runner.stop()
+    await http
+
+
+def main() -> None:
+    asyncio.run(_main())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""The judge's HTTP side: /healthz, /readyz, /metrics and the agreement report."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from fastapi import APIRouter, FastAPI, HTTPException, Query
+
+from lookout.core.ops import ops_router
+
+from .agreement import AgreementReport, agreement
+from .rubrics import RubricSet
+from .service import JudgeService
+
+
+def agreement_router(service: JudgeService) -> APIRouter:
+    router = APIRouter(tags=["judge"])
+
+    @router.get("/v1/judge/agreement/{rubric}", response_model=AgreementReport)
+    async def judge_agreement(
+        rubric: str,
+        days: int = Query(30, ge=1, le=3650),
+        evaluator: str = Query("", description="One judge model only (default: any)."),
+    ) -> AgreementReport:
+        rubrics = RubricSet.load(service.settings.judge_rubrics_path)
+        try:
+            found = rubrics.by_name(rubric)
+        except KeyError:
+            raise HTTPException(404, f"no rubric named {rubric!r}") from None
+        since = datetime.now(UTC) - timedelta(days=days)
+        client = service.clickhouse_client()
+        return await asyncio.to_thread(agreement, client, found, since=since, evaluator=evaluator)
+
+    return router
+
+
+def create_app(service: JudgeService) -> FastAPI:
+    app = FastAPI(title="Lookout judge")
+    app.include_router(ops_router(service.checks()))
+    app.include_router(agreement_router(service))
+    return app

@@ -1,0 +1,99 @@
+"""Settings of the judge service. Every field is read from LOOKOUT_<FIELD>."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+
+from lookout.core.settings import CommonSettings
+
+
+class JudgeSettings(CommonSettings):
+    http_host: str = Field("0.0.0.0", description="Address the HTTP API listens on.")
+    http_port: int = Field(8080, ge=1, le=65535, description="Port the HTTP API listens on.")
+    judge_group: str = Field("lookout-judge", description="Consumer group of the judge on llm.events.")
+    judge_batch_max: int = Field(
+        256, ge=1, description="Most events the judge scores per batch (one commit per batch)."
+    )
+    judge_batch_ms: int = Field(200, ge=0, description="How long the judge waits to fill a batch.")
+    judge_max_poll_interval_s: int = Field(
+        1800, ge=60,
+        description="Longest a batch may take (slow or rate-limited evaluator) before the broker "
+        "hands the partitions to another judge.",
+    )
+
+    toxicity_backend: Literal["auto", "detoxify", "profanity", "off"] = Field(
+        "auto",
+        description="auto: detoxify when LOOKOUT_DETOXIFY_CHECKPOINT is set, else alt-profanity-check "
+        "(ships its trained weights). detoxify without a checkpoint uses detoxify's own download.",
+    )
+    detoxify_model_type: Literal["original", "unbiased", "multilingual", "original-small", "unbiased-small"] = Field(
+        "original", description="Detoxify model type (used when it downloads its own checkpoint)."
+    )
+    detoxify_checkpoint: str | None = Field(
+        None, description="Path of a detoxify checkpoint (.ckpt with config + state_dict) for offline use."
+    )
+    detoxify_hf_config: str | None = Field(
+        None, description="Local Hugging Face config + tokenizer dir for the checkpoint's base model (offline)."
+    )
+    detoxify_device: str = Field("cpu", description="torch device for detoxify (cpu, cuda, cuda:1...).")
+    toxicity_batch_size: int = Field(32, ge=1, description="Texts (chunks) per toxicity inference batch.")
+    toxicity_max_tokens: int = Field(
+        512, ge=8, description="Tokens per chunk; longer texts are split and scored as the max over chunks."
+    )
+    toxicity_stride: int = Field(32, ge=0, description="Tokens two neighbouring chunks share.")
+    toxic_threshold: float = Field(
+        0.5, ge=0, le=1, description="A call with any toxicity score at or above this is judged regardless of sampling."
+    )
+
+    judge_base_url: str | None = Field(
+        None, description="OpenAI-compatible API base URL, e.g. https://api.openai.com/v1. Unset: no LLM judging."
+    )
+    judge_api_key: SecretStr | None = Field(None, description="Bearer key for the judge endpoint.")
+    judge_model: str = Field("gpt-4o-mini", description="Judge model name sent to the endpoint.")
+    judge_provider: str = Field("openai", description="Provider of the judge model in the price table.")
+    judge_price_table: str | None = Field(None, description="Path of a price table YAML (default: the packaged one).")
+    judge_input_per_mtok: float | None = Field(
+        None, ge=0, description="USD per million input tokens of the judge; overrides the price table."
+    )
+    judge_output_per_mtok: float | None = Field(
+        None, ge=0, description="USD per million output tokens of the judge; overrides the price table."
+    )
+    judge_rubrics_path: str | None = Field(
+        None, description="Rubrics YAML (default: the packaged rubrics.yaml); user rubrics go here."
+    )
+    judge_rubrics: str = Field("", description="Comma-separated rubric names to run (empty: all in the file).")
+    judge_json_mode: bool = Field(
+        True, description="Send response_format=json_object (turn off for endpoints that reject it)."
+    )
+    judge_max_tokens: int = Field(300, ge=16, description="max_tokens for one judgment.")
+    judge_timeout_s: float = Field(30.0, gt=0, description="Timeout of one judge request.")
+    judge_max_retries: int = Field(6, ge=0, description="Retries of one request on 429, 5xx, timeouts, broken replies.")
+    judge_backoff_s: float = Field(0.5, gt=0, description="First retry back-off; doubles each retry (with jitter).")
+    judge_backoff_max_s: float = Field(30.0, gt=0, description="Longest back-off between retries.")
+    judge_invalid_retries: int = Field(
+        1, ge=0, description="Re-asks after output that is not the rubric's JSON; then it is a judge error."
+    )
+    judge_concurrency: int = Field(16, ge=1, description="Judge requests in flight at once.")
+    judge_rpm: int | None = Field(None, ge=1, description="Requests per minute limit (unset: none).")
+    judge_tpm: int | None = Field(None, ge=1, description="Tokens per minute limit (unset: none).")
+    judge_cache_size: int = Field(10_000, ge=0, description="Judgments kept in the in-memory LRU cache (0: off).")
+    judge_daily_budget_usd: float | None = Field(
+        None, ge=0, description="Judge spend per UTC day; when reached, LLM judging pauses until the next day."
+    )
+    judge_sample_rate: float = Field(1.0, ge=0, le=1, description="Share of calls the LLM judge rates.")
+    judge_sample_rates: str = Field("", description="Per-app sample rates, e.g. 'app1=0.1,app2=1'.")
+
+    def app_sample_rates(self) -> dict[str, float]:
+        rates: dict[str, float] = {}
+        for item in filter(None, (p.strip() for p in self.judge_sample_rates.split(","))):
+            app, sep, rate = item.partition("=")
+            value = float(rate) if sep else -1.0
+            if not sep or not 0 <= value <= 1:
+                raise ValueError(f"LOOKOUT_JUDGE_SAMPLE_RATES: expected app=rate with 0 <= rate <= 1, got {item!r}")
+            rates[app.strip()] = value
+        return rates
+
+    def rubric_names(self) -> list[str]:
+        return [n.strip() for n in self.judge_rubrics.split(",") if n.strip()]

@@ -1,0 +1,126 @@
+"""The embedded stack: Tansu as a child process, chdb under the data dir, and every
+service in this one process and asyncio loop, all HTTP APIs on one port.
+
+chdb locks a path to one process and a process can open one path, so the services share
+one ClickHouse client here instead of each opening the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from lookout.core import clickhouse, migrations
+from lookout.core.auth import ApiKeyStore
+from lookout.core.ops import ops_router
+from lookout.ingest.api import build_router
+from lookout.ingest.app import IngestService, install_error_handlers
+from lookout.ingest.settings import IngestSettings
+from lookout.ingest.sink import SinkRunner
+
+from .overview import router as overview_router
+from .tansu import Tansu
+
+log = logging.getLogger(__name__)
+
+ALL_SCOPES = ["ingest", "read", "feedback", "review", "admin"]
+
+
+@dataclass
+class EmbeddedStack:
+    data_dir: Path
+    port: int = 8000
+    host: str = "127.0.0.1"
+    kafka_port: int = 0
+    demo: bool = False
+    demo_speed: float = 1.0
+    dev_key: str | None = None
+    _tansu: Tansu | None = None
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+
+    def settings(self, bootstrap: str) -> IngestSettings:
+        # Explicit LOOKOUT_* variables still win for anything not fixed by the embedded layout.
+        return IngestSettings(
+            kafka_bootstrap=bootstrap,
+            clickhouse_dsn=f"chdb://{(self.data_dir / 'chdb').resolve()}",
+            http_host=self.host,
+            http_port=self.port,
+            pii_secret=self.secret("pii-secret"),
+        )
+
+    def secret(self, name: str) -> str:
+        """A random secret kept in the data dir (mode 0600), made on first start, so
+        pseudonyms and hash tokens stay stable across restarts."""
+        path = self.data_dir / name
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32))
+        return path.read_text().strip()
+
+    def ensure_dev_key(self, keys: ApiKeyStore) -> str:
+        """On first start, a development key with every scope; only its hash is stored and
+        the key itself goes to <data-dir>/dev-api-key (mode 0600)."""
+        path = self.data_dir / "dev-api-key"
+        if path.exists():
+            key = path.read_text().strip()
+            if keys.verify(key) is not None:
+                return key
+        _, key = keys.create("*", ALL_SCOPES, name="embedded development key")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key + "\n")
+        os.chmod(path, 0o600)
+        return key
+
+    def build(self) -> FastAPI:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        self._tansu = Tansu(port=self.kafka_port, log_path=self.data_dir / "tansu.log").start()
+        settings = self.settings(self._tansu.bootstrap)
+        client = clickhouse.connect(settings)
+        migrations.apply(client, settings.retention_days)
+        self.dev_key = self.ensure_dev_key(ApiKeyStore(client))
+        ingest = IngestService(settings, client=client)
+        sink = SinkRunner(settings, client=client)
+
+        @asynccontextmanager
+        async def lifespan(_: FastAPI):
+            await ingest.start()
+            await sink.start()
+            if self.demo:
+                from .demo import run_demo
+
+                self._tasks.append(
+                    asyncio.create_task(run_demo(f"http://{self.host}:{self.port}", self.dev_key, self.demo_speed))
+                )
+            log.info("Lookout is up in %.1fs on http://%s:%d", time.monotonic() - started, self.host, self.port)
+            try:
+                yield
+            finally:
+                for task in self._tasks:
+                    task.cancel()
+                await sink.stop()
+                await ingest.stop()
+                self._tansu.stop()
+
+        app = FastAPI(title="Lookout (embedded)", lifespan=lifespan)
+        install_error_handlers(app)
+        app.include_router(build_router(ingest.ctx))
+        app.include_router(ops_router({"kafka": ingest.ready, "clickhouse": ingest.clickhouse_ready}))
+        app.include_router(overview_router(lambda: client))
+        return app
+
+    def stop_broker(self) -> None:
+        if self._tansu:
+            self._tansu.stop()
+
+
