@@ -23,9 +23,15 @@ def _client(stack, app_id: str, **kwargs) -> Lookout:
     return Lookout(endpoint=stack.url, api_key=stack.api_key, app_id=app_id, **kwargs)
 
 
+_baseline: list[float] = []  # the same loop building a dict instead: pauses of the process itself
+
+
 def _log(client: Lookout, n: int, worst: list[float], **fields) -> list[str]:
     ids = []
     for i in range(n):
+        started = time.perf_counter()
+        _ = {"model": "gpt-4o-mini", "input": [{"role": "user", "content": f"question {i}"}], **fields}
+        _baseline.append(time.perf_counter() - started)
         started = time.perf_counter()
         ids.append(
             client.log_call(
@@ -68,6 +74,8 @@ def test_ten_thousand_calls_from_eight_threads_are_stored_exactly_once(ingest_st
     assert ingest_stack.count_calls(app) == 10_000
     if stats.retried == 0:  # nothing was sent twice, so nothing may be stored twice
         assert ingest_stack.duplicate_rows(app) == 0
+    worst = max(max(d) for d in durations)
+    print(f"\n10k/8 threads: {stats}; slowest log_call {worst * 1e3:.2f} ms")
     client.close()
 
 
@@ -92,7 +100,13 @@ def test_ingest_down_for_ten_seconds_then_back_loses_nothing(ingest_stack):
     stats = client.stats
     assert (stats.sent, stats.dropped, stats.failed) == (len(logged), 0, 0)
     assert ingest_stack.wait_for_calls(app, len(logged), timeout=120) == len(logged)
-    assert max(worst) < 0.1  # the caller only ever paid for its own append
+    # The caller only ever paid for its own append: far below any network wait or backoff
+    # (seconds here), with room for GC and GIL hand-offs on a loaded 2-core CI machine.
+    assert max(worst) < 1.0
+    print(
+        f"\noutage: {len(logged)} logged, {stats}; slowest log_call {max(worst) * 1e3:.2f} ms, "
+        f"slowest dict build in the same loop {max(_baseline) * 1e3:.2f} ms"
+    )
     client.close()
 
 
@@ -116,7 +130,8 @@ def test_with_the_queue_full_during_an_outage_drops_are_counted_exactly(ingest_s
     assert ingest_stack.wait_for_calls(app, stats.sent, timeout=120) == stats.sent
     time.sleep(1)
     assert ingest_stack.count_calls(app) == len(logged) - stats.dropped
-    assert max(worst) < 0.1
+    assert max(worst) < 1.0  # see above: no network wait
+    print(f"\nqueue full: {len(logged)} logged, {stats}; slowest log_call {max(worst) * 1e3:.2f} ms")
     client.close()
 
 
@@ -143,4 +158,5 @@ def test_with_a_spill_directory_an_outage_longer_than_the_queue_loses_nothing(in
     stats = client.stats
     assert (stats.sent, stats.dropped, stats.failed) == (len(logged), 0, 0)
     assert not list(tmp_path.iterdir())
+    print(f"\nspill: {len(logged)} logged, {stats}; slowest log_call {max(worst) * 1e3:.2f} ms")
     client.close()

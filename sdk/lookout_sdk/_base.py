@@ -56,6 +56,7 @@ _RETRYABLE = frozenset({408, 429, 502, 503, 504})
 _GZIP_MIN_BYTES = 1024
 _MAX_EVENTS_PER_REQUEST = 5000
 _SAMPLE_SCALE = 1 << 32
+_YIELD_EVERY = 32
 
 # The application's own context for every call logged inside `lookout_sdk.context(...)`.
 # It lives here because log_call reads it on the hot path.
@@ -548,7 +549,12 @@ class _BaseClient:
     def _encode_calls(self, items: Iterable[tuple]) -> tuple[list[bytes], list[bytes]]:
         events: list[bytes] = []
         feedback: list[bytes] = []
-        for item in items:
+        for n, item in enumerate(items, 1):
+            if n % _YIELD_EVERY == 0:
+                # Encoding is pure Python and holds the GIL: hand it back now and then, so an
+                # application thread waits for it a fraction of a millisecond, not a whole
+                # switch interval (5 ms).
+                time.sleep(0)
             if item[0] == _FEEDBACK:
                 feedback.append(dumps(item[1]))
                 continue

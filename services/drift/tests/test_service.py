@@ -17,7 +17,8 @@ from lookout.drift import DriftService, DriftSettings
 from lookout.drift.api import build_router
 
 REF, WINDOW, EVERY = 60, 60, 30
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+# Recent event times: stored rows expire after LOOKOUT_RETENTION_DAYS.
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
 
 
 def drift_settings(settings, **extra) -> DriftSettings:
@@ -81,6 +82,15 @@ class Results:
 
     async def __aexit__(self, *exc):
         await self.consumer.stop()
+
+    async def drain(self, quiet_s: float = 2.0) -> list[DriftResult]:
+        """Everything until nothing new arrived for quiet_s (call once records flow)."""
+        while True:
+            batch = await self.consumer.getmany(timeout_ms=int(quiet_s * 1000))
+            if not batch:
+                return self.records
+            for part in batch.values():
+                self.records.extend(DriftResult.from_bytes(r.value) for r in part)
 
     async def until(self, done, limit_s: float = 120) -> list[DriftResult]:
         deadline = asyncio.get_running_loop().time() + limit_s
@@ -197,10 +207,8 @@ async def test_worker_killed_mid_stream_resumes_its_windows_without_duplicates(s
         await b.start()
         try:
             await produce(s, rest)
-            records = await results.until(has_window("prompt_embedding", 5))
-            await asyncio.sleep(2)  # anything duplicated would arrive now
-            for part in (await results.consumer.getmany(timeout_ms=500)).values():
-                records.extend(DriftResult.from_bytes(r.value) for r in part)
+            await results.until(has_window("prompt_embedding", 5))
+            records = await results.drain()  # anything duplicated would arrive now
         finally:
             await b.stop()
 
@@ -289,3 +297,32 @@ async def test_reference_reset_by_api_and_pinned_upload(kafka_broker, settings_f
             assert (await http.get("/v1/drift", headers={"Authorization": f"Bearer {reader}"})).status_code == 200
     finally:
         await service.stop()
+
+
+async def test_traffic_beyond_the_encoder_is_sampled_uniformly_and_the_sample_size_recorded(
+    kafka_broker, settings_for, encoder, tokenizer
+):
+    # An encoder budget of 100 texts/s: a burst of 600 events cannot all be embedded.
+    s = drift_settings(settings_for(kafka_broker), drift_encoder_texts_per_s=100.0)
+    traffic = Traffic(seed=8)
+    calls = traffic.calls("cooking", 600)
+    await produce(s, calls)
+    service = DriftService(s, encoder=encoder, tokenizer=tokenizer)
+    await service.start()
+    try:
+        async with Results(s) as results:
+            await eventually(lambda: service.stats.consumed >= len(calls), 120)
+            print("DBG0", service.produced, service.stats, service.stream_summaries())
+            await results.until(has_window("prompt_embedding", 0))
+            records = await results.drain()
+    finally:
+        await service.stop()
+    print("DBG", len(records), sorted({(r.details["window_index"], r.details["events_seen"], r.details["events_sampled"]) for r in records}))
+    sampled = [r for r in records if r.details["sample_rate"] < 1]
+    assert sampled
+    r = sampled[0]
+    assert r.details["events_seen"] > r.details["events_sampled"] > 0
+    assert r.current_size <= WINDOW
+    # Every stored event is one that was sampled; the rest were only counted.
+    stored = service.store.client.query("SELECT count() FROM drift_embeddings").result_rows[0][0]
+    assert 0 < stored < len(calls)

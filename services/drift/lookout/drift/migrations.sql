@@ -30,7 +30,9 @@ CREATE TABLE IF NOT EXISTS drift_embeddings
 ENGINE = ReplacingMergeTree
 PARTITION BY toDate(ts)
 ORDER BY (app_id, model, prompt_version, source, event_id)
-TTL toDateTime(ts) + INTERVAL {retention_days} DAY;
+-- By storage time, not event time: a backfill of old events must not expire the very
+-- rows a window state points at.
+TTL toDateTime(stored_at) + INTERVAL {retention_days} DAY;
 
 -- Window state per stream, rewritten after each batch that touched the stream; the
 -- highest version is the state. It names events (ids into drift_embeddings), not vectors.

@@ -247,15 +247,16 @@ class DriftService:
         metrics.SAMPLE_RATE.set(len(kept) / len(batch.fresh))
         metrics.EVENTS.labels("sampled").inc(len(kept))
         metrics.EVENTS.labels("unsampled").inc(len(batch.fresh) - len(kept))
-        # Unsampled events still count as traffic of their stream (recorded per window).
-        kept_ids = {c.event_id for _, c in kept}
-        for key, call in batch.fresh:
-            if call.event_id not in kept_ids:
-                self.states[key].observe_unsampled(1)
-
         samples = await asyncio.to_thread(self._featurize, [c for _, c in kept])
+        by_id = {s.event_id: s for s in samples}
         windows: list[Window] = []
-        for (key, _), sample in zip(kept, samples, strict=True):
+        for key, call in batch.fresh:
+            sample = by_id.get(call.event_id)
+            if sample is None:
+                # Unsampled events still count as traffic of their stream, in arrival order,
+                # so each window records how many events it stands for.
+                self.states[key].observe_unsampled(1)
+                continue
             window = self.states[key].admit(sample)
             if window is not None:
                 windows.append(window)

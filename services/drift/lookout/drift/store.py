@@ -8,7 +8,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -94,7 +94,7 @@ class DriftStore:
         (event_id, ts, p_emb, r_emb, p_chars, r_chars, p_tok, r_tok, p_ids, r_ids, empty) = r
         return Sample(
             event_id=event_id if isinstance(event_id, uuid.UUID) else uuid.UUID(str(event_id)),
-            ts=ts,
+            ts=ts if ts.tzinfo else ts.replace(tzinfo=UTC),  # the driver returns naive UTC
             prompt_chars=int(p_chars), response_chars=int(r_chars),
             prompt_tokens=int(p_tok), response_tokens=int(r_tok),
             empty_or_refused=bool(empty),

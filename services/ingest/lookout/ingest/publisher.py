@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import Counter, Gauge
 
 from lookout.core import topics
@@ -29,6 +30,7 @@ class EventPublisher:
         self._max_inflight = max_inflight
         self._timeout = timeout_s
         self._inflight = 0
+        self._partitioner = DefaultPartitioner()
 
     async def publish(self, calls: list[LlmCall]) -> None:
         """Returns once Kafka acked every call, else raises Unavailable. A partial send
@@ -53,8 +55,24 @@ class EventPublisher:
         PRODUCED.inc(len(calls))
 
     async def _send_all(self, calls: list[LlmCall]) -> None:
-        futures = [
-            await self._producer.send(self._topic, call.to_bytes(), key=topics.event_key(call.app_id, call.model))
-            for call in calls
-        ]
+        """One record batch per partition instead of a send() per event: the per-message
+        path costs ~20 µs of Python each, the batch path a fraction of that. Partitions
+        come from the same murmur2 partitioner Kafka clients use, so a stream's events
+        land where a plain keyed send would put them."""
+        partitions = sorted(await self._producer.partitions_for(self._topic))
+        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+        for call in calls:
+            key = topics.event_key(call.app_id, call.model)
+            partition = self._partitioner(key, partitions, partitions)
+            by_partition.setdefault(partition, []).append((key, call.to_bytes()))
+        futures = []
+        for partition, records in by_partition.items():
+            batch = self._producer.create_batch()
+            for key, value in records:
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    futures.append(await self._producer.send_batch(batch, self._topic, partition=partition))
+                    batch = self._producer.create_batch()
+                    if batch.append(key=key, value=value, timestamp=None) is None:
+                        raise ValueError(f"event of {len(value)} bytes exceeds the producer's batch size")
+            futures.append(await self._producer.send_batch(batch, self._topic, partition=partition))
         await asyncio.gather(*futures)

@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = JudgeSettings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per judge request otherwise
     if args.command == "agreement":
         _agreement(settings, args.rubric, args.days, args.evaluator)
     else:

@@ -17,9 +17,9 @@ from .rubrics import Rubric
 RATINGS = [1, 2, 3, 4, 5]  # Feedback.rating's scale
 
 _PAIRS_SQL = """
-SELECT s.value, f.rating
+SELECT s.judge_value, f.reviewer_rating
 FROM (
-    SELECT event_id, argMax(value, ts) AS value
+    SELECT event_id, argMax(value, ts) AS judge_value
     FROM scores FINAL
     WHERE name = {name:String} AND source = 'llm_judge' AND evaluator_version = {version:String}
       AND ({evaluator:String} = '' OR evaluator = {evaluator:String})
@@ -27,7 +27,7 @@ FROM (
     GROUP BY event_id
 ) AS s
 INNER JOIN (
-    SELECT event_id, argMax(rating, ts) AS rating
+    SELECT event_id, argMax(rating, ts) AS reviewer_rating
     FROM feedback FINAL
     WHERE source = 'reviewer' AND rating IS NOT NULL
     GROUP BY event_id

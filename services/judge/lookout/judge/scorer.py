@@ -12,12 +12,24 @@ from lookout.core.events import LlmCall, Score
 from . import metrics
 from .evaluator import LlmJudge
 from .reference import ReferenceMetrics
-from .rubrics import RubricSet
+from .rubrics import Rubric, RubricSet
 from .sampling import Sampler
 from .scores import Measurement, to_score
 from .toxicity import ToxicityModel
 
 log = logging.getLogger(__name__)
+
+
+def user_input(call: LlmCall) -> str:
+    """What the user sent in this call: the explicit prompt, else the last user message.
+    Not the system prompt or the earlier turns, which every call of a conversation repeats
+    (scoring them again and again costs time and blames each call for old text)."""
+    if call.prompt:
+        return call.prompt
+    for message in reversed(call.input):
+        if message.role == "user" and message.content:
+            return message.content
+    return ""
 
 
 @dataclass
@@ -68,7 +80,7 @@ class Scorer:
             log.exception("reference metrics failed on call %s", call.event_id)
             return []
 
-    async def _judge_one(self, call: LlmCall, rubric, out: list[Measurement]) -> None:
+    async def _judge_one(self, call: LlmCall, rubric: Rubric, out: list[Measurement]) -> None:
         m = await self.judge.judge(call, rubric)
         if m is not None:
             out.append(m)
@@ -80,7 +92,7 @@ class Scorer:
         texts: list[str] = []
         where: list[tuple[int, str]] = []
         for i, call in enumerate(calls):
-            prompt = call.prompt_text()
+            prompt = user_input(call)
             if prompt.strip():
                 texts.append(prompt)
                 where.append((i, "toxicity.prompt."))

@@ -106,21 +106,17 @@ class DetoxifyModel:
     def load(cls, settings: JudgeSettings) -> DetoxifyModel:
         from detoxify import Detoxify
 
-        version = f"{metadata.version('detoxify')}/{settings.detoxify_model_type}"
-        if settings.detoxify_checkpoint and settings.detoxify_hf_config:
-            model, tokenizer, names = _load_offline(
-                settings.detoxify_checkpoint, settings.detoxify_hf_config, settings.detoxify_device
-            )
+        checkpoint = settings.detoxify_checkpoint
+        if checkpoint and settings.detoxify_hf_config:
+            model, tokenizer, names = _load_offline(checkpoint, settings.detoxify_hf_config, settings.detoxify_device)
         else:
             # detoxify's own path: the checkpoint given, or its release download by model type.
-            d = Detoxify(
-                model_type=settings.detoxify_model_type,
-                checkpoint=settings.detoxify_checkpoint,
-                device=settings.detoxify_device,
-            )
+            d = Detoxify(model_type=settings.detoxify_model_type, checkpoint=checkpoint,
+                         device=settings.detoxify_device)
             model, tokenizer, names = d.model, d.tokenizer, d.class_names
-        if settings.detoxify_checkpoint:
-            version = f"{metadata.version('detoxify')}/ckpt-{_file_digest(settings.detoxify_checkpoint)}"
+        # A checkpoint is named by its digest: the weights, not a label, say what scored.
+        weights = f"ckpt-{_file_digest(checkpoint)}" if checkpoint else settings.detoxify_model_type
+        version = f"{metadata.version('detoxify')}/{weights}"
         if not getattr(tokenizer, "is_fast", False):
             raise ToxicityUnavailable("detoxify tokenizer is not a fast tokenizer; chunking needs one")
         return cls(
