@@ -87,6 +87,11 @@ async def start_producer(settings: CommonSettings, **overrides) -> AIOKafkaProdu
     return producer
 
 
+def is_idempotent(producer: AIOKafkaProducer) -> bool:
+    """Whether the producer runs with idempotence (aiokafka keeps it in its transaction manager)."""
+    return getattr(producer, "_txn_manager", None) is not None
+
+
 @dataclass
 class ConsumerStats:
     consumed: int = 0

@@ -302,8 +302,10 @@ async def test_reference_reset_by_api_and_pinned_upload(kafka_broker, settings_f
 async def test_traffic_beyond_the_encoder_is_sampled_uniformly_and_the_sample_size_recorded(
     kafka_broker, settings_for, encoder, tokenizer
 ):
-    # An encoder budget of 100 texts/s: a burst of 600 events cannot all be embedded.
-    s = drift_settings(settings_for(kafka_broker), drift_encoder_texts_per_s=100.0)
+    # An encoder budget of 100 texts/s: a burst of 600 events, consumed in about a second,
+    # cannot all be embedded; small windows so that the few sampled events make some.
+    s = drift_settings(settings_for(kafka_broker), drift_encoder_texts_per_s=100.0, drift_reference_size=10,
+                       drift_window_size=20, drift_test_every_events=10, drift_min_window_events=10)
     traffic = Traffic(seed=8)
     calls = traffic.calls("cooking", 600)
     await produce(s, calls)
@@ -312,17 +314,15 @@ async def test_traffic_beyond_the_encoder_is_sampled_uniformly_and_the_sample_si
     try:
         async with Results(s) as results:
             await eventually(lambda: service.stats.consumed >= len(calls), 120)
-            print("DBG0", service.produced, service.stats, service.stream_summaries())
             await results.until(has_window("prompt_embedding", 0))
             records = await results.drain()
     finally:
         await service.stop()
-    print("DBG", len(records), sorted({(r.details["window_index"], r.details["events_seen"], r.details["events_sampled"]) for r in records}))
     sampled = [r for r in records if r.details["sample_rate"] < 1]
     assert sampled
     r = sampled[0]
     assert r.details["events_seen"] > r.details["events_sampled"] > 0
-    assert r.current_size <= WINDOW
+    assert r.current_size <= 20
     # Every stored event is one that was sampled; the rest were only counted.
     stored = service.store.client.query("SELECT count() FROM drift_embeddings").result_rows[0][0]
     assert 0 < stored < len(calls)

@@ -8,7 +8,13 @@ event count and event time and results have ids derived from the window, so the 
 yields the same records, and events already in a window are skipped.
 
 Window state lives in ClickHouse (drift_stream_state naming events in drift_embeddings),
-not in faust tables: see the module docstring of store.py and the issue note.
+not in faust tables. faust-streaming 0.15.3 does import and start with aiokafka 0.14, but
+(1) its tables are changelog topics that it commits on its own schedule, not after our
+results are acked, which is the contract every Lookout consumer keeps; (2) a quick worker
+against Tansu (the embedded broker) stalled in start-up; (3) the embeddings must be stored
+in ClickHouse for drill-down anyway, so a window is a list of event ids into that table and
+a restart reloads it, on Apache Kafka and Tansu alike, with the same CommitAfterLoop as the
+other services.
 """
 
 from __future__ import annotations

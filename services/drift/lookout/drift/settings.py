@@ -21,7 +21,8 @@ class DriftSettings(CommonSettings):
         False, description="One stream per (app, model, prompt_version) instead of per (app, model)."
     )
     drift_max_streams: int = Field(
-        10_000, ge=1, description="Streams tracked at once; events of further ones are counted and skipped."
+        1000, ge=1,
+        description="Streams tracked at once (about 7 MB each at N=500); further streams are counted and skipped.",
     )
 
     drift_encoder_model: str = Field(

@@ -1,1 +1,1 @@
-"""lookout.feedback: placeholder package; the service lands with its issue."""
+"""lookout.feedback: end-user thumbs, the reviewer queue and its web UI, dataset export."""

@@ -10,6 +10,7 @@ from lookout.core.settings import CommonSettings
 class IngestSettings(CommonSettings):
     http_host: str = Field("0.0.0.0", description="Address the HTTP API listens on.")
     http_port: int = Field(8080, ge=1, le=65535, description="Port the HTTP API listens on.")
+    http_workers: int = Field(1, ge=1, description="Intake processes (`python -m lookout.ingest`); one per core.")
     max_batch_events: int = Field(5000, ge=1, description="Most events in one POST /v1/events.")
     max_body_bytes: int = Field(10 << 20, ge=1024, description="Largest request body, after gzip decoding.")
     max_inflight_events: int = Field(

@@ -1,0 +1,83 @@
+"""The fine-tuning job on a tiny random model on CPU: it learns (held-out loss falls),
+writes the adapter, metrics.json and a model card, and reports its states."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from lookout.core.events import Retrain
+from lookout_finetune.data import Example, encode, load_sft, split
+from lookout_finetune.train import TrainConfig, train
+
+
+def test_split_is_deterministic_and_never_empty(sft_dataset):
+    ex = load_sft(sft_dataset)
+    tr, ev = split(ex, 0.25)
+    assert len(ev) == 6 and len(tr) == 18
+    tr2, ev2 = split(list(reversed(ex)), 0.25)
+    assert [e.event_id for e in ev] == [e.event_id for e in ev2]
+    assert split(ex[:2], 0.01)[1] and split(ex[:2], 0.99)[0]
+    assert split(ex[:1], 0.5) == (ex[:1], [])
+
+
+def test_labels_cover_the_completion_only(tiny_model):
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    enc = encode(tok, Example("e", [{"role": "user", "content": "hi there"}], "hello"), 64)
+    answer = tok("hello", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert [t for t in enc.labels if t != -100] == answer
+    assert enc.input_ids[-len(answer):] == answer
+    # Too long: the prompt is cut from the left, the answer kept.
+    enc = encode(tok, Example("e", [{"role": "user", "content": "word " * 200}], "hello"), 16)
+    assert len(enc.input_ids) == 16 and enc.input_ids[-len(answer):] == answer
+
+
+def test_lora_training_lowers_held_out_loss_and_writes_outputs(tiny_model, sft_dataset, tmp_path):
+    out = tmp_path / "run"
+    cfg = TrainConfig(dataset=str(sft_dataset), base_model=str(tiny_model), output_dir=str(out), run_id="r1",
+                      app_id="bot", model="m1", rule="p/thumbs", dataset_hash="abc123", model_version="m1+lora-r1",
+                      epochs=30, batch_size=8, learning_rate=5e-3, held_out=0.25, device="cpu")
+    seen = []
+    m = train(cfg, lambda msg, data: seen.append(msg))
+    assert m["eval_after"]["loss"] < m["eval_before"]["loss"]
+    assert m["eval_after"]["perplexity"] < m["eval_before"]["perplexity"]
+    assert 0 < m["trainable_parameters"] < m["total_parameters"]
+    assert m["steps"] == 90 and seen[-1] == "step 90/90"
+    assert json.loads((out / "metrics.json").read_text())["dataset_hash"] == "abc123"
+    card = (out / "README.md").read_text()
+    assert "abc123" in card and "p/thumbs" in card and "m1+lora-r1" in card
+    # The adapter loads back on the base model.
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    assert isinstance(PeftModel.from_pretrained(base, out / "adapter"), PeftModel)
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}  # no LOOKOUT_KAFKA_BOOTSTRAP: stdout events
+    return subprocess.run([sys.executable, "-m", "lookout_finetune", *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_cli_reports_running_then_succeeded_on_stdout(tiny_model, sft_dataset, tmp_path):
+    run_id = str(uuid.uuid4())
+    p = _run("--dataset", str(sft_dataset), "--base-model", str(tiny_model), "--output", str(tmp_path / "o"),
+             "--run-id", run_id, "--app-id", "bot", "--model", "m1", "--max-steps", "3", "--device", "cpu")
+    assert p.returncode == 0, p.stderr
+    events = [Retrain.model_validate_json(line) for line in p.stdout.splitlines()]
+    assert [e.status for e in events][0] == "running" and events[-1].status == "succeeded"
+    assert {str(e.run_id) for e in events} == {run_id}
+    assert events[-1].model_version == f"m1+lora-{run_id[:8]}"
+    assert events[-1].evidence["metrics"]["steps"] == 3
+
+
+def test_cli_reports_failed_on_a_bad_dataset(tiny_model, tmp_path):
+    bad = tmp_path / "sft.jsonl"
+    bad.write_text('{"messages": "nope"}\n')
+    p = _run("--dataset", str(bad), "--base-model", str(tiny_model), "--output", str(tmp_path / "o"))
+    assert p.returncode == 1
+    last = Retrain.model_validate_json(p.stdout.splitlines()[-1])
+    assert last.status == "failed" and "an SFT line needs" in last.message

@@ -1,0 +1,81 @@
+"""GET /v1/datasets/export (download JSONL) and POST /v1/datasets (write a version to
+LOOKOUT_DATASET_DIR). API key with the review or admin scope; a key bound to one app
+exports that app only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from lookout.core.auth import ApiKey, ApiKeyStore
+
+from . import datasets, store
+from .errors import ApiError
+from .settings import FeedbackSettings
+from .thumbs import bearer_key
+
+
+@dataclass
+class DatasetContext:
+    settings: FeedbackSettings
+    db: store.Db | None = None
+    keys: ApiKeyStore | None = None
+
+
+def _filters(key: ApiKey, app_id, model, since, until, label) -> datasets.DatasetFilters:
+    if not (key.allows("review") or key.allows("admin")):
+        raise ApiError(403, "this API key lacks the 'review' scope")
+    if app_id is None and key.app_id != "*":
+        app_id = key.app_id
+    if app_id is not None and not key.allows("review", app_id):
+        raise ApiError(403, f"this API key is bound to app '{key.app_id}', not '{app_id}'", field="app_id")
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise ApiError(422, f"{name} must carry a timezone, e.g. 2026-01-01T00:00:00Z", field=name)
+    return datasets.DatasetFilters(app_id, model, since, until, label)
+
+
+def build_router(ctx: DatasetContext) -> APIRouter:
+    router = APIRouter(tags=["datasets"])
+
+    @router.get("/v1/datasets/export")
+    async def download(
+        kind: Literal["sft", "preference"] = "sft",
+        app_id: str | None = None,
+        model: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        label: str | None = None,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        key = await bearer_key(ctx.keys, authorization)
+        filters = _filters(key, app_id, model, since, until, label)
+        built = await run_in_threadpool(store.locked, ctx.db, datasets.build, filters)
+        body = built.sft if kind == "sft" else built.preference
+        headers = {"X-Dataset-Sha256": built.sha256, "X-Dataset-Count": str(
+            built.sft_count if kind == "sft" else built.preference_count)}
+        return Response(body, media_type="application/x-ndjson", headers=headers)
+
+    @router.post("/v1/datasets", status_code=201)
+    async def export(
+        app_id: str | None = None,
+        model: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        label: str | None = None,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict:
+        key = await bearer_key(ctx.keys, authorization)
+        if not key.allows("admin"):
+            raise ApiError(403, "writing a dataset needs the 'admin' scope")
+        filters = _filters(key, app_id, model, since, until, label)
+        v = await run_in_threadpool(store.locked, ctx.db, datasets.export_dataset, filters, ctx.settings.dataset_dir)
+        return {"dataset_id": v.dataset_id, "sha256": v.sha256, "sft_count": v.sft_count,
+                "preference_count": v.preference_count, "location": v.location}
+
+    return router

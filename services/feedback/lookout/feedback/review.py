@@ -1,0 +1,245 @@
+"""The reviewer API behind the /review page: login, claim the next task, submit, skip,
+release, progress, and admin management of reviewer accounts.
+
+Auth is a session cookie (HttpOnly, SameSite=Strict); every state-changing request must
+also carry the session's CSRF token in X-CSRF-Token, which a cross-site page cannot read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Cookie, Depends, Header, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from lookout.core import ids
+from lookout.core.events import Feedback, ShortText, now_utc
+
+from . import queue
+from .accounts import Accounts, Reviewer, Session
+from .claims import ClaimLog, ClaimTimeout
+from .errors import ApiError
+from .publish import FeedbackPublisher, Unavailable
+from .settings import FeedbackSettings
+from .store import Db
+
+COOKIE = "lookout_review"
+
+
+class LoginIn(BaseModel):
+    username: Annotated[str, Field(min_length=1, max_length=128)]
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class NextIn(BaseModel):
+    app_id: ShortText | None = None
+    kind: ShortText | None = None
+
+
+class ReviewIn(BaseModel):
+    rating: Annotated[int, Field(ge=1, le=5)] | None = None
+    thumbs: Literal[-1, 1] | None = None
+    labels: list[ShortText] = Field(default_factory=list, max_length=64)
+    corrected_output: Annotated[str, Field(max_length=1_000_000)] | None = None
+    comment: Annotated[str, Field(max_length=100_000)] | None = None
+
+
+class ReviewerIn(BaseModel):
+    username: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._@-]+$")]
+    password: Annotated[str, Field(min_length=8, max_length=1024)]
+    role: Literal["viewer", "reviewer", "admin"] = "reviewer"
+    apps: list[ShortText] = Field(default_factory=list, max_length=1000)
+
+
+class ReviewerPatch(BaseModel):
+    password: Annotated[str, Field(min_length=8, max_length=1024)] | None = None
+    role: Literal["viewer", "reviewer", "admin"] | None = None
+    apps: list[ShortText] | None = Field(default=None, max_length=1000)
+    disabled: bool | None = None
+
+
+@dataclass
+class ReviewContext:
+    settings: FeedbackSettings
+    db: Db | None = None
+    accounts: Accounts | None = None
+    claims: ClaimLog | None = None
+    publisher: FeedbackPublisher | None = None
+
+
+@dataclass(frozen=True)
+class Caller:
+    session: Session
+    reviewer: Reviewer
+
+
+def _me(caller: Caller, settings: FeedbackSettings) -> dict:
+    r = caller.reviewer
+    return {"username": r.username, "role": r.role, "apps": list(r.apps), "csrf": caller.session.csrf,
+            "labels": settings.labels()}
+
+
+def build_router(ctx: ReviewContext) -> APIRouter:
+    router = APIRouter(prefix="/review/api", tags=["review"])
+
+    async def caller(lookout_review: Annotated[str | None, Cookie()] = None) -> Caller:
+        found = await run_in_threadpool(ctx.accounts.session, lookout_review)
+        if found is None:
+            raise ApiError(401, "not logged in")
+        return Caller(*found)
+
+    async def writer(c: Caller = Depends(caller), x_csrf_token: Annotated[str | None, Header()] = None) -> Caller:
+        if not x_csrf_token or not hmac.compare_digest(x_csrf_token, c.session.csrf):
+            raise ApiError(403, "missing or wrong CSRF token (X-CSRF-Token)")
+        return c
+
+    async def reviewer(c: Caller = Depends(writer)) -> Caller:
+        if c.reviewer.role not in ("reviewer", "admin"):
+            raise ApiError(403, "viewers cannot review")
+        return c
+
+    async def admin(c: Caller = Depends(writer)) -> Caller:
+        if c.reviewer.role != "admin":
+            raise ApiError(403, "admins only")
+        return c
+
+    async def fetch(f: queue.QueueFilter) -> list[queue.Candidate]:
+        return await run_in_threadpool(queue.candidates, ctx.db, f, ctx.settings.review_age_weight)
+
+    async def visible_task(c: Caller, event_id: uuid.UUID) -> str:
+        app_id = await run_in_threadpool(queue.task_app, ctx.db, event_id)
+        # A task of an app the reviewer is not assigned to does not exist for them.
+        if app_id is None or not c.reviewer.sees(app_id):
+            raise ApiError(404, f"no review task for {event_id}", field="event_id")
+        return app_id
+
+    async def progress(c: Caller, f: queue.QueueFilter) -> dict:
+        done = await run_in_threadpool(queue.done_count, ctx.db, c.reviewer.username)
+        left = await run_in_threadpool(queue.open_count, ctx.db, f)
+        return {"done": done, "open": left}
+
+    @router.post("/login")
+    async def login(body: LoginIn, response: Response) -> dict:
+        found = await run_in_threadpool(ctx.accounts.login, body.username, body.password)
+        if found is None:
+            raise ApiError(401, "wrong user name or password")
+        cookie, session = found
+        response.set_cookie(COOKIE, cookie, max_age=ctx.settings.session_ttl_s, httponly=True, samesite="strict",
+                            secure=ctx.settings.cookie_secure, path="/")
+        reviewer = await run_in_threadpool(ctx.accounts.get, body.username)
+        return _me(Caller(session, reviewer), ctx.settings)
+
+    @router.post("/logout")
+    async def logout(response: Response, c: Caller = Depends(writer),
+                     lookout_review: Annotated[str | None, Cookie()] = None) -> dict:
+        await run_in_threadpool(ctx.accounts.logout, lookout_review or "")
+        response.delete_cookie(COOKIE, path="/")
+        return {"ok": True}
+
+    @router.get("/me")
+    async def me(c: Caller = Depends(caller)) -> dict:
+        return _me(c, ctx.settings)
+
+    @router.get("/progress")
+    async def get_progress(c: Caller = Depends(caller), app_id: str | None = None, kind: str | None = None) -> dict:
+        return await progress(c, queue.QueueFilter(c.reviewer.app_scope(), app_id, kind))
+
+    @router.post("/next")
+    async def next_task(body: NextIn, c: Caller = Depends(reviewer)) -> dict:
+        f = queue.QueueFilter(c.reviewer.app_scope(), body.app_id, body.kind)
+        try:
+            got = await queue.claim_next(ctx.claims, c.reviewer.username, f, fetch)
+        except ClaimTimeout as exc:
+            raise ApiError(503, str(exc), headers={"Retry-After": "2"}) from None
+        if got is None:
+            return {"task": None, "progress": await progress(c, f)}
+        task, expires_ms = got
+        call = await run_in_threadpool(queue.call_detail, ctx.db, task.event_id)
+        return {
+            "task": {"event_id": str(task.event_id), "app_id": task.app_id, "reasons": task.reasons,
+                     "kinds": task.kinds, "priority": task.priority, "lease_expires_ms": expires_ms, "call": call},
+            "progress": await progress(c, f),
+        }
+
+    async def _simple(op: Literal["skip", "release"], event_id: uuid.UUID, c: Caller) -> dict:
+        await visible_task(c, event_id)
+        try:
+            verdict = await ctx.claims.request(op, event_id, c.reviewer.username)
+        except ClaimTimeout as exc:
+            raise ApiError(503, str(exc), headers={"Retry-After": "2"}) from None
+        if not verdict.won:
+            raise ApiError(409, verdict.reason)
+        return {"ok": True}
+
+    @router.post("/tasks/{event_id}/skip")
+    async def skip(event_id: uuid.UUID, c: Caller = Depends(reviewer)) -> dict:
+        return await _simple("skip", event_id, c)
+
+    @router.post("/tasks/{event_id}/release")
+    async def release(event_id: uuid.UUID, c: Caller = Depends(reviewer)) -> dict:
+        return await _simple("release", event_id, c)
+
+    @router.post("/tasks/{event_id}/submit")
+    async def submit(event_id: uuid.UUID, body: ReviewIn, c: Caller = Depends(reviewer)) -> dict:
+        app_id = await visible_task(c, event_id)
+        bad = [label for label in body.labels if label not in ctx.settings.labels()]
+        if bad:
+            raise ApiError(422, f"unknown label {bad[0]!r}", field="labels")
+        if body.rating is None and body.thumbs is None and not body.labels and not body.corrected_output:
+            raise ApiError(422, "a review needs a rating, thumbs, labels or a corrected answer")
+        try:
+            verdict = await ctx.claims.request("done", event_id, c.reviewer.username)
+        except ClaimTimeout as exc:
+            raise ApiError(503, str(exc), headers={"Retry-After": "2"}) from None
+        if not verdict.won:
+            raise ApiError(409, f"cannot submit: {verdict.reason}")
+        # The log accepted this review and no other: only now is it produced and recorded.
+        fid = ids.uuid_from(f"review/{event_id}/{c.reviewer.username}")
+        ts = now_utc()
+        record = Feedback(feedback_id=fid, event_id=event_id, ts=ts, app_id=app_id, source="reviewer",
+                          author=c.reviewer.username, thumbs=body.thumbs, rating=body.rating, labels=body.labels,
+                          corrected_output=body.corrected_output or None, comment=body.comment or None)
+        for attempt in range(3):
+            try:
+                await ctx.publisher.publish(record)
+                break
+            except Unavailable as exc:
+                if attempt == 2:
+                    raise ApiError(503, f"review accepted but not yet stored: {exc}") from None
+                await asyncio.sleep(1)
+        await run_in_threadpool(ctx.db.insert, "review_done", [[event_id, app_id, c.reviewer.username, fid, ts]],
+                                ["event_id", "app_id", "reviewer", "feedback_id", "ts"])
+        return {"feedback_id": str(fid)}
+
+    @router.get("/admin/reviewers")
+    async def list_reviewers(c: Caller = Depends(caller)) -> dict:
+        if c.reviewer.role != "admin":
+            raise ApiError(403, "admins only")
+        found = await run_in_threadpool(ctx.accounts.list)
+        return {"reviewers": [{"username": r.username, "role": r.role, "apps": list(r.apps),
+                               "disabled": r.disabled} for r in found]}
+
+    @router.post("/admin/reviewers", status_code=201)
+    async def create_reviewer(body: ReviewerIn, c: Caller = Depends(admin)) -> dict:
+        if await run_in_threadpool(ctx.accounts.get, body.username):
+            raise ApiError(409, f"reviewer {body.username!r} exists", field="username")
+        r = await run_in_threadpool(lambda: ctx.accounts.upsert(body.username, password=body.password,
+                                                                role=body.role, apps=body.apps))
+        return {"username": r.username, "role": r.role, "apps": list(r.apps)}
+
+    @router.patch("/admin/reviewers/{username}")
+    async def patch_reviewer(username: str, body: ReviewerPatch, c: Caller = Depends(admin)) -> dict:
+        if not await run_in_threadpool(ctx.accounts.get, username):
+            raise ApiError(404, f"no reviewer {username!r}", field="username")
+        r = await run_in_threadpool(lambda: ctx.accounts.upsert(
+            username, password=body.password, role=body.role, apps=body.apps, disabled=body.disabled))
+        return {"username": r.username, "role": r.role, "apps": list(r.apps), "disabled": r.disabled}
+
+    return router
+
+

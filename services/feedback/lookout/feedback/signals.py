@@ -1,0 +1,104 @@
+"""Review tasks from signals on the topics: one row per (call, reason) in review_tasks.
+
+- llm.feedback: an end user's thumbs down.
+- llm.scores: toxicity.* above its threshold, judge.* below its threshold.
+- llm.drift: the example calls of a drifted result.
+- llm.events: a random audit sample per app. The draw is a hash of the event id, so every
+  replay and every instance draws the same calls.
+
+Severity (higher first): thumbs down 3, toxicity 2 + score, judge 2 + shortfall, drift 1,
+audit 0.5. The queue adds age on top (see queue.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from aiokafka import ConsumerRecord
+from prometheus_client import Counter
+
+from lookout.core import topics
+from lookout.core.events import DriftResult, Feedback, LlmCall, Score
+
+from .settings import FeedbackSettings
+from .store import Db
+
+QUEUED = Counter("lookout_review_reasons_total", "Reasons a call was queued for review", ["kind"])
+COLUMNS = ["event_id", "app_id", "model", "kind", "reason", "severity", "created_at"]
+
+
+@dataclass(frozen=True)
+class Reason:
+    event_id: uuid.UUID
+    app_id: str
+    model: str
+    kind: str
+    reason: str
+    severity: float
+    created_at: datetime
+
+    def row(self) -> list:
+        return [self.event_id, self.app_id, self.model, self.kind, self.reason, self.severity, self.created_at]
+
+
+def audit_draw(event_id: uuid.UUID) -> float:
+    """A uniform number in [0, 1) fixed by the event id."""
+    return int.from_bytes(hashlib.sha256(event_id.bytes).digest()[:8], "big") / 2**64
+
+
+def reasons_for(settings: FeedbackSettings, base_topic: str, value: bytes) -> list[Reason]:
+    if base_topic == topics.FEEDBACK:
+        f = Feedback.from_bytes(value)
+        if f.source == "end_user" and f.thumbs == -1:
+            return [Reason(f.event_id, f.app_id, "", "thumbs_down", "thumbs down from an end user", 3.0, f.ts)]
+    elif base_topic == topics.SCORES:
+        s = Score.from_bytes(value)
+        if s.name.startswith("toxicity.") and s.value > settings.review_toxicity_threshold:
+            return [Reason(s.event_id, s.app_id, s.model, "toxicity", f"{s.name} = {s.value:.3f}", 2.0 + s.value, s.ts)]
+        if s.name.startswith("judge.") and s.value < settings.review_judge_threshold:
+            shortfall = settings.review_judge_threshold - s.value
+            return [Reason(s.event_id, s.app_id, s.model, "judge", f"{s.name} = {s.value:.3f}", 2.0 + shortfall, s.ts)]
+    elif base_topic == topics.DRIFT:
+        d = DriftResult.from_bytes(value)
+        if d.drifted:
+            why = f"drift: {d.signal} ({d.method} {d.statistic:.3g})"
+            return [Reason(e, d.app_id, d.model, "drift", why, 1.0, d.ts) for e in d.examples]
+    elif base_topic == topics.EVENTS:
+        c = LlmCall.from_bytes(value)
+        if audit_draw(c.event_id) < settings.audit_rate(c.app_id):
+            return [Reason(c.event_id, c.app_id, c.model, "audit", "random audit sample", 0.5, c.ts)]
+    return []
+
+
+class TaskBuilder:
+    """The consumer handler: store the reasons of a batch; CommitAfterLoop commits after."""
+
+    def __init__(self, settings: FeedbackSettings, db: Db):
+        self.settings = settings
+        self.db = db
+
+    async def handle(self, records: list[ConsumerRecord]) -> None:
+        rows = []
+        for record in records:
+            base = topics.base_name(self.settings.topic_prefix, record.topic)
+            try:
+                found = reasons_for(self.settings, base, record.value)
+            except Exception:
+                # The sink dead-letters unreadable records; here they simply raise no task.
+                continue
+            for reason in found:
+                QUEUED.labels(reason.kind).inc()
+                rows.append(reason.row())
+        if rows:
+            await asyncio.to_thread(self.db.insert, "review_tasks", rows, COLUMNS)
+
+
+def signal_topics(settings: FeedbackSettings) -> list[str]:
+    return [topics.resolve(settings.topic_prefix, t) for t in (topics.FEEDBACK, topics.SCORES, topics.DRIFT,
+                                                               topics.EVENTS)]
+
+

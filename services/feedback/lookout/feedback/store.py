@@ -1,0 +1,65 @@
+"""Reads the feedback service makes: the call a vote is for, and an author's latest vote.
+
+One ClickHouse client is one session that refuses concurrent queries, so every read and
+write of this service goes through one `Db` that takes a lock (callers run it in threads).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+
+class Db:
+    def __init__(self, client: Client):
+        self.client = client
+        self._lock = threading.Lock()
+
+    def rows(self, sql: str, **params: Any) -> list[tuple]:
+        with self._lock:
+            return self.client.query(sql, parameters=params).result_rows
+
+    def named(self, sql: str, **params: Any) -> list[dict]:
+        with self._lock:
+            result = self.client.query(sql, parameters=params)
+        return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+
+    def insert(self, table: str, rows: Sequence[Sequence], columns: Sequence[str]) -> None:
+        if rows:
+            with self._lock:
+                self.client.insert(table, [list(r) for r in rows], column_names=list(columns))
+
+
+def call_app(db: Db, event_id: uuid.UUID) -> str | None:
+    """The app of a stored call, None when no call has this id (yet)."""
+    rows = db.rows("SELECT app_id FROM llm_calls WHERE event_id = {id:UUID} LIMIT 1", id=str(event_id))
+    return rows[0][0] if rows else None
+
+
+@dataclass(frozen=True)
+class Vote:
+    feedback_id: uuid.UUID
+    thumbs: int | None
+    comment: str
+
+
+def latest_vote(db: Db, event_id: uuid.UUID, source: str, author: str) -> Vote | None:
+    rows = db.rows(
+        "SELECT feedback_id, thumbs, comment FROM feedback_latest "
+        "WHERE event_id = {id:UUID} AND source = {source:String} AND author = {author:String}",
+        id=str(event_id),
+        source=source,
+        author=author,
+    )
+    return Vote(rows[0][0], rows[0][1], rows[0][2]) if rows else None
+
+
+def locked(db: Db, fn, *args):
+    """Run fn(client, *args) holding the client's lock (for helpers that take a raw client)."""
+    with db._lock:
+        return fn(db.client, *args)

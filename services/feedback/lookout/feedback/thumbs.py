@@ -1,0 +1,195 @@
+"""End-user thumbs: POST /v1/feedback and POST /v1/feedback/token.
+
+Who votes: an API key with the `feedback` scope for the call's app (server side; the body
+names the end user in `user_id`), or a feedback token minted for one call and one end
+user (browser side; the token fixes the call and the user, so it cannot vote elsewhere).
+
+Replacement: every vote is its own feedback row, with feedback_id = uuid5(event_id,
+source, author, ts in µs), so a Kafka-level resend of the same record collapses in the
+sink (same id) while a changed vote is a new row with a later ts. Readers take the latest
+row per (event_id, source, author): the `feedback_latest` view. A fixed uuid5(event_id,
+author) was not used because the sink keeps the *first* row of an id, so the earlier
+vote would win whenever both arrive in one sink batch.
+
+Duplicates: re-posting the vote an author already has (same thumbs and comment) is an
+idempotent 200 with `"duplicate": true` and the stored feedback_id; nothing is produced.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from lookout.core import ids
+from lookout.core.auth import ApiKey, ApiKeyStore
+from lookout.core.events import Feedback, ShortText, now_utc
+
+from . import store, tokens
+from .errors import ApiError
+from .publish import FeedbackPublisher, Unavailable
+from .settings import FeedbackSettings
+
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+class ThumbsIn(BaseModel):
+    event_id: uuid.UUID
+    thumbs: Literal[-1, 1]
+    comment: Annotated[str, Field(max_length=10_000)] | None = None
+    # With an API key: the end user who voted (pseudonymised by the app). Ignored with a token.
+    user_id: ShortText | None = None
+
+
+class ThumbsOut(BaseModel):
+    feedback_id: uuid.UUID
+    event_id: uuid.UUID
+    duplicate: bool
+    replaced: bool
+
+
+class TokenIn(BaseModel):
+    event_id: uuid.UUID
+    user_id: ShortText | None = None
+    ttl_s: Annotated[int, Field(ge=1, le=30 * 86_400)] | None = None
+
+
+class TokenOut(BaseModel):
+    token: str
+    expires_at: int
+
+
+def feedback_id(event_id: uuid.UUID, source: str, author: str, ts_us: int) -> uuid.UUID:
+    return ids.uuid_from(f"feedback/{event_id}/{source}/{author}/{ts_us}")
+
+
+@dataclass
+class ThumbsContext:
+    settings: FeedbackSettings
+    db: store.Db | None = None
+    keys: ApiKeyStore | None = None
+    publisher: FeedbackPublisher | None = None
+    # Votes this instance produced recently, so a quick re-post is recognised as a
+    # duplicate before the sink has stored the first one.
+    recent: OrderedDict[tuple, store.Vote] | None = None
+
+
+def _remember(ctx: ThumbsContext, key: tuple, vote: store.Vote) -> None:
+    if ctx.recent is None:
+        ctx.recent = OrderedDict()
+    ctx.recent[key] = vote
+    ctx.recent.move_to_end(key)
+    while len(ctx.recent) > 10_000:
+        ctx.recent.popitem(last=False)
+
+
+async def bearer_key(keys: ApiKeyStore, authorization: str | None) -> ApiKey:
+    if not authorization:
+        raise ApiError(401, "missing Authorization header (Bearer <api key>)", headers=_CHALLENGE)
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "Authorization must be 'Bearer <api key>'", headers=_CHALLENGE)
+    key = await run_in_threadpool(keys.verify, token.strip())
+    if key is None:
+        raise ApiError(401, "unknown or revoked API key", headers=_CHALLENGE)
+    return key
+
+
+def require(key: ApiKey, scope: str, app_id: str | None = None) -> None:
+    if not key.allows(scope):
+        raise ApiError(403, f"this API key lacks the '{scope}' scope")
+    if app_id is not None and not key.allows(scope, app_id):
+        raise ApiError(403, f"this API key is bound to app '{key.app_id}', not '{app_id}'", field="app_id")
+
+
+def build_router(ctx: ThumbsContext) -> APIRouter:
+    router = APIRouter(tags=["feedback"])
+
+    async def call_app_or_404(event_id: uuid.UUID) -> str:
+        app_id = await run_in_threadpool(store.call_app, ctx.db, event_id)
+        if app_id is None:
+            raise ApiError(404, f"no call with event_id {event_id}", field="event_id")
+        return app_id
+
+    @router.post("/v1/feedback/token")
+    async def mint_token(body: TokenIn, authorization: Annotated[str | None, Header()] = None) -> TokenOut:
+        key = await bearer_key(ctx.keys, authorization)
+        require(key, "feedback")
+        if not ctx.settings.feedback_token_secret:
+            raise ApiError(503, "feedback tokens are off: LOOKOUT_FEEDBACK_TOKEN_SECRET is not set")
+        app_id = await call_app_or_404(body.event_id)
+        if not key.allows("feedback", app_id):
+            # Another app's call is reported as missing: its existence is not this key's business.
+            raise ApiError(404, f"no call with event_id {body.event_id}", field="event_id")
+        token, expires = tokens.mint(
+            ctx.settings.feedback_token_secret,
+            body.event_id,
+            app_id,
+            body.user_id or "anonymous",
+            body.ttl_s or ctx.settings.feedback_token_ttl_s,
+        )
+        return TokenOut(token=token, expires_at=expires)
+
+    @router.post("/v1/feedback")
+    async def post_feedback(
+        body: ThumbsIn,
+        authorization: Annotated[str | None, Header()] = None,
+        x_feedback_token: Annotated[str | None, Header()] = None,
+    ) -> ThumbsOut:
+        if x_feedback_token:
+            if not ctx.settings.feedback_token_secret:
+                raise ApiError(401, "feedback tokens are not accepted here", headers=_CHALLENGE)
+            try:
+                claims = tokens.verify(ctx.settings.feedback_token_secret, x_feedback_token)
+            except tokens.BadToken as exc:
+                raise ApiError(401, str(exc), headers=_CHALLENGE) from None
+            if claims.event_id != body.event_id:
+                raise ApiError(401, "this feedback token is for another call", field="event_id", headers=_CHALLENGE)
+            author = claims.author
+            app_id = await call_app_or_404(body.event_id)
+            if app_id != claims.app_id:
+                raise ApiError(401, "this feedback token is for another app", headers=_CHALLENGE)
+        else:
+            key = await bearer_key(ctx.keys, authorization)
+            require(key, "feedback")
+            app_id = await call_app_or_404(body.event_id)
+            if not key.allows("feedback", app_id):
+                raise ApiError(404, f"no call with event_id {body.event_id}", field="event_id")
+            author = body.user_id or f"key:{key.key_id}"
+        return await _vote(ctx, body, app_id, author)
+
+    return router
+
+
+async def _vote(ctx: ThumbsContext, body: ThumbsIn, app_id: str, author: str) -> ThumbsOut:
+    comment = body.comment or ""
+    memo_key = (body.event_id, author)
+    previous = (ctx.recent or {}).get(memo_key)
+    if previous is None:
+        previous = await run_in_threadpool(store.latest_vote, ctx.db, body.event_id, "end_user", author)
+    if previous is not None and previous.thumbs == body.thumbs and previous.comment == comment:
+        return ThumbsOut(feedback_id=previous.feedback_id, event_id=body.event_id, duplicate=True, replaced=False)
+    ts = now_utc()
+    fid = feedback_id(body.event_id, "end_user", author, time.time_ns() // 1000)
+    record = Feedback(
+        feedback_id=fid,
+        event_id=body.event_id,
+        ts=ts,
+        app_id=app_id,
+        source="end_user",
+        author=author,
+        thumbs=body.thumbs,
+        comment=body.comment,
+    )
+    try:
+        await ctx.publisher.publish(record)
+    except Unavailable as exc:
+        raise ApiError(503, f"{exc}; retry later", headers={"Retry-After": "2"}) from None
+    _remember(ctx, memo_key, store.Vote(fid, body.thumbs, comment))
+    return ThumbsOut(feedback_id=fid, event_id=body.event_id, duplicate=False, replaced=previous is not None)

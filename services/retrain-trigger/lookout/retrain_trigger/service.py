@@ -1,0 +1,344 @@
+"""The retrain-trigger service: consumes llm.scores, llm.drift, llm.feedback and
+llm.retrain.status (group `lookout-retrain`), evaluates the policies, and runs the life of
+each retrain run:
+
+    requested --(policy needs no approval, or POST .../approve)--> approved? -> launched
+    launched -> running -> succeeded | failed          (reported by the job)
+    launched/running --(silent past the run timeout)--> timed_out
+    launched/running --(local job exited non-zero)---> failed
+    requested --(POST .../reject)--> rejected;  dry-run policy: requested -> rejected
+
+Offsets are committed after the observations are stored and the firings recorded and
+produced (see state.py), so a restart neither loses nor double-counts evidence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shlex
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from clickhouse_connect.driver.client import Client
+from fastapi import APIRouter
+from prometheus_client import Counter
+from pydantic import ValidationError
+
+from lookout.core import clickhouse, kafka, migrations, topics
+from lookout.core.events import TOPIC_SCHEMAS, DriftResult, Feedback, Retrain, RetrainState, Score
+from lookout.core.ids import uuid7
+
+from . import policies as policy_file
+from .dataset import ClickHouseSnapshot, DatasetFilters, DatasetSource
+from .launchers import Launcher, LaunchRequest, make_launcher
+from .rules import Firing, Observation, RuleEngine, Stream
+from .settings import RetrainSettings
+from .state import TERMINAL, Run, Store, rank
+from .versions import register_candidate
+
+log = logging.getLogger(__name__)
+
+FIRINGS = Counter("lookout_retrain_firings_total", "Policy firings.", ["policy", "dry_run"])
+TRANSITIONS = Counter("lookout_retrain_transitions_total", "Retrain run transitions emitted.", ["status"])
+
+
+class RetryLater(Exception):
+    """The batch cannot be handled yet (feedback whose call is not stored): retry it whole."""
+
+
+class RunError(Exception):
+    def __init__(self, status_code: int, message: str):
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class RetrainService:
+    def __init__(self, settings: RetrainSettings, client: Client | None = None,
+                 policies: policy_file.PolicyFile | None = None, launcher: Launcher | None = None,
+                 dataset: DatasetSource | None = None):
+        self.settings = settings
+        self.client = client
+        self.policies = policies
+        self.launcher = launcher
+        self.dataset = dataset
+        # Absolute, so a job started from another working directory writes where we look.
+        self._output_root = Path(settings.retrain_output_dir).resolve()
+        self._dataset_root = Path(settings.retrain_dataset_dir).resolve()
+        self.engine: RuleEngine | None = None
+        self.store: Store | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+        self.loop: kafka.CommitAfterLoop | None = None
+        self.runs: dict[uuid.UUID, Run] = {}
+        self.registered: set[uuid.UUID] = set()
+        self._tasks: list[asyncio.Task] = []
+        self._lock = asyncio.Lock()  # one transition at a time: consumer, API and watchdog
+
+    # -- life ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        if self.policies is None:
+            self.policies = policy_file.load(s.retrain_policies)  # a bad file stops the start here
+        self.engine = RuleEngine(self.policies)
+        if self.client is None:
+            self.client = await asyncio.to_thread(clickhouse.connect, s)
+            await asyncio.to_thread(migrations.apply, self.client, s.retention_days)
+        self.store = await asyncio.to_thread(Store, self.client, s.retention_days, self.engine.horizon)
+        if self.dataset is None:
+            self.dataset = ClickHouseSnapshot(self.client)
+        if self.launcher is None:
+            self.launcher = make_launcher(s, on_exit=self._on_job_exit)
+        await kafka.ensure_topics(s)
+        self.producer = await kafka.start_producer(s)
+        await self._restore()
+        names = [topics.resolve(s.topic_prefix, t) for t in
+                 (topics.SCORES, topics.DRIFT, topics.FEEDBACK, topics.RETRAIN_STATUS)]
+        self.consumer = kafka.make_consumer(s, s.retrain_group, *names)
+        await self.consumer.start()
+        self.loop = kafka.CommitAfterLoop(self.consumer, self._handle, max_records=1000, linger_ms=100)
+        self._tasks = [asyncio.create_task(self.loop.run(), name="retrain-consumer"),
+                       asyncio.create_task(self._watchdog(), name="retrain-watchdog")]
+
+    async def stop(self) -> None:
+        if self.loop is not None:
+            self.loop.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self.consumer is not None:
+            await self.consumer.stop()
+            self.consumer = None
+        if self.launcher is not None:
+            await self.launcher.close()
+        if self.producer is not None:
+            await self.producer.stop()
+            self.producer = None
+
+    def ready(self) -> str | None:
+        if self.producer is None or not self._tasks:
+            return "not started"
+        dead = [t.get_name() for t in self._tasks if t.done()]
+        return f"stopped: {', '.join(dead)}" if dead else None
+
+    def router(self) -> APIRouter:
+        from .api import build_router
+
+        return build_router(self)
+
+    async def _restore(self) -> None:
+        assert self.store is not None and self.engine is not None
+        observed = await asyncio.to_thread(self.store.load_observations)
+        for (app, model), obs in observed.items():
+            self.engine.observe(app, model, obs)
+        for run, requested_at in await asyncio.to_thread(self.store.load_runs):
+            if requested_at is not None and "/" in run.rule:
+                self.engine.restore(run.policy, run.rule, run.app_id, run.model, requested_at)
+            if run.status not in TERMINAL:
+                self.runs[run.run_id] = run
+        # Evidence stored before a crash may have tripped a rule whose firing never happened.
+        for app, model in list(self.engine.windows):
+            for firing in self.engine.evaluate(app, model):
+                await self._fire(firing)
+        log.info("restored %d streams and %d open runs", len(observed), len(self.runs))
+
+    # -- consuming -----------------------------------------------------------------------
+
+    async def _handle(self, records: list[ConsumerRecord]) -> None:
+        assert self.engine is not None and self.store is not None
+        prefix = self.settings.topic_prefix
+        rows: list[tuple[Stream, Observation]] = []
+        votes: list[Feedback] = []
+        statuses: list[Retrain] = []
+        for r in records:
+            base = topics.base_name(prefix, r.topic)
+            try:
+                schema = TOPIC_SCHEMAS[base]
+                ev = schema.from_bytes(r.value)
+            except (ValidationError, ValueError, KeyError) as exc:
+                # The sink dead-letters what cannot be parsed; here it is simply not evidence.
+                log.warning("skipping unreadable record %s[%d]@%d: %s", r.topic, r.partition, r.offset, exc)
+                continue
+            if isinstance(ev, Score):
+                rows.append(((ev.app_id, ev.model), Observation(ev.ts.timestamp(), str(ev.score_id), "score",
+                                                                ev.name, ev.value, str(ev.event_id))))
+            elif isinstance(ev, DriftResult):
+                rows.append(((ev.app_id, ev.model), Observation(ev.ts.timestamp(), str(ev.result_id), "drift",
+                                                                ev.signal, 1.0 if ev.drifted else 0.0)))
+            elif isinstance(ev, Feedback):
+                if ev.thumbs is not None:  # reviews are training data, not rate evidence
+                    votes.append(ev)
+            elif isinstance(ev, Retrain):
+                statuses.append(ev)
+        rows += await self._votes(votes)
+        await asyncio.to_thread(self.store.add_observations, rows)
+        touched: dict[Stream, list[Observation]] = {}
+        for stream, obs in rows:
+            touched.setdefault(stream, []).append(obs)
+        for (app, model), obs in touched.items():
+            self.engine.observe(app, model, obs)
+            for firing in self.engine.evaluate(app, model):
+                await self._fire(firing)
+        for ev in statuses:
+            await self._on_status(ev)
+
+    async def _votes(self, votes: list[Feedback]) -> list[tuple[Stream, Observation]]:
+        if not votes:
+            return []
+        assert self.store is not None
+        models = await asyncio.to_thread(self.store.models_of, sorted({v.event_id for v in votes}))
+        grace = self.settings.retrain_feedback_grace_s
+        out = []
+        for v in votes:
+            stream = models.get(v.event_id)
+            if stream is None:
+                if time.time() - v.ts.timestamp() < grace:
+                    raise RetryLater(f"the call {v.event_id} of feedback {v.feedback_id} is not stored yet")
+                log.warning("feedback %s: no stored call %s after %.0fs; skipped", v.feedback_id, v.event_id, grace)
+                continue
+            if stream[0] != v.app_id:
+                log.warning("feedback %s names app %s but its call belongs to %s; skipped", v.feedback_id,
+                            v.app_id, stream[0])
+                continue
+            out.append((stream, Observation(v.ts.timestamp(), str(v.feedback_id), "thumbs", "thumbs",
+                                            1.0 if v.thumbs == -1 else 0.0, str(v.event_id))))
+        return out
+
+    # -- runs ----------------------------------------------------------------------------
+
+    async def _emit(self, run: Run, status: RetrainState, message: str = "", *, model_version: str | None = None,
+                    evidence: dict[str, Any] | None = None) -> Retrain:
+        assert self.producer is not None and self.store is not None
+        ev = Retrain(run_id=run.run_id, ts=datetime.now(UTC), app_id=run.app_id, model=run.model, status=status,
+                     rule=run.rule, evidence=run.evidence if evidence is None else evidence,
+                     dataset_uri=run.dataset_uri or None, dataset_counts=run.dataset_counts,
+                     dataset_hash=run.dataset_hash or None, model_version=model_version, message=message or None)
+        await asyncio.to_thread(self.store.record, ev)
+        base = topics.RETRAIN if status == "requested" else topics.RETRAIN_STATUS
+        await self.producer.send_and_wait(topics.resolve(self.settings.topic_prefix, base), ev.to_bytes(),
+                                          key=str(run.run_id).encode())
+        run.status, run.updated = status, time.time()
+        TRANSITIONS.labels(status).inc()
+        log.info("run %s %s/%s: %s %s", run.run_id, run.app_id, run.model, status, message)
+        return ev
+
+    async def _fire(self, f: Firing) -> None:
+        p = f.policy
+        FIRINGS.labels(p.name, str(p.dry_run).lower()).inc()
+        run_id = uuid7()
+        evidence = {**f.evidence, "policy": p.name, "window_end": datetime.fromtimestamp(f.at, UTC).isoformat(),
+                    "require_approval": p.require_approval, "dry_run": p.dry_run}
+        run = Run(run_id, f.app_id, f.model, f.rule, "requested", time.time(), evidence=evidence)
+        async with self._lock:
+            if p.dry_run:
+                await self._emit(run, "requested", "dry run: not snapshotted, not launched")
+                await self._emit(run, "rejected", f"dry run of policy {p.name}")
+                return
+            version = await asyncio.to_thread(self.dataset.snapshot, DatasetFilters(f.app_id, f.model),
+                                              self._dataset_root / str(run_id))
+            run.dataset_uri, run.dataset_hash, run.dataset_counts = version.uri, version.sha256, version.counts
+            self.runs[run_id] = run
+            wait = " awaiting approval" if p.require_approval else ""
+            await self._emit(run, "requested", f"{f.rule} fired{wait}")
+            if not version.counts.get("sft"):
+                await self._emit(run, "failed", "no reviewed feedback to train on (0 SFT examples)")
+                return
+            if not p.require_approval:
+                await self._launch(run)
+
+    def _policy(self, run: Run) -> policy_file.Policy | None:
+        assert self.policies is not None
+        return next((p for p in self.policies.policies if p.name == run.policy), None)
+
+    async def _launch(self, run: Run) -> None:
+        assert self.launcher is not None
+        policy = self._policy(run)
+        s = self.settings
+        req = LaunchRequest(
+            run_id=run.run_id, app_id=run.app_id, model=run.model, rule=run.rule, dataset_uri=run.dataset_uri,
+            dataset_hash=run.dataset_hash, base_model=(policy and policy.base_model) or s.retrain_base_model,
+            output_dir=str(self._output_root / str(run.run_id)), timeout_s=s.retrain_run_timeout_s,
+            job_args=[*shlex.split(s.retrain_job_args), *(policy.job_args if policy else [])],
+        )
+        try:
+            where = await self.launcher.launch(req)
+        except Exception as exc:
+            log.exception("launch of run %s failed", run.run_id)
+            await self._emit(run, "failed", f"launch failed: {type(exc).__name__}: {exc}")
+            return
+        await self._emit(run, "launched", where)
+
+    async def decide(self, run_id: uuid.UUID, approve: bool, who: str) -> Run:
+        """An admin's approval or rejection of a run that waits for one."""
+        async with self._lock:
+            run = self.runs.get(run_id)
+            if run is None:
+                raise RunError(404, f"no open retrain run {run_id}")
+            if run.status != "requested":
+                raise RunError(409, f"run {run_id} is {run.status}; only a requested run can be approved or rejected")
+            if approve:
+                await self._emit(run, "approved", f"approved by {who}")
+                await self._launch(run)
+            else:
+                await self._emit(run, "rejected", f"rejected by {who}")
+                self.runs.pop(run_id, None)
+            return run
+
+    async def _on_status(self, ev: Retrain) -> None:
+        async with self._lock:
+            run = self.runs.get(ev.run_id)
+            if run is None:
+                return  # finished already, or not ours
+            if rank(ev.status) < rank(run.status):
+                return  # our own earlier transition read back after the job's later one
+            run.status, run.updated = ev.status, time.time()
+            if ev.status == "succeeded" and ev.model_version and ev.run_id not in self.registered:
+                artifact = str((ev.evidence.get("metrics") or {}).get("output", ""))
+                await asyncio.to_thread(
+                    register_candidate, self.client, app_id=run.app_id, model=run.model,
+                    model_version=ev.model_version, run_id=run.run_id, dataset_hash=run.dataset_hash,
+                    rule=run.rule, artifact=artifact)
+                self.registered.add(ev.run_id)
+            if ev.status in TERMINAL:
+                self.runs.pop(ev.run_id, None)
+
+    async def _on_job_exit(self, run_id: uuid.UUID, code: int, tail: str) -> None:
+        if code == 0:
+            return  # its succeeded event is on the way; the watchdog covers one that never comes
+        async with self._lock:
+            run = self.runs.get(run_id)
+            if run is None or run.status in TERMINAL:
+                return
+            await self._emit(run, "failed", f"job exited with status {code}: {tail[-1000:]}")
+            self.runs.pop(run_id, None)
+
+    async def _watchdog(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.retrain_watchdog_s)
+            try:
+                await self.check_timeouts()
+            except Exception:
+                log.exception("timeout check failed")
+
+    async def check_timeouts(self, now: float | None = None) -> list[uuid.UUID]:
+        now = now or time.time()
+        late = []
+        async with self._lock:
+            for run in list(self.runs.values()):
+                if run.status in ("launched", "running") and now - run.updated > self.settings.retrain_run_timeout_s:
+                    await self._emit(run, "timed_out",
+                                     f"no report for {self.settings.retrain_run_timeout_s:.0f}s; job cancelled")
+                    self.runs.pop(run.run_id, None)
+                    late.append(run.run_id)
+        for run_id in late:
+            try:
+                await self.launcher.cancel(run_id)
+            except Exception:
+                log.exception("could not cancel run %s", run_id)
+        return late

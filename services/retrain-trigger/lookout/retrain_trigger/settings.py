@@ -1,0 +1,41 @@
+"""Settings of the retrain-trigger service."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from lookout.core.settings import CommonSettings
+
+
+class RetrainSettings(CommonSettings):
+    http_host: str = Field("0.0.0.0", description="Address the retrain-trigger HTTP API listens on.")
+    http_port: int = Field(8080, ge=1, le=65535, description="Port the retrain-trigger HTTP API listens on.")
+    retrain_group: str = Field("lookout-retrain", description="Consumer group of the retrain trigger.")
+    retrain_policies: str | None = Field(
+        None, description="Path of the retrain policy YAML (default: the packaged policies.yaml)."
+    )
+    retrain_dataset_dir: str = Field(
+        ".lookout/datasets", description="Where dataset snapshots are written (one folder per run)."
+    )
+    retrain_output_dir: str = Field(".lookout/runs", description="Where local fine-tuning runs write their outputs.")
+    retrain_launcher: str = Field("local", pattern="^(local|kubernetes|webhook)$",
+                                  description="Job launcher: local, kubernetes or webhook.")
+    retrain_base_model: str = Field("", description="Base model path or id handed to the fine-tuning job.")
+    retrain_job_python: str = Field("", description="Python that runs jobs/finetune locally (default: this one).")
+    retrain_job_args: str = Field("", description="Extra arguments for the fine-tuning job, space separated.")
+    retrain_run_timeout_s: float = Field(
+        3600.0, gt=0, description="A launched run that reports nothing for this long is marked timed_out."
+    )
+    retrain_watchdog_s: float = Field(5.0, gt=0, description="How often launched runs are checked for timeouts.")
+    retrain_feedback_grace_s: float = Field(
+        300.0, ge=0,
+        description="Feedback whose LLM call is not stored yet is retried this long (by its ts), then skipped.",
+    )
+    retrain_k8s_api: str = Field("", description="Kubernetes API URL (default: in-cluster).")
+    retrain_k8s_namespace: str = Field("default", description="Namespace of fine-tuning Jobs.")
+    retrain_k8s_image: str = Field("ghcr.io/lookout/finetune:latest", description="Image of the fine-tuning Job.")
+    retrain_k8s_gpus: int = Field(1, ge=0, description="nvidia.com/gpu per fine-tuning Job.")
+    retrain_k8s_token: str | None = Field(None, description="Kubernetes API bearer token (default: in-cluster).")
+    retrain_k8s_ca_cert: str | None = Field(None, description="CA bundle of the Kubernetes API (default: in-cluster).")
+    retrain_webhook_url: str = Field("", description="URL the webhook launcher POSTs run requests to.")
+    retrain_webhook_secret: str = Field("", description="HMAC-SHA256 key that signs webhook launcher requests.")
