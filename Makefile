@@ -4,9 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 KAFKA_VERSION ?= 4.1.1
 PACKAGES := -e core -e testing -e services/ingest -e services/drift -e services/judge \
-            -e services/feedback -e services/retrain-trigger -e stack -e sdk
+            -e services/feedback -e services/retrain-trigger -e jobs/finetune -e stack -e sdk
 PYPROJECTS := $(wildcard core/pyproject.toml testing/pyproject.toml services/*/pyproject.toml stack/pyproject.toml \
-              sdk/pyproject.toml dashboards/pyproject.toml)
+              sdk/pyproject.toml dashboards/pyproject.toml jobs/finetune/pyproject.toml)
 
 .PHONY: setup kafka run test lint bench dashboards clean
 
@@ -15,6 +15,10 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: $(PYPROJECTS) requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first and on its own (drift, judge and the fine-tuning job need it; ingest,
+	# feedback and retrain-trigger never import it). PyPI's Linux wheel is the CUDA build,
+	# which also runs on CPU; set TORCH_INDEX to a CPU wheel index where one is reachable.
+	$(BIN)/python -m pip install -q torch $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	# dashboards/ is a flat package that compat mode cannot map: default editable mode, first,
 	# since the stack depends on it.
 	$(BIN)/python -m pip install -q -e dashboards

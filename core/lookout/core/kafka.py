@@ -167,10 +167,12 @@ class CommitAfterLoop:
             self.stats.commits += 1
 
 
-def make_consumer(settings: CommonSettings, group_id: str, *names: str, **overrides) -> AIOKafkaConsumer:
+def make_consumer(settings: CommonSettings, group_id: str | None, *names: str, **overrides) -> AIOKafkaConsumer:
+    """A consumer that commits by hand. The group id carries LOOKOUT_TOPIC_PREFIX like the
+    topics do, so two installs sharing a cluster never share a consumer group."""
     opts = dict(
         client_options(settings),
-        group_id=group_id,
+        group_id=f"{settings.topic_prefix}{group_id}" if group_id else None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=8 << 20,

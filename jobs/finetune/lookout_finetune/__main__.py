@@ -40,6 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lora-r", type=int, default=8)
     p.add_argument("--lora-alpha", type=int, default=16)
     p.add_argument("--lora-target-modules", default="", help="comma separated; empty: peft's default")
+    p.add_argument("--dpo-epochs", type=int, default=0, help="DPO epochs on preference.jsonl after SFT (0: none)")
+    p.add_argument("--dpo-beta", type=float, default=0.1)
+    p.add_argument("--dpo-learning-rate", type=float, default=5e-5)
     p.add_argument("--device", default="")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
@@ -60,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         epochs=a.epochs, max_steps=a.max_steps, batch_size=a.batch_size, learning_rate=a.learning_rate,
         max_length=a.max_length, held_out=a.held_out, lora_r=a.lora_r, lora_alpha=a.lora_alpha,
         lora_target_modules=[m for m in a.lora_target_modules.split(",") if m], device=a.device, seed=a.seed,
+        dpo_epochs=a.dpo_epochs, dpo_beta=a.dpo_beta, dpo_learning_rate=a.dpo_learning_rate,
     )
     info = RunInfo(run_id, a.app_id, a.model, a.rule, a.dataset, a.dataset_hash or None)
     with StatusReporter(info, settings) as status:
@@ -70,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc(file=sys.stderr)
             status.report("failed", f"{type(exc).__name__}: {exc}")
             return 1
-        keep = ("eval_before", "eval_after", "steps", "train_tokens", "tokens_per_second", "device", "output")
+        keep = ("eval_before", "eval_after", "dpo", "steps", "train_tokens", "tokens_per_second", "device", "output")
         status.report("succeeded", f"adapter at {metrics['output']}", {"metrics": {k: metrics[k] for k in keep}},
                       model_version=model_version)
     return 0

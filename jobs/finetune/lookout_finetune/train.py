@@ -21,6 +21,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from .data import IGNORE, Encoded, encode, load_sft, split
+from .dpo import train_dpo
 
 Progress = Callable[[str, dict], None]
 
@@ -51,6 +52,9 @@ class TrainConfig:
     device: str = ""  # "": cuda when available, else cpu
     bf16: bool = True  # on cuda only
     report_every: int = 10
+    dpo_epochs: int = 0  # > 0: DPO on preference.jsonl after SFT (when the snapshot has pairs)
+    dpo_beta: float = 0.1
+    dpo_learning_rate: float = 5e-5
 
 
 @dataclass
@@ -170,6 +174,12 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> dict:
     train_s = time.monotonic() - train_started
 
     after = evaluate(model, eval_items, cfg.batch_size, pad, device)
+    dpo = train_dpo(model, tokenizer, cfg.dataset, epochs=cfg.dpo_epochs, beta=cfg.dpo_beta,
+                    learning_rate=cfg.dpo_learning_rate, batch_size=cfg.batch_size, max_length=cfg.max_length,
+                    held_out=cfg.held_out, seed=cfg.seed, device=device, report=report)
+    if dpo is not None:
+        # SFT loss after DPO too: preference training must not undo what SFT taught.
+        dpo["sft_eval_after_dpo"] = asdict(evaluate(model, eval_items, cfg.batch_size, pad, device))
     adapter_dir = out / ("adapter" if cfg.method == "lora" else "model")
     model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
@@ -191,6 +201,7 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> dict:
         "final_train_loss": last_loss,
         "eval_before": asdict(before),
         "eval_after": asdict(after),
+        "dpo": dpo,
         "wall_seconds": round(time.monotonic() - started, 3),
         "output": str(adapter_dir),
         "config": asdict(cfg),
@@ -221,4 +232,12 @@ device {m["device"]}
 |---|---|---|
 | before | {b["loss"]:.4f} | {b["perplexity"]:.2f} |
 | after | {a["loss"]:.4f} | {a["perplexity"]:.2f} |
-"""
+{_dpo_card(m.get("dpo"))}"""
+
+
+def _dpo_card(d: dict | None) -> str:
+    if not d:
+        return ""
+    return (f"\nDPO on {d['pairs_train']} preference pairs ({d['steps']} steps): loss {d['loss_before']:.4f} -> "
+            f"{d['loss_after']:.4f}, chosen preferred on {d['accuracy_after']:.0%} of {d['pairs_eval']} "
+            f"evaluation pairs.\n")

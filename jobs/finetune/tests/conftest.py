@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import orjson
 import pytest
-
 from lookout_finetune.tiny import build_model
 
 QA = [("What is the capital of France?", "Paris is the capital of France."),
@@ -33,3 +32,19 @@ def sft_dataset(tmp_path):
     d.mkdir()
     write_sft(d / "sft.jsonl")
     return d
+
+
+def write_preference(path, n: int = 24) -> None:
+    with open(path, "wb") as f:
+        for i in range(n):
+            q, a = QA[i % len(QA)]
+            row = {"messages": [{"role": "user", "content": q}], "chosen": a, "rejected": "I do not know, sorry.",
+                   "event_id": f"00000000-0000-0000-0000-{i:012d}"}
+            f.write(orjson.dumps(row) + b"\n")
+
+
+@pytest.fixture
+def pref_dataset(sft_dataset):
+    """The SFT snapshot plus preference pairs: the correct answer chosen over a useless one."""
+    write_preference(sft_dataset / "preference.jsonl")
+    return sft_dataset

@@ -8,19 +8,20 @@ import subprocess
 import sys
 import uuid
 
+import pytest
+from lookout_finetune.data import Example, encode, load_sft, split
+from lookout_finetune.train import TrainConfig, train
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lookout.core.events import Retrain
-from lookout_finetune.data import Example, encode, load_sft, split
-from lookout_finetune.train import TrainConfig, train
 
 
 def test_split_is_deterministic_and_never_empty(sft_dataset):
     ex = load_sft(sft_dataset)
     tr, ev = split(ex, 0.25)
     assert len(ev) == 6 and len(tr) == 18
-    tr2, ev2 = split(list(reversed(ex)), 0.25)
+    _, ev2 = split(list(reversed(ex)), 0.25)
     assert [e.event_id for e in ev] == [e.event_id for e in ev2]
     assert split(ex[:2], 0.01)[1] and split(ex[:2], 0.99)[0]
     assert split(ex[:1], 0.5) == (ex[:1], [])
@@ -68,7 +69,7 @@ def test_cli_reports_running_then_succeeded_on_stdout(tiny_model, sft_dataset, t
              "--run-id", run_id, "--app-id", "bot", "--model", "m1", "--max-steps", "3", "--device", "cpu")
     assert p.returncode == 0, p.stderr
     events = [Retrain.model_validate_json(line) for line in p.stdout.splitlines()]
-    assert [e.status for e in events][0] == "running" and events[-1].status == "succeeded"
+    assert events[0].status == "running" and events[-1].status == "succeeded"
     assert {str(e.run_id) for e in events} == {run_id}
     assert events[-1].model_version == f"m1+lora-{run_id[:8]}"
     assert events[-1].evidence["metrics"]["steps"] == 3
@@ -81,3 +82,22 @@ def test_cli_reports_failed_on_a_bad_dataset(tiny_model, tmp_path):
     assert p.returncode == 1
     last = Retrain.model_validate_json(p.stdout.splitlines()[-1])
     assert last.status == "failed" and "an SFT line needs" in last.message
+
+
+def test_dpo_after_sft_learns_to_prefer_the_chosen_answers(tiny_model, pref_dataset, tmp_path):
+    cfg = TrainConfig(dataset=str(pref_dataset), base_model=str(tiny_model), output_dir=str(tmp_path / "run"),
+                      epochs=5, batch_size=8, learning_rate=5e-3, held_out=0.25, device="cpu",
+                      dpo_epochs=10, dpo_beta=0.5, dpo_learning_rate=5e-3)
+    m = train(cfg)
+    d = m["dpo"]
+    assert d["pairs_train"] == 18 and d["pairs_eval"] == 6
+    # The reference is the SFT model itself: before any DPO step the loss is log 2 and no pair is won.
+    assert d["loss_before"] == pytest.approx(0.6931, abs=1e-3) and d["accuracy_before"] == 0
+    assert d["loss_after"] < d["loss_before"] and d["accuracy_after"] > 0.5
+    assert "DPO on 18 preference pairs" in (tmp_path / "run" / "README.md").read_text()
+
+
+def test_no_preference_file_no_dpo(tiny_model, sft_dataset, tmp_path):
+    cfg = TrainConfig(dataset=str(sft_dataset), base_model=str(tiny_model), output_dir=str(tmp_path / "run"),
+                      max_steps=1, device="cpu", dpo_epochs=3)
+    assert train(cfg)["dpo"] is None

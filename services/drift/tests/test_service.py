@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import orjson
 from corpus import answer, questions
 from fastapi import FastAPI
 
@@ -294,7 +295,17 @@ async def test_reference_reset_by_api_and_pinned_upload(kafka_broker, settings_f
 
             listed = await http.get("/v1/drift/streams", headers={"Authorization": f"Bearer {reader}"})
             assert listed.json()["streams"][0]["reference_id"] == pinned_ref
-            assert (await http.get("/v1/drift", headers={"Authorization": f"Bearer {reader}"})).status_code == 200
+            # What the sink stores from llm.drift is what GET /v1/drift lists.
+            r = against_pinned[0]
+            service.client.insert("drift_results", [[
+                r.result_id, r.ts, r.app_id, r.model, "", r.window_start, r.window_end, r.signal, r.method,
+                r.statistic, r.p_value, r.threshold, int(r.drifted), r.reference_size, r.current_size,
+                r.reference_id, r.examples, orjson.dumps(r.details).decode()]])
+            listed = await http.get("/v1/drift", params={"app_id": "shop", "signal": r.signal},
+                                    headers={"Authorization": f"Bearer {reader}"})
+            assert listed.status_code == 200
+            [row] = listed.json()["results"]
+            assert row["result_id"] == str(r.result_id) and row["details"]["window_index"] == 0
     finally:
         await service.stop()
 

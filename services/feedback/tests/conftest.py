@@ -62,6 +62,13 @@ class Instance:
         self.thread.join(10)
 
 
+class LoggedIn(httpx.Client):
+    """A client already used for the login request, still usable in a `with` block."""
+
+    def __enter__(self):
+        return self
+
+
 class FeedbackStack:
     def __init__(self, common, instances: int = 1, **extra):
         self.ingest = IngestStack(ingest_settings_for(common)).start()
@@ -118,7 +125,7 @@ class FeedbackStack:
         return value
 
     def login(self, username: str, password: str, base_url: str | None = None) -> httpx.Client:
-        http = httpx.Client(base_url=base_url or self.url, timeout=60)
+        http = LoggedIn(base_url=base_url or self.url, timeout=60)
         r = http.post("/review/api/login", json={"username": username, "password": password})
         assert r.status_code == 200, r.text
         http.headers["X-CSRF-Token"] = r.json()["csrf"]

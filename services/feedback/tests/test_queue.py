@@ -52,7 +52,7 @@ def test_signals_make_one_task_per_call_with_every_reason_and_severity_order(kaf
             current_size=10, reference_id="r", examples=[drifted])])
         stack.queue_tasks("shop", [toxic])  # + a thumbs down
         # Every call of the app is also an audit sample (rate 1 for shop).
-        stack.wait_rows("SELECT count() FROM review_tasks", 4 + 4, timeout=60)
+        stack.wait_rows("SELECT count() FROM review_tasks", 4 + 5, timeout=60)
         rows = stack.client.query(
             "SELECT event_id, groupArray(kind) FROM review_tasks GROUP BY event_id").result_rows
         kinds = {e: sorted(k) for e, k in rows}
@@ -74,8 +74,8 @@ def test_signals_make_one_task_per_call_with_every_reason_and_severity_order(kaf
         stack.close()
 
 
-def test_leases_expire_back_to_the_queue_skip_and_release(kafka_broker, settings_for):
-    stack = FeedbackStack(settings_for(kafka_broker), review_lease_s=2)
+def test_leases_expire_back_to_the_queue_skip_and_release(settings):
+    stack = FeedbackStack(settings, review_lease_s=2)
     try:
         ids_ = stack.add_calls("shop", 2)
         stack.queue_tasks("shop", ids_)
@@ -160,3 +160,58 @@ def test_20_reviewers_on_two_instances_review_500_tasks_each_exactly_once(feedba
     assert stack.client.query("SELECT uniqExact(event_id) FROM feedback WHERE source = 'reviewer'").result_rows[0][
         0] == 500
     assert len({n for _, n in handed}) > 10  # the work was spread, not done by one reviewer
+
+
+def test_overlap_tasks_get_two_different_reviewers_and_admins_see_agreement(kafka_broker, settings_for):
+    stack = FeedbackStack(settings_for(kafka_broker), review_overlap=1.0)
+    try:
+        calls = stack.add_calls("shop", 3)
+        stack.queue_tasks("shop", calls)
+        ratings = {"amy": [5, 4, 1], "bob": [5, 2, None]}
+        for name, given in ratings.items():
+            stack.add_reviewer(name, ["shop"])
+            with stack.login(name, "password-123") as http:
+                seen = []
+                while (task := http.post("/review/api/next", json={}).json()["task"]) is not None:
+                    e = uuid.UUID(task["event_id"])
+                    assert e not in seen, "a reviewer got the same call twice"
+                    seen.append(e)
+                    rating = given[sorted(calls).index(e)]
+                    body = {"rating": rating} if rating else {"thumbs": 1}
+                    assert http.post(f"/review/api/tasks/{e}/submit", json=body).status_code == 200
+                assert sorted(seen) == sorted(calls)
+        stack.add_reviewer("cal", ["shop"])
+        with stack.login("cal", "password-123") as http:
+            assert http.post("/review/api/next", json={}).json()["task"] is None  # each call has its two reviews
+            assert http.get("/review/api/admin/agreement").status_code == 403
+        stack.wait_rows("SELECT count() FROM feedback WHERE source = 'reviewer'", 6)
+        with stack.login("admin", "admin-password-1") as admin:
+            got = admin.get("/review/api/admin/agreement").json()
+        assert got == {"pairs": 3, "rating_exact": 0.5, "rating_within_1": 0.5, "thumbs": None,
+                       "labels_jaccard": None}
+    finally:
+        stack.close()
+
+
+def test_a_restarted_instance_rebuilds_every_claim_from_the_log(kafka_feedback_stack):
+    from .conftest import Instance
+
+    stack = kafka_feedback_stack
+    calls = stack.add_calls("shop", 2)
+    stack.queue_tasks("shop", calls)
+    stack.add_reviewer("ann", ["shop"])
+    stack.add_reviewer("ben", ["shop"])
+    with stack.login("ann", "password-123") as ann:
+        held = ann.post("/review/api/next", json={}).json()["task"]["event_id"]
+    fresh = Instance(stack.settings, build_tasks=False)
+    try:
+        now_ms = time.time_ns() // 1_000_000
+        assert fresh.service.claims.state.holding("ann", now_ms) == held
+        with stack.login("ben", "password-123", base_url=fresh.url) as ben:
+            got = ben.post("/review/api/next", json={}).json()["task"]["event_id"]
+            assert got != held
+            assert ben.post(f"/review/api/tasks/{held}/submit", json={"rating": 3}).status_code == 409
+        with stack.login("ann", "password-123", base_url=fresh.url) as ann:
+            assert ann.post("/review/api/next", json={}).json()["task"]["event_id"] == held
+    finally:
+        fresh.close()

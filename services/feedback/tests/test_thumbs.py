@@ -37,6 +37,15 @@ def test_thumbs_by_key_is_stored_and_a_new_vote_replaces_the_old(feedback_stack)
     stack.wait_rows("SELECT count() FROM feedback WHERE event_id = {e:UUID}", 2, e=str(event_id))
     assert _stored(stack, event_id, "alice") == [(-1, "wrong")]
 
+    # A change of mind right away (both votes likely in one sink batch): the later one wins.
+    with stack.key_http() as http:
+        for thumbs in (1, -1, 1):
+            assert http.post("/v1/feedback", json={"event_id": str(event_id), "thumbs": thumbs,
+                                                   "user_id": "carol"}).status_code == 200
+    stack.wait_rows("SELECT count() FROM feedback WHERE event_id = {e:UUID} AND author = 'carol'", 3,
+                    e=str(event_id))
+    assert _stored(stack, event_id, "carol") == [(1, "")]
+
 
 def test_unknown_event_and_bad_input_are_4xx(feedback_stack):
     with feedback_stack.key_http() as http:

@@ -57,6 +57,17 @@ def test_quality_drop_fires_once_and_a_tiny_finetune_succeeds(harness_any):
     assert version["model_version"] == f"m1+lora-{str(run_id)[:8]}" and version["status"] == "candidate"
     assert version["dataset_hash"] == digest and version["rule"] == "quality/thumbs"
 
+    # The API lists the candidate and compares it with the version before it (no traffic yet).
+    with httpx.Client(base_url=h.serve(service), timeout=30,
+                      headers={"Authorization": f"Bearer {h.stack.api_key}"}) as http:
+        listed = http.get("/v1/models/shop/m1/versions").json()
+        assert [v["model_version"] for v in listed] == [version["model_version"]]
+        r = http.get("/v1/models/shop/m1/compare", params={"candidate": version["model_version"]})
+        assert r.status_code == 200, r.text
+        cmp = r.json()
+        assert cmp["baseline"] == "v1" and cmp["thumbs_down_rate"]["candidate"] == {"n": 0, "value": None}
+        assert cmp["thumbs_down_rate"]["baseline"]["n"] == 24
+
     # More bad votes inside the cooldown: still one run.
     h.thumbs(h.calls(10), [True] * 10, at=300)
     time.sleep(2)

@@ -134,3 +134,14 @@ def test_load_from_a_path(tmp_path):
     path.write_text("- 1\n")
     with pytest.raises(PolicyError, match=r"mine.yaml:1: <file>: expected a mapping"):
         policies.load(path)
+
+
+def test_check_policies_command(tmp_path, capsys):
+    from lookout.retrain_trigger.__main__ import main
+
+    assert main(["--check-policies"]) == 0
+    assert capsys.readouterr().out.startswith("ok: 1 policies, 4 rules")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\npolicies:\n  - name: p\n    rules: []\n")
+    assert main(["--check-policies", str(bad)]) == 2
+    assert f"{bad}:4: policies[0].rules: List should have at least 1 item" in capsys.readouterr().err

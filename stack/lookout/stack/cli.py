@@ -32,6 +32,8 @@ def _up(args: argparse.Namespace) -> int:
         f"\n  Lookout (embedded) on http://{args.host}:{args.port}\n"
         f"  development API key: {stack.dev_key}\n"
         f"  (stored as a hash; the key is in {key_file}, mode 0600)\n"
+        f"  reviewer UI: http://{args.host}:{args.port}/review  (user admin, password in "
+        f"{Path(args.data_dir) / 'review-admin-password'})\n"
         f"  Ctrl-C stops it cleanly.\n",
         flush=True,
     )

@@ -26,6 +26,7 @@ from lookout.ingest.app import IngestService, install_error_handlers
 from lookout.ingest.settings import IngestSettings
 from lookout.ingest.sink import SinkRunner
 
+from .components import BUILDERS, Component
 from .overview import router as overview_router
 from .tansu import Tansu
 
@@ -83,7 +84,7 @@ class EmbeddedStack:
 
     def build(self) -> FastAPI:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        started = time.monotonic()
+        began = time.monotonic()
         self._tansu = Tansu(port=self.kafka_port, log_path=self.data_dir / "tansu.log").start()
         settings = self.settings(self._tansu.bootstrap)
         client = clickhouse.connect(settings)
@@ -91,23 +92,31 @@ class EmbeddedStack:
         self.dev_key = self.ensure_dev_key(ApiKeyStore(client))
         ingest = IngestService(settings, client=client)
         sink = SinkRunner(settings, client=client)
+        components = [build(settings, self.data_dir, self.secret) for build in BUILDERS]
 
         @asynccontextmanager
         async def lifespan(_: FastAPI):
             await ingest.start()
             await sink.start()
+            started: list[Component] = []
+            for component in components:
+                log.info("starting %s", component.name)
+                await component.start()
+                started.append(component)
             if self.demo:
                 from .demo import run_demo
 
                 self._tasks.append(
                     asyncio.create_task(run_demo(f"http://{self.host}:{self.port}", self.dev_key, self.demo_speed))
                 )
-            log.info("Lookout is up in %.1fs on http://%s:%d", time.monotonic() - started, self.host, self.port)
+            log.info("Lookout is up in %.1fs on http://%s:%d", time.monotonic() - began, self.host, self.port)
             try:
                 yield
             finally:
                 for task in self._tasks:
                     task.cancel()
+                for component in reversed(started):
+                    await component.stop()
                 await sink.stop()
                 await ingest.stop()
                 self._tansu.stop()
@@ -115,7 +124,12 @@ class EmbeddedStack:
         app = FastAPI(title="Lookout (embedded)", lifespan=lifespan)
         install_error_handlers(app)
         app.include_router(build_router(ingest.ctx))
-        app.include_router(ops_router({"kafka": ingest.ready, "clickhouse": ingest.clickhouse_ready}))
+        checks = {"kafka": ingest.ready, "clickhouse": ingest.clickhouse_ready, "sink": sink.ready}
+        for component in components:
+            checks.update(component.checks)
+            for router in component.routers:
+                app.include_router(router)
+        app.include_router(ops_router(checks))
         app.include_router(overview_router(lambda: client))
         return app
 

@@ -17,19 +17,21 @@ PARTITION BY toDate(created_at)
 ORDER BY (app_id, event_id, kind, reason)
 TTL toDateTime(created_at) + INTERVAL {retention_days} DAY;
 
--- Tasks a reviewer completed. The claim log (Kafka, one partition) decides who may
--- complete a task; this table is what the queue query excludes.
+-- Reviews completed, one row per (task, reviewer). The claim log (Kafka, one partition)
+-- decides who may complete a task; this table is what the queue query excludes once a
+-- task has `needed` reviewers (2 for the overlap share, else 1).
 CREATE TABLE IF NOT EXISTS review_done
 (
     event_id UUID,
     app_id LowCardinality(String),
     reviewer String,
     feedback_id UUID,
+    needed UInt8,
     ts DateTime64(3, 'UTC')
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toDate(ts)
-ORDER BY (app_id, event_id)
+ORDER BY (app_id, event_id, reviewer)
 TTL toDateTime(ts) + INTERVAL {retention_days} DAY;
 
 -- Reviewer accounts; each change writes a new row with a higher version.

@@ -149,7 +149,9 @@ class DriftService:
         self._consumer = kafka.make_consumer(s, s.drift_group)
         self._consumer.subscribe([self.events_topic], listener=_Rebalance(self))
         await self._consumer.start()
-        self._loop = kafka.CommitAfterLoop(self._consumer, self.handle, max_records=s.drift_batch_events)
+        self._loop = kafka.CommitAfterLoop(
+            self._consumer, self.handle, max_records=s.drift_batch_events, linger_ms=s.drift_batch_ms
+        )
         self._task = asyncio.create_task(self._loop.run(), name="lookout-drift")
 
     async def stop(self) -> None:

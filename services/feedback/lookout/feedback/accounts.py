@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -52,9 +53,9 @@ class Reviewer:
     def sees(self, app_id: str) -> bool:
         return self.role == "admin" or "*" in self.apps or app_id in self.apps
 
-    def app_scope(self) -> list[str] | None:
+    def app_scope(self) -> tuple[str, ...] | None:
         """The apps this reviewer's queue covers; None for every app."""
-        return None if self.role == "admin" or "*" in self.apps else list(self.apps)
+        return None if self.role == "admin" or "*" in self.apps else tuple(self.apps)
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,22 @@ _S_COLS = ["session_hash", "username", "csrf", "expires_at", "revoked", "version
 
 
 class Accounts:
-    def __init__(self, db: Db, session_ttl_s: int):
+    """Sessions are cached in memory for `cache_ttl_s`, so a page's requests do not each
+    query ClickHouse; the price is that a logout or a disabled account on *another*
+    instance takes effect within that TTL (on this instance at once)."""
+
+    def __init__(self, db: Db, session_ttl_s: int, cache_ttl_s: float = 5.0):
         self.db = db
         self.session_ttl = timedelta(seconds=session_ttl_s)
+        self._cache_ttl = cache_ttl_s
+        self._cache: dict[str, tuple[float, tuple[Session, Reviewer]]] = {}
+        self._cache_lock = threading.Lock()
+
+    def _forget(self, username: str | None = None, cookie_hash: str | None = None) -> None:
+        with self._cache_lock:
+            for key, (_, (session, _r)) in list(self._cache.items()):
+                if key == cookie_hash or session.username == username:
+                    del self._cache[key]
 
     def _row(self, username: str) -> tuple | None:
         rows = self.db.rows(
@@ -105,6 +119,7 @@ class Accounts:
             time.time_ns(),
         ]
         self.db.insert("reviewers", [new], _R_COLS)
+        self._forget(username=username)
         return Reviewer(new[0], new[2], tuple(new[3]), bool(new[4]))
 
     def login(self, username: str, password: str) -> tuple[str, Session] | None:
@@ -122,6 +137,23 @@ class Accounts:
     def session(self, cookie: str | None) -> tuple[Session, Reviewer] | None:
         if not cookie:
             return None
+        key = _sha(cookie)
+        now = time.monotonic()
+        with self._cache_lock:
+            hit = self._cache.get(key)
+        if hit is not None and hit[0] > now and hit[1][0].expires_at > datetime.now(UTC):
+            return hit[1]
+        found = self._session(cookie)
+        with self._cache_lock:
+            if found is None:
+                self._cache.pop(key, None)
+            else:
+                if len(self._cache) > 10_000:
+                    self._cache.clear()
+                self._cache[key] = (now + self._cache_ttl, found)
+        return found
+
+    def _session(self, cookie: str) -> tuple[Session, Reviewer] | None:
         rows = self.db.rows(
             "SELECT username, csrf, expires_at, revoked FROM review_sessions FINAL WHERE session_hash = {h:String}",
             h=_sha(cookie),
@@ -143,6 +175,7 @@ class Accounts:
             s = found[0]
             self.db.insert("review_sessions", [[_sha(cookie), s.username, s.csrf, s.expires_at, 1, time.time_ns()]],
                            _S_COLS)
+            self._forget(cookie_hash=_sha(cookie))
 
 
 def _sha(text: str) -> str:

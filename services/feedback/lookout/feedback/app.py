@@ -28,7 +28,7 @@ from lookout.core.ops import ops_router
 from . import datasets_api, review, signals, thumbs
 from .accounts import Accounts
 from .claims import ClaimLog
-from .errors import install_error_handlers
+from .errors import ApiError, ErrorRoute, install_error_handlers
 from .publish import FeedbackPublisher
 from .settings import FeedbackSettings
 from .store import Db
@@ -111,7 +111,7 @@ class FeedbackService:
 
     def router(self) -> APIRouter:
         """Every route of the service except /healthz, /readyz, /metrics."""
-        router = APIRouter()
+        router = APIRouter(route_class=ErrorRoute)
         router.include_router(thumbs.build_router(self.thumbs))
         router.include_router(review.build_router(self.review))
         router.include_router(datasets_api.build_router(self.datasets))
@@ -124,14 +124,8 @@ class FeedbackService:
         async def asset(name: str) -> FileResponse:
             files = {p.name: p for p in STATIC.iterdir() if p.is_file()}
             if name not in files:
-                from .errors import ApiError
-
                 raise ApiError(404, f"no asset {name}")
             return FileResponse(files[name])
-
-        @router.get("/", include_in_schema=False)
-        async def root() -> RedirectResponse:
-            return RedirectResponse("/review")
 
         return router
 
@@ -141,6 +135,11 @@ def build_app(service: FeedbackService, **fastapi_kwargs) -> FastAPI:
     app = FastAPI(title="Lookout feedback", **fastapi_kwargs)
     install_error_handlers(app)
     app.include_router(service.router())
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/review")
+
     app.include_router(ops_router({"kafka": service.ready, "clickhouse": service.clickhouse_ready}))
     app.state.service = service
     return app

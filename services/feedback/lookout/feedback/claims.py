@@ -12,8 +12,10 @@ Rules, applied to a record at its position in the log, with the record's own tim
   timestamp; the winner holds it until ts + lease.
 - release / skip: ends the lease when the sender holds it; skip also hides the task from
   that reviewer for good.
-- done: wins only for the current holder of a live lease and only once, so a task is
-  completed exactly once even when a lease expired and someone else took it over.
+- done: wins only for the current holder of a live lease and only once per reviewer, so
+  a task is completed exactly `need` times (1; 2 for the overlap share, which the first
+  record of a task fixes), by different reviewers, one holder at a time, even when a
+  lease expired and someone else took it over.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class TaskState:
     holder: str | None = None
     expires_ms: int = 0
     done: bool = False
+    need: int = 0
+    done_by: set[str] = field(default_factory=set)
     skipped_by: set[str] = field(default_factory=set)
 
 
@@ -58,12 +62,15 @@ class ClaimState:
     # reviewer -> task they hold (the latest won claim); used to resume after a reload.
     held: dict[str, str] = field(default_factory=dict)
 
-    def apply(self, op: str, task: str, reviewer: str, ts_ms: int, lease_ms: int) -> Verdict:
+    def apply(self, op: str, task: str, reviewer: str, ts_ms: int, lease_ms: int, need: int = 1) -> Verdict:
         state = self.tasks.setdefault(task, TaskState())
+        state.need = state.need or max(1, need)
         live = state.holder is not None and state.expires_ms > ts_ms
         if op == "claim":
             if state.done:
                 return Verdict(False, "already reviewed")
+            if reviewer in state.done_by:
+                return Verdict(False, "already reviewed by this reviewer")
             if live and state.holder != reviewer:
                 return Verdict(False, "held by another reviewer")
             state.holder, state.expires_ms = reviewer, ts_ms + lease_ms
@@ -78,11 +85,13 @@ class ClaimState:
                 return Verdict(True)
             return Verdict(op == "skip", "" if op == "skip" else "not held by this reviewer")
         if op == "done":
-            if state.done:
+            if state.done or reviewer in state.done_by:
                 return Verdict(False, "already reviewed")
             if not live or state.holder != reviewer:
                 return Verdict(False, "the lease expired or is held by another reviewer")
-            state.done, state.holder, state.expires_ms = True, None, 0
+            state.done_by.add(reviewer)
+            state.done = len(state.done_by) >= state.need
+            state.holder, state.expires_ms = None, 0
             self.held.pop(reviewer, None)
             return Verdict(True)
         return Verdict(False, f"unknown op {op!r}")
@@ -92,7 +101,7 @@ class ClaimState:
         state = self.tasks.get(task)
         if state is None:
             return True
-        if state.done or reviewer in state.skipped_by:
+        if state.done or reviewer in state.skipped_by or reviewer in state.done_by:
             return False
         return state.holder in (None, reviewer) or state.expires_ms <= now_ms
 
@@ -165,7 +174,8 @@ class ClaimLog:
     def _fold(self, value: bytes) -> None:
         try:
             r = orjson.loads(value)
-            verdict = self.state.apply(r["op"], r["task"], r["reviewer"], int(r["ts"]), int(r["lease_ms"]))
+            verdict = self.state.apply(r["op"], r["task"], r["reviewer"], int(r["ts"]), int(r["lease_ms"]),
+                                       int(r.get("need", 1)))
         except Exception as exc:  # an unreadable record must not stop every claim
             log.error("unreadable claim record skipped: %s", exc)
             return
@@ -173,14 +183,14 @@ class ClaimLog:
         if waiter is not None and not waiter.done():
             waiter.set_result(verdict)
 
-    async def request(self, op: Op, task: uuid.UUID | str, reviewer: str) -> Verdict:
+    async def request(self, op: Op, task: uuid.UUID | str, reviewer: str, need: int = 1) -> Verdict:
         """Append a record and wait for this instance's fold to reach it."""
         req = uuid.uuid4().hex
         waiter = asyncio.get_running_loop().create_future()
         self._waiting[req] = waiter
         record = {
             "req": req, "op": op, "task": str(task), "reviewer": reviewer,
-            "ts": time.time_ns() // 1_000_000, "lease_ms": self.lease_ms,
+            "ts": time.time_ns() // 1_000_000, "lease_ms": self.lease_ms, "need": need,
         }
         try:
             ack = await self._producer.send(self.topic, orjson.dumps(record), partition=0)

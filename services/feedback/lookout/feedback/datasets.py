@@ -77,7 +77,7 @@ def _messages(input_json: str, prompt: str) -> list[dict]:
 
 
 def build(client: Client, filters: DatasetFilters) -> Built:
-    clauses, params = ["f.source = 'reviewer'"], {}
+    clauses, params = ["1"], {}
     if filters.app_id:
         clauses.append("c.app_id = {app_id:String}")
         params["app_id"] = filters.app_id
@@ -91,13 +91,13 @@ def build(client: Client, filters: DatasetFilters) -> Built:
         clauses.append("c.ts < {until:DateTime64(3, 'UTC')}")
         params["until"] = filters.until
     if filters.label:
-        clauses.append("has(f.labels, {label:String})")
+        clauses.append("has(tupleElement(f.r, 4), {label:String})")
         params["label"] = filters.label
     sql = f"""
-        SELECT toString(f.event_id) AS id, c.input, c.prompt, c.output, f.rating, f.thumbs, f.corrected_output
+        SELECT toString(f.event_id) AS id, c.input, c.prompt, c.output,
+               tupleElement(f.r, 1), tupleElement(f.r, 2), tupleElement(f.r, 3)
         FROM (
-            SELECT event_id, argMax((rating, thumbs, corrected_output, labels), (ts, author)) AS r,
-                   r.1 AS rating, r.2 AS thumbs, r.3 AS corrected_output, r.4 AS labels, 'reviewer' AS source
+            SELECT event_id, argMax(tuple(rating, thumbs, corrected_output, labels), (ts, author)) AS r
             FROM feedback_latest WHERE source = 'reviewer' GROUP BY event_id
         ) AS f
         INNER JOIN (SELECT event_id, any(app_id) AS app_id, any(model) AS model, any(ts) AS ts, any(input) AS input,

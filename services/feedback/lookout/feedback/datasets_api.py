@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from lookout.core.auth import ApiKey, ApiKeyStore
 
 from . import datasets, store
-from .errors import ApiError
+from .errors import ApiError, ErrorRoute
 from .settings import FeedbackSettings
 from .thumbs import bearer_key
 
@@ -41,7 +41,7 @@ def _filters(key: ApiKey, app_id, model, since, until, label) -> datasets.Datase
 
 
 def build_router(ctx: DatasetContext) -> APIRouter:
-    router = APIRouter(tags=["datasets"])
+    router = APIRouter(tags=["datasets"], route_class=ErrorRoute)
 
     @router.get("/v1/datasets/export")
     async def download(

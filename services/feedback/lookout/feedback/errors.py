@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 
 class ApiError(Exception):
@@ -30,3 +34,20 @@ def install_error_handlers(app: FastAPI) -> None:
         first = exc.errors()[0]
         loc = [str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body", "header", "cookie")]
         return error_response(ApiError(422, first.get("msg", "invalid request"), ".".join(loc) or None))
+
+
+class ErrorRoute(APIRoute):
+    """Answers ApiError in the Lookout format inside the route itself, so the routes keep
+    their error format when mounted in an app that has no handler for this class (the
+    embedded stack's app)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ApiError as exc:
+                return error_response(exc)
+
+        return route

@@ -8,23 +8,32 @@ claim different tasks instead of all racing for one.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import random
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 
 import orjson
 
-from .claims import ClaimLog
+from .claims import ClaimLog, ClaimTimeout
 from .store import Db
 
-_SPREAD = 8
-_ATTEMPTS = 12
+_ATTEMPTS = 50
+_FINISHED = "SELECT event_id FROM review_done WHERE {where} GROUP BY event_id HAVING uniqExact(reviewer) >= max(needed)"
+
+
+def reviews_needed(event_id: uuid.UUID, overlap: float) -> int:
+    """2 for the overlap share of tasks (a draw fixed by the event id), else 1."""
+    draw = int.from_bytes(hashlib.sha256(b"overlap/" + event_id.bytes).digest()[:8], "big") / 2**64
+    return 2 if draw < overlap else 1
 
 
 @dataclass(frozen=True)
 class QueueFilter:
-    apps: list[str] | None  # None: every app
+    apps: tuple[str, ...] | None  # None: every app
     app_id: str | None = None
     kind: str | None = None
 
@@ -42,15 +51,16 @@ def _where(f: QueueFilter) -> tuple[str, dict]:
     clauses, params = [], {}
     if f.apps is not None:
         clauses.append("app_id IN {apps:Array(String)}")
-        params["apps"] = f.apps
+        params["apps"] = list(f.apps)
     if f.app_id:
         clauses.append("app_id = {app_id:String}")
         params["app_id"] = f.app_id
     return (" AND ".join(clauses) or "1"), params
 
 
-def candidates(db: Db, f: QueueFilter, age_weight: float, limit: int = 200) -> list[Candidate]:
+def candidates(db: Db, f: QueueFilter, age_weight: float, reviewer: str = "", limit: int = 200) -> list[Candidate]:
     where, params = _where(f)
+    params["me"] = reviewer
     having = "has(kinds, {kind:String})" if f.kind else "1"
     if f.kind:
         params["kind"] = f.kind
@@ -59,7 +69,9 @@ def candidates(db: Db, f: QueueFilter, age_weight: float, limit: int = 200) -> l
         SELECT event_id, any(app_id) AS app, groupUniqArray(reason) AS reasons, groupUniqArray(kind) AS kinds,
                max(severity) + {{w:Float64}} * dateDiff('second', min(created_at), now64(3)) / 3600 AS priority
         FROM review_tasks
-        WHERE {where} AND event_id NOT IN (SELECT event_id FROM review_done WHERE {where})
+        WHERE {where}
+          AND event_id NOT IN (SELECT event_id FROM review_done WHERE {where} GROUP BY event_id
+                               HAVING uniqExact(reviewer) >= max(needed) OR countIf(reviewer = {{me:String}}) > 0)
         GROUP BY event_id
         HAVING {having}
         ORDER BY priority DESC, event_id
@@ -79,7 +91,7 @@ def open_count(db: Db, f: QueueFilter) -> int:
         params["kind"] = f.kind
     rows = db.rows(
         f"SELECT uniqExact(event_id) FROM review_tasks WHERE {where}{kind} "
-        f"AND event_id NOT IN (SELECT event_id FROM review_done WHERE {where})",
+        f"AND event_id NOT IN ({_FINISHED.format(where=where)})",
         **params,
     )
     return int(rows[0][0])
@@ -89,19 +101,67 @@ def done_count(db: Db, reviewer: str) -> int:
     return int(db.rows("SELECT uniqExact(event_id) FROM review_done WHERE reviewer = {r:String}", r=reviewer)[0][0])
 
 
+def agreement(db: Db, apps: list[str] | None) -> dict:
+    """Inter-annotator agreement on the calls two reviewers labelled (the overlap share):
+    the first two reviews of each such call, compared on rating, thumbs and labels."""
+    where = "source = 'reviewer'" + (" AND app_id IN {apps:Array(String)}" if apps is not None else "")
+    rows = db.rows(
+        f"SELECT event_id, groupArray(2)((rating, thumbs, labels)) FROM "
+        f"(SELECT * FROM feedback_latest WHERE {where} ORDER BY ts, author) "
+        f"GROUP BY event_id HAVING count() >= 2",
+        **({"apps": apps} if apps is not None else {}),
+    )
+    pairs = [(a, b) for _, (a, b) in rows]
+    ratings = [(a[0], b[0]) for a, b in pairs if a[0] is not None and b[0] is not None]
+    thumbs = [(a[1], b[1]) for a, b in pairs if a[1] is not None and b[1] is not None]
+    jaccard = [len(set(a[2]) & set(b[2])) / len(set(a[2]) | set(b[2])) for a, b in pairs if a[2] or b[2]]
+
+    def share(items, same) -> float | None:
+        return round(sum(1 for x in items if same(*x)) / len(items), 4) if items else None
+
+    return {
+        "pairs": len(pairs),
+        "rating_exact": share(ratings, lambda x, y: x == y),
+        "rating_within_1": share(ratings, lambda x, y: abs(x - y) <= 1),
+        "thumbs": share(thumbs, lambda x, y: x == y),
+        "labels_jaccard": round(sum(jaccard) / len(jaccard), 4) if jaccard else None,
+    }
+
+
 def task_app(db: Db, event_id: uuid.UUID) -> str | None:
     rows = db.rows("SELECT any(app_id) FROM review_tasks WHERE event_id = {id:UUID} HAVING count() > 0",
                    id=str(event_id))
     return rows[0][0] if rows else None
 
 
+class RankCache:
+    """The ranked candidates per filter, shared by the requests of one instance for
+    `ttl_s` (one query in flight per filter). A stale ranking is harmless: the claim log's
+    fold says which of them are still open, and the log decides each claim."""
+
+    def __init__(self, ttl_s: float = 0.5):
+        self.ttl_s = ttl_s
+        self._entries: dict[Hashable, tuple[float, asyncio.Future]] = {}
+
+    async def get(self, key: Hashable, load: Callable[[], Awaitable[list[Candidate]]]) -> list[Candidate]:
+        now = time.monotonic()
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] > now and not (hit[1].done() and hit[1].exception()):
+            return await asyncio.shield(hit[1])
+        future = asyncio.ensure_future(load())
+        self._entries[key] = (now + self.ttl_s, future)
+        if len(self._entries) > 1000:
+            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+        return await asyncio.shield(future)
+
+
 async def claim_next(
-    log: ClaimLog, reviewer: str, f: QueueFilter, fetch, rng: random.Random | None = None
+    log: ClaimLog, reviewer: str, f: QueueFilter, fetch, overlap: float = 0.0, rng: random.Random | None = None
 ) -> tuple[Candidate, int] | None:
     """Claim the next task for `reviewer`: (task, lease expiry ms), or None when the queue
     is empty for them. `fetch(f)` returns the ranked candidates (run in a thread)."""
     rng = rng or random.Random()
-    for _ in range(_ATTEMPTS):
+    for attempt in range(_ATTEMPTS):
         ranked = await fetch(f)
         now_ms = time.time_ns() // 1_000_000
         held = log.state.holding(reviewer, now_ms)
@@ -112,11 +172,11 @@ async def claim_next(
         open_ = [c for c in ranked if log.state.available(str(c.event_id), reviewer, now_ms)]
         if not open_:
             return None
-        pick = rng.choice(open_[:_SPREAD])
-        verdict = await log.request("claim", pick.event_id, reviewer)
+        pick = open_[0] if attempt == 0 else rng.choice(open_[: 2 ** min(attempt, 6)])
+        verdict = await log.request("claim", pick.event_id, reviewer, reviews_needed(pick.event_id, overlap))
         if verdict.won:
             return pick, verdict.expires_ms
-    return None
+    raise ClaimTimeout(f"no claim won in {_ATTEMPTS} tries; retry")
 
 
 def call_detail(db: Db, event_id: uuid.UUID) -> dict | None:

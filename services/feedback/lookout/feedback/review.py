@@ -23,7 +23,7 @@ from lookout.core.events import Feedback, ShortText, now_utc
 from . import queue
 from .accounts import Accounts, Reviewer, Session
 from .claims import ClaimLog, ClaimTimeout
-from .errors import ApiError
+from .errors import ApiError, ErrorRoute
 from .publish import FeedbackPublisher, Unavailable
 from .settings import FeedbackSettings
 from .store import Db
@@ -85,7 +85,7 @@ def _me(caller: Caller, settings: FeedbackSettings) -> dict:
 
 
 def build_router(ctx: ReviewContext) -> APIRouter:
-    router = APIRouter(prefix="/review/api", tags=["review"])
+    router = APIRouter(prefix="/review/api", tags=["review"], route_class=ErrorRoute)
 
     async def caller(lookout_review: Annotated[str | None, Cookie()] = None) -> Caller:
         found = await run_in_threadpool(ctx.accounts.session, lookout_review)
@@ -108,8 +108,17 @@ def build_router(ctx: ReviewContext) -> APIRouter:
             raise ApiError(403, "admins only")
         return c
 
-    async def fetch(f: queue.QueueFilter) -> list[queue.Candidate]:
-        return await run_in_threadpool(queue.candidates, ctx.db, f, ctx.settings.review_age_weight)
+    ranked = queue.RankCache()
+
+    def fetcher(username: str):
+        # Without overlap the ranking is the same for every reviewer of the same filter.
+        who = username if ctx.settings.review_overlap > 0 else ""
+
+        async def fetch(f: queue.QueueFilter) -> list[queue.Candidate]:
+            return await ranked.get((f, who), lambda: run_in_threadpool(
+                queue.candidates, ctx.db, f, ctx.settings.review_age_weight, who))
+
+        return fetch
 
     async def visible_task(c: Caller, event_id: uuid.UUID) -> str:
         app_id = await run_in_threadpool(queue.task_app, ctx.db, event_id)
@@ -153,7 +162,8 @@ def build_router(ctx: ReviewContext) -> APIRouter:
     async def next_task(body: NextIn, c: Caller = Depends(reviewer)) -> dict:
         f = queue.QueueFilter(c.reviewer.app_scope(), body.app_id, body.kind)
         try:
-            got = await queue.claim_next(ctx.claims, c.reviewer.username, f, fetch)
+            got = await queue.claim_next(ctx.claims, c.reviewer.username, f, fetcher(c.reviewer.username),
+                                         ctx.settings.review_overlap)
         except ClaimTimeout as exc:
             raise ApiError(503, str(exc), headers={"Retry-After": "2"}) from None
         if got is None:
@@ -212,9 +222,17 @@ def build_router(ctx: ReviewContext) -> APIRouter:
                 if attempt == 2:
                     raise ApiError(503, f"review accepted but not yet stored: {exc}") from None
                 await asyncio.sleep(1)
-        await run_in_threadpool(ctx.db.insert, "review_done", [[event_id, app_id, c.reviewer.username, fid, ts]],
-                                ["event_id", "app_id", "reviewer", "feedback_id", "ts"])
+        needed = ctx.claims.state.tasks[str(event_id)].need
+        await run_in_threadpool(ctx.db.insert, "review_done",
+                                [[event_id, app_id, c.reviewer.username, fid, needed, ts]],
+                                ["event_id", "app_id", "reviewer", "feedback_id", "needed", "ts"])
         return {"feedback_id": str(fid)}
+
+    @router.get("/admin/agreement")
+    async def get_agreement(c: Caller = Depends(caller)) -> dict:
+        if c.reviewer.role != "admin":
+            raise ApiError(403, "admins only")
+        return await run_in_threadpool(queue.agreement, ctx.db, None)
 
     @router.get("/admin/reviewers")
     async def list_reviewers(c: Caller = Depends(caller)) -> dict:

@@ -9,7 +9,7 @@ from lookout.core.settings import CommonSettings
 
 class FeedbackSettings(CommonSettings):
     http_host: str = Field("0.0.0.0", description="Address the feedback API and review UI listen on.")
-    http_port: int = Field(8083, ge=1, le=65535, description="Port the feedback API and review UI listen on.")
+    http_port: int = Field(8080, ge=1, le=65535, description="Port the feedback API and review UI listen on.")
     feedback_token_secret: str = Field(
         "",
         description="Secret (16+ chars) that signs per-call feedback tokens. Required for /v1/feedback/token; "
@@ -24,6 +24,9 @@ class FeedbackSettings(CommonSettings):
         0.01, ge=0, le=1, description="Share of all calls queued as a random audit (per app)."
     )
     review_audit_app_rates: str = Field("", description="Per-app audit rates, e.g. 'app1=0.1,app2=0'.")
+    review_overlap: float = Field(
+        0.0, ge=0, le=1, description="Share of tasks reviewed by two reviewers (inter-annotator agreement)."
+    )
     review_age_weight: float = Field(0.1, ge=0, description="Priority added per hour a task waits.")
     review_labels: str = Field(
         "correct,hallucination,off_topic,unsafe,incomplete,formatting",

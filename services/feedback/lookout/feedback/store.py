@@ -10,6 +10,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -46,17 +47,21 @@ class Vote:
     feedback_id: uuid.UUID
     thumbs: int | None
     comment: str
+    ts: datetime | None = None
 
 
 def latest_vote(db: Db, event_id: uuid.UUID, source: str, author: str) -> Vote | None:
     rows = db.rows(
-        "SELECT feedback_id, thumbs, comment FROM feedback_latest "
+        "SELECT feedback_id, thumbs, comment, ts FROM feedback_latest "
         "WHERE event_id = {id:UUID} AND source = {source:String} AND author = {author:String}",
         id=str(event_id),
         source=source,
         author=author,
     )
-    return Vote(rows[0][0], rows[0][1], rows[0][2]) if rows else None
+    if not rows:
+        return None
+    ts = rows[0][3]
+    return Vote(rows[0][0], rows[0][1], rows[0][2], ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts)
 
 
 def locked(db: Db, fn, *args):

@@ -17,10 +17,10 @@ idempotent 200 with `"duplicate": true` and the stored feedback_id; nothing is p
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header
@@ -32,7 +32,7 @@ from lookout.core.auth import ApiKey, ApiKeyStore
 from lookout.core.events import Feedback, ShortText, now_utc
 
 from . import store, tokens
-from .errors import ApiError
+from .errors import ApiError, ErrorRoute
 from .publish import FeedbackPublisher, Unavailable
 from .settings import FeedbackSettings
 
@@ -78,6 +78,8 @@ class ThumbsContext:
     # Votes this instance produced recently, so a quick re-post is recognised as a
     # duplicate before the sink has stored the first one.
     recent: OrderedDict[tuple, store.Vote] | None = None
+    # event_id -> app_id of calls seen: a call's app never changes, so hits need no query.
+    apps: OrderedDict[uuid.UUID, str] | None = None
 
 
 def _remember(ctx: ThumbsContext, key: tuple, vote: store.Vote) -> None:
@@ -109,12 +111,21 @@ def require(key: ApiKey, scope: str, app_id: str | None = None) -> None:
 
 
 def build_router(ctx: ThumbsContext) -> APIRouter:
-    router = APIRouter(tags=["feedback"])
+    router = APIRouter(tags=["feedback"], route_class=ErrorRoute)
+
+    known: OrderedDict[uuid.UUID, str] = ctx.apps if ctx.apps is not None else OrderedDict()
+    ctx.apps = known
 
     async def call_app_or_404(event_id: uuid.UUID) -> str:
-        app_id = await run_in_threadpool(store.call_app, ctx.db, event_id)
+        app_id = known.get(event_id)
+        if app_id is None:
+            app_id = await run_in_threadpool(store.call_app, ctx.db, event_id)
         if app_id is None:
             raise ApiError(404, f"no call with event_id {event_id}", field="event_id")
+        known[event_id] = app_id
+        known.move_to_end(event_id)
+        if len(known) > 100_000:
+            known.popitem(last=False)
         return app_id
 
     @router.post("/v1/feedback/token")
@@ -176,7 +187,11 @@ async def _vote(ctx: ThumbsContext, body: ThumbsIn, app_id: str, author: str) ->
     if previous is not None and previous.thumbs == body.thumbs and previous.comment == comment:
         return ThumbsOut(feedback_id=previous.feedback_id, event_id=body.event_id, duplicate=True, replaced=False)
     ts = now_utc()
-    fid = feedback_id(body.event_id, "end_user", author, time.time_ns() // 1000)
+    if previous is not None and previous.ts is not None:
+        # Storage keeps ms and readers take the latest ts: a replacement must sort after.
+        stored_ms = previous.ts.replace(microsecond=previous.ts.microsecond // 1000 * 1000)
+        ts = max(ts, stored_ms + timedelta(milliseconds=1))
+    fid = feedback_id(body.event_id, "end_user", author, int(ts.timestamp() * 1_000_000))
     record = Feedback(
         feedback_id=fid,
         event_id=body.event_id,
@@ -191,5 +206,5 @@ async def _vote(ctx: ThumbsContext, body: ThumbsIn, app_id: str, author: str) ->
         await ctx.publisher.publish(record)
     except Unavailable as exc:
         raise ApiError(503, f"{exc}; retry later", headers={"Retry-After": "2"}) from None
-    _remember(ctx, memo_key, store.Vote(fid, body.thumbs, comment))
+    _remember(ctx, memo_key, store.Vote(fid, body.thumbs, comment, ts))
     return ThumbsOut(feedback_id=fid, event_id=body.event_id, duplicate=False, replaced=previous is not None)

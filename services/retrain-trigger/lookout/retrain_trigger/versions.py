@@ -112,7 +112,7 @@ def previous_version(client: Client, app_id: str, model: str, candidate: str) ->
     """The version that served most recently before the candidate's first call."""
     rows = client.query(
         "SELECT model_version FROM llm_calls WHERE app_id = {app:String} AND model = {model:String} "
-        "AND model_version != {cand:String} AND ts < (SELECT ifNull(min(ts), now64(3)) FROM llm_calls "
+        "AND model_version != {cand:String} AND ts < (SELECT if(count() = 0, now64(3), min(ts)) FROM llm_calls "
         "WHERE app_id = {app:String} AND model = {model:String} AND model_version = {cand:String}) "
         "GROUP BY model_version ORDER BY max(ts) DESC LIMIT 1",
         parameters={"app": app_id, "model": model, "cand": candidate}).result_rows
@@ -147,7 +147,7 @@ def compare(client: Client, app_id: str, model: str, candidate: str, baseline: s
     out: dict[str, Any] = {"app_id": app_id, "model": model, "candidate": candidate, "baseline": baseline}
 
     thumbs = {v: (n, down) for v, n, down in client.query(
-        f"SELECT c.v, count(), countIf(f.thumbs = -1) FROM (SELECT event_id, argMax(thumbs, ts) AS thumbs "
+        f"SELECT c.v, count(), countIf(f.vote = -1) FROM (SELECT event_id, argMax(thumbs, ts) AS vote "
         f"FROM feedback FINAL WHERE app_id = {{app:String}} AND thumbs IS NOT NULL GROUP BY event_id) AS f "
         f"INNER JOIN ({_CALLS}) AS c ON c.event_id = f.event_id GROUP BY c.v", parameters=p).result_rows}
     (nc, dc), (nb, db) = thumbs.get(candidate, (0, 0)), thumbs.get(baseline, (0, 0))

@@ -1,0 +1,48 @@
+"""Feedback tokens and password hashes, without a broker."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from lookout.feedback import accounts, tokens
+
+SECRET = "0123456789abcdef-secret"
+
+
+def test_a_token_names_its_call_app_and_author_until_it_expires():
+    event_id = uuid.uuid4()
+    token, _ = tokens.mint(SECRET, event_id, "shop", "u|1", 60, now=1000)
+    claims = tokens.verify(SECRET, token, now=1059)
+    assert (claims.event_id, claims.app_id, claims.author, claims.expires) == (event_id, "shop", "u|1", 1060)
+    with pytest.raises(tokens.BadToken, match="expired"):
+        tokens.verify(SECRET, token, now=1060)
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda t: t.replace("v1.", "v2.", 1),
+    lambda t: t[:-2] + ("AA" if not t.endswith("AA") else "BB"),
+    lambda t: t.split(".")[0] + "." + t.split(".")[1][::-1] + "." + t.split(".")[2],
+    lambda t: "",
+    lambda t: "v1..",
+])
+def test_forged_or_malformed_tokens_are_refused(mangle):
+    token, _ = tokens.mint(SECRET, uuid.uuid4(), "shop", "u", 60)
+    with pytest.raises(tokens.BadToken):
+        tokens.verify(SECRET, mangle(token))
+
+
+def test_a_token_signed_with_another_secret_is_refused():
+    token, _ = tokens.mint("another-secret-0123456", uuid.uuid4(), "shop", "u", 60, now=time.time())
+    with pytest.raises(tokens.BadToken, match="signature"):
+        tokens.verify(SECRET, token)
+
+
+def test_passwords_are_salted_scrypt_and_check_in_constant_time():
+    h1, h2 = accounts.hash_password("correct horse"), accounts.hash_password("correct horse")
+    assert h1 != h2 and h1.startswith("scrypt$16384$8$1$")
+    assert accounts.check_password("correct horse", h1)
+    assert not accounts.check_password("correct horsE", h1)
+    assert not accounts.check_password("x", "not-a-hash")

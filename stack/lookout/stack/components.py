@@ -1,0 +1,96 @@
+"""The services the embedded stack runs beside ingest and the sink, each as a Component:
+start/stop in the one asyncio loop, its HTTP routers mounted on the one port, its
+readiness checks added to /readyz.
+
+Each service gets its own ClickHouse client on the stack's chdb path: clients on one
+path share the engine but not a session, so one service's queries never interleave with
+another's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import APIRouter
+
+from lookout.core import clickhouse
+from lookout.core.auth import ApiKeyStore
+from lookout.ingest.settings import IngestSettings
+
+log = logging.getLogger(__name__)
+
+Check = Callable[[], str | None]
+
+
+@dataclass
+class Component:
+    name: str
+    start: Callable[[], Awaitable[None]]
+    stop: Callable[[], Awaitable[None]]
+    routers: list[APIRouter] = field(default_factory=list)
+    checks: dict[str, Check] = field(default_factory=dict)
+
+
+def _settings(cls, base: IngestSettings, **extra):
+    """A service's settings: the stack's shared values over whatever LOOKOUT_* sets."""
+    shared = {k: v for k, v in base.model_dump().items() if k in cls.model_fields}
+    return cls(**{**shared, **extra})
+
+
+def judge(base: IngestSettings, data_dir: Path, secret: Callable[[str], str]) -> Component:
+    from lookout.judge.app import agreement_router
+    from lookout.judge.service import JudgeService
+    from lookout.judge.settings import JudgeSettings
+
+    settings = _settings(JudgeSettings, base)
+    service = JudgeService(settings, client=clickhouse.connect(settings))
+    return Component("judge", service.start, service.stop, [agreement_router(service)],
+                     {f"judge.{k}": v for k, v in service.checks().items()})
+
+
+def drift(base: IngestSettings, data_dir: Path, secret: Callable[[str], str]) -> Component:
+    from lookout.drift.api import build_router
+    from lookout.drift.service import DriftService
+    from lookout.drift.settings import DriftSettings
+
+    settings = _settings(DriftSettings, base)
+    client = clickhouse.connect(settings)
+    service = DriftService(settings, client=client)
+    keys = ApiKeyStore(client)
+    return Component("drift", service.start, service.stop,
+                     [build_router(service, lambda: keys if settings.drift_auth else None)],
+                     {"drift": service.ready})
+
+
+def retrain(base: IngestSettings, data_dir: Path, secret: Callable[[str], str]) -> Component:
+    from lookout.retrain_trigger.service import RetrainService
+    from lookout.retrain_trigger.settings import RetrainSettings
+
+    settings = _settings(
+        RetrainSettings, base,
+        retrain_dataset_dir=str(data_dir / "datasets"), retrain_output_dir=str(data_dir / "runs"),
+    )
+    service = RetrainService(settings, client=clickhouse.connect(settings))
+    return Component("retrain-trigger", service.start, service.stop, [service.router()],
+                     {"retrain": service.ready})
+
+
+def feedback(base: IngestSettings, data_dir: Path, secret: Callable[[str], str]) -> Component:
+    from lookout.feedback.app import FeedbackService
+    from lookout.feedback.settings import FeedbackSettings
+
+    settings = _settings(
+        FeedbackSettings, base,
+        feedback_token_secret=secret("feedback-token-secret"),
+        review_admin_user="admin",
+        review_admin_password=secret("review-admin-password"),
+    )
+    service = FeedbackService(settings, client=clickhouse.connect(settings))
+    return Component("feedback", service.start, service.stop, [service.router()], {"feedback": service.ready})
+
+
+# Started in this order after ingest and the sink, stopped in reverse.
+BUILDERS: list[Callable[[IngestSettings, Path, Callable[[str], str]], Component]] = [judge, drift, feedback, retrain]
