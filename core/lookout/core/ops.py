@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from collections.abc import Callable
+from contextlib import asynccontextmanager
+from typing import Protocol
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -37,3 +41,47 @@ def ops_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+class Startable(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def lifespan_of(service: Startable):
+    """A FastAPI lifespan that starts the service with the server and stops it after."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    return lifespan
+
+
+async def serve_until_signal(app: FastAPI, host: str, port: int, service: Startable) -> None:
+    """Serve `app` next to an already started worker until SIGINT/SIGTERM, then stop the
+    worker (finish its batch, commit) before the process exits.
+
+    uvicorn swaps in its own handlers while serving and re-raises the signal when done,
+    landing in ours; either way the worker is stopped before we return."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(*_: object) -> None:
+        loop.call_soon_threadsafe(stop.set)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    http = asyncio.create_task(server.serve())
+    await stop.wait()
+    server.should_exit = True
+    await service.stop()
+    await http

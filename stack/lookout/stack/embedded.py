@@ -19,10 +19,11 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from lookout.core import clickhouse, migrations
+from lookout.core.api_errors import install_error_handlers
 from lookout.core.auth import ApiKeyStore
 from lookout.core.ops import ops_router
 from lookout.ingest.api import build_router
-from lookout.ingest.app import IngestService, install_error_handlers
+from lookout.ingest.app import IngestService
 from lookout.ingest.settings import IngestSettings
 from lookout.ingest.sink import SinkRunner
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -22,13 +21,13 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse, RedirectResponse
 
 from lookout.core import clickhouse, kafka, migrations
+from lookout.core.api_errors import ApiError, ErrorRoute, install_error_handlers
 from lookout.core.auth import ApiKeyStore
-from lookout.core.ops import ops_router
+from lookout.core.ops import lifespan_of, ops_router
 
 from . import datasets_api, review, signals, thumbs
 from .accounts import Accounts
 from .claims import ClaimLog
-from .errors import ApiError, ErrorRoute, install_error_handlers
 from .publish import FeedbackPublisher
 from .settings import FeedbackSettings
 from .store import Db
@@ -147,13 +146,4 @@ def build_app(service: FeedbackService, **fastapi_kwargs) -> FastAPI:
 
 def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
     service = FeedbackService(settings or FeedbackSettings())
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI):
-        await service.start()
-        try:
-            yield
-        finally:
-            await service.stop()
-
-    return build_app(service, lifespan=lifespan)
+    return build_app(service, lifespan=lifespan_of(service))

@@ -12,12 +12,11 @@ from fastapi import APIRouter, Header
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
+from lookout.core.api_errors import ApiError, ErrorRoute, bearer_key
 from lookout.core.auth import ApiKey, ApiKeyStore
 
 from . import datasets, store
-from .errors import ApiError, ErrorRoute
 from .settings import FeedbackSettings
-from .thumbs import bearer_key
 
 
 @dataclass

@@ -18,12 +18,12 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from lookout.core import ids
+from lookout.core.api_errors import ApiError, ErrorRoute
 from lookout.core.events import Feedback, ShortText, now_utc
 
 from . import queue
 from .accounts import Accounts, Reviewer, Session
 from .claims import ClaimLog, ClaimTimeout
-from .errors import ApiError, ErrorRoute
 from .publish import FeedbackPublisher, Unavailable
 from .settings import FeedbackSettings
 from .store import Db

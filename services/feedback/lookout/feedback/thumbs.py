@@ -28,15 +28,13 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from lookout.core import ids
-from lookout.core.auth import ApiKey, ApiKeyStore
+from lookout.core.api_errors import CHALLENGE, ApiError, ErrorRoute, bearer_key, require
+from lookout.core.auth import ApiKeyStore
 from lookout.core.events import Feedback, ShortText, now_utc
 
 from . import store, tokens
-from .errors import ApiError, ErrorRoute
 from .publish import FeedbackPublisher, Unavailable
 from .settings import FeedbackSettings
-
-_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 class ThumbsIn(BaseModel):
@@ -91,25 +89,6 @@ def _remember(ctx: ThumbsContext, key: tuple, vote: store.Vote) -> None:
         ctx.recent.popitem(last=False)
 
 
-async def bearer_key(keys: ApiKeyStore, authorization: str | None) -> ApiKey:
-    if not authorization:
-        raise ApiError(401, "missing Authorization header (Bearer <api key>)", headers=_CHALLENGE)
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "Authorization must be 'Bearer <api key>'", headers=_CHALLENGE)
-    key = await run_in_threadpool(keys.verify, token.strip())
-    if key is None:
-        raise ApiError(401, "unknown or revoked API key", headers=_CHALLENGE)
-    return key
-
-
-def require(key: ApiKey, scope: str, app_id: str | None = None) -> None:
-    if not key.allows(scope):
-        raise ApiError(403, f"this API key lacks the '{scope}' scope")
-    if app_id is not None and not key.allows(scope, app_id):
-        raise ApiError(403, f"this API key is bound to app '{key.app_id}', not '{app_id}'", field="app_id")
-
-
 def build_router(ctx: ThumbsContext) -> APIRouter:
     router = APIRouter(tags=["feedback"], route_class=ErrorRoute)
 
@@ -155,17 +134,17 @@ def build_router(ctx: ThumbsContext) -> APIRouter:
     ) -> ThumbsOut:
         if x_feedback_token:
             if not ctx.settings.feedback_token_secret:
-                raise ApiError(401, "feedback tokens are not accepted here", headers=_CHALLENGE)
+                raise ApiError(401, "feedback tokens are not accepted here", headers=CHALLENGE)
             try:
                 claims = tokens.verify(ctx.settings.feedback_token_secret, x_feedback_token)
             except tokens.BadToken as exc:
-                raise ApiError(401, str(exc), headers=_CHALLENGE) from None
+                raise ApiError(401, str(exc), headers=CHALLENGE) from None
             if claims.event_id != body.event_id:
-                raise ApiError(401, "this feedback token is for another call", field="event_id", headers=_CHALLENGE)
+                raise ApiError(401, "this feedback token is for another call", field="event_id", headers=CHALLENGE)
             author = claims.author
             app_id = await call_app_or_404(body.event_id)
             if app_id != claims.app_id:
-                raise ApiError(401, "this feedback token is for another app", headers=_CHALLENGE)
+                raise ApiError(401, "this feedback token is for another app", headers=CHALLENGE)
         else:
             key = await bearer_key(ctx.keys, authorization)
             require(key, "feedback")

@@ -11,9 +11,10 @@ from typing import Annotated
 from clickhouse_connect.driver.client import Client
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import Counter
 
+from lookout.core.api_errors import ApiError, bearer_key, require
 from lookout.core.auth import ApiKey, ApiKeyStore
 
 from . import intake, otlp, otlp_response, reads
@@ -27,8 +28,6 @@ ACCEPTED = Counter("lookout_ingest_accepted_events_total", "Events accepted", ["
 REJECTED = Counter("lookout_ingest_rejected_events_total", "Events rejected per item", ["route"])
 REFUSED = Counter("lookout_ingest_refused_requests_total", "Whole requests refused", ["route", "status"])
 OTLP_IGNORED = Counter("lookout_ingest_otlp_ignored_spans_total", "Spans that are not GenAI calls")
-_CHALLENGE = {"WWW-Authenticate": "Bearer"}
-
 REDACTED = Counter("lookout_ingest_pii_redactions_total", "PII values redacted")
 
 
@@ -41,19 +40,6 @@ class IngestContext:
     enricher: Enricher | None = None
     keys: ApiKeyStore | None = None
     clickhouse: Client | None = None
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, field: str | None = None, headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.message, self.field, self.headers = status, message, field, headers or {}
-
-
-def error_response(exc: ApiError) -> JSONResponse:
-    body = {"error": {"status": exc.status, "message": exc.message}}
-    if exc.field:
-        body["error"]["field"] = exc.field
-    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -74,21 +60,7 @@ def build_router(ctx: IngestContext) -> APIRouter:
     router = APIRouter()
 
     async def api_key(authorization: Annotated[str | None, Header()] = None) -> ApiKey:
-        if not authorization:
-            raise ApiError(401, "missing Authorization header (Bearer <api key>)", headers=_CHALLENGE)
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise ApiError(401, "Authorization must be 'Bearer <api key>'", headers=_CHALLENGE)
-        key = await run_in_threadpool(ctx.keys.verify, token.strip())
-        if key is None:
-            raise ApiError(401, "unknown or revoked API key", headers=_CHALLENGE)
-        return key
-
-    def require(key: ApiKey, scope: str, app_id: str | None = None) -> None:
-        if not key.allows(scope):
-            raise ApiError(403, f"this API key lacks the '{scope}' scope")
-        if app_id is not None and not key.allows(scope, app_id):
-            raise ApiError(403, f"this API key is bound to app '{key.app_id}', not '{app_id}'", field="app_id")
+        return await bearer_key(ctx.keys, authorization)
 
     async def publish(route: str, accepted: list, key: ApiKey) -> int:
         calls = []

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import logging
-from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaProducer
 from clickhouse_connect.driver.client import Client
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from lookout.core import clickhouse, kafka, migrations
+from lookout.core.api_errors import install_error_handlers
 from lookout.core.auth import ApiKeyStore
-from lookout.core.ops import ops_router
+from lookout.core.ops import lifespan_of, ops_router
 
-from .api import ApiError, IngestContext, build_router, error_response
+from .api import IngestContext, build_router
 from .enrich import Enricher
-from .intake import field_path
 from .publisher import EventPublisher
 from .settings import IngestSettings
 
@@ -63,20 +60,6 @@ class IngestService:
         return None
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Every error answers {"error": {"status", "message", "field"?}}; bad input is a 4xx."""
-
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0]
-        loc = tuple(p for p in first.get("loc", ()) if p not in ("query", "path", "body", "header"))
-        return error_response(ApiError(422, first.get("msg", "invalid request"), field_path(loc)))
-
-
 def build_app(service: IngestService, **fastapi_kwargs) -> FastAPI:
     """The FastAPI app around a service whose start/stop the caller owns."""
     app = FastAPI(title="Lookout ingest", **fastapi_kwargs)
@@ -90,13 +73,4 @@ def build_app(service: IngestService, **fastapi_kwargs) -> FastAPI:
 def create_app(settings: IngestSettings | None = None) -> FastAPI:
     """The standalone ingest app: starts and stops the service with the server."""
     service = IngestService(settings or IngestSettings())
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI):
-        await service.start()
-        try:
-            yield
-        finally:
-            await service.stop()
-
-    return build_app(service, lifespan=lifespan)
+    return build_app(service, lifespan=lifespan_of(service))

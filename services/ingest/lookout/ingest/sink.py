@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import signal
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -201,10 +200,9 @@ class SinkRunner:
 
 
 async def _main() -> None:
-    import uvicorn
     from fastapi import FastAPI
 
-    from lookout.core.ops import ops_router
+    from lookout.core.ops import ops_router, serve_until_signal
 
     settings = IngestSettings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -213,22 +211,7 @@ async def _main() -> None:
     log.info("sink running: %s -> %s", settings.kafka_bootstrap, settings.clickhouse_dsn)
     app = FastAPI(title="Lookout sink")
     app.include_router(ops_router({"consumer": runner.ready}))
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_level="warning"))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def on_signal(*_: object) -> None:
-        loop.call_soon_threadsafe(stop.set)
-
-    # uvicorn swaps in its own handlers while serving and re-raises the signal when done,
-    # landing here; either way the sink finishes its batch and commits before exiting.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
-    http = asyncio.create_task(server.serve())
-    await stop.wait()
-    server.should_exit = True
-    await runner.stop()
-    await http
+    await serve_until_signal(app, settings.http_host, settings.http_port, runner)
 
 
 def main() -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 from datetime import UTC, datetime, timedelta
 
 from .settings import JudgeSettings
@@ -16,31 +15,14 @@ log = logging.getLogger("lookout.judge")
 
 
 async def _serve(settings: JudgeSettings) -> None:
-    import uvicorn
+    from lookout.core.ops import serve_until_signal
 
     from .app import create_app
     from .service import JudgeService
 
     service = JudgeService(settings)
     await service.start()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(service), host=settings.http_host, port=settings.http_port, log_level="warning")
-    )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def on_signal(*_: object) -> None:
-        loop.call_soon_threadsafe(stop.set)
-
-    # uvicorn swaps in its own handlers while serving and re-raises the signal when done,
-    # landing here; either way the judge finishes its batch and commits before exiting.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
-    http = asyncio.create_task(server.serve())
-    await stop.wait()
-    server.should_exit = True
-    await service.stop()
-    await http
+    await serve_until_signal(create_app(service), settings.http_host, settings.http_port, service)
 
 
 def _agreement(settings: JudgeSettings, rubric_name: str, days: int, evaluator: str) -> None:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
-
 from fastapi import FastAPI
 
-from lookout.core.ops import ops_router
+from lookout.core.ops import lifespan_of, ops_router
 
 from .service import RetrainService
 from .settings import RetrainSettings
@@ -22,13 +20,4 @@ def build_app(service: RetrainService, **fastapi_kwargs) -> FastAPI:
 
 def create_app(settings: RetrainSettings | None = None) -> FastAPI:
     service = RetrainService(settings or RetrainSettings())
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI):
-        await service.start()
-        try:
-            yield
-        finally:
-            await service.stop()
-
-    return build_app(service, lifespan=lifespan)
+    return build_app(service, lifespan=lifespan_of(service))

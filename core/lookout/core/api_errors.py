@@ -1,4 +1,5 @@
-"""The error format every Lookout API answers with: {"error": {"status", "message", "field"?}}."""
+"""What every Lookout HTTP API shares: the error format {"error": {"status", "message",
+"field"?}} and Bearer API-key authentication with scope and app checks."""
 
 from __future__ import annotations
 
@@ -6,9 +7,14 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+
+from .auth import ApiKey, ApiKeyStore
+
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 class ApiError(Exception):
@@ -51,3 +57,24 @@ class ErrorRoute(APIRoute):
                 return error_response(exc)
 
         return route
+
+
+async def bearer_key(keys: ApiKeyStore, authorization: str | None) -> ApiKey:
+    """The API key of an `Authorization: Bearer <key>` header, or a 401 saying what is wrong."""
+    if not authorization:
+        raise ApiError(401, "missing Authorization header (Bearer <api key>)", headers=CHALLENGE)
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "Authorization must be 'Bearer <api key>'", headers=CHALLENGE)
+    key = await run_in_threadpool(keys.verify, token.strip())
+    if key is None:
+        raise ApiError(401, "unknown or revoked API key", headers=CHALLENGE)
+    return key
+
+
+def require(key: ApiKey, scope: str, app_id: str | None = None) -> None:
+    """403 unless the key has the scope (and, given an app, is bound to it or to '*')."""
+    if not key.allows(scope):
+        raise ApiError(403, f"this API key lacks the '{scope}' scope")
+    if app_id is not None and not key.allows(scope, app_id):
+        raise ApiError(403, f"this API key is bound to app '{key.app_id}', not '{app_id}'", field="app_id")
