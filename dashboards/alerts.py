@@ -184,9 +184,10 @@ RULES: tuple[AlertRule, ...] = (
         uid="lookout-thumbs-down",
         title="Thumbs-down surge",
         sql=(
-            "SELECT app_id, uniqExactIf(feedback_id, thumbs = -1) / uniqExact(feedback_id) AS value FROM feedback "
+            # Each author's latest vote per call (feedback_latest), like the Thumbs-down panel.
+            "SELECT app_id, countIf(thumbs = -1) / count() AS value FROM feedback_latest "
             "WHERE $__timeFilter(ts) AND thumbs IS NOT NULL GROUP BY app_id "
-            "HAVING uniqExact(feedback_id) >= {min_votes}"
+            "HAVING count() >= {min_votes}"
         ),
         label_columns=("app_id",),
         threshold_setting="alert_thumbs_down_rate",

@@ -53,6 +53,8 @@ class Sample:
     judge_means: dict[str, float] = field(default_factory=dict)
     votes: int = 0
     thumbs_down: int = 0
+    latest_thumbs: dict[uuid.UUID, int] = field(default_factory=dict)  # the one author's latest vote
+    open_tasks: dict[uuid.UUID, tuple[str, datetime]] = field(default_factory=dict)  # app_id, created
     dead_letters: dict[str, int] = field(default_factory=dict)
 
     def calls_where(self, **match: str) -> list[dict]:
@@ -114,6 +116,26 @@ def vote(c: dict, thumbs: int, *, delay_s: int = 30) -> dict:
         "feedback_id": uuid.uuid4(), "event_id": c["event_id"], "ts": c["ts"] + timedelta(seconds=delay_s),
         "app_id": c["app_id"], "source": "end_user", "author": "u", "thumbs": thumbs,
     }
+
+
+def insert_review_tasks(client: Client, rows: list[dict]) -> None:
+    cols = ["event_id", "app_id", "model", "kind", "reason", "severity", "created_at"]
+    client.insert("review_tasks", [[r[c] for c in cols] for r in rows], column_names=cols)
+
+
+def review_task(c: dict, reason: str, created_at: datetime, *, kind: str = "score") -> dict:
+    return {"event_id": c["event_id"], "app_id": c["app_id"], "model": c["model"], "kind": kind, "reason": reason,
+            "severity": 0.5, "created_at": created_at}
+
+
+def insert_review_done(client: Client, rows: list[dict]) -> None:
+    cols = ["event_id", "app_id", "reviewer", "feedback_id", "needed", "ts"]
+    client.insert("review_done", [[r[c] for c in cols] for r in rows], column_names=cols)
+
+
+def review_done(c: dict, reviewer: str, needed: int, ts: datetime) -> dict:
+    return {"event_id": c["event_id"], "app_id": c["app_id"], "reviewer": reviewer, "feedback_id": uuid.uuid4(),
+            "needed": needed, "ts": ts}
 
 
 def insert_retrain(client: Client, rows: list[dict]) -> None:
@@ -179,8 +201,39 @@ def seed(client: Client, now: datetime) -> Sample:
     for app_id, total, down in (("support-bot", 40, 10), ("search", 20, 12)):
         for n, c in enumerate(sample.calls_where(app_id=app_id)[:total]):
             votes.append(vote(c, -1 if n < down else 1))
-    sample.votes, sample.thumbs_down = 60, 22
+    # The author changes one up vote to down later: feedback_latest keeps only the down.
+    changed = sample.calls_where(app_id="support-bot")[20]
+    votes.append(vote(changed, -1, delay_s=90))
+    for v in votes:
+        sample.latest_thumbs[v["event_id"]] = v["thumbs"]  # in insertion order: the later vote wins
+    sample.votes, sample.thumbs_down = 60, 23
     insert_feedback(client, votes)
+
+    # Review queue: a task is open until `needed` distinct reviewers completed it.
+    bot, srch = sample.calls_where(app_id="support-bot"), sample.calls_where(app_id="search")
+
+    def at(minutes: int) -> datetime:
+        return start + timedelta(minutes=minutes)
+
+    tasks = [
+        review_task(bot[100], "toxicity", at(minutes=5)),            # done by one of one: closed
+        review_task(bot[101], "toxicity", at(minutes=10)),           # open, the oldest
+        review_task(bot[101], "thumbs_down", at(minutes=12), kind="feedback"),
+        review_task(bot[102], "judge.relevance", at(minutes=15)),    # done: closed
+        review_task(srch[10], "drift", at(minutes=20), kind="drift"),  # one of two reviews: open
+        review_task(srch[11], "drift", at(minutes=25), kind="drift"),  # two of two: closed
+    ]
+    insert_review_tasks(client, tasks + tasks[1:2])  # a replayed signal collapses into its task
+    insert_review_done(client, [
+        review_done(bot[100], "r1", 1, at(minutes=30)),
+        review_done(bot[102], "r2", 1, at(minutes=31)),
+        review_done(srch[10], "r1", 2, at(minutes=32)),
+        review_done(srch[11], "r1", 2, at(minutes=33)),
+        review_done(srch[11], "r2", 2, at(minutes=34)),
+        review_done(srch[11], "r2", 2, at(minutes=34)),  # a replay
+    ])
+    sample.open_tasks = {bot[101]["event_id"]: ("support-bot", at(minutes=10)),
+                         srch[10]["event_id"]: ("search", at(minutes=20))}
 
     run_ok, run_failed = uuid.uuid4(), uuid.uuid4()
     rule = "thumbs_down_rate>0.2"

@@ -246,6 +246,67 @@ def test_thumbs_down_rate_is_the_share_of_down_votes(seeded):
     assert sum(r["votes"] for r in rows) == 20
 
 
+def test_thumbs_down_rate_counts_each_authors_latest_vote(seeded):
+    client, s = seeded
+    # One author changed an up vote to down: 60 votes, not 61, and the change counts as down.
+    rows = run(client, "thumbs_down", ctx(s))
+    assert sum(r["votes"] for r in rows) == len(s.latest_thumbs) == 60
+    assert sum(r["thumbs_down_rate"] * r["votes"] for r in rows) == pytest.approx(23)
+    rows = run(client, "thumbs_down", ctx(s, app=["search"]))
+    assert sum(r["thumbs_down_rate"] * r["votes"] for r in rows) == pytest.approx(12)
+
+
+def test_review_queue_depth_and_oldest_age(seeded):
+    client, s = seeded
+    c = ctx(s)
+    (row,) = run(client, "review_queue_depth", c)
+    assert row["open_tasks"] == len(s.open_tasks) == 2  # done tasks and replayed rows excluded
+    (row,) = run(client, "review_oldest_age", c)
+    oldest = min(created for _, created in s.open_tasks.values())
+    assert row["oldest_age_s"] == (c.time_to.replace(microsecond=0) - oldest).total_seconds()
+    (row,) = run(client, "review_queue_depth", ctx(s, app=["search"]))
+    assert row["open_tasks"] == 1
+    (row,) = run(client, "review_oldest_age", ctx(s, app=["search"]))
+    assert row["oldest_age_s"] == (c.time_to.replace(microsecond=0) - s.open_tasks[next(
+        e for e, (app, _) in s.open_tasks.items() if app == "search")][1]).total_seconds()
+    # Before any review was done every task was open; before any task existed the queue was empty.
+    early = QueryContext(s.start, s.start + timedelta(minutes=29), interval_s=60, variables=ALL_VARS)
+    (row,) = run(client, "review_queue_depth", early)
+    assert row["open_tasks"] == 5
+    before = QueryContext(s.start - timedelta(hours=1), s.start, interval_s=60, variables=ALL_VARS)
+    assert run(client, "review_queue_depth", before) == [{"open_tasks": 0}]
+    assert run(client, "review_oldest_age", before) == [{"oldest_age_s": 0}]
+
+
+def test_model_versions_compare_old_and_new(seeded):
+    client, s = seeded
+    rows = {(r["app_id"], r["model"], r["model_version"]): r for r in run(client, "model_versions", ctx(s))}
+    expected_keys = {(c["app_id"], c["model"], c["model_version"]) for c in s.calls}
+    assert set(rows) == expected_keys and len(expected_keys) == 6
+    for key, r in rows.items():
+        calls = [c for c in s.calls if (c["app_id"], c["model"], c["model_version"]) == key]
+        assert r["calls"] == len(calls)
+        votes = [s.latest_thumbs[c["event_id"]] for c in calls if c["event_id"] in s.latest_thumbs]
+        if votes:
+            assert r["thumbs_down_rate"] == pytest.approx(votes.count(-1) / len(votes)), key
+        else:
+            assert r["thumbs_down_rate"] is None, key
+        scored = [c for c in calls if c["event_id"] in s.scored_events]
+        if scored:
+            toxic = sum(c["event_id"] in s.toxic_events for c in scored)
+            assert r["toxicity_rate"] == pytest.approx(toxic / len(scored)), key
+        else:
+            assert r["toxicity_rate"] is None, key
+        if key[1] == "claude-3-5-haiku":
+            assert r["judge_score"] == pytest.approx(sum(s.judge_means.values()) / len(s.judge_means)), key
+        else:
+            assert r["judge_score"] is None, key
+    old = rows[("support-bot", "gpt-4o-mini", "2024-07")]
+    assert old["thumbs_down_rate"] == pytest.approx(11 / 40) and old["toxicity_rate"] == pytest.approx(0.05)
+    rows = run(client, "model_versions", ctx(s, environment=["staging"]))
+    assert {r["model"] for r in rows} == {"claude-3-5-haiku"}
+
+
 def test_drift_state_shows_the_latest_window_of_each_stream(seeded):
     client, s = seeded
     rows = {(r["app_id"], r["model"], r["signal"]): r for r in run(client, "drift_state", ctx(s))}

@@ -78,3 +78,47 @@ def test_reviewer_logs_in_and_reviews_by_keyboard_and_an_unassigned_reviewer_see
         "WHERE source = 'reviewer'").result_rows[0]
     assert str(row[0]) == shown
     assert row[1:] == ("kim", 2, -1, ["hallucination"], "The capital of France is Paris.", "wrong city")
+
+
+def test_an_admin_approves_a_retrain_run_from_the_retrain_panel(tansu_broker, settings_for):
+    """A run waiting for approval (as the retrain-trigger records it) shows in the admin's
+    panel; Approve produces the decision to llm.retrain.status (the sink stores it back)."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from .conftest import ADMIN, FeedbackStack
+
+    stack = FeedbackStack(settings_for(tansu_broker))
+    try:
+        run_id = uuid.uuid4()
+        stack.client.insert("retrain_runs", [[run_id, datetime.now(UTC), "shop", "m1", "requested", "quality/thumbs",
+                                              '{"require_approval": true, "dry_run": false}', "/d", {"sft": 4},
+                                              "ab" * 32, "", "quality/thumbs fired awaiting approval"]],
+                            column_names=["run_id", "ts", "app_id", "model", "status", "rule", "evidence",
+                                          "dataset_uri", "dataset_counts", "dataset_hash", "model_version", "message"])
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM,
+                args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            )
+            try:
+                page = browser.new_page(viewport={"width": 1200, "height": 1000})
+                page.on("dialog", lambda d: d.accept())
+                page.goto(f"{stack.url}/review")
+                page.locator("#username").wait_for()
+                page.fill("#username", ADMIN[0])
+                page.fill("#password", ADMIN[1])
+                page.keyboard.press("Enter")
+                expect(page.locator("#retrain")).to_be_visible()
+                expect(page.locator("#retrain-runs")).to_contain_text("quality/thumbs fired awaiting approval")
+                page.locator(f"button.retrain-approve[data-run='{run_id}']").click()
+                expect(page.locator("#retrain")).to_be_hidden()
+                expect(page.locator("#retrain-error")).to_have_text("")
+            finally:
+                browser.close()
+        stack.wait_rows("SELECT argMax(message, ts) FROM retrain_runs WHERE run_id = {r:UUID} AND status = 'approved'",
+                        f"approved by reviewer {ADMIN[0]} (review UI)", r=str(run_id))
+    finally:
+        stack.close()

@@ -29,6 +29,7 @@ from . import datasets_api, review, signals, thumbs
 from .accounts import Accounts
 from .claims import ClaimLog
 from .publish import FeedbackPublisher
+from .runtime import RuntimeSettings
 from .settings import FeedbackSettings
 from .store import Db
 
@@ -61,6 +62,8 @@ class FeedbackService:
         db = Db(self.client)
         keys = ApiKeyStore(self.client)
         accounts = Accounts(db, s.session_ttl_s)
+        runtime = RuntimeSettings(s, db)
+        await asyncio.to_thread(runtime.create)
         if s.review_admin_user and s.review_admin_password and accounts.get(s.review_admin_user) is None:
             accounts.upsert(s.review_admin_user, password=s.review_admin_password, role="admin", apps=["*"])
         await kafka.ensure_topics(s)
@@ -68,13 +71,14 @@ class FeedbackService:
         publisher = FeedbackPublisher(self.producer, s.topic_prefix, s.produce_timeout_s)
         await self.claims.start(self.producer)
         self.thumbs.db, self.thumbs.keys, self.thumbs.publisher = db, keys, publisher
-        self.review.db, self.review.accounts = db, accounts
+        self.review.db, self.review.accounts, self.review.runtime = db, accounts, runtime
         self.review.claims, self.review.publisher = self.claims, publisher
+        self.review.producer = self.producer
         self.datasets.db, self.datasets.keys = db, keys
         if self.build_tasks:
             self._consumer = kafka.make_consumer(s, s.review_signals_group, *signals.signal_topics(s))
             await self._consumer.start()
-            builder = signals.TaskBuilder(s, db)
+            builder = signals.TaskBuilder(s, db, runtime)
             self._loop = kafka.CommitAfterLoop(self._consumer, builder.handle, linger_ms=200)
             self._task = asyncio.create_task(self._loop.run(), name="lookout-review-tasks")
 

@@ -5,7 +5,7 @@ exports that app only."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header
@@ -26,6 +26,13 @@ class DatasetContext:
     keys: ApiKeyStore | None = None
 
 
+def _utc_year(value: datetime) -> int:
+    try:
+        return value.astimezone(UTC).year
+    except OverflowError:  # year 1 or 9999 shifted past the ends of datetime
+        return 0
+
+
 def _filters(key: ApiKey, app_id, model, since, until, label) -> datasets.DatasetFilters:
     if not (key.allows("review") or key.allows("admin")):
         raise ApiError(403, "this API key lacks the 'review' scope")
@@ -36,6 +43,9 @@ def _filters(key: ApiKey, app_id, model, since, until, label) -> datasets.Datase
     for name, value in (("since", since), ("until", until)):
         if value is not None and value.tzinfo is None:
             raise ApiError(422, f"{name} must carry a timezone, e.g. 2026-01-01T00:00:00Z", field=name)
+        # ClickHouse DateTime64 holds 1900-01-01 .. 2299-12-31; outside it the query itself fails.
+        if value is not None and not 1900 <= _utc_year(value) <= 2299:
+            raise ApiError(422, f"{name} must lie between the years 1900 and 2299", field=name)
     return datasets.DatasetFilters(app_id, model, since, until, label)
 
 

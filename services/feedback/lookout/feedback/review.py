@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
+from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Cookie, Depends, Header, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
@@ -21,10 +22,11 @@ from lookout.core import ids
 from lookout.core.api_errors import ApiError, ErrorRoute
 from lookout.core.events import Feedback, ShortText, now_utc
 
-from . import queue
+from . import queue, retrain_ui
 from .accounts import Accounts, Reviewer, Session
 from .claims import ClaimLog, ClaimTimeout
 from .publish import FeedbackPublisher, Unavailable
+from .runtime import RuntimeSettings
 from .settings import FeedbackSettings
 from .store import Db
 
@@ -63,6 +65,33 @@ class ReviewerPatch(BaseModel):
     disabled: bool | None = None
 
 
+Label = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^,]+$")]
+AppName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^,=]+$")]
+Rate = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+Threshold = Annotated[float, Field(ge=-1e9, le=1e9, allow_inf_nan=False)]
+
+
+class RuntimePatch(BaseModel):
+    """What an admin changes; fields left out keep their value."""
+
+    labels: list[Label] | None = Field(default=None, min_length=1, max_length=64)
+    toxicity_threshold: Threshold | None = None
+    judge_threshold: Threshold | None = None
+    audit_rate: Rate | None = None
+    audit_app_rates: dict[AppName, Rate] | None = Field(default=None, max_length=1000)
+
+
+def _runtime_out(s: FeedbackSettings) -> dict:
+    rates = {}
+    for item in s.review_audit_app_rates.split(","):
+        name, _, rate = item.partition("=")
+        if name.strip() and rate.strip():
+            rates[name.strip()] = float(rate)
+    return {"labels": s.labels(), "toxicity_threshold": s.review_toxicity_threshold,
+            "judge_threshold": s.review_judge_threshold, "audit_rate": s.review_audit_rate,
+            "audit_app_rates": rates}
+
+
 @dataclass
 class ReviewContext:
     settings: FeedbackSettings
@@ -70,6 +99,12 @@ class ReviewContext:
     accounts: Accounts | None = None
     claims: ClaimLog | None = None
     publisher: FeedbackPublisher | None = None
+    runtime: RuntimeSettings | None = None
+    producer: AIOKafkaProducer | None = None  # retrain decisions go to llm.retrain.status
+
+    async def current(self) -> FeedbackSettings:
+        """The settings with the admin's run-time changes (labels, thresholds, rates)."""
+        return self.settings if self.runtime is None else await run_in_threadpool(self.runtime.current)
 
 
 @dataclass(frozen=True)
@@ -78,7 +113,7 @@ class Caller:
     reviewer: Reviewer
 
 
-def _me(caller: Caller, settings: FeedbackSettings) -> dict:
+def _me(caller: Caller, settings: FeedbackSettings) -> dict:  # settings: the current ones
     r = caller.reviewer
     return {"username": r.username, "role": r.role, "apps": list(r.apps), "csrf": caller.session.csrf,
             "labels": settings.labels()}
@@ -141,7 +176,7 @@ def build_router(ctx: ReviewContext) -> APIRouter:
         response.set_cookie(COOKIE, cookie, max_age=ctx.settings.session_ttl_s, httponly=True, samesite="strict",
                             secure=ctx.settings.cookie_secure, path="/")
         reviewer = await run_in_threadpool(ctx.accounts.get, body.username)
-        return _me(Caller(session, reviewer), ctx.settings)
+        return _me(Caller(session, reviewer), await ctx.current())
 
     @router.post("/logout")
     async def logout(response: Response, c: Caller = Depends(writer),
@@ -152,7 +187,7 @@ def build_router(ctx: ReviewContext) -> APIRouter:
 
     @router.get("/me")
     async def me(c: Caller = Depends(caller)) -> dict:
-        return _me(c, ctx.settings)
+        return _me(c, await ctx.current())
 
     @router.get("/progress")
     async def get_progress(c: Caller = Depends(caller), app_id: str | None = None, kind: str | None = None) -> dict:
@@ -197,7 +232,8 @@ def build_router(ctx: ReviewContext) -> APIRouter:
     @router.post("/tasks/{event_id}/submit")
     async def submit(event_id: uuid.UUID, body: ReviewIn, c: Caller = Depends(reviewer)) -> dict:
         app_id = await visible_task(c, event_id)
-        bad = [label for label in body.labels if label not in ctx.settings.labels()]
+        labels = (await ctx.current()).labels()
+        bad = [label for label in body.labels if label not in labels]
         if bad:
             raise ApiError(422, f"unknown label {bad[0]!r}", field="labels")
         if body.rating is None and body.thumbs is None and not body.labels and not body.corrected_output:
@@ -257,6 +293,57 @@ def build_router(ctx: ReviewContext) -> APIRouter:
         r = await run_in_threadpool(lambda: ctx.accounts.upsert(
             username, password=body.password, role=body.role, apps=body.apps, disabled=body.disabled))
         return {"username": r.username, "role": r.role, "apps": list(r.apps), "disabled": r.disabled}
+
+    @router.get("/admin/retrain/runs")
+    async def retrain_runs(c: Caller = Depends(caller)) -> dict:
+        if c.reviewer.role != "admin":
+            raise ApiError(403, "admins only")
+        runs = await run_in_threadpool(retrain_ui.awaiting, ctx.db, None)
+        return {"runs": [r for r in runs if c.reviewer.sees(r["app_id"])]}
+
+    @router.post("/admin/retrain/{run_id}/{decision}")
+    async def retrain_decide(run_id: uuid.UUID, decision: Literal["approve", "reject"],
+                             c: Caller = Depends(admin)) -> dict:
+        found = await run_in_threadpool(retrain_ui.awaiting, ctx.db, run_id)
+        if not found or not c.reviewer.sees(found[0]["app_id"]):
+            raise ApiError(404, f"no retrain run {run_id} awaiting approval", field="run_id")
+        try:
+            ev = await retrain_ui.publish_decision(ctx.producer, ctx.settings.topic_prefix, found[0],
+                                                   decision == "approve", c.reviewer.username,
+                                                   ctx.settings.produce_timeout_s)
+        except Exception as exc:  # aiokafka raises several types for a broker that is away
+            raise ApiError(503, f"decision not recorded, Kafka refused it: {type(exc).__name__}",
+                           headers={"Retry-After": "2"}) from None
+        return {"run_id": str(run_id), "status": ev.status}
+
+    @router.get("/admin/settings")
+    async def get_runtime(c: Caller = Depends(caller)) -> dict:
+        if c.reviewer.role != "admin":
+            raise ApiError(403, "admins only")
+        return _runtime_out(await ctx.current())
+
+    @router.patch("/admin/settings")
+    async def patch_runtime(body: RuntimePatch, c: Caller = Depends(admin)) -> dict:
+        values: dict = {}
+        if body.labels is not None:
+            labels = [label.strip() for label in body.labels]
+            if any(not label for label in labels) or len(set(labels)) != len(labels):
+                raise ApiError(422, "labels must be distinct and not blank", field="labels")
+            values["review_labels"] = ",".join(labels)
+        if body.toxicity_threshold is not None:
+            values["review_toxicity_threshold"] = body.toxicity_threshold
+        if body.judge_threshold is not None:
+            values["review_judge_threshold"] = body.judge_threshold
+        if body.audit_rate is not None:
+            values["review_audit_rate"] = body.audit_rate
+        if body.audit_app_rates is not None:
+            if any(not name.strip() for name in body.audit_app_rates):
+                raise ApiError(422, "app ids must not be blank", field="audit_app_rates")
+            values["review_audit_app_rates"] = ",".join(f"{k.strip()}={v}" for k, v in body.audit_app_rates.items())
+        if not values:
+            return _runtime_out(await ctx.current())
+        updated = await run_in_threadpool(ctx.runtime.update, values, c.reviewer.username)
+        return _runtime_out(updated)
 
     return router
 

@@ -24,6 +24,7 @@ from prometheus_client import Counter
 from lookout.core import topics
 from lookout.core.events import DriftResult, Feedback, LlmCall, Score
 
+from .runtime import RuntimeSettings
 from .settings import FeedbackSettings
 from .store import Db
 
@@ -77,16 +78,18 @@ def reasons_for(settings: FeedbackSettings, base_topic: str, value: bytes) -> li
 class TaskBuilder:
     """The consumer handler: store the reasons of a batch; CommitAfterLoop commits after."""
 
-    def __init__(self, settings: FeedbackSettings, db: Db):
+    def __init__(self, settings: FeedbackSettings, db: Db, runtime: RuntimeSettings | None = None):
         self.settings = settings
         self.db = db
+        self.runtime = runtime  # thresholds and audit rates an admin changed at run time
 
     async def handle(self, records: list[ConsumerRecord]) -> None:
         rows = []
+        current = self.settings if self.runtime is None else await asyncio.to_thread(self.runtime.current)
         for record in records:
             base = topics.base_name(self.settings.topic_prefix, record.topic)
             try:
-                found = reasons_for(self.settings, base, record.value)
+                found = reasons_for(current, base, record.value)
             except Exception:
                 # The sink dead-letters unreadable records; here they simply raise no task.
                 continue

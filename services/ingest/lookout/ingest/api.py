@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from clickhouse_connect.driver.client import Client
@@ -54,6 +54,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise ApiError(413, f"body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _utc_year(value: datetime) -> int:
+    try:
+        return value.astimezone(UTC).year
+    except OverflowError:  # year 1 or 9999 shifted past the ends of datetime
+        return 0
 
 
 def build_router(ctx: IngestContext) -> APIRouter:
@@ -145,6 +152,9 @@ def build_router(ctx: IngestContext) -> APIRouter:
             require(key, "read", app_id)
         if since is not None and since.tzinfo is None:
             raise ApiError(422, "since must carry a timezone, e.g. 2026-01-01T00:00:00Z", field="since")
+        if since is not None and not 1900 <= _utc_year(since) <= 2299:
+            # ClickHouse DateTime64 holds 1900-01-01 .. 2299-12-31; outside it the query itself fails.
+            raise ApiError(422, "since must lie between the years 1900 and 2299", field="since")
         calls = await run_in_threadpool(
             reads.list_calls, ctx.clickhouse, app_id=app_id, model=model, trace_id=trace_id, since=since, limit=limit
         )

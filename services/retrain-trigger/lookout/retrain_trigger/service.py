@@ -282,19 +282,40 @@ class RetrainService:
                 raise RunError(404, f"no open retrain run {run_id}")
             if run.status != "requested":
                 raise RunError(409, f"run {run_id} is {run.status}; only a requested run can be approved or rejected")
-            if approve:
-                await self._emit(run, "approved", f"approved by {who}")
-                await self._launch(run)
-            else:
-                await self._emit(run, "rejected", f"rejected by {who}")
-                self.runs.pop(run_id, None)
+            await self._apply_decision(run, approve, f"{'approved' if approve else 'rejected'} by {who}")
             return run
+
+    async def _apply_decision(self, run: Run, approve: bool, message: str, recorded: Retrain | None = None) -> None:
+        """The one path of an approval or rejection, whether it came through this service's API
+        (`recorded` None: the decision is emitted here) or as a record on llm.retrain.status
+        (the reviewer UI's admin decision, produced by the feedback service: stored here so a
+        restart sees it, not produced again). Caller holds self._lock."""
+        status: RetrainState = "approved" if approve else "rejected"
+        if recorded is None:
+            await self._emit(run, status, message)
+        else:
+            assert self.store is not None
+            await asyncio.to_thread(self.store.record, recorded)
+            run.status, run.updated = status, time.time()
+            TRANSITIONS.labels(status).inc()
+            log.info("run %s %s/%s: %s (from %s)", run.run_id, run.app_id, run.model, status, topics.RETRAIN_STATUS)
+        if approve:
+            await self._launch(run)
+        else:
+            self.runs.pop(run.run_id, None)
 
     async def _on_status(self, ev: Retrain) -> None:
         async with self._lock:
             run = self.runs.get(ev.run_id)
             if run is None:
                 return  # finished already, or not ours
+            if ev.status in ("approved", "rejected"):
+                # A decision made elsewhere (the reviewer UI) for a run that waits for one. Our own
+                # decisions read back find the run past "requested" already. A run restored as
+                # "approved" (the decision stored, the launch not yet made) launches now.
+                if run.status == "requested" or (run.status == "approved" and ev.status == "approved"):
+                    await self._apply_decision(run, ev.status == "approved", ev.message or ev.status, recorded=ev)
+                return
             if rank(ev.status) < rank(run.status):
                 return  # our own earlier transition read back after the job's later one
             run.status, run.updated = ev.status, time.time()

@@ -118,6 +118,36 @@ function onKey(e) {
   e.preventDefault();
 }
 
+// Admins: retrain runs whose policy waits for approval, with Approve / Reject. The decision
+// goes through this service (session + CSRF) to llm.retrain.status; the retrain-trigger applies it.
+async function loadRetrain() {
+  let runs;
+  try { runs = (await api("GET", "/admin/retrain/runs")).runs; }
+  catch (err) { text($("retrain-error"), err.message); return; }
+  text($("retrain-error"), "");
+  $("retrain").hidden = runs.length === 0;
+  $("retrain-runs").replaceChildren(...runs.map((run) => {
+    const tr = document.createElement("tr");
+    const counts = Object.entries(run.dataset_counts).map(([k, v]) => `${k} ${v}`).join(", ");
+    for (const value of [run.app_id, run.model, run.rule, run.message, counts, run.requested_at]) {
+      const td = document.createElement("td"); text(td, value); tr.append(td);
+    }
+    for (const [label, decision] of [["Approve", "approve"], ["Reject", "reject"]]) {
+      const td = document.createElement("td");
+      const b = document.createElement("button");
+      b.type = "button"; b.textContent = label; b.dataset.run = run.run_id; b.className = "retrain-" + decision;
+      b.onclick = async () => {
+        if (!confirm(`${label} retrain run ${run.run_id} (${run.app_id}/${run.model})?`)) return;
+        try { await api("POST", `/admin/retrain/${run.run_id}/${decision}`); tr.remove(); }
+        catch (err) { text($("retrain-error"), err.message); }
+        if (!$("retrain-runs").rows.length) $("retrain").hidden = true;
+      };
+      td.append(b); tr.append(td);
+    }
+    return tr;
+  }));
+}
+
 async function enter(me) {
   state.me = me;
   text($("who"), `${me.username} (${me.role})`);
@@ -127,6 +157,7 @@ async function enter(me) {
       if (a.pairs) text($("who"), `${me.username} (admin) · agreement on ${a.pairs} calls: rating ${a.rating_exact} exact, ` +
         `${a.rating_within_1} within 1 · thumbs ${a.thumbs} · labels ${a.labels_jaccard}`);
     }).catch(() => {});
+    loadRetrain();
   }
   const apps = me.apps.filter((a) => a !== "*");
   $("filter-app").replaceChildren(new Option("all", ""), ...apps.map((a) => new Option(a, a)));

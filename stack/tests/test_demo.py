@@ -1,0 +1,128 @@
+"""The demo story on a real embedded stack: `lookout up` in a subprocess (its own port and
+data dir), the simulator run in this process at high speed for one pass of its phases,
+then the stored data, read back through the stack's own APIs, shows each phase."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+
+from lookout.stack import demo
+from lookout.testing.brokers import free_port
+
+SPEED = 24.0  # a phase lasts 5 s
+
+
+def start(data_dir, port) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "lookout.stack.cli", "up", "--data-dir", str(data_dir), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def wait_ready(proc, port, timeout=90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read()
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError("lookout up did not become ready")
+
+
+def stored_calls(base: str, headers: dict) -> list[dict]:
+    calls = []
+    for app in demo.APPS:
+        r = httpx.get(f"{base}/v1/calls", params={"app_id": app, "limit": 1000}, headers=headers, timeout=30)
+        assert r.status_code == 200, r.text
+        calls += r.json()["calls"]
+    return calls
+
+
+def phase_of(call: dict) -> str:
+    return next(t.split(":", 1)[1] for t in call["tags"] if t.startswith("phase:"))
+
+
+def panel(base: str, panel_id: str) -> list[dict]:
+    body = httpx.get(f"{base}/overview/api/panels/{panel_id}", params={"from": "now-15m"}, timeout=30).json()
+    names = [c["name"] for c in body["columns"]]
+    return [dict(zip(names, row, strict=True)) for row in body["rows"]]
+
+
+def test_demo_phases_show_in_the_stored_data(tmp_path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = start(tmp_path, port)
+    try:
+        wait_ready(proc, port)
+        key = (tmp_path / "dev-api-key").read_text().strip()
+        headers = {"Authorization": f"Bearer {key}"}
+        stats = asyncio.run(demo.run_demo(base, key, speed=SPEED, cycles=1))
+        assert set(stats.calls) == {p.key for p in demo.PHASES}
+        sent = sum(stats.calls.values())
+
+        deadline = time.monotonic() + 30
+        while len(calls := stored_calls(base, headers)) < sent:
+            assert time.monotonic() < deadline, f"{len(calls)} of {sent} calls stored"
+            time.sleep(1)
+        by_phase: dict[str, list[dict]] = {}
+        for c in calls:
+            by_phase.setdefault(phase_of(c), []).append(c)
+        assert {k: len(v) for k, v in by_phase.items()} == dict(stats.calls)
+
+        def german(c: dict) -> bool:
+            return any(prompt in str(c["input"]) for prompt, _ in demo.DRIFTED)
+
+        def bot(phase: str) -> list[dict]:
+            return [c for c in by_phase[phase] if c["app_id"] == "support-bot"]
+
+        # Topic drift: the support bot's prompts turn German, only in that phase.
+        assert sum(map(german, bot("drift"))) > 0.5 * len(bot("drift"))
+        assert not any(german(c) for p in ("normal", "recovery") for c in by_phase[p])
+
+        # Incident: a far larger error share than around it.
+        def error_share(phase: str) -> float:
+            return sum(c["status"] == "error" for c in by_phase[phase]) / len(by_phase[phase])
+
+        assert error_share("incident") > 0.1 > error_share("normal")
+        assert error_share("incident") > 3 * max(error_share("normal"), error_share("recovery"), 0.01)
+
+        # Recovery: the support bot serves the retrained version, the others the old one.
+        assert {c["model_version"] for c in bot("recovery")} == {demo.RETRAINED_VERSION}
+        assert {c["model_version"] for c in by_phase["normal"]} == {demo.BASE_VERSION}
+
+        # Thumbs: accepted votes are stored, and the surge phase is mostly down.
+        accepted = sum(stats.votes.values())
+        assert accepted > 0 and stats.vote_answers[200] + stats.vote_answers[201] + stats.vote_answers[202] > 0
+        def votes(phase: str, thumbs: int, app: str | None = None) -> int:
+            return sum(n for (p, a, t), n in stats.votes.items() if p == phase and t == thumbs and app in (None, a))
+
+        surge_down, surge_up = votes("thumbs_down", -1, "support-bot"), votes("thumbs_down", 1, "support-bot")
+        normal_down, normal_up = votes("normal", -1), votes("normal", 1)
+        assert surge_down + surge_up > normal_down + normal_up
+        assert surge_down / (surge_down + surge_up) > 0.5 > normal_down / max(normal_down + normal_up, 1)
+        deadline = time.monotonic() + 30
+        rows = panel(base, "thumbs_down")
+        while sum(r["votes"] for r in rows) < accepted:
+            assert time.monotonic() < deadline, rows
+            time.sleep(1)
+            rows = panel(base, "thumbs_down")
+        assert sum(r["votes"] for r in rows) == accepted
+        down = sum(n for (_, _, thumbs), n in stats.votes.items() if thumbs == -1)
+        assert round(sum(r["thumbs_down_rate"] * r["votes"] for r in rows)) == down
+
+        # The overview compares the old and the retrained support-bot version.
+        versions = {(r["app_id"], r["model_version"]) for r in panel(base, "model_versions")}
+        assert {("support-bot", demo.BASE_VERSION), ("support-bot", demo.RETRAINED_VERSION)} <= versions
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
