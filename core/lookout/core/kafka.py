@@ -175,6 +175,8 @@ def make_consumer(settings: CommonSettings, group_id: str | None, *names: str, *
         group_id=f"{settings.topic_prefix}{group_id}" if group_id else None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=max(100, settings.kafka_session_timeout_ms // 3),
         max_partition_fetch_bytes=8 << 20,
         fetch_max_bytes=32 << 20,
     )

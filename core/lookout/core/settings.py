@@ -37,6 +37,10 @@ class CommonSettings(BaseSettings):
         "", pattern=r"^[A-Za-z0-9._-]*$",
         description="Prefix for every topic name (several Lookout installs on one cluster; tests).",
     )
+    kafka_session_timeout_ms: int = Field(
+        10_000, ge=1000, description="Consumer group session timeout (heartbeats every third of it). Tansu makes a "
+        "joining member wait about half of it.",
+    )
     kafka_topic_partitions: int = Field(6, ge=1, description="Partitions for topics Lookout creates.")
     kafka_topic_replication: int = Field(1, ge=1, description="Replication factor for topics Lookout creates.")
 

@@ -77,6 +77,8 @@ def settings_for(chdb_path):
             kafka_idempotence="on" if broker.supports_idempotence else "off",
             topic_prefix=_unique("t") + ".",
             kafka_topic_partitions=3,
+            # Tansu holds a joining member for about half the session timeout.
+            kafka_session_timeout_ms=10_000 if broker.supports_idempotence else 4_000,
             clickhouse_dsn=f"chdb://{chdb_path}",
             clickhouse_database=_unique("t_"),
         )
