@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from lookout.core.auth import ApiKeyStore
 from lookout.judge.agreement import agreement, compare
 from lookout.judge.app import create_app
 from lookout.judge.rubrics import RubricSet
@@ -73,8 +74,18 @@ def test_too_few_pairs_give_no_statistics():
 async def test_agreement_endpoint(ch):
     store(ch, [(r, r) for r in (1, 3, 5)])
     service = JudgeService(JudgeSettings(), client=ch)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(create_app(service)), base_url="http://j") as http:
+    keys = ApiKeyStore(ch)
+    _, reader = keys.create("*", ["read"])
+    _, one_app = keys.create("shop", ["read"])
+    _, writer = keys.create("*", ["ingest"])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(create_app(service)), base_url="http://j",
+                                 headers={"Authorization": f"Bearer {reader}"}) as http:
         ok = await http.get("/v1/judge/agreement/relevance", params={"days": 7})
         missing = await http.get("/v1/judge/agreement/nonsense")
+        anonymous = await http.get("/v1/judge/agreement/relevance", headers={"Authorization": ""})
+        narrow = await http.get("/v1/judge/agreement/relevance", headers={"Authorization": f"Bearer {one_app}"})
+        wrong_scope = await http.get("/v1/judge/agreement/relevance", headers={"Authorization": f"Bearer {writer}"})
     assert ok.status_code == 200 and ok.json()["pairs"] == 3 and ok.json()["kappa"] == pytest.approx(1.0)
     assert missing.status_code == 404
+    # The report mixes every app, so only an all-apps reader may see it.
+    assert (anonymous.status_code, narrow.status_code, wrong_scope.status_code) == (401, 403, 403)

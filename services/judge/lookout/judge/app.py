@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, HTTPException, Query
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
 
+from lookout.core.api_errors import ErrorRoute, bearer_key, require
+from lookout.core.auth import ApiKeyStore
 from lookout.core.ops import ops_router
 
 from .agreement import AgreementReport, agreement
@@ -15,9 +18,17 @@ from .service import JudgeService
 
 
 def agreement_router(service: JudgeService) -> APIRouter:
-    router = APIRouter(tags=["judge"])
+    """Judge-vs-reviewer agreement over every app's data: an API key with the read scope
+    for all apps ('*') is required, since the report mixes apps."""
+    router = APIRouter(tags=["judge"], route_class=ErrorRoute)
+    keys: list[ApiKeyStore] = []
 
-    @router.get("/v1/judge/agreement/{rubric}", response_model=AgreementReport)
+    async def reader(authorization: Annotated[str | None, Header()] = None) -> None:
+        if not keys:
+            keys.append(ApiKeyStore(service.clickhouse_client()))
+        require(await bearer_key(keys[0], authorization), "read", "*")
+
+    @router.get("/v1/judge/agreement/{rubric}", response_model=AgreementReport, dependencies=[Depends(reader)])
     async def judge_agreement(
         rubric: str,
         days: int = Query(30, ge=1, le=3650),
