@@ -6,36 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import sys
 import time
 
 import httpx
 
 from lookout.stack import demo
 from lookout.testing.brokers import free_port
+from lookout.testing.embedded import start_lookout_up as start
+from lookout.testing.embedded import wait_ready
 
 SPEED = 24.0  # a phase lasts 5 s
 
 
-def start(data_dir, port) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "lookout.stack.cli", "up", "--data-dir", str(data_dir), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-
-
-def wait_ready(proc, port, timeout=90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stdout.read()
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError("lookout up did not become ready")
 
 
 def stored_calls(base: str, headers: dict) -> list[dict]:

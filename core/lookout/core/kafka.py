@@ -167,6 +167,26 @@ class CommitAfterLoop:
             self.stats.commits += 1
 
 
+async def finish(loop: CommitAfterLoop | None, task: asyncio.Task | None, grace_s: float) -> None:
+    """Let a consumer loop finish the batch in hand (output stored or acked, offsets
+    committed) and wait for it; past `grace_s` it is cancelled, and the batch is replayed
+    by whoever consumes the partition next. An error that ended the loop is logged, so
+    the caller still closes its clients."""
+    if loop is not None:
+        loop.stop()
+    if task is None:
+        return
+    try:
+        await asyncio.wait_for(task, grace_s)
+    except TimeoutError:
+        task.cancel()
+    except asyncio.CancelledError:
+        if not task.cancelled():
+            raise  # our caller is being cancelled, not the loop
+    except Exception:
+        log.exception("consumer loop ended with an error")
+
+
 def make_consumer(settings: CommonSettings, group_id: str | None, *names: str, **overrides) -> AIOKafkaConsumer:
     """A consumer that commits by hand. The group id carries LOOKOUT_TOPIC_PREFIX like the
     topics do, so two installs sharing a cluster never share a consumer group."""

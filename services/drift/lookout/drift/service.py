@@ -156,15 +156,7 @@ class DriftService:
 
     async def stop(self) -> None:
         """Finish the batch in hand (results acked, state stored, offsets committed), then close."""
-        if self._loop:
-            self._loop.stop()
-        if self._task:
-            try:
-                await asyncio.wait_for(self._task, 60)
-            except TimeoutError:
-                self._task.cancel()
-            except Exception:
-                log.exception("drift loop ended with an error")
+        await kafka.finish(self._loop, self._task, 60)
         if self._consumer:
             await self._consumer.stop()
         if self._producer:

@@ -186,13 +186,7 @@ class SinkRunner:
 
     async def stop(self) -> None:
         """Finish the batch in hand (insert, commit), then close."""
-        if self._loop:
-            self._loop.stop()
-        if self._task:
-            try:
-                await asyncio.wait_for(self._task, 30)
-            except TimeoutError:
-                self._task.cancel()
+        await kafka.finish(self._loop, self._task, 30)
         if self._consumer:
             await self._consumer.stop()
         if self._producer:

@@ -93,15 +93,9 @@ class JudgeService:
         """Finish (graceful) or abandon the batch in hand, then close. Abandoned batches are
         not committed and are scored again by whoever consumes the partition next."""
         self._stopping = True
-        if self._loop:
-            self._loop.stop()
-        if self._task:
-            if not graceful:
-                self._task.cancel()
-            try:
-                await asyncio.wait_for(self._task, 60)
-            except (TimeoutError, asyncio.CancelledError):
-                self._task.cancel()
+        if self._task and not graceful:
+            self._task.cancel()
+        await kafka.finish(self._loop, self._task, 60)
         if self._consumer:
             await self._consumer.stop()
         if self._producer:
