@@ -1,7 +1,9 @@
 """Every dashboard panel's SQL on a large store (chdb, this machine): target < 200 ms each.
 
 A fresh chdb database gets N calls (default 10 000 000) generated inside ClickHouse with
-INSERT ... SELECT FROM numbers() (the calls_1m materialized view fills as in production),
+INSERT ... SELECT FROM numbers() (the calls_1m and versions_1m materialized views fill as in
+production: scores and votes carry their call's model, version and environment as the
+judge and the thumbs service send them, and a changed vote names the one it replaces),
 spread over --days days ending now, with realistic shapes: 5 apps x 2 models (skewed
 traffic), 2 environments, log-normal latency, ~1.5% errors, two model versions per stream
 (the newer one for the last third), toxicity scores (2 labels) on 30% of calls, two judge
@@ -81,32 +83,35 @@ def fill(client, rows: int, days: int, now: datetime) -> None:
     t0 = time.perf_counter()
     client.command("""
         INSERT INTO scores (score_id, event_id, ts, app_id, model, name, value, label, source, evaluator,
-            evaluator_version, explanation, cost_usd)
+            evaluator_version, explanation, cost_usd, model_version, environment)
         SELECT generateUUIDv4(cityHash64(event_id, name)), event_id, ts + INTERVAL 2 SECOND, app_id, model, name,
             if(cityHash64(event_id, name) % 100 < 3, 0.9, (cityHash64(event_id, name) % 300) / 1000),
-            '', 'model', 'detoxify', '1', '', 0
+            '', 'model', 'detoxify', '1', '', 0, model_version, environment
         FROM llm_calls ARRAY JOIN ['toxicity.toxicity', 'toxicity.insult'] AS name
         WHERE cityHash64(event_id) % 10 < 3
     """)
     client.command("""
         INSERT INTO scores (score_id, event_id, ts, app_id, model, name, value, label, source, evaluator,
-            evaluator_version, explanation, cost_usd)
+            evaluator_version, explanation, cost_usd, model_version, environment)
         SELECT generateUUIDv4(cityHash64(event_id, name)), event_id, ts + INTERVAL 8 SECOND, app_id, model, name,
-            (cityHash64(event_id, name) % 1000) / 1000, '', 'llm_judge', 'judge', '1', '', 0.0002
+            (cityHash64(event_id, name) % 1000) / 1000, '', 'llm_judge', 'judge', '1', '', 0.0002, model_version,
+            environment
         FROM llm_calls ARRAY JOIN ['judge.relevance', 'judge.faithfulness'] AS name
         WHERE cityHash64(event_id) % 100 >= 95
     """)
     progress(f"scores ({time.perf_counter() - t0:.1f} s)")
     client.command("""
-        INSERT INTO feedback (feedback_id, event_id, ts, app_id, source, author, thumbs)
+        INSERT INTO feedback (feedback_id, event_id, ts, app_id, source, author, thumbs, model, model_version,
+            environment, call_ts)
         SELECT generateUUIDv4(cityHash64(event_id, 'f')), event_id, ts + INTERVAL 40 SECOND, app_id, 'end_user',
-            user_id, if(cityHash64(event_id, 'v') % 100 < 12, -1, 1)
+            user_id, if(cityHash64(event_id, 'v') % 100 < 12, -1, 1), model, model_version, environment, ts
         FROM llm_calls WHERE cityHash64(event_id, 'fb') % 100 < 2
     """)
     client.command("""
-        INSERT INTO feedback (feedback_id, event_id, ts, app_id, source, author, thumbs)
+        INSERT INTO feedback (feedback_id, event_id, ts, app_id, source, author, thumbs, model, model_version,
+            environment, call_ts, replaces_thumbs)
         SELECT generateUUIDv4(cityHash64(event_id, 'f2')), event_id, ts + INTERVAL 120 SECOND, app_id, 'end_user',
-            user_id, -1
+            user_id, -1, model, model_version, environment, ts, if(cityHash64(event_id, 'v') % 100 < 12, -1, 1)
         FROM llm_calls WHERE cityHash64(event_id, 'fb') % 1000 < 2
     """)
     client.command("""
@@ -169,7 +174,7 @@ def main() -> None:
     in_range = client.query(
         "SELECT count() FROM llm_calls WHERE ts >= now64() - INTERVAL 1 DAY").result_rows[0][0]
     counts = {t: client.query(f"SELECT count() FROM {t}").result_rows[0][0]
-              for t in ("calls_1m", "scores", "feedback", "review_tasks", "drift_results")}
+              for t in ("calls_1m", "versions_1m", "scores", "feedback", "review_tasks", "drift_results")}
     progress(f"filled in {fill_s:.0f} s: {stored:,} calls ({in_range:,} in the last 24 h), {counts}")
 
     start = now - timedelta(hours=24)

@@ -9,8 +9,9 @@
   end to end through a Tansu broker) ÷ raw `model.encode` on the same texts. Target >= 0.9.
 
 Run: `.venv/bin/python -m bench.bench_drift [--trials 40] [--skip-e2e]
-[--evidently-python /path/to/venv/bin/python]`. evidently 0.7 needs pandas<3, so it can live
-in its own environment; the windows are handed to it as index arrays into the same vectors.
+[--evidently-python /path/to/venv/bin/python]`. Evidently runs in this environment (a drift
+dependency since the report endpoint); --evidently-python points at another one, to which the
+windows are handed as index arrays into the same vectors.
 Results print and go to bench/out/drift.json.
 """
 
@@ -230,7 +231,7 @@ async def e2e_rate(encoder, calls) -> tuple[float, int]:
                               clickhouse_dsn=f"chdb://{tempfile.mkdtemp(prefix='drift-bench-')}",
                               clickhouse_database="bench", kafka_topic_partitions=3)
         settings = DriftSettings(**base.model_dump(), drift_encoder_texts_per_s=1e9, drift_reference_size=200,
-                                 drift_window_size=200, drift_test_every_events=100, drift_batch_events=300)
+                                 drift_window_size=200, drift_test_every_events=100)
         await kafka.ensure_topics(settings, [topics.EVENTS, topics.DRIFT])
         producer = await kafka.start_producer(settings)
         name = topics.resolve(settings.topic_prefix, topics.EVENTS)
@@ -263,15 +264,19 @@ async def _wait(condition, limit_s: float = 600) -> None:
 def throughput(encoder, events: int, skip_e2e: bool, rounds: int = 3) -> dict:
     """Raw and service runs alternate `rounds` times and medians are compared: on a shared
     2-core machine one pair can differ by 2x either way from other processes' load."""
+    from lookout.drift.settings import DriftSettings
+
+    batch = DriftSettings().drift_batch_events  # the consumer batch the service takes by default
     calls = corpus_calls(events)
     texts = [c.prompt for c in calls] + [c.output for c in calls]
     raw_rate(encoder, texts[:128])  # warm-up
     raws, svcs = [], []
     for _ in range(rounds):
         raws.append(raw_rate(encoder, texts))
-        svcs.append(service_path_rate(encoder, calls, batch=500))
+        svcs.append(service_path_rate(encoder, calls, batch=batch))
     raw, svc = float(np.median(raws)), float(np.median(svcs))
-    out = {"texts": len(texts), "rounds": rounds, "load_average_1m": round(os.getloadavg()[0], 2),
+    out = {"texts": len(texts), "rounds": rounds, "events_per_batch": batch,
+           "load_average_1m": round(os.getloadavg()[0], 2),
            "raw_texts_per_s": [round(r, 1) for r in raws], "service_path_texts_per_s": [round(r, 1) for r in svcs],
            "service_path_ratio_of_medians": round(svc / raw, 3)}
     if not skip_e2e:

@@ -6,7 +6,8 @@ $__conditionalAll(...)) and the dashboard's template variables ${app}, ${model},
 ${environment} (multi-value, with All) and ${daily_budget} (a constant). macros.py expands
 them the way the plugin does, so tests and the overview run exactly this text.
 
-Call metrics read the per-minute rollup calls_1m, so a panel stays fast on months of calls.
+Call metrics read the per-minute rollup calls_1m, so a panel stays fast on months of calls;
+the version comparison reads versions_1m (calls, votes and scores per served version).
 Tables without a rollup (scores, feedback, drift_results, retrain_runs, dead_letters) are
 ReplacingMergeTree keyed by id, and a replayed row may stay doubled until a merge: counts
 here are distinct ids, not rows.
@@ -115,12 +116,6 @@ _OPEN_TASKS = (
 # its grouping key event_id can. A latest vote in the range is a feedback row in it, so
 # this cuts the view to the range's calls without changing the answer (8x faster on 10M).
 _LATEST_SINCE_FROM = "event_id IN (SELECT event_id FROM feedback WHERE ts >= $__fromTime)"
-
-# Score rows in the range (scores come after their call), for IN sets by event_id.
-_SCORES_IN_RANGE = (
-    f"SELECT event_id FROM scores WHERE ts >= $__fromTime AND {_all_or('app_id', 'app')} "
-    f"AND {_all_or('model', 'model')}"
-)
 
 VARIABLES: tuple[Variable, ...] = (
     Variable("app", "App", "query", "SELECT DISTINCT app_id FROM calls_1m WHERE $__timeFilter(minute) ORDER BY app_id"),
@@ -334,29 +329,22 @@ PANELS: tuple[Panel, ...] = (
         id="model_versions",
         title="Model versions: old vs new",
         kind="table",
-        # One row per served version of each app/model over the calls in the range. Calls
-        # count rows like the calls_1m rollup; votes are each author's latest (feedback_latest),
-        # judge scores collapse per (call, rubric), toxicity per call. Scores and votes have
-        # no model_version, so they reach it through their call's event_id: small per-call
-        # sides joined to the calls, and IN sets for toxicity (grouping every scored call by
-        # event_id was 4x slower on 10M calls).
+        # One row per served version of each app/model over the calls in the range, from the
+        # per-minute rollup versions_1m (migration 0006): scores and votes carry their call's
+        # version and count at their call's minute, so no join to llm_calls. Calls count rows
+        # like calls_1m; votes are each author's latest (a replacing vote takes its
+        # predecessor back); judge scores are the mean of the llm_judge rows; toxicity is the
+        # share of distinct toxicity-scored calls with any toxicity.* score >= TOXIC_AT.
+        # Scores and votes stored before 0006 were backfilled through their calls; one whose
+        # call was never stored has no calls and is left out (HAVING), as are rows a
+        # producer could not tie to a call (version '').
         sql=(
-            "SELECT app_id, model, model_version, count() AS calls, "
-            "sum(f.down) / nullIf(sum(f.votes), 0) AS thumbs_down_rate, "
-            "sum(j.judge_sum) / nullIf(sum(j.judged), 0) AS judge_score, "
-            f"countIf(event_id IN ({_SCORES_IN_RANGE} AND name LIKE 'toxicity%' AND value >= {TOXIC_AT})) "
-            f"/ nullIf(countIf(event_id IN ({_SCORES_IN_RANGE} AND name LIKE 'toxicity%')), 0) AS toxicity_rate "
-            "FROM (SELECT event_id, app_id, model, model_version FROM llm_calls WHERE $__timeFilter(ts) "
-            f"AND {_all_or('app_id', 'app')} AND {_all_or('model', 'model')} "
-            f"AND {_all_or('environment', 'environment')}) AS c "
-            "LEFT JOIN (SELECT event_id, countIf(thumbs = -1) AS down, count() AS votes FROM feedback_latest "
-            f"WHERE ts >= $__fromTime AND thumbs IS NOT NULL AND {_all_or('app_id', 'app')} AND {_LATEST_SINCE_FROM} "
-            "GROUP BY event_id) AS f USING (event_id) "
-            "LEFT JOIN (SELECT event_id, sum(v) AS judge_sum, count() AS judged FROM ("
-            f"SELECT event_id, name, any(value) AS v FROM scores WHERE ts >= $__fromTime AND source = 'llm_judge' "
-            f"AND {_all_or('app_id', 'app')} AND {_all_or('model', 'model')} GROUP BY event_id, name) "
-            "GROUP BY event_id) AS j USING (event_id) "
-            "GROUP BY app_id, model, model_version ORDER BY app_id, model, model_version"
+            "SELECT app_id, model, model_version, countMerge(calls) AS calls, "
+            "sumMerge(thumbs_down) / nullIf(sumMerge(votes), 0) AS thumbs_down_rate, "
+            "sumIfMerge(judge_sum) / nullIf(countIfMerge(judged), 0) AS judge_score, "
+            "uniqExactIfMerge(toxic_calls) / nullIf(uniqExactIfMerge(scored_calls), 0) AS toxicity_rate "
+            f"FROM versions_1m WHERE {CALLS_FILTER} "
+            "GROUP BY app_id, model, model_version HAVING calls > 0 ORDER BY app_id, model, model_version"
         ),
         columns=(
             _c("app_id", "string"), _c("model", "string"), _c("model_version", "string"), _c("calls"),

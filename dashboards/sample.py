@@ -1,8 +1,12 @@
 """A small sample of every table with known totals, for tests and for trying the panels.
 
-Rows go in through the real schema: calls into llm_calls (the materialized view fills
-calls_1m), then scores, drift_results, feedback, retrain_runs and dead_letters. A few score
-rows are inserted twice, as a replay would before ReplacingMergeTree merges them.
+Rows go in through the real schema: calls into llm_calls (the materialized views fill
+calls_1m and versions_1m), then scores, drift_results, feedback, retrain_runs and
+dead_letters. Scores and votes carry their call's model, version and environment as the
+judge and the thumbs service send them, and a changed vote names the vote it replaces, so
+versions_1m fills as in production. A few toxicity score rows are inserted twice, as a
+replay would before ReplacingMergeTree merges them (the sink skips those, and the rollup
+counts toxicity per distinct call anyway).
 """
 
 from __future__ import annotations
@@ -78,7 +82,7 @@ def call(ts: datetime, app_id: str, model: str, *, environment: str = "prod", st
 
 def insert_scores(client: Client, rows: list[dict]) -> None:
     cols = ["score_id", "event_id", "ts", "app_id", "model", "name", "value", "label", "source", "evaluator",
-            "evaluator_version", "explanation", "cost_usd"]
+            "evaluator_version", "explanation", "cost_usd", "model_version", "environment"]
     client.insert("scores", [[r.get(c, "") if c not in ("value", "cost_usd") else r.get(c, 0.0) for c in cols]
                              for r in rows], column_names=cols)
 
@@ -88,6 +92,7 @@ def score(c: dict, name: str, value: float, *, source: str = "model", delay_s: i
         "score_id": uuid.uuid4(), "event_id": c["event_id"], "ts": c["ts"] + timedelta(seconds=delay_s),
         "app_id": c["app_id"], "model": c["model"], "name": name, "value": value, "source": source,
         "evaluator": "detoxify" if name.startswith("toxicity") else "judge", "evaluator_version": "1",
+        "model_version": c["model_version"], "environment": c["environment"],
     }
 
 
@@ -107,14 +112,19 @@ def drift(ts: datetime, app_id: str, model: str, signal: str, drifted: bool) -> 
 
 
 def insert_feedback(client: Client, rows: list[dict]) -> None:
-    cols = ["feedback_id", "event_id", "ts", "app_id", "source", "author", "thumbs"]
+    cols = ["feedback_id", "event_id", "ts", "app_id", "source", "author", "thumbs", "model", "model_version",
+            "environment", "call_ts", "replaces_thumbs"]
     client.insert("feedback", [[r[c] for c in cols] for r in rows], column_names=cols)
 
 
-def vote(c: dict, thumbs: int, *, delay_s: int = 30) -> dict:
+def vote(c: dict, thumbs: int, *, delay_s: int = 30, replaces: int | None = None) -> dict:
+    """An end user's vote as the thumbs service sends it; `replaces`: the thumbs of the
+    author's earlier vote on the call that this one changes."""
     return {
         "feedback_id": uuid.uuid4(), "event_id": c["event_id"], "ts": c["ts"] + timedelta(seconds=delay_s),
-        "app_id": c["app_id"], "source": "end_user", "author": "u", "thumbs": thumbs,
+        "app_id": c["app_id"], "source": "end_user", "author": "u", "thumbs": thumbs, "model": c["model"],
+        "model_version": c["model_version"], "environment": c["environment"], "call_ts": c["ts"],
+        "replaces_thumbs": replaces,
     }
 
 
@@ -203,7 +213,7 @@ def seed(client: Client, now: datetime) -> Sample:
             votes.append(vote(c, -1 if n < down else 1))
     # The author changes one up vote to down later: feedback_latest keeps only the down.
     changed = sample.calls_where(app_id="support-bot")[20]
-    votes.append(vote(changed, -1, delay_s=90))
+    votes.append(vote(changed, -1, delay_s=90, replaces=1))
     for v in votes:
         sample.latest_thumbs[v["event_id"]] = v["thumbs"]  # in insertion order: the later vote wins
     sample.votes, sample.thumbs_down = 60, 23

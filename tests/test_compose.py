@@ -1,7 +1,8 @@
 """compose.yaml names every part of the production-like stack, buildable and checkable.
 
-Docker does not run here, so this is static: the file parses; every service has an image
-or a Dockerfile that exists, and a healthcheck; every LOOKOUT_* variable a service sets is a
+Docker's engine does not run here, so this is static: compose-go (the loader behind `docker
+compose config`) accepts the file; every service has an image or a Dockerfile that exists,
+and a healthcheck; every LOOKOUT_* variable a service sets is a
 field of the settings class that service reads (and its value validates); each Dockerfile
 installs lookout-core and its own service only; Grafana mounts the generated provisioning.
 """
@@ -10,7 +11,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -149,3 +154,68 @@ def test_named_volumes_are_declared():
             source = mount.split(":")[0]
             if not source.startswith("."):
                 assert source in declared, (name, source)
+
+
+# --- The real loader: compose-go, the library behind `docker compose config` ---------------
+# Built from scripts/compose-check with the Go toolchain (modules from the Go proxy), so the
+# file is checked by the same schema validation, interpolation and consistency rules that
+# `docker compose up` applies, not only by a YAML parse.
+
+REQUIRED_SECRETS = {
+    "LOOKOUT_FEEDBACK_TOKEN_SECRET": "t" * 32,
+    "LOOKOUT_REVIEW_ADMIN_PASSWORD": "a-strong-password",
+    "LOOKOUT_PII_SECRET": "p" * 32,
+}
+
+
+@pytest.fixture(scope="module")
+def compose_check() -> Path:
+    go = shutil.which("go") or "/usr/local/go/bin/go"
+    binary = ROOT / ".cache" / "compose-check" / "compose-check"
+    source = ROOT / "scripts" / "compose-check"
+    newest = max(p.stat().st_mtime for p in source.iterdir())
+    if not binary.exists() or binary.stat().st_mtime < newest:
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([go, "build", "-o", str(binary), "."], cwd=source, check=True, timeout=600)
+    return binary
+
+
+def load_with_compose_go(binary: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LOOKOUT_")}
+    return subprocess.run([str(binary), str(ROOT / "compose.yaml")], env={**clean, **env},
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_compose_refuses_to_start_without_each_secret_and_names_it(compose_check):
+    result = load_with_compose_go(compose_check, {})
+    assert result.returncode == 1
+    for variable in REQUIRED_SECRETS:
+        assert f"required variable {variable} is missing a value" in result.stderr
+
+
+def test_compose_go_loads_the_stack_with_every_build_healthcheck_and_volume(compose_check):
+    result = load_with_compose_go(compose_check, REQUIRED_SECRETS)
+    assert result.returncode == 0, result.stderr
+    project = json.loads(result.stdout)
+    services = project["services"]
+    assert set(services) == set(INFRA) | LOOKOUT
+    for name in LOOKOUT:
+        build = services[name]["build"]
+        # Paths as the loader resolves them: the Dockerfile must exist where docker would look.
+        assert Path(build["context"]) == ROOT
+        assert (Path(build["context"]) / build["dockerfile"]).is_file(), name
+        # Every Lookout service waits for healthy infrastructure, not just started containers.
+        depends = services[name]["depends_on"]
+        assert depends["kafka"]["condition"] == "service_healthy", name
+        assert depends["clickhouse"]["condition"] == "service_healthy", name
+    for name, service in services.items():
+        assert service["healthcheck"]["test"], name
+        for mount in service.get("volumes") or []:
+            if mount["type"] == "volume":
+                assert mount["source"] in project["volumes"], (name, mount["source"])
+            else:
+                assert Path(mount["source"]).exists(), (name, mount["source"])
+    # Interpolated secrets reach the services that read them.
+    assert services["ingest"]["environment"]["LOOKOUT_PII_SECRET"] == REQUIRED_SECRETS["LOOKOUT_PII_SECRET"]
+    assert services["feedback"]["environment"]["LOOKOUT_FEEDBACK_TOKEN_SECRET"] == \
+        REQUIRED_SECRETS["LOOKOUT_FEEDBACK_TOKEN_SECRET"]

@@ -1,12 +1,17 @@
-"""The demo story on a real embedded stack: `lookout up` in a subprocess (its own port and
-data dir), the simulator run in this process at high speed for one pass of its phases,
-then the stored data, read back through the stack's own APIs, shows each phase."""
+"""The demo story on a real embedded stack: `lookout up --demo --no-demo-traffic` in a
+subprocess (its own port and data dir, the demo retrain policy at the test's speed), the
+simulator and its reviewer run in this process at high speed for one pass of its phases,
+then the stored data, read back through the stack's own APIs, shows each phase, and the
+quality loop closed: the thumbs-down rule fired once, the local launcher's fine-tuning run
+on the tiny base model succeeded, and recovery served the version that run registered."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
+from datetime import datetime
 
 import httpx
 
@@ -15,9 +20,7 @@ from lookout.testing.brokers import free_port
 from lookout.testing.embedded import start_lookout_up as start
 from lookout.testing.embedded import wait_ready
 
-SPEED = 24.0  # a phase lasts 5 s
-
-
+SPEED = 12.0  # a phase lasts 10 s: the surge brings the rule its min_samples votes well within one
 
 
 def stored_calls(base: str, headers: dict) -> list[dict]:
@@ -33,21 +36,26 @@ def phase_of(call: dict) -> str:
     return next(t.split(":", 1)[1] for t in call["tags"] if t.startswith("phase:"))
 
 
+def ts(call: dict) -> datetime:
+    return datetime.fromisoformat(call["ts"])
+
+
 def panel(base: str, panel_id: str) -> list[dict]:
     body = httpx.get(f"{base}/overview/api/panels/{panel_id}", params={"from": "now-15m"}, timeout=30).json()
     names = [c["name"] for c in body["columns"]]
     return [dict(zip(names, row, strict=True)) for row in body["rows"]]
 
 
-def test_demo_phases_show_in_the_stored_data(tmp_path):
+def test_demo_phases_show_in_the_stored_data_and_the_quality_loop_closes(tmp_path):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = start(tmp_path, port)
+    proc = start(tmp_path, port, "--demo", "--speed", str(SPEED), "--no-demo-traffic")
     try:
         wait_ready(proc, port)
         key = (tmp_path / "dev-api-key").read_text().strip()
         headers = {"Authorization": f"Bearer {key}"}
-        stats = asyncio.run(demo.run_demo(base, key, speed=SPEED, cycles=1))
+        reviewer = ("admin", (tmp_path / "review-admin-password").read_text().strip())
+        stats = asyncio.run(demo.run_demo(base, key, speed=SPEED, cycles=1, reviewer=reviewer, await_retrain=True))
         assert set(stats.calls) == {p.key for p in demo.PHASES}
         sent = sum(stats.calls.values())
 
@@ -77,9 +85,44 @@ def test_demo_phases_show_in_the_stored_data(tmp_path):
         assert error_share("incident") > 0.1 > error_share("normal")
         assert error_share("incident") > 3 * max(error_share("normal"), error_share("recovery"), 0.01)
 
-        # Recovery: the support bot serves the retrained version, the others the old one.
-        assert {c["model_version"] for c in bot("recovery")} == {demo.RETRAINED_VERSION}
-        assert {c["model_version"] for c in by_phase["normal"]} == {demo.BASE_VERSION}
+        # The quality loop: the reviewer corrected support-bot answers; the surge tripped the
+        # thumbs-down rule once; the local launcher's job fine-tuned the tiny base model on the
+        # reviewed snapshot and registered a candidate version.
+        assert stats.reviews["corrected"] > 0
+        loop = stats.loop
+        assert loop.version is not None and loop.version.startswith("gpt-4o-mini+lora-"), loop
+        deadline = time.monotonic() + 30
+        runs = panel(base, "retrain_runs")
+        while not any(r["status"] == "succeeded" for r in runs):
+            assert time.monotonic() < deadline, runs
+            time.sleep(1)
+            runs = panel(base, "retrain_runs")
+        (run,) = runs
+        assert (run["app_id"], run["model"], run["rule"]) == ("support-bot", "gpt-4o-mini",
+                                                               "demo-support-quality/thumbs-down")
+        assert run["model_version"] == loop.version and run["run_id"] == loop.run_id
+        assert run["started"] > loop.onset - 1  # epoch seconds: requested after the surge began
+        run_dir = tmp_path / "runs" / run["run_id"]
+        assert (run_dir / "job.log").exists() and (run_dir / "adapter").is_dir()  # the local launcher's child
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        assert metrics["device"] == "cpu" and metrics["eval_after"]["loss"] > 0
+        snapshot = tmp_path / "datasets" / run["run_id"]
+        sft = (snapshot / "sft.jsonl").read_text().splitlines()
+        assert sft and json.loads((snapshot / "manifest.json").read_text())["sha256"] == metrics["dataset_hash"]
+        assert (tmp_path / "demo-base-model" / "config.json").exists()  # built on first use
+
+        # Recovery: the retrained stream serves the registered version from the switch on;
+        # every other stream, and every other phase, the old one.
+        def stream(phase: str, model: str) -> list[dict]:
+            return sorted((c for c in bot(phase) if c["model"] == model), key=ts)
+
+        recovered = stream("recovery", "gpt-4o-mini")
+        first = next(i for i, c in enumerate(recovered) if c["model_version"] == loop.version)
+        assert {c["model_version"] for c in recovered[first:]} == {loop.version}
+        assert {c["model_version"] for c in recovered[:first]} <= {demo.BASE_VERSION}
+        assert {c["model_version"] for c in stream("recovery", "claude-3-5-haiku")} == {demo.BASE_VERSION}
+        for phase in ("normal", "thumbs_down"):
+            assert {c["model_version"] for c in by_phase[phase]} == {demo.BASE_VERSION}
 
         # Thumbs: accepted votes are stored, and the surge phase is mostly down.
         accepted = sum(stats.votes.values())
@@ -103,7 +146,7 @@ def test_demo_phases_show_in_the_stored_data(tmp_path):
 
         # The overview compares the old and the retrained support-bot version.
         versions = {(r["app_id"], r["model_version"]) for r in panel(base, "model_versions")}
-        assert {("support-bot", demo.BASE_VERSION), ("support-bot", demo.RETRAINED_VERSION)} <= versions
+        assert {("support-bot", demo.BASE_VERSION), ("support-bot", loop.version)} <= versions
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)

@@ -6,6 +6,7 @@ removed field bumps it (`llm_call/2`) and readers accept both for a release.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 Name = Annotated[str, Field(min_length=1, max_length=256)]
 AppId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
 ShortText = Annotated[str, Field(max_length=1024)]
+Environment = Annotated[str, Field(min_length=1, max_length=64)]
 # A generous cap per text field; the request-size limit of ingest is the real bound.
 LongText = Annotated[str, Field(max_length=1_000_000)]
 
@@ -30,13 +32,31 @@ class _Wire(BaseModel):
 
     @classmethod
     def from_bytes(cls, data: bytes):
-        return cls.model_validate(orjson.loads(data))
+        """A record read from Kafka. Readers are tolerant of top-level fields they do not know:
+        during a rolling upgrade a newer producer adds optional fields, and an older sink
+        must store the record, not dead-letter it. What enters from outside is validated
+        strictly (model_validate at the HTTP intake), so unknown fields never get in there."""
+        raw = orjson.loads(data)
+        if isinstance(raw, dict):
+            known = _wire_keys(cls)
+            if not raw.keys() <= known:
+                raw = {k: v for k, v in raw.items() if k in known}
+        return cls.model_validate(raw)
+
+
+@functools.cache
+def _wire_keys(cls: type[_Wire]) -> frozenset[str]:
+    return frozenset(k for name, f in cls.model_fields.items() for k in (name, f.alias) if k)
 
 
 def _utc(ts: datetime) -> datetime:
     if ts.tzinfo is None:
         raise ValueError("timestamp must carry a timezone (e.g. 2026-01-01T12:00:00Z)")
     return ts.astimezone(UTC)
+
+
+def _utc_or_none(ts: datetime | None) -> datetime | None:
+    return None if ts is None else _utc(ts)
 
 
 def now_utc() -> datetime:
@@ -105,6 +125,10 @@ class Score(_Wire):
     evaluator_version: ShortText = ""
     explanation: LongText | None = None
     cost_usd: Annotated[float, Field(ge=0)] = 0.0
+    # Copied from the scored call by a producer that has it (the judge), so per-version
+    # views need no join to llm_calls; when absent the sink looks the call up.
+    model_version: ShortText | None = None
+    environment: Environment | None = None
 
     _ts = field_validator("ts")(_utc)
 
@@ -146,8 +170,18 @@ class Feedback(_Wire):
     labels: list[ShortText] = Field(default_factory=list, max_length=64)
     corrected_output: LongText | None = None
     comment: LongText | None = None
+    # The rated call, copied by a producer that looked it up (thumbs); when absent the sink
+    # looks the call up. Per-version views count a vote at its call's minute.
+    model: Name | None = None
+    model_version: ShortText | None = None
+    environment: Environment | None = None
+    call_ts: datetime | None = None
+    # The thumbs of this author's earlier vote on the call that this vote replaces: the
+    # per-version rollup takes that vote back, so it keeps only each author's latest.
+    replaces_thumbs: Literal[-1, 1] | None = None
 
     _ts = field_validator("ts")(_utc)
+    _call_ts = field_validator("call_ts")(_utc_or_none)
 
 
 RetrainState = Literal["requested", "approved", "rejected", "launched", "running", "succeeded", "failed", "timed_out"]

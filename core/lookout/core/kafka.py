@@ -5,14 +5,16 @@ its output is durable (at-least-once; storage dedups by id)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Iterable
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, TopicAlreadyExistsError
 
 from . import topics
 from .settings import CommonSettings
@@ -98,9 +100,53 @@ class ConsumerStats:
     batches: int = 0
     commits: int = 0
     errors: int = 0
+    # Commits refused because the group rebalanced under the batch: its records go to the
+    # partition's new owner, whose handler sees them again (handlers are idempotent).
+    commit_failures: int = 0
 
 
 Handler = Callable[[list[ConsumerRecord]], Awaitable[None]]
+
+
+class BatchFence(ConsumerRebalanceListener):
+    """Holds a rebalance until the batch in hand is handled and its offsets committed.
+
+    Without it, a worker losing a partition mid-batch commits too late (the commit is
+    refused) while the new owner already replays the same records: both handle them at
+    once. aiokafka calls on_partitions_revoked before it rejoins the group and keeps
+    heartbeating meanwhile, so the batch's commit still counts. `inner` is the service's
+    own listener, called after the fence."""
+
+    def __init__(self, inner: ConsumerRebalanceListener | None = None, timeout_s: float = 120.0):
+        self.inner = inner
+        self.timeout_s = timeout_s
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @contextlib.asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._idle.set()
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        try:
+            await asyncio.wait_for(self._idle.wait(), self.timeout_s)
+        except TimeoutError:
+            log.warning("batch still running after %.0f s at a rebalance; its records will be handled again "
+                        "by their partitions' next owner", self.timeout_s)
+        if self.inner is not None:
+            await self.inner.on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        if self.inner is not None:
+            await self.inner.on_partitions_assigned(assigned)
+
+
+# The fence make_consumer subscribed each consumer with, for the loop that drives it.
+_FENCES: weakref.WeakKeyDictionary[AIOKafkaConsumer, BatchFence] = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -141,30 +187,48 @@ class CommitAfterLoop:
         return batches
 
     async def run(self) -> None:
+        fence = _FENCES.get(self.consumer)
         while not self._stop.is_set():
-            batches = await self._fill()
-            records = [r for part in batches.values() for r in part]
-            if not records:
-                continue
+            # Fenced from the fetch on: records fetched before a revocation are handled
+            # and committed before the group moves their partitions (a poll adds at most
+            # poll_timeout_ms + linger_ms to a rebalance).
+            async with fence.batch() if fence else contextlib.nullcontext():
+                batches = await self._fill()
+                if batches:
+                    await self._handle(batches)
+
+    async def _handle(self, batches: dict) -> None:
+        # Partitions revoked between the fetch and now belong to another worker already.
+        owned = self.consumer.assignment()
+        batches = {tp: part for tp, part in batches.items() if part and tp in owned}
+        records = [r for part in batches.values() for r in part]
+        if not records:
+            return
+        try:
+            await self.handler(records)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.stats.errors += 1
+            log.exception("handler failed on %d records; will retry from the same offsets", len(records))
+            for tp, part in batches.items():
+                self.consumer.seek(tp, part[0].offset)
             try:
-                await self.handler(records)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.stats.errors += 1
-                log.exception("handler failed on %d records; will retry from the same offsets", len(records))
-                for tp, part in batches.items():
-                    self.consumer.seek(tp, part[0].offset)
-                try:
-                    await asyncio.wait_for(self._stop.wait(), self.retry_backoff_s)
-                except TimeoutError:
-                    pass
-                continue
-            offsets = {tp: part[-1].offset + 1 for tp, part in batches.items()}
+                await asyncio.wait_for(self._stop.wait(), self.retry_backoff_s)
+            except TimeoutError:
+                pass
+            return
+        offsets = {tp: part[-1].offset + 1 for tp, part in batches.items()}
+        try:
             await self.consumer.commit(offsets)
-            self.stats.consumed += len(records)
-            self.stats.batches += 1
-            self.stats.commits += 1
+        except (CommitFailedError, IllegalStateError) as exc:
+            self.stats.commit_failures += 1
+            log.warning("commit of %d records refused after a rebalance (%s); their new owner handles them",
+                        len(records), exc)
+            return
+        self.stats.consumed += len(records)
+        self.stats.batches += 1
+        self.stats.commits += 1
 
 
 async def finish(loop: CommitAfterLoop | None, task: asyncio.Task | None, grace_s: float) -> None:
@@ -187,9 +251,14 @@ async def finish(loop: CommitAfterLoop | None, task: asyncio.Task | None, grace_
         log.exception("consumer loop ended with an error")
 
 
-def make_consumer(settings: CommonSettings, group_id: str | None, *names: str, **overrides) -> AIOKafkaConsumer:
+def make_consumer(
+    settings: CommonSettings, group_id: str | None, *names: str, listener: ConsumerRebalanceListener | None = None,
+    **overrides,
+) -> AIOKafkaConsumer:
     """A consumer that commits by hand. The group id carries LOOKOUT_TOPIC_PREFIX like the
-    topics do, so two installs sharing a cluster never share a consumer group."""
+    topics do, so two installs sharing a cluster never share a consumer group. A group
+    consumer is subscribed through a BatchFence (wrapping `listener`), which the
+    CommitAfterLoop driving it closes around each batch."""
     opts = dict(
         client_options(settings),
         group_id=f"{settings.topic_prefix}{group_id}" if group_id else None,
@@ -201,4 +270,12 @@ def make_consumer(settings: CommonSettings, group_id: str | None, *names: str, *
         fetch_max_bytes=32 << 20,
     )
     opts.update(overrides)
-    return AIOKafkaConsumer(*names, **opts)
+    if not group_id:
+        if listener is not None:
+            raise ValueError("a rebalance listener needs a consumer group")
+        return AIOKafkaConsumer(*names, **opts)
+    consumer = AIOKafkaConsumer(**opts)
+    fence = _FENCES[consumer] = BatchFence(listener)
+    if names:
+        consumer.subscribe(list(names), listener=fence)
+    return consumer

@@ -10,10 +10,13 @@ import os
 import sys
 import traceback
 import uuid
+from pathlib import Path
 
 from lookout.core.settings import CommonSettings
 
+from .data import dataset_texts
 from .status import RunInfo, StatusReporter
+from .tiny import ensure_model
 from .train import TrainConfig, train
 
 
@@ -43,6 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dpo-epochs", type=int, default=0, help="DPO epochs on preference.jsonl after SFT (0: none)")
     p.add_argument("--dpo-beta", type=float, default=0.1)
     p.add_argument("--dpo-learning-rate", type=float, default=5e-5)
+    p.add_argument("--tiny-base-if-missing", action="store_true",
+                   help="build a tiny random GPT-2 and a tokenizer trained on the dataset's text at --base-model "
+                        "when nothing is there yet (the embedded demo: no hub, CPU only)")
     p.add_argument("--device", default="")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
@@ -69,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     with StatusReporter(info, settings) as status:
         status.report("running", f"fine-tuning {a.base_model} ({a.method})")
         try:
+            if a.tiny_base_if_missing and not Path(a.base_model, "config.json").exists():
+                status.report("running", f"building a tiny base model at {a.base_model}")
+                ensure_model(a.base_model, dataset_texts(a.dataset))
             metrics = train(cfg, lambda msg, data: status.report("running", msg, {"progress": data}))
         except Exception as exc:
             traceback.print_exc(file=sys.stderr)

@@ -40,6 +40,12 @@ def load_sft(dataset: str | Path) -> list[Example]:
     return out
 
 
+def dataset_texts(dataset: str | Path) -> list[str]:
+    """Every prompt and completion of an SFT file: what a tokenizer built for it learns from."""
+    return [text for ex in load_sft(dataset) for text in (*(m.get("content") or "" for m in ex.messages),
+                                                          ex.completion) if text]
+
+
 def split(examples: list[Example], held_out: float) -> tuple[list[Example], list[Example]]:
     """Held-out by a hash of the event id, so the same example lands on the same side in every
     run of the same snapshot, whatever the file order. At least one example on each side

@@ -84,6 +84,29 @@ def test_cli_reports_failed_on_a_bad_dataset(tiny_model, tmp_path):
     assert last.status == "failed" and "an SFT line needs" in last.message
 
 
+def test_cli_builds_a_tiny_base_model_on_first_use_and_reuses_it(sft_dataset, tmp_path):
+    """The embedded demo's base model: no hub, made from the snapshot's own text by the first run."""
+    base = tmp_path / "data" / "demo-base-model"
+    args = ("--dataset", str(sft_dataset), "--base-model", str(base), "--tiny-base-if-missing", "--max-steps", "2",
+            "--device", "cpu")
+    p = _run(*args, "--output", str(tmp_path / "o1"))
+    assert p.returncode == 0, p.stderr
+    events = [Retrain.model_validate_json(line) for line in p.stdout.splitlines()]
+    assert any("building a tiny base model" in (e.message or "") for e in events)
+    assert events[-1].status == "succeeded"
+    built = (base / "model.safetensors").stat().st_mtime_ns
+    tok = AutoTokenizer.from_pretrained(base)
+    # A tokenizer trained on the dataset: its text takes far fewer tokens than bytes.
+    text = "William Shakespeare wrote Hamlet."
+    assert len(tok(text, add_special_tokens=False)["input_ids"]) < len(text) / 2
+    assert not [p for p in base.parent.iterdir() if p.name.startswith(".")]  # no half-built folder left
+
+    p = _run(*args, "--output", str(tmp_path / "o2"))
+    assert p.returncode == 0, p.stderr
+    assert "building a tiny base model" not in p.stdout
+    assert (base / "model.safetensors").stat().st_mtime_ns == built
+
+
 def test_dpo_after_sft_learns_to_prefer_the_chosen_answers(tiny_model, pref_dataset, tmp_path):
     cfg = TrainConfig(dataset=str(pref_dataset), base_model=str(tiny_model), output_dir=str(tmp_path / "run"),
                       epochs=5, batch_size=8, learning_rate=5e-3, held_out=0.25, device="cpu",

@@ -13,6 +13,7 @@ import pytest
 
 from lookout.core import topics
 from lookout.core.events import Feedback, LlmCall, Message, Score
+from lookout.feedback.datasets import export_dataset
 from lookout.ingest.rows import TABLES
 from lookout.retrain_trigger import versions
 from lookout.retrain_trigger.dataset import ClickHouseSnapshot, DatasetFilters, content_hash
@@ -71,6 +72,12 @@ def test_snapshot_turns_reviews_into_sft_and_preference_lines(ch, tmp_path):
                        "event_id": str(calls[0].event_id)}
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert manifest["sha256"] == v.sha256 == content_hash(tmp_path / "a") and manifest["counts"] == v.counts
+
+    # The feedback service's export with the same filters is the same dataset: one implementation.
+    exported = export_dataset(ch, DatasetFilters("shop", "m1"), tmp_path / "exports")
+    assert exported.sha256 == v.sha256
+    for name in ("sft.jsonl", "preference.jsonl"):
+        assert (tmp_path / "exports" / exported.dataset_id / name).read_bytes() == (tmp_path / "a" / name).read_bytes()
 
     # Same feedback, same bytes, same hash; new feedback, new hash.
     assert src.snapshot(DatasetFilters("shop", "m1"), tmp_path / "b").sha256 == v.sha256

@@ -20,7 +20,7 @@ def _up(args: argparse.Namespace) -> int:
         raise SystemExit("lookout up: --speed must be greater than 0")
     stack = EmbeddedStack(
         data_dir=Path(args.data_dir), port=args.port, host=args.host, kafka_port=args.kafka_port,
-        demo=args.demo, demo_speed=args.speed,
+        demo=args.demo, demo_speed=args.speed, demo_traffic=args.demo_traffic,
     )
     try:
         app = stack.build()
@@ -100,8 +100,13 @@ def parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="run the embedded stack on this machine", epilog=EPILOG,
                         description="Start Tansu, an embedded ClickHouse (chdb) and every service in one process.")
-    up.add_argument("--demo", action="store_true", help="also run a traffic simulator until stopped")
+    up.add_argument("--demo", action="store_true",
+                    help="also run the demo until stopped: simulated traffic and reviews, and the retrain loop "
+                         "(demo policy, local fine-tuning of a tiny model on CPU)")
     up.add_argument("--speed", type=float, default=1.0, help="demo time compression factor (default 1)")
+    up.add_argument("--demo-traffic", action=argparse.BooleanOptionalAction, default=True,
+                    help="with --demo: run the traffic simulator here (default); --no-demo-traffic sets the stack "
+                         "up for the demo (retrain policy at --speed, tiny base model) for a simulator run elsewhere")
     up.add_argument("--port", type=int, default=8000, help="HTTP port for every API and the UI (default 8000)")
     up.add_argument("--host", default="127.0.0.1", help="HTTP address (default 127.0.0.1)")
     up.add_argument("--data-dir", default=".lookout", help="where chdb and the dev key live (default .lookout)")

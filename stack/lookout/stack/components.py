@@ -2,6 +2,9 @@
 start/stop in the one asyncio loop, its HTTP routers mounted on the one port, its
 readiness checks added to /readyz.
 
+With `--demo`, builders get the demo's speed (else None); only the retrain trigger uses it,
+to run the demo policy (see demo_retrain.py).
+
 Each service gets its own ClickHouse client on the stack's chdb path: clients on one
 path share the engine but not a session, so one service's queries never interleave with
 another's.
@@ -40,7 +43,8 @@ def _settings(cls, base: IngestSettings, **extra):
     return cls(**{**shared, **extra})
 
 
-def judge(base: IngestSettings, data_dir: Path, secret: Callable[[str], str]) -> Component:
+def judge(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
+          demo_speed: float | None = None) -> Component:
     from lookout.judge.app import agreement_router
     from lookout.judge.service import JudgeService
     from lookout.judge.settings import JudgeSettings
@@ -51,7 +55,8 @@ def judge(base: IngestSettings, data_dir: Path, secret: Callable[[str], str]) ->
                      {f"judge.{k}": v for k, v in service.checks().items()})
 
 
-def drift(base: IngestSettings, data_dir: Path, secret: Callable[[str], str]) -> Component:
+def drift(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
+          demo_speed: float | None = None) -> Component:
     from lookout.drift.api import build_router
     from lookout.drift.service import DriftService
     from lookout.drift.settings import DriftSettings
@@ -65,20 +70,25 @@ def drift(base: IngestSettings, data_dir: Path, secret: Callable[[str], str]) ->
                      {"drift": service.ready})
 
 
-def retrain(base: IngestSettings, data_dir: Path, secret: Callable[[str], str]) -> Component:
+def retrain(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
+            demo_speed: float | None = None) -> Component:
     from lookout.retrain_trigger.service import RetrainService
     from lookout.retrain_trigger.settings import RetrainSettings
 
+    from .demo_retrain import retrain_settings
+
+    demo = retrain_settings(data_dir, demo_speed) if demo_speed else {}
     settings = _settings(
         RetrainSettings, base,
-        retrain_dataset_dir=str(data_dir / "datasets"), retrain_output_dir=str(data_dir / "runs"),
+        retrain_dataset_dir=str(data_dir / "datasets"), retrain_output_dir=str(data_dir / "runs"), **demo,
     )
     service = RetrainService(settings, client=clickhouse.connect(settings))
     return Component("retrain-trigger", service.start, service.stop, [service.router()],
                      {"retrain": service.ready})
 
 
-def feedback(base: IngestSettings, data_dir: Path, secret: Callable[[str], str]) -> Component:
+def feedback(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
+             demo_speed: float | None = None) -> Component:
     from lookout.feedback.app import FeedbackService
     from lookout.feedback.settings import FeedbackSettings
 
@@ -93,4 +103,5 @@ def feedback(base: IngestSettings, data_dir: Path, secret: Callable[[str], str])
 
 
 # Started in this order after ingest and the sink, stopped in reverse.
-BUILDERS: list[Callable[[IngestSettings, Path, Callable[[str], str]], Component]] = [judge, drift, feedback, retrain]
+Builder = Callable[[IngestSettings, Path, Callable[[str], str], float | None], Component]
+BUILDERS: list[Builder] = [judge, drift, feedback, retrain]

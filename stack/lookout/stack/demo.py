@@ -7,7 +7,17 @@ compresses time (a phase lasts PHASE_SECONDS / speed); each call carries a `phas
 
 Thumbs go on calls posted VOTE_DELAY_S (wall seconds, not compressed: the stack needs
 them to store a call) earlier; a vote on a call not stored yet answers 404 and is
-retried once on a later tick, then dropped."""
+retried once on a later tick, then dropped.
+
+The quality loop is closed for real: a demo reviewer (the stack's admin account) works the
+review queue through the reviewer API, correcting support-bot answers, so there is reviewed
+data to train on; the stack's retrain trigger runs demo_policies.yaml, whose thumbs-down
+rule on support-bot/gpt-4o-mini fires in the surge and launches a LoRA run of jobs/finetune
+on a tiny local model. The recovery phase serves the version that run registered, read
+from the retrain trigger's API; until it is there the support bot keeps the old version
+(logged), and with `await_retrain` the recovery phase waits for it (at most
+RECOVERY_WAIT_S more) and then serves it for half a phase.
+"""
 
 from __future__ import annotations
 
@@ -18,10 +28,13 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
 from lookout.core.ids import uuid7
+
+from .demo_reviewer import DemoReviewer
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +93,7 @@ class Phase:
     vote_share: float = 0.1  # share of answered calls an end user votes on
     down_share: float = 0.1  # share of those votes that are down (toxic answers: mostly down)
     surge_app: str | None = None  # the app whose users vote far more, and mostly down
-    retrained: bool = False  # support-bot serves the retrained version
+    retrained: bool = False  # RETRAIN_STREAM serves the retrained version once a run registered one
 
 
 PHASES = [
@@ -92,20 +105,40 @@ PHASES = [
     Phase("recovery", "recovery on the retrained support-bot version", retrained=True),
 ]
 BASE_VERSION = "2024-07"
-RETRAINED_VERSION = "2024-07-ft1"
+# The stream demo_policies.yaml retrains: the one whose recovery serves the new version.
+RETRAIN_STREAM = ("support-bot", "gpt-4o-mini")
+RECOVERY_WAIT_S = 180.0  # wall seconds the recovery phase waits at most for a run in flight
+
+
+@dataclass
+class RetrainLoop:
+    """What the demo saw of the quality loop on RETRAIN_STREAM; times are time.time()."""
+
+    onset: float | None = None  # the thumbs-down surge began
+    version: str | None = None  # the version a run registered after the onset
+    run_id: str | None = None
+    registered_at: str | None = None  # as the retrain trigger recorded it
+    seen: float | None = None  # when the demo read it from the API
+    switched: float | None = None  # the first recovery call on it
+    waited_s: float = 0.0  # how long recovery ran past its length waiting for it
 
 
 @dataclass
 class DemoStats:
-    """What the simulator sent: calls per phase, votes per phase and answer."""
+    """What the simulator sent: calls per phase, votes per phase and answer, reviews, and
+    the model versions it served."""
 
     calls: Counter = field(default_factory=Counter)
     votes: Counter = field(default_factory=Counter)  # (phase key, app_id, thumbs)
     vote_answers: Counter = field(default_factory=Counter)  # HTTP status
     dropped_votes: int = 0
+    reviews: Counter = field(default_factory=Counter)  # "corrected" / "approved"
+    served: Counter = field(default_factory=Counter)  # (phase key, app_id, model, model_version)
+    loop: RetrainLoop = field(default_factory=RetrainLoop)
 
 
-def make_call(app: str, provider: str, model: str, phase: Phase, rng: random.Random) -> dict:
+def make_call(app: str, provider: str, model: str, phase: Phase, rng: random.Random,
+              version: str = BASE_VERSION) -> dict:
     pool = {"support-bot": SUPPORT, "code-assistant": CODE, "search-summarizer": SEARCH}[app]
     if app == "support-bot" and phase.drift and rng.random() < 0.8:
         pool = DRIFTED
@@ -134,7 +167,7 @@ def make_call(app: str, provider: str, model: str, phase: Phase, rng: random.Ran
         "error": "upstream 503: overloaded" if failed else None,
         "user_id": f"user-{rng.randint(1, 400)}",
         "session_id": f"s-{rng.randint(1, 2000)}",
-        "model_version": RETRAINED_VERSION if phase.retrained and app == "support-bot" else BASE_VERSION,
+        "model_version": version,
         "tags": ["demo", f"phase:{phase.key}"],
     }
     return {k: v for k, v in call.items() if v is not None}
@@ -173,45 +206,140 @@ async def _vote(client: httpx.AsyncClient, item: tuple, stats: DemoStats, retry:
 
 
 async def run_demo(base_url: str, api_key: str, speed: float = 1.0, *, seed: int = 7, cycles: int | None = None,
-                   stats: DemoStats | None = None) -> DemoStats:
-    """Post the phases in turn, `cycles` times (None: until cancelled)."""
+                   stats: DemoStats | None = None, reviewer: tuple[str, str] | None = None,
+                   await_retrain: bool = False) -> DemoStats:
+    """Post the phases in turn, `cycles` times (None: until cancelled). `reviewer`: (user,
+    password) of a review admin, who then reviews support-bot calls throughout.
+    `await_retrain`: the stack runs the demo retrain policy, so recovery waits for its run."""
     rng = random.Random(seed)
     stats = stats if stats is not None else DemoStats()
     streams = [(app, provider, model) for app, models in APPS.items() for provider, model in models]
     pending: deque = deque()  # (posted at, call, phase, thumbs, tries): votes waiting for their call
+    clock = asyncio.get_running_loop().time
     async with httpx.AsyncClient(
         base_url=base_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=10
     ) as client:
+        review_task = None
+        if reviewer is not None:
+            review_task = asyncio.create_task(DemoReviewer(base_url, *reviewer, stats.reviews).run(),
+                                              name="demo-reviewer")
         await asyncio.sleep(1.0)
         cycle = 0
-        while cycles is None or cycle < cycles:
-            cycle += 1
-            for phase in PHASES:
-                log.info("demo phase: %s", phase.name)
-                end = asyncio.get_running_loop().time() + PHASE_SECONDS / speed
-                while asyncio.get_running_loop().time() < end:
-                    batch = [make_call(*rng.choice(streams), phase, rng) for _ in range(EVENTS_PER_SECOND)]
-                    try:
-                        response = await client.post("/v1/events", json={"events": batch})
-                        if response.status_code != 200:
-                            log.warning("demo post answered %d: %s", response.status_code, response.text[:200])
-                        else:
-                            stats.calls[phase.key] += len(batch)
-                            now = time.monotonic()
-                            for call in batch:
-                                thumbs = vote_for(call, phase, rng)
-                                if thumbs is not None:
-                                    pending.append((now, call, phase, thumbs, 0))
-                    except httpx.HTTPError as exc:
-                        log.warning("demo post failed: %s", exc)
-                    await _send_votes(client, pending, stats)
-                    await asyncio.sleep(1.0)
-        # The last calls' votes: wait for them to be due, then send.
-        deadline = time.monotonic() + VOTE_DELAY_S * 4
-        while pending and time.monotonic() < deadline:
-            await asyncio.sleep(0.5)
-            await _send_votes(client, pending, stats)
+        try:
+            while cycles is None or cycle < cycles:
+                cycle += 1
+                watch: VersionWatch | None = None  # from the surge on
+                for phase in PHASES:
+                    log.info("demo phase: %s", phase.name)
+                    if phase.surge_app:
+                        stats.loop = RetrainLoop(onset=time.time())
+                        watch = await VersionWatch(client, stats.loop).arm()
+                    elif phase.retrained and watch is not None:
+                        if stats.loop.version is None:
+                            log.info("demo recovery: the retrain run has not finished; %s/%s keeps %s until it "
+                                     "has", *RETRAIN_STREAM, BASE_VERSION)
+                    length = PHASE_SECONDS / speed
+                    began = clock()
+                    switched_at = None
+                    while True:
+                        now = clock()
+                        if watch is not None and (phase.surge_app or phase.retrained):
+                            await watch.poll()
+                        serving = phase.retrained and stats.loop.version is not None
+                        if serving and switched_at is None:
+                            switched_at = now
+                        if now >= began + length and not (
+                            phase.retrained and await_retrain and watch is not None
+                            and _recovery_waits(now - began - length, switched_at, now, length)
+                        ):
+                            break
+                        batch = []
+                        for app, provider, model in (rng.choice(streams) for _ in range(EVENTS_PER_SECOND)):
+                            version = stats.loop.version if serving and (app, model) == RETRAIN_STREAM \
+                                else BASE_VERSION
+                            batch.append(make_call(app, provider, model, phase, rng, version))
+                        try:
+                            response = await client.post("/v1/events", json={"events": batch})
+                            if response.status_code != 200:
+                                log.warning("demo post answered %d: %s", response.status_code, response.text[:200])
+                            else:
+                                stats.calls[phase.key] += len(batch)
+                                sent_at = time.monotonic()
+                                for call in batch:
+                                    stats.served[(phase.key, call["app_id"], call["model"], call["model_version"])] += 1
+                                    if phase.retrained and call["model_version"] != BASE_VERSION \
+                                            and stats.loop.switched is None:
+                                        stats.loop.switched = time.time()
+                                        log.info("demo recovery: %s/%s now serves %s", *RETRAIN_STREAM,
+                                                 call["model_version"])
+                                    thumbs = vote_for(call, phase, rng)
+                                    if thumbs is not None:
+                                        pending.append((sent_at, call, phase, thumbs, 0))
+                        except httpx.HTTPError as exc:
+                            log.warning("demo post failed: %s", exc)
+                        await _send_votes(client, pending, stats)
+                        await asyncio.sleep(1.0)
+                    if phase.retrained:
+                        stats.loop.waited_s = max(0.0, clock() - began - length)
+                        if watch is not None and stats.loop.version is None:
+                            log.warning("demo recovery ended without a retrained version of %s/%s",
+                                        *RETRAIN_STREAM)
+            # The last calls' votes: wait for them to be due, then send.
+            deadline = time.monotonic() + VOTE_DELAY_S * 4
+            while pending and time.monotonic() < deadline:
+                await asyncio.sleep(0.5)
+                await _send_votes(client, pending, stats)
+        finally:
+            if review_task is not None:
+                review_task.cancel()
+                await asyncio.gather(review_task, return_exceptions=True)
     return stats
+
+
+def _recovery_waits(over: float, switched_at: float | None, now: float, length: float) -> bool:
+    """Whether recovery, `over` seconds past its length, goes on: while the run is in flight
+    (at most RECOVERY_WAIT_S), then until the new version has served for half a phase."""
+    if switched_at is None:
+        return over < RECOVERY_WAIT_S
+    return now - switched_at < length / 2
+
+
+class VersionWatch:
+    """Polls the retrain trigger's versions of RETRAIN_STREAM for one registered after the
+    surge began (`arm` notes those known before it)."""
+
+    def __init__(self, client: httpx.AsyncClient, loop: RetrainLoop):
+        self.client = client
+        self.loop = loop
+        self.known: set[str] = set()
+
+    async def _versions(self) -> list[dict[str, Any]] | None:
+        app, model = RETRAIN_STREAM
+        try:
+            r = await self.client.get(f"/v1/models/{app}/{model}/versions")
+        except httpx.HTTPError as exc:
+            log.debug("demo: versions not readable: %s", exc)
+            return None
+        if r.status_code != 200:
+            log.debug("demo: versions answered %d", r.status_code)
+            return None
+        return r.json()
+
+    async def arm(self) -> VersionWatch:
+        self.known = {v["model_version"] for v in await self._versions() or []}
+        return self
+
+    async def poll(self) -> None:
+        if self.loop.version is not None:
+            return
+        fresh = [v for v in await self._versions() or [] if v["model_version"] not in self.known]
+        if not fresh:
+            return
+        newest = max(fresh, key=lambda v: str(v["registered_at"]))
+        self.loop.version, self.loop.run_id = newest["model_version"], newest.get("run_id")
+        self.loop.registered_at, self.loop.seen = str(newest["registered_at"]), time.time()
+        log.info("demo: retrain run %s registered %s for %s/%s, %.1fs after the thumbs-down surge began",
+                 self.loop.run_id, self.loop.version, *RETRAIN_STREAM, self.loop.seen - (self.loop.onset or 0))
 
 
 async def _send_votes(client: httpx.AsyncClient, pending: deque, stats: DemoStats) -> None:

@@ -42,8 +42,9 @@ class EmbeddedStack:
     port: int = 8000
     host: str = "127.0.0.1"
     kafka_port: int = 0
-    demo: bool = False
+    demo: bool = False  # the demo's retrain policy and tiny base model, and (demo_traffic) its traffic
     demo_speed: float = 1.0
+    demo_traffic: bool = True  # False: the stack is set up for the demo, the simulator runs elsewhere
     dev_key: str | None = None
     _tansu: Tansu | None = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
@@ -96,7 +97,8 @@ class EmbeddedStack:
         self.dev_key = self.ensure_dev_key(ApiKeyStore(client))
         ingest = IngestService(settings, client=client)
         sink = SinkRunner(settings, client=client)
-        components = [build(settings, self.data_dir, self.secret) for build in BUILDERS]
+        demo_speed = self.demo_speed if self.demo else None
+        components = [build(settings, self.data_dir, self.secret, demo_speed) for build in BUILDERS]
 
         @asynccontextmanager
         async def lifespan(_: FastAPI):
@@ -107,12 +109,13 @@ class EmbeddedStack:
                 log.info("starting %s", component.name)
                 await component.start()
                 started.append(component)
-            if self.demo:
+            if self.demo and self.demo_traffic:
                 from .demo import run_demo
 
-                self._tasks.append(
-                    asyncio.create_task(run_demo(f"http://{self.host}:{self.port}", self.dev_key, self.demo_speed))
-                )
+                reviewer = ("admin", self.secret("review-admin-password"))
+                self._tasks.append(asyncio.create_task(run_demo(
+                    f"http://{self.host}:{self.port}", self.dev_key, self.demo_speed, reviewer=reviewer,
+                    await_retrain=True)))
             log.info("Lookout is up in %.1fs on http://%s:%d", time.monotonic() - began, self.host, self.port)
             try:
                 yield

@@ -1,7 +1,8 @@
 """HTTP API of the drift service: results, streams, reference resets, and the ops routes.
 
 GET /v1/drift needs the read scope; changing a reference needs admin. Results are read
-from drift_results, which the sink fills from llm.drift."""
+from drift_results, which the sink fills from llm.drift; GET /v1/drift/{result_id}/report
+renders one of them as an Evidently HTML report (report.py)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from lookout.core.auth import ApiKey, ApiKeyStore
 from lookout.core.events import AppId, LlmCall, Name, ShortText, now_utc
 from lookout.core.ops import ops_router
 
+from .report import ReportCache, ReportUnavailable
 from .service import DriftService
 from .windows import StreamKey
 
@@ -42,6 +45,7 @@ class ReferenceReset(BaseModel):
 
 def build_router(service: DriftService, keys: Callable[[], ApiKeyStore | None]) -> APIRouter:
     router = APIRouter(tags=["drift"])
+    reports = ReportCache()
 
     async def api_key(authorization: Annotated[str | None, Header()] = None) -> ApiKey | None:
         store = keys()
@@ -74,6 +78,20 @@ def build_router(service: DriftService, keys: Callable[[], ApiKeyStore | None]) 
         require(key, "read", app_id)
         rows = await run_in_threadpool(service.store.list_results, app_id, model, signal, since, limit, drifted)
         return {"results": rows}
+
+    @router.get("/v1/drift/{result_id}/report", response_class=HTMLResponse)
+    async def report(result_id: uuid.UUID, key: ApiKey | None = Depends(api_key)) -> HTMLResponse:
+        """Evidently report of one result: the same reference and window its test compared.
+        Seconds to build (t-SNE of the embeddings); kept once built, results never change."""
+        result = await run_in_threadpool(service.store.get_result, result_id)
+        if result is None:
+            raise HTTPException(404, f"no drift result with result_id {result_id}")
+        require(key, "read", result["app_id"])
+        try:
+            page = await reports.page(service.store, result)
+        except ReportUnavailable as exc:
+            raise HTTPException(409, str(exc)) from None
+        return HTMLResponse(page)
 
     @router.get("/v1/drift/streams")
     async def streams(key: ApiKey | None = Depends(api_key)) -> dict:

@@ -23,6 +23,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -131,9 +132,11 @@ class DriftService:
         s = self.settings
         if self.client is None:
             self.client = await asyncio.to_thread(clickhouse.connect, s)
-            await asyncio.to_thread(migrations.apply, self.client, s.retention_days)
-        self.store = DriftStore(self.client, s.retention_days)
-        await asyncio.to_thread(self.store.migrate)
+        # Drift's tables are core migration 0005. Applied here also when a client is handed
+        # in (idempotent, a no-op once recorded): the service must not start on a database
+        # without its tables.
+        await asyncio.to_thread(migrations.apply, self.client, s.retention_days)
+        self.store = DriftStore(self.client)
         if self.tokenizer is None:
             self.tokenizer = await asyncio.to_thread(Tokenizer)
         if self.encoder is None:
@@ -146,8 +149,7 @@ class DriftService:
         await asyncio.to_thread(self._restore)
         await kafka.ensure_topics(s, [topics.EVENTS, topics.DRIFT])
         self._producer = await kafka.start_producer(s)
-        self._consumer = kafka.make_consumer(s, s.drift_group)
-        self._consumer.subscribe([self.events_topic], listener=_Rebalance(self))
+        self._consumer = kafka.make_consumer(s, s.drift_group, self.events_topic, listener=_Rebalance(self))
         await self._consumer.start()
         self._loop = kafka.CommitAfterLoop(
             self._consumer, self.handle, max_records=s.drift_batch_events, linger_ms=s.drift_batch_ms
@@ -263,7 +265,7 @@ class DriftService:
         drift_results = await asyncio.to_thread(self._test, windows) if windows else []
         await self._produce(drift_results)
         await asyncio.to_thread(self._persist, [(k, s) for (k, _), s in zip(kept, samples, strict=True)],
-                                batch.touched)
+                                batch.touched, windows)
 
     def _featurize(self, calls: list[LlmCall]) -> list[Sample]:
         max_chars = self.settings.drift_max_text_chars
@@ -315,8 +317,13 @@ class DriftService:
             metrics.RESULTS.labels(r.signal, str(r.drifted).lower()).inc()
         self.produced += len(drift_results)
 
-    def _persist(self, samples: list[tuple[StreamKey, Sample]], touched: set[StreamKey]) -> None:
+    def _persist(
+        self, samples: list[tuple[StreamKey, Sample]], touched: set[StreamKey], windows: Sequence[Window] = ()
+    ) -> None:
         self.store.save_samples(samples, self.encoder.name)
+        # Before the state: a state past a window implies its events are recorded (a crash
+        # in between replays the batch, and the window writes the same row again).
+        self.store.save_windows(windows)
         version = time.time_ns()
         self.store.save_states([(k, version, dump_state(self.states[k])) for k in touched if k in self.states])
 

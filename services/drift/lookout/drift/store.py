@@ -1,6 +1,7 @@
-"""ClickHouse side of the drift service: its tables, the samples (embeddings and token
-features) of every sampled event, the window state per stream, and reference resets.
-Blocking calls: the service runs them in a worker thread."""
+"""ClickHouse side of the drift service: the samples (embeddings and token features) of
+every sampled event, the window state per stream, reference resets, which events each
+tested window compared, and the stored results. The tables are core migration
+0005_drift. Blocking calls: the service runs them in a worker thread."""
 
 from __future__ import annotations
 
@@ -9,17 +10,14 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import resources
 from typing import Any
 
 import numpy as np
 import orjson
 from clickhouse_connect.driver.client import Client
 
-from lookout.core.migrations import Migration
-
 from .features import Sample
-from .windows import StreamKey
+from .windows import StreamKey, Window
 
 _SAMPLE_COLUMNS = [
     "event_id", "ts", "app_id", "model", "prompt_version", "source", "reference_id", "encoder",
@@ -27,10 +25,6 @@ _SAMPLE_COLUMNS = [
     "response_tokens", "prompt_token_ids", "response_token_ids", "empty_or_refused",
 ]
 _READ_COLUMNS = [*_SAMPLE_COLUMNS[:1], "ts", *_SAMPLE_COLUMNS[8:]]
-
-
-def migration_sql() -> str:
-    return resources.files("lookout.drift").joinpath("migrations.sql").read_text()
 
 
 @dataclass(frozen=True)
@@ -43,10 +37,24 @@ class ResetRequest:
     upload_reference: str = ""
 
 
+@dataclass(frozen=True)
+class WindowEvents:
+    """Which events one tested window compared (a drift_windows row)."""
+
+    reference_source: str  # 'stream' or 'upload:<id>'
+    reference: list[uuid.UUID]
+    current: list[uuid.UUID]
+
+
+_RESULT_COLUMNS = (
+    "result_id, ts, app_id, model, prompt_version, window_start, window_end, signal, method, statistic, p_value, "
+    "threshold, drifted, reference_size, current_size, reference_id, examples, details"
+)
+
+
 class DriftStore:
-    def __init__(self, client: Client, retention_days: int = 90):
+    def __init__(self, client: Client):
         self._client = client
-        self.retention_days = retention_days
         # One client is one session, and ClickHouse refuses concurrent queries in a session:
         # the consumer thread and HTTP handlers take turns.
         self._lock = threading.Lock()
@@ -54,10 +62,6 @@ class DriftStore:
     @property
     def client(self) -> _Locked:
         return _Locked(self._client, self._lock)
-
-    def migrate(self) -> None:
-        for statement in Migration(0, "drift", migration_sql()).statements(self.retention_days):
-            self.client.command(statement)
 
     # --- samples -------------------------------------------------------------------
     def save_samples(
@@ -93,7 +97,7 @@ class DriftStore:
     def _sample(r: Sequence[Any]) -> Sample:
         (event_id, ts, p_emb, r_emb, p_chars, r_chars, p_tok, r_tok, p_ids, r_ids, empty) = r
         return Sample(
-            event_id=event_id if isinstance(event_id, uuid.UUID) else uuid.UUID(str(event_id)),
+            event_id=_uuid(event_id),
             ts=ts if ts.tzinfo else ts.replace(tzinfo=UTC),  # the driver returns naive UTC
             prompt_chars=int(p_chars), response_chars=int(r_chars),
             prompt_tokens=int(p_tok), response_tokens=int(r_tok),
@@ -132,6 +136,44 @@ class DriftStore:
         where, params = self._stream_filter(key)
         return self._query_samples(f"{where} AND source = 'upload' AND reference_id = {{ref:String}}",
                                    {**params, "ref": reference_id})
+
+    # --- windows -------------------------------------------------------------------
+    def save_windows(self, windows: Iterable[Window]) -> None:
+        rows = [
+            [w.key.app_id, w.key.model, w.key.prompt_version, w.reference_id, w.index, w.reference_source,
+             [s.event_id for s in w.reference], [s.event_id for s in w.current]]
+            for w in windows
+        ]
+        if rows:
+            self.client.insert(
+                "drift_windows", rows,
+                column_names=["app_id", "model", "prompt_version", "reference_id", "window_index",
+                              "reference_source", "reference_events", "current_events"],
+            )
+
+    def load_window(self, key: StreamKey, reference_id: str, index: int) -> WindowEvents | None:
+        where, params = self._stream_filter(key)
+        rows = self.client.query(
+            "SELECT reference_source, reference_events, current_events FROM drift_windows FINAL "
+            f"WHERE {where} AND reference_id = {{ref:String}} AND window_index = {{index:UInt32}} LIMIT 1",
+            parameters={**params, "ref": reference_id, "index": index},
+        ).result_rows
+        if not rows:
+            return None
+        source, reference, current = rows[0]
+        return WindowEvents(source, [_uuid(i) for i in reference], [_uuid(i) for i in current])
+
+    def load_window_samples(self, key: StreamKey, events: WindowEvents) -> tuple[list[Sample], list[Sample]]:
+        """Both sides of a window, in the order the window held them; events no longer
+        stored (past retention) are missing from the lists."""
+        if events.reference_source.startswith("upload:"):
+            upload_id = events.reference_source.split(":", 1)[1]
+            reference = {s.event_id: s for s in self.load_upload(key, upload_id)}
+        else:
+            reference = self.load_samples(key, events.reference)
+        current = self.load_samples(key, events.current)
+        return ([reference[i] for i in events.reference if i in reference],
+                [current[i] for i in events.current if i in current])
 
     # --- stream state --------------------------------------------------------------
     def save_states(self, states: Sequence[tuple[StreamKey, int, dict[str, Any]]]) -> None:
@@ -187,17 +229,29 @@ class DriftStore:
             where.append("drifted = {drifted:UInt8}")
             params["drifted"] = int(drifted)
         result = self.client.query(
-            "SELECT result_id, ts, app_id, model, prompt_version, window_start, window_end, signal, method, "
-            "statistic, p_value, threshold, drifted, reference_size, current_size, reference_id, examples, details "
-            f"FROM drift_results FINAL WHERE {' AND '.join(where)} ORDER BY ts DESC, signal LIMIT {{n:UInt32}}",
+            f"SELECT {_RESULT_COLUMNS} FROM drift_results FINAL WHERE {' AND '.join(where)} "
+            "ORDER BY ts DESC, signal LIMIT {n:UInt32}",
             parameters=params,
         )
-        out = []
-        for row in result.named_results():
-            row["drifted"] = bool(row["drifted"])
-            row["details"] = orjson.loads(row["details"]) if row["details"] else {}
-            out.append(row)
-        return out
+        return [_result_row(row) for row in result.named_results()]
+
+    def get_result(self, result_id: uuid.UUID) -> dict[str, Any] | None:
+        result = self.client.query(
+            f"SELECT {_RESULT_COLUMNS} FROM drift_results FINAL WHERE result_id = {{id:UUID}} LIMIT 1",
+            parameters={"id": str(result_id)},
+        )
+        rows = [_result_row(row) for row in result.named_results()]
+        return rows[0] if rows else None
+
+
+def _result_row(row: dict[str, Any]) -> dict[str, Any]:
+    row["drifted"] = bool(row["drifted"])
+    row["details"] = orjson.loads(row["details"]) if row["details"] else {}
+    return row
+
+
+def _uuid(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
 class _Locked:

@@ -57,6 +57,9 @@ class Window:
     current: list[Sample]
     seen: int  # events of the stream since the previous test, sampled or not
     admitted: int  # of those, the ones sampled into the window
+    # Where the reference's samples are stored (StreamState.reference_source), recorded
+    # with the window so a report can reload exactly this reference later.
+    reference_source: str = "stream"
 
     @property
     def start(self) -> datetime:
@@ -133,7 +136,7 @@ class StreamState:
         if not self._due(sample.ts):
             return None
         window = Window(self.key, self.reference_id, self.index, list(self.reference), list(self.current),
-                        self.seen_since_test, self.new_since_test)
+                        self.seen_since_test, self.new_since_test, self.reference_source)
         self.index += 1
         self.new_since_test = self.seen_since_test = 0
         self.last_test_ts = sample.ts

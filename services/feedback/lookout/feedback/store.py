@@ -36,10 +36,28 @@ class Db:
                 self.client.insert(table, [list(r) for r in rows], column_names=list(columns))
 
 
-def call_app(db: Db, event_id: uuid.UUID) -> str | None:
-    """The app of a stored call, None when no call has this id (yet)."""
-    rows = db.rows("SELECT app_id FROM llm_calls WHERE event_id = {id:UUID} LIMIT 1", id=str(event_id))
-    return rows[0][0] if rows else None
+@dataclass(frozen=True)
+class CallRef:
+    """What a vote needs of its call: the app it belongs to, and what the vote copies so
+    per-version views count it without a join (read in the same row as the app)."""
+
+    app_id: str
+    model: str
+    model_version: str
+    environment: str
+    ts: datetime
+
+
+def call_ref(db: Db, event_id: uuid.UUID) -> CallRef | None:
+    """The stored call with this id, None when there is none (yet)."""
+    rows = db.rows(
+        "SELECT app_id, model, model_version, environment, ts FROM llm_calls WHERE event_id = {id:UUID} LIMIT 1",
+        id=str(event_id),
+    )
+    if not rows:
+        return None
+    app_id, model, version, environment, ts = rows[0]
+    return CallRef(app_id, model, version, environment, ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts)
 
 
 @dataclass(frozen=True)

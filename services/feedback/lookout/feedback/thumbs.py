@@ -11,6 +11,11 @@ row per (event_id, source, author): the `feedback_latest` view. A fixed uuid5(ev
 author) was not used because the sink keeps the *first* row of an id, so the earlier
 vote would win whenever both arrive in one sink batch.
 
+Per-version counts: the vote copies its call's model, model_version, environment and ts
+from the lookup that finds the call's app anyway (same row, same query), and names the
+thumbs of the vote it replaces, so the versions_1m rollup counts each author's latest vote
+under the call's version without reading llm_calls or feedback_latest.
+
 Duplicates: re-posting the vote an author already has (same thumbs and comment) is an
 idempotent 200 with `"duplicate": true` and the stored feedback_id; nothing is produced.
 """
@@ -76,8 +81,8 @@ class ThumbsContext:
     # Votes this instance produced recently, so a quick re-post is recognised as a
     # duplicate before the sink has stored the first one.
     recent: OrderedDict[tuple, store.Vote] | None = None
-    # event_id -> app_id of calls seen: a call's app never changes, so hits need no query.
-    apps: OrderedDict[uuid.UUID, str] | None = None
+    # event_id -> the calls seen: a stored call never changes, so hits need no query.
+    apps: OrderedDict[uuid.UUID, store.CallRef] | None = None
 
 
 def _remember(ctx: ThumbsContext, key: tuple, vote: store.Vote) -> None:
@@ -92,20 +97,20 @@ def _remember(ctx: ThumbsContext, key: tuple, vote: store.Vote) -> None:
 def build_router(ctx: ThumbsContext) -> APIRouter:
     router = APIRouter(tags=["feedback"], route_class=ErrorRoute)
 
-    known: OrderedDict[uuid.UUID, str] = ctx.apps if ctx.apps is not None else OrderedDict()
+    known: OrderedDict[uuid.UUID, store.CallRef] = ctx.apps if ctx.apps is not None else OrderedDict()
     ctx.apps = known
 
-    async def call_app_or_404(event_id: uuid.UUID) -> str:
-        app_id = known.get(event_id)
-        if app_id is None:
-            app_id = await run_in_threadpool(store.call_app, ctx.db, event_id)
-        if app_id is None:
+    async def call_or_404(event_id: uuid.UUID) -> store.CallRef:
+        call = known.get(event_id)
+        if call is None:
+            call = await run_in_threadpool(store.call_ref, ctx.db, event_id)
+        if call is None:
             raise ApiError(404, f"no call with event_id {event_id}", field="event_id")
-        known[event_id] = app_id
+        known[event_id] = call
         known.move_to_end(event_id)
         if len(known) > 100_000:
             known.popitem(last=False)
-        return app_id
+        return call
 
     @router.post("/v1/feedback/token")
     async def mint_token(body: TokenIn, authorization: Annotated[str | None, Header()] = None) -> TokenOut:
@@ -113,7 +118,7 @@ def build_router(ctx: ThumbsContext) -> APIRouter:
         require(key, "feedback")
         if not ctx.settings.feedback_token_secret:
             raise ApiError(503, "feedback tokens are off: LOOKOUT_FEEDBACK_TOKEN_SECRET is not set")
-        app_id = await call_app_or_404(body.event_id)
+        app_id = (await call_or_404(body.event_id)).app_id
         if not key.allows("feedback", app_id):
             # Another app's call is reported as missing: its existence is not this key's business.
             raise ApiError(404, f"no call with event_id {body.event_id}", field="event_id")
@@ -142,22 +147,22 @@ def build_router(ctx: ThumbsContext) -> APIRouter:
             if claims.event_id != body.event_id:
                 raise ApiError(401, "this feedback token is for another call", field="event_id", headers=CHALLENGE)
             author = claims.author
-            app_id = await call_app_or_404(body.event_id)
-            if app_id != claims.app_id:
+            call = await call_or_404(body.event_id)
+            if call.app_id != claims.app_id:
                 raise ApiError(401, "this feedback token is for another app", headers=CHALLENGE)
         else:
             key = await bearer_key(ctx.keys, authorization)
             require(key, "feedback")
-            app_id = await call_app_or_404(body.event_id)
-            if not key.allows("feedback", app_id):
+            call = await call_or_404(body.event_id)
+            if not key.allows("feedback", call.app_id):
                 raise ApiError(404, f"no call with event_id {body.event_id}", field="event_id")
             author = body.user_id or f"key:{key.key_id}"
-        return await _vote(ctx, body, app_id, author)
+        return await _vote(ctx, body, call, author)
 
     return router
 
 
-async def _vote(ctx: ThumbsContext, body: ThumbsIn, app_id: str, author: str) -> ThumbsOut:
+async def _vote(ctx: ThumbsContext, body: ThumbsIn, call: store.CallRef, author: str) -> ThumbsOut:
     comment = body.comment or ""
     memo_key = (body.event_id, author)
     previous = (ctx.recent or {}).get(memo_key)
@@ -175,11 +180,18 @@ async def _vote(ctx: ThumbsContext, body: ThumbsIn, app_id: str, author: str) ->
         feedback_id=fid,
         event_id=body.event_id,
         ts=ts,
-        app_id=app_id,
+        app_id=call.app_id,
         source="end_user",
         author=author,
         thumbs=body.thumbs,
         comment=body.comment,
+        model=call.model,
+        model_version=call.model_version,
+        environment=call.environment,
+        call_ts=call.ts,
+        # The per-version rollup takes the replaced vote back (a comment-only change too:
+        # it is a new row all the same).
+        replaces_thumbs=previous.thumbs if previous is not None else None,
     )
     try:
         await ctx.publisher.publish(record)

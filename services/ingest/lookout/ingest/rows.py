@@ -62,6 +62,7 @@ def _score_row(s: events.Score) -> dict:
         "score_id": s.score_id, "event_id": s.event_id, "ts": s.ts, "app_id": s.app_id, "model": s.model,
         "name": s.name, "value": s.value, "label": _s(s.label), "source": s.source, "evaluator": s.evaluator,
         "evaluator_version": s.evaluator_version, "explanation": _s(s.explanation), "cost_usd": s.cost_usd,
+        "model_version": _s(s.model_version), "environment": _s(s.environment),
     }
 
 
@@ -80,7 +81,9 @@ def _feedback_row(f: events.Feedback) -> dict:
     return {
         "feedback_id": f.feedback_id, "event_id": f.event_id, "ts": f.ts, "app_id": f.app_id, "source": f.source,
         "author": f.author, "thumbs": f.thumbs, "rating": f.rating, "labels": f.labels,
-        "corrected_output": _s(f.corrected_output), "comment": _s(f.comment),
+        "corrected_output": _s(f.corrected_output), "comment": _s(f.comment), "model": _s(f.model),
+        "model_version": _s(f.model_version), "environment": _s(f.environment), "call_ts": f.call_ts,
+        "replaces_thumbs": f.replaces_thumbs,
     }
 
 
@@ -101,6 +104,14 @@ def _dead_row(d: events.DeadLetter) -> dict:
     }
 
 
+# The call's fields a score or vote row copies; environment is never empty on a stored
+# call, so an empty one marks a row whose producer did not know its call.
+CALL_FIELDS: dict[str, tuple[str, ...]] = {
+    "scores": ("model_version", "environment"),
+    "feedback": ("model", "model_version", "environment", "call_ts"),
+}
+
+
 @dataclass(frozen=True)
 class TableSpec:
     table: str
@@ -108,6 +119,11 @@ class TableSpec:
     # None where one id has many rows (a retrain run's status transitions).
     id_column: str | None
     to_row: Callable[[events._Wire], dict]
+
+    @property
+    def call_fields(self) -> tuple[str, ...]:
+        """Columns the sink copies from the stored call when the producer left them empty."""
+        return CALL_FIELDS.get(self.table, ())
 
 
 TABLES: dict[str, TableSpec] = {

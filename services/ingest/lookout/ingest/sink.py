@@ -1,7 +1,9 @@
 """The sink: every topic into ClickHouse, in batches, offsets committed only after the
 insert. Replays collapse: ids already stored are skipped and tables are ReplacingMergeTree.
 A record that cannot be parsed or stored goes to llm.dlq with the error; the rest of its
-batch is stored and the sink keeps going.
+batch is stored and the sink keeps going. Score and vote records that do not name their
+call's model_version (reviewer votes, producers that never saw the call) get it from the
+stored call, so the per-version rollup files them under the right version.
 
 Run alone with `python -m lookout.ingest.sink`.
 """
@@ -96,6 +98,7 @@ class Sink:
         rows, records = self._without_stored(slot)
         if not rows:
             return
+        self._copy_from_calls(slot.spec, rows)
         try:
             self._insert(slot.spec.table, rows)
         except OperationalError:
@@ -109,6 +112,30 @@ class Sink:
                     raise
                 except Exception as row_exc:
                     self._dead_letter(record, row_exc, dead)
+
+    def _copy_from_calls(self, spec: TableSpec, rows: list[dict]) -> None:
+        """Fill the call's model, version and environment into score and vote rows whose
+        producer did not send them (reviewer votes, older judges), so the per-version
+        rollup files them under their call's version. One query per batch that has any;
+        a call not stored (yet) leaves them empty."""
+        fields = spec.call_fields
+        missing = [row for row in rows if fields and not row["environment"]]
+        if not missing:
+            return
+        columns = ", ".join(f"any({'ts' if f == 'call_ts' else f})" for f in fields)
+        found = {
+            r[0]: r[1:]
+            for r in self.client.query(
+                # Scores and votes come after their call; the day covers producers' clock skew.
+                f"SELECT event_id, {columns} FROM llm_calls WHERE ts <= {{hi:DateTime64(3, 'UTC')}} + INTERVAL 1 DAY "
+                "AND event_id IN {ids:Array(UUID)} GROUP BY event_id",
+                parameters={"hi": max(r["ts"] for r in missing), "ids": list({str(r["event_id"]) for r in missing})},
+            ).result_rows
+        }
+        for row in missing:
+            values = found.get(row["event_id"])
+            if values is not None:
+                row.update(zip(fields, values, strict=True))
 
     def _insert(self, table: str, rows: list[dict]) -> None:
         columns = list(rows[0])

@@ -48,4 +48,8 @@ def to_score(call: LlmCall, m: Measurement) -> Score:
         evaluator_version=m.version,
         explanation=m.explanation,
         cost_usd=m.cost_usd,
+        # The call's version and environment ride along, so the sink and the per-version
+        # rollup need no lookup of the call.
+        model_version=call.model_version,
+        environment=call.environment,
     )

@@ -1,5 +1,7 @@
--- Tables of the drift service, applied by it at start (IF NOT EXISTS: idempotent).
--- Candidate for core/lookout/core/migrations/0004_embeddings.sql.
+-- Drift service (issue 5): the samples it embedded, its window state, reference resets,
+-- and which events each tested window compared. Until this migration the drift service
+-- created the first three itself (same definitions, IF NOT EXISTS: an existing database
+-- keeps its tables).
 
 -- One row per sampled event: its embeddings and token features. Drill-down for the UI
 -- ("show me the calls near this point"), and the window state a restarted worker reloads.
@@ -66,3 +68,28 @@ CREATE TABLE IF NOT EXISTS drift_reference_resets
 )
 ENGINE = ReplacingMergeTree
 ORDER BY (stream, version);
+
+-- The events each tested window compared, one row per window: what lets a stored result
+-- be reported on later (GET /v1/drift/{result_id}/report) with exactly the samples its
+-- test saw. Time spans cannot say that: event times of one stream interleave across
+-- clients, and a pinned reference is a hash-sample of its range. reference_source says
+-- where the reference's samples are in drift_embeddings: 'stream', or 'upload:<id>'
+-- (source = 'upload', reference_id = <id>). A replayed window writes the same key.
+CREATE TABLE IF NOT EXISTS drift_windows
+(
+    app_id LowCardinality(String),
+    model LowCardinality(String),
+    prompt_version String,
+    reference_id String,
+    window_index UInt32,
+    reference_source String,
+    reference_events Array(UUID) CODEC(ZSTD(3)),
+    current_events Array(UUID) CODEC(ZSTD(3)),
+    stored_at DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (app_id, model, prompt_version, reference_id, window_index)
+TTL toDateTime(stored_at) + INTERVAL {retention_days} DAY;
+
+-- The report endpoint looks results up by id alone, which the sort key does not lead with.
+ALTER TABLE drift_results ADD INDEX IF NOT EXISTS idx_result_id result_id TYPE bloom_filter GRANULARITY 4;

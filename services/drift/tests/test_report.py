@@ -1,0 +1,183 @@
+"""GET /v1/drift/{result_id}/report: an Evidently HTML page for a stored drift result,
+computed on exactly the reference and window the result's test compared. Real broker,
+real drift worker and MiniLM, real sink storing llm.drift into chdb."""
+
+import asyncio
+import random
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from corpus import answer, questions
+from fastapi import FastAPI
+
+from lookout.core import ids, kafka, topics
+from lookout.core.auth import ApiKeyStore
+from lookout.core.events import DriftResult, LlmCall
+from lookout.drift import DriftService, DriftSettings
+from lookout.drift.api import build_router
+from lookout.drift.store import DriftStore
+from lookout.ingest.rows import TABLES
+
+REF, WINDOW, EVERY = 60, 60, 30
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+EMBEDDING_SECTION = "Drift in embeddings 'prompt'"
+
+
+def drift_settings(common, **extra) -> DriftSettings:
+    values = {k: v for k, v in common.model_dump().items() if k in DriftSettings.model_fields}
+    values.update(
+        drift_reference_size=REF, drift_window_size=WINDOW, drift_test_every_events=EVERY,
+        drift_min_window_events=EVERY, drift_consecutive_windows=2, drift_batch_events=300,
+        drift_encoder_texts_per_s=1e9,  # no sampling: exact windows
+    )
+    values.update(extra)
+    return DriftSettings(**values)
+
+
+class Traffic:
+    def __init__(self, seed: int):
+        self.n, self.rnd = 0, random.Random(seed)
+        self.pools = {t: iter(questions(t, seed=seed)) for t in ("cooking", "tax", "travel")}
+
+    def calls(self, topic: str, count: int) -> list[LlmCall]:
+        out = []
+        for _ in range(count):
+            ts = T0 + timedelta(seconds=self.n)
+            self.n += 1
+            out.append(LlmCall(event_id=ids.uuid7(int(ts.timestamp() * 1000)), ts=ts, app_id="shop", model="m1",
+                               prompt=next(self.pools[topic]), output=answer(topic, self.rnd)))
+        return out
+
+
+async def produce(settings, calls: list[LlmCall]) -> None:
+    producer = await kafka.start_producer(settings)
+    name = topics.resolve(settings.topic_prefix, topics.EVENTS)
+    try:
+        for c in calls:
+            await producer.send(name, c.to_bytes(), key=topics.event_key(c.app_id, c.model))
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def stored_result(service: DriftService, match, limit_s: float = 90) -> dict:
+    """The first result the sink stored in drift_results that matches."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        rows = await asyncio.to_thread(service.store.list_results, "shop", "m1", None, None, 1000)
+        found = [r for r in rows if match(r)]
+        if found:
+            return found[0]
+        await asyncio.sleep(0.3)
+    raise AssertionError("no matching drift result was stored")
+
+
+def api(service: DriftService, keys: ApiKeyStore) -> httpx.AsyncClient:
+    app = FastAPI()
+    app.include_router(build_router(service, lambda: keys))
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t", timeout=120)
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_a_drifted_result_has_an_evidently_report_of_its_own_window(kafka_ingest_stack, encoder, tokenizer):
+    s = drift_settings(kafka_ingest_stack.settings)
+    traffic = Traffic(seed=11)
+    # Windows of 60 tested every 30: window 1 is half tax (crosses), window 2 all tax (drifted).
+    await produce(s, traffic.calls("cooking", REF + EVERY) + traffic.calls("tax", 2 * EVERY))
+    service = DriftService(s, encoder=encoder, tokenizer=tokenizer)
+    await service.start()
+    try:
+        drifted = await stored_result(service, lambda r: r["signal"] == "prompt_embedding" and r["drifted"])
+    finally:
+        await service.stop()
+    keys = ApiKeyStore(service.client)
+    _, reader = keys.create("shop", ["read"])
+    _, other_app = keys.create("bank", ["read"])
+    _, ingest_only = keys.create("shop", ["ingest"])
+    url = f"/v1/drift/{drifted['result_id']}/report"
+
+    async with api(service, keys) as http:
+        assert (await http.get(url)).status_code == 401
+        assert (await http.get(url, headers=bearer(other_app))).status_code == 403
+        assert (await http.get(url, headers=bearer(ingest_only))).status_code == 403
+
+        started = time.perf_counter()
+        first = await http.get(url, headers=bearer(reader))
+        built_s = time.perf_counter() - started
+        started = time.perf_counter()
+        again = await http.get(url, headers=bearer(reader))
+        cached_s = time.perf_counter() - started
+    print(f"report of {drifted['result_id']}: built in {built_s:.2f} s, cached {cached_s * 1000:.0f} ms")
+
+    assert first.status_code == 200, first.text[:500]
+    assert first.headers["content-type"].startswith("text/html")
+    page = first.text
+    assert "shop/m1" in page and "prompt_embedding" in page and drifted["reference_id"] in page
+    assert EMBEDDING_SECTION in page and "Drift in embeddings 'response'" in page
+    assert "prompt_tokens" in page and "empty_or_refused" in page
+    # Both sides exactly as the test compared them: the sizes the result recorded.
+    assert f"reference {REF}, current {WINDOW}" in page
+    # Self-contained: Evidently's JS is inlined, nothing loads from a CDN.
+    assert "<script src=" not in page
+    assert again.text == page
+
+
+async def test_a_window_against_an_uploaded_reference_is_reported_against_that_upload(
+    kafka_ingest_stack, encoder, tokenizer
+):
+    s = drift_settings(kafka_ingest_stack.settings)
+    traffic = Traffic(seed=12)
+    service = DriftService(s, encoder=encoder, tokenizer=tokenizer)
+    await service.start()
+    try:
+        keys = ApiKeyStore(service.client)
+        _, admin = keys.create("shop", ["admin"])
+        rnd = random.Random(3)
+        upload = {"app_id": "shop", "model": "m1", "policy": "pinned",
+                  "samples": [{"prompt": q, "response": answer("travel", rnd)} for q in questions("travel", 40)]}
+        async with api(service, keys) as http:
+            pinned = await http.post("/v1/drift/reference", json=upload, headers=bearer(admin))
+            assert pinned.status_code == 200, pinned.text
+            pinned_ref = pinned.json()["reference_id"]
+            await produce(s, traffic.calls("cooking", EVERY))
+            result = await stored_result(service, lambda r: r["reference_id"] == pinned_ref
+                                         and r["signal"] == "prompt_embedding")
+            report = await http.get(f"/v1/drift/{result['result_id']}/report", headers=bearer(admin))
+    finally:
+        await service.stop()
+    assert report.status_code == 200, report.text[:500]
+    assert pinned_ref in report.text and "(upload:upload-" in report.text
+    assert "reference 40, current 30" in report.text and EMBEDDING_SECTION in report.text
+
+
+async def test_unknown_malformed_and_unrecorded_results_get_no_report(ch, ch_settings):
+    service = DriftService(drift_settings(ch_settings), client=ch)
+    service.store = DriftStore(ch)
+    keys = ApiKeyStore(ch)
+    _, reader = keys.create("*", ["read"])
+    # A result stored the way the sink stores llm.drift, from before drift recorded which
+    # events each window compared: there is no window to rebuild.
+    old = DriftResult(
+        result_id=uuid.uuid4(), ts=T0, app_id="shop", model="m1", window_start=T0, window_end=T0,
+        signal="prompt_embedding", method="mmd_rbf", statistic=0.4, p_value=0.001, threshold=None, drifted=True,
+        reference_size=500, current_size=500, reference_id="first_n:0123456789ab", examples=[],
+        details={"window_index": 7},
+    )
+    spec = TABLES[topics.DRIFT]
+    row = spec.to_row(old)
+    ch.insert(spec.table, [list(row.values())], column_names=list(row))
+
+    async with api(service, keys) as http:
+        unknown = uuid.uuid4()
+        missing = await http.get(f"/v1/drift/{unknown}/report", headers=bearer(reader))
+        assert missing.status_code == 404 and str(unknown) in missing.json()["detail"]
+        malformed = await http.get("/v1/drift/not-a-uuid/report", headers=bearer(reader))
+        assert malformed.status_code == 422 and "result_id" in malformed.text
+        unrecorded = await http.get(f"/v1/drift/{old.result_id}/report", headers=bearer(reader))
+    assert unrecorded.status_code == 409
+    assert "no recorded window" in unrecorded.json()["detail"]
