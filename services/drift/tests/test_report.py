@@ -6,22 +6,21 @@ import asyncio
 import random
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 
 import httpx
 from corpus import answer, questions
 from fastapi import FastAPI
+from test_service import EVERY, REF, T0, Traffic, produce
 
-from lookout.core import ids, kafka, topics
+from lookout.core import topics
 from lookout.core.auth import ApiKeyStore
-from lookout.core.events import DriftResult, LlmCall
+from lookout.core.events import DriftResult
 from lookout.drift import DriftService, DriftSettings
 from lookout.drift.api import build_router
 from lookout.drift.store import DriftStore
 from lookout.ingest.rows import TABLES
 
-REF, WINDOW, EVERY = 60, 60, 30
-T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+WINDOW = 60
 EMBEDDING_SECTION = "Drift in embeddings 'prompt'"
 
 
@@ -34,32 +33,6 @@ def drift_settings(common, **extra) -> DriftSettings:
     )
     values.update(extra)
     return DriftSettings(**values)
-
-
-class Traffic:
-    def __init__(self, seed: int):
-        self.n, self.rnd = 0, random.Random(seed)
-        self.pools = {t: iter(questions(t, seed=seed)) for t in ("cooking", "tax", "travel")}
-
-    def calls(self, topic: str, count: int) -> list[LlmCall]:
-        out = []
-        for _ in range(count):
-            ts = T0 + timedelta(seconds=self.n)
-            self.n += 1
-            out.append(LlmCall(event_id=ids.uuid7(int(ts.timestamp() * 1000)), ts=ts, app_id="shop", model="m1",
-                               prompt=next(self.pools[topic]), output=answer(topic, self.rnd)))
-        return out
-
-
-async def produce(settings, calls: list[LlmCall]) -> None:
-    producer = await kafka.start_producer(settings)
-    name = topics.resolve(settings.topic_prefix, topics.EVENTS)
-    try:
-        for c in calls:
-            await producer.send(name, c.to_bytes(), key=topics.event_key(c.app_id, c.model))
-        await producer.flush()
-    finally:
-        await producer.stop()
 
 
 async def stored_result(service: DriftService, match, limit_s: float = 90) -> dict:
