@@ -231,6 +231,15 @@ class CommitAfterLoop:
         self.stats.commits += 1
 
 
+def loop_problem(task: asyncio.Task | None) -> str | None:
+    """Why a consumer loop task is not serving (for /readyz), or None while it runs."""
+    if task is None:
+        return "not started"
+    if task.done():
+        return f"consumer loop ended: {'cancelled' if task.cancelled() else task.exception() or 'stopped'}"
+    return None
+
+
 async def finish(loop: CommitAfterLoop | None, task: asyncio.Task | None, grace_s: float) -> None:
     """Let a consumer loop finish the batch in hand (output stored or acked, offsets
     committed) and wait for it; past `grace_s` it is cancelled, and the batch is replayed

@@ -165,11 +165,7 @@ class DriftService:
             await self._producer.stop()
 
     def ready(self) -> str | None:
-        if self._task is None:
-            return "not started"
-        if self._task.done():
-            return f"consumer loop ended: {self._task.exception() or 'stopped'}"
-        return None
+        return kafka.loop_problem(self._task)
 
     @property
     def stats(self) -> kafka.ConsumerStats:

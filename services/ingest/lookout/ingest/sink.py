@@ -205,11 +205,7 @@ class SinkRunner:
         return self._loop.stats if self._loop else kafka.ConsumerStats()
 
     def ready(self) -> str | None:
-        if self._task is None:
-            return "not started"
-        if self._task.done():
-            return f"consumer loop ended: {self._task.exception() or 'stopped'}"
-        return None
+        return kafka.loop_problem(self._task)
 
     async def stop(self) -> None:
         """Finish the batch in hand (insert, commit), then close."""

@@ -171,11 +171,7 @@ class JudgeService:
     # -- readiness and stores ----------------------------------------------------------
 
     def consumer_ready(self) -> str | None:
-        if self._task is None:
-            return "not started"
-        if self._task.done():
-            return f"consumer loop ended: {self._task.exception() if not self._task.cancelled() else 'cancelled'}"
-        return None
+        return kafka.loop_problem(self._task)
 
     def toxicity_ready(self) -> str | None:
         return self.toxicity_problem
