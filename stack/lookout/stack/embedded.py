@@ -21,8 +21,9 @@ from fastapi import FastAPI
 from lookout.core import clickhouse, migrations
 from lookout.core.api_errors import install_error_handlers
 from lookout.core.auth import ApiKeyStore
+from lookout.core.body_limit import install_body_limit
 from lookout.core.ops import ops_router
-from lookout.ingest.api import build_router
+from lookout.ingest.api import body_limits, build_router
 from lookout.ingest.app import IngestService
 from lookout.ingest.settings import IngestSettings
 from lookout.ingest.sink import SinkRunner
@@ -130,6 +131,7 @@ class EmbeddedStack:
 
         app = FastAPI(title="Lookout (embedded)", lifespan=lifespan)
         install_error_handlers(app)
+        install_body_limit(app, settings, body_limits(settings))
         app.include_router(build_router(ingest.ctx))
         checks = {"kafka": ingest.ready, "clickhouse": ingest.clickhouse_ready, "sink": sink.ready}
         for component in components:

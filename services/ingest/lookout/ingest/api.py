@@ -56,6 +56,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def body_limits(settings: IngestSettings) -> dict[str, int]:
+    """The intake routes' own request-body limit, for lookout.core.body_limit."""
+    return {"/v1/events": settings.max_body_bytes, "/v1/traces": settings.max_body_bytes}
+
+
 def _utc_year(value: datetime) -> int:
     try:
         return value.astimezone(UTC).year

@@ -216,19 +216,28 @@ class SinkRunner:
             await self._producer.stop()
 
 
-async def _main() -> None:
+def ops_app(settings: IngestSettings, runner: SinkRunner):
+    """The standalone sink's HTTP side: /healthz, /readyz, /metrics."""
     from fastapi import FastAPI
 
-    from lookout.core.ops import ops_router, serve_until_signal
+    from lookout.core.body_limit import install_body_limit
+    from lookout.core.ops import ops_router
+
+    app = FastAPI(title="Lookout sink")
+    install_body_limit(app, settings)
+    app.include_router(ops_router({"consumer": runner.ready}))
+    return app
+
+
+async def _main() -> None:
+    from lookout.core.ops import serve_until_signal
 
     settings = IngestSettings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runner = SinkRunner(settings)
     await runner.start()
     log.info("sink running: %s -> %s", settings.kafka_bootstrap, settings.clickhouse_dsn)
-    app = FastAPI(title="Lookout sink")
-    app.include_router(ops_router({"consumer": runner.ready}))
-    await serve_until_signal(app, settings.http_host, settings.http_port, runner)
+    await serve_until_signal(ops_app(settings, runner), settings.http_host, settings.http_port, runner)
 
 
 def main() -> None:
