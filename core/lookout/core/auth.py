@@ -142,9 +142,11 @@ class ApiKeyStore:
     - `_known`: rows of keys that exist (`cache_size`, `cache_ttl_s`). A hit is a dict
       `get`, atomic in CPython, so it takes no lock and never waits for a miss.
     - `_ids`: every stored key id, re-read at most every `negative_ttl_s` when a miss
-      needs it (up to `known_ids_max` ids; beyond that the set is off). A well-formed key
-      whose id is not in it is unknown without a query, so a flood of random keys costs
-      ClickHouse one small query per `negative_ttl_s`, not one per key.
+      needs it (up to `known_ids_max` ids; beyond that the set is off). An id not in it may
+      still be a key created elsewhere since, so it is looked up, but such lookups share a
+      budget of `miss_queries_per_s` (token bucket): a flood of random keys costs ClickHouse
+      that many small queries a second, not one per key, and under a flood a brand-new key
+      works once the set is re-read (`negative_ttl_s`).
     - `_unknown`: ids a query found missing (`negative_size`, `negative_ttl_s`), kept apart
       from `_known` so misses can never evict a valid key.
     Each cache drops its oldest entry when full. Concurrent misses of one key id share one
@@ -162,6 +164,7 @@ class ApiKeyStore:
         negative_ttl_s: float = 2.0,
         negative_size: int = 100_000,
         known_ids_max: int = 100_000,
+        miss_queries_per_s: float = 20.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
@@ -170,7 +173,9 @@ class ApiKeyStore:
         self._negative_ttl = negative_ttl_s
         self._negative_size = negative_size
         self._ids_max = known_ids_max
+        self._miss_rate = miss_queries_per_s
         self._clock = clock
+        self._miss_tokens = (miss_queries_per_s, clock())  # (tokens, when counted); burst = one second's
         self._known: OrderedDict[str, tuple[float, _Row]] = OrderedDict()
         self._unknown: OrderedDict[str, float] = OrderedDict()
         # (ids or None when there are too many to hold, valid until); None: never read.
@@ -284,9 +289,19 @@ class ApiKeyStore:
         if known is not None:  # a key whose TTL ran out: re-read it, the id set cannot say more
             return self._once(key_id, lambda: self._fetch_and_remember(key_id), known[1])
         ids = self._key_ids(now)
-        if ids is not None and key_id not in ids:
+        if ids is not None and key_id not in ids and not self._take_miss_token(now):
             return None
         return self._once(key_id, lambda: self._fetch_and_remember(key_id), _NO_STALE)
+
+    def _take_miss_token(self, now: float) -> bool:
+        with self._write_lock:
+            tokens, then = self._miss_tokens
+            tokens = min(self._miss_rate, tokens + (now - then) * self._miss_rate)
+            if tokens < 1:
+                self._miss_tokens = (tokens, now)
+                return False
+            self._miss_tokens = (tokens - 1, now)
+            return True
 
     def _key_ids(self, now: float) -> set[str] | None:
         current = self._ids
@@ -334,6 +349,10 @@ class ApiKeyStore:
     def _fetch_and_remember(self, key_id: str) -> _Row | None:
         row = self._fetch(key_id)
         self._remember(key_id, row)
+        if row is not None:
+            with self._write_lock:
+                if self._ids is not None and self._ids[0] is not None:
+                    self._ids[0].add(key_id)
         return row
 
     def _remember(self, key_id: str, row: _Row | None) -> None:
