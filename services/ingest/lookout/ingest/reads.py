@@ -181,13 +181,10 @@ def list_calls(
         },
     )
     names = full.column_names[:-1]
-    by_key = {}
-    for row in full.result_rows:
-        call = dict(zip(names, row[:-1], strict=True))
-        by_key[(call["app_id"], row[-1], call["ts"], call["event_id"])] = row[:-1]
-    calls = [
-        _row_to_call(names, by_key[key]) for key in (tuple(r[:4]) for r in chosen) if key in by_key
-    ]
+    app, ts, event = names.index("app_id"), names.index("ts"), names.index("event_id")
+    # Keyed like the first query's rows, (app_id, model, ts, event_id), to keep its order.
+    by_key = {(row[app], row[-1], row[ts], row[event]): row[:-1] for row in full.result_rows}
+    calls = [_row_to_call(names, by_key[key]) for key in (tuple(r[:4]) for r in chosen) if key in by_key]
     last = chosen[-1]
     more = len(keys) > len(chosen)
     return Page(calls, Cursor(last[2], last[3], last[0]) if more else None, len(chosen) < min(limit, len(keys)))
