@@ -55,4 +55,10 @@ class CommonSettings(BaseSettings):
     clickhouse_verify: bool = Field(True, description="Verify the ClickHouse server certificate over https.")
     retention_days: int = Field(90, ge=1, description="TTL in days for stored rows (applied by migrations).")
 
+    max_request_body_bytes: int = Field(
+        1 << 20, ge=1024,
+        description="Largest request body of every HTTP route without a limit of its own (ingest's /v1/events and "
+        "/v1/traces take LOOKOUT_MAX_BODY_BYTES); larger ones get 413 before authentication or parsing.",
+    )
+
     log_level: str = Field("INFO", description="Python log level.")

@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from lookout.core.auth import ApiKey, ApiKeyStore
+from lookout.core.body_limit import install_body_limit
 from lookout.core.events import AppId, LlmCall, Name, ShortText, now_utc
 from lookout.core.ops import ops_router
 
@@ -149,6 +150,7 @@ def create_app(service: DriftService) -> FastAPI:
             await service.stop()
 
     app = FastAPI(title="Lookout drift", lifespan=lifespan)
+    install_body_limit(app, service.settings)
     app.include_router(build_router(service, lambda: keys["store"]))
     checks = {"kafka": service.ready, "clickhouse": lambda: None if service.store else "not connected"}
     app.include_router(ops_router(checks))

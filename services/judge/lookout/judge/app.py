@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
 
 from lookout.core.api_errors import ErrorRoute, bearer_key, require
 from lookout.core.auth import ApiKeyStore
+from lookout.core.body_limit import install_body_limit
 from lookout.core.ops import ops_router
 
 from .agreement import AgreementReport, agreement
@@ -48,6 +49,7 @@ def agreement_router(service: JudgeService) -> APIRouter:
 
 def create_app(service: JudgeService) -> FastAPI:
     app = FastAPI(title="Lookout judge")
+    install_body_limit(app, service.settings)
     app.include_router(ops_router(service.checks()))
     app.include_router(agreement_router(service))
     return app
