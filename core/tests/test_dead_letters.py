@@ -93,6 +93,6 @@ def test_a_worker_on_a_topic_without_a_wire_schema_is_refused_unless_it_reads_ra
         pass
 
     settings = CommonSettings.model_validate({})
-    with pytest.raises(ValueError, match="no wire schema for topic.*llm.review.claims"):
+    with pytest.raises(ValueError, match=r"no wire schema for topic.*llm\.review\.claims"):
         ConsumerWorker(settings, "svc", "g", ["llm.review.claims"], handler)
     ConsumerWorker(settings, "svc", "g", ["llm.review.claims"], handler, decode=False)

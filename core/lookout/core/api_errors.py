@@ -125,7 +125,9 @@ KeySource = ApiKeyStore | Callable[[], ApiKeyStore | None]
 
 # The key a request acts with where a deployment turned authentication off
 # (e.g. LOOKOUT_DRIFT_AUTH=false): every scope, every app, so the routes need no second path.
-AUTH_OFF_KEY = ApiKey("auth-off", "*", frozenset(SCOPES), "authentication switched off", datetime(1970, 1, 1, tzinfo=UTC))
+AUTH_OFF_KEY = ApiKey(
+    "auth-off", "*", frozenset(SCOPES), "authentication switched off", datetime(1970, 1, 1, tzinfo=UTC)
+)
 
 
 def _store(keys: KeySource) -> ApiKeyStore:
