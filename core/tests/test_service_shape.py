@@ -14,6 +14,7 @@ KNOWN is empty.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -52,7 +53,8 @@ def _literal_texts(tree: ast.AST) -> list[str]:
     return texts
 
 
-def ddl_outside_migrations() -> set[tuple[str, str]]:
+@functools.cache
+def ddl_outside_migrations() -> frozenset[tuple[str, str]]:
     found = set()
     for top in SHIPPED:
         for path in sorted([*(ROOT / top).rglob("*.py"), *(ROOT / top).rglob("*.sql")]):
@@ -69,7 +71,7 @@ def ddl_outside_migrations() -> set[tuple[str, str]]:
                 m = DDL.match(text)
                 if m:
                     found.add((rel.as_posix(), m.group(2).strip("`\"")))
-    return found - ALLOWED
+    return frozenset(found - ALLOWED)
 
 
 def test_the_scan_finds_ddl_in_literals_and_f_strings_but_not_in_prose():
