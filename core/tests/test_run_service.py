@@ -62,7 +62,8 @@ def _wait(condition, what: str, proc: subprocess.Popen, timeout_s: float = 60):
         if found:
             return found
         if proc.poll() is not None:
-            raise AssertionError(f"{what}: the service exited with {proc.returncode}:\n{proc.stdout.read()[-3000:]}")
+            tail = proc.stdout.read()[-3000:] if proc.stdout else ""
+            raise AssertionError(f"{what}: the service exited with {proc.returncode}:\n{tail}")
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for: {what}")
 

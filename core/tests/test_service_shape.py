@@ -48,7 +48,7 @@ def _literal_texts(tree: ast.AST) -> list[str]:
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in parts:
             texts.append(node.value)
         elif isinstance(node, ast.JoinedStr):
-            texts.append("".join(v.value if isinstance(v, ast.Constant) else "{" + ast.unparse(v.value) + "}"
+            texts.append("".join(str(v.value) if isinstance(v, ast.Constant) else "{" + ast.unparse(v.value) + "}"
                                  for v in node.values if isinstance(v, ast.Constant | ast.FormattedValue)))
     return texts
 
@@ -79,7 +79,7 @@ def test_the_scan_finds_ddl_in_literals_and_f_strings_but_not_in_prose():
                      'a = f"CREATE TABLE IF NOT EXISTS {TABLE} (x UInt8) ENGINE = Memory"\n'
                      'b = """\n    create materialized view if not exists mv TO t AS SELECT 1"""\n'
                      'c = "the tables are made by CREATE TABLE statements in migrations"\n')
-    names = [DDL.match(t).group(2) for t in _literal_texts(tree) if DDL.match(t)]
+    names = [m.group(2) for m in map(DDL.match, _literal_texts(tree)) if m]
     assert sorted(names) == ["mv", "{TABLE}"]
 
 

@@ -19,7 +19,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -243,7 +243,7 @@ class ApiKeyStore:
         return _row(rows[0]) if rows else None
 
 
-def _row(values: tuple | list) -> _Row:
+def _row(values: Sequence) -> _Row:
     key_id, key_hash, app_id, scopes, name, created_at, revoked, version = values
     if created_at.tzinfo is None:
         created_at = created_at.replace(tzinfo=UTC)

@@ -54,6 +54,7 @@ def dead_letter(
     if len(text) > MAX_ERROR_CHARS:
         text = text[: MAX_ERROR_CHARS - 1] + "…"
     return DeadLetter(
+        schema="dead_letter/1",
         dlq_id=dlq_id(record.topic, record.partition, record.offset),
         ts=datetime.now(UTC),
         source_topic=record.topic,

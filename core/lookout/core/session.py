@@ -26,7 +26,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast
 
 from clickhouse_connect.driver.query import QueryResult
 
@@ -42,13 +42,14 @@ Parameters = Mapping[str, Any] | Sequence[Any] | None
 class ClientLike(Protocol):
     """What a Session needs of a client: clickhouse-connect's Client has it."""
 
-    database: str | None
+    @property
+    def database(self) -> str | None: ...
 
-    def query(self, query: str | None = None, parameters: Any = None, **kwargs: Any) -> QueryResult: ...
+    def query(self, *args: Any, **kwargs: Any) -> Any: ...
 
-    def command(self, cmd: str, parameters: Any = None, **kwargs: Any) -> Any: ...
+    def command(self, *args: Any, **kwargs: Any) -> Any: ...
 
-    def insert(self, table: str | None = None, data: Any = None, column_names: Any = "*", **kwargs: Any) -> Any: ...
+    def insert(self, *args: Any, **kwargs: Any) -> Any: ...
 
 
 class SessionError(RuntimeError):
@@ -138,7 +139,7 @@ class Session:
 
     def rows(self, sql: str, **parameters: Any) -> list[tuple]:
         """The result rows of a query with named {name:Type} parameters."""
-        return list(self.query(sql, parameters).result_rows)
+        return cast(list[tuple], list(self.query(sql, parameters).result_rows))
 
     def named(self, sql: str, **parameters: Any) -> list[dict[str, Any]]:
         """The result rows as dicts keyed by column name."""
@@ -160,32 +161,32 @@ class Session:
 
     # -- awaitable calls (asyncio tasks) ----------------------------------------------
 
-    async def _call(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+    async def _call(self, fn: Callable[[], R]) -> R:
         with self._executor_lock:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="clickhouse-session")
             executor = self._executor
-        return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(fn, *args, **kwargs))
+        return await asyncio.get_running_loop().run_in_executor(executor, fn)
 
     async def aquery(self, sql: str, parameters: Parameters = None, **kwargs: Any) -> QueryResult:
-        return await self._call(self.query, sql, parameters, **kwargs)
+        return await self._call(functools.partial(self.query, sql, parameters, **kwargs))
 
     async def acommand(self, sql: str, parameters: Parameters = None, **kwargs: Any) -> Any:
-        return await self._call(self.command, sql, parameters, **kwargs)
+        return await self._call(functools.partial(self.command, sql, parameters, **kwargs))
 
     async def ainsert(
         self, table: str, data: Sequence[Sequence[Any]], column_names: Sequence[str], **kwargs: Any
     ) -> None:
-        await self._call(self.insert, table, data, column_names, **kwargs)
+        await self._call(functools.partial(self.insert, table, data, column_names, **kwargs))
 
     async def arows(self, sql: str, **parameters: Any) -> list[tuple]:
-        return await self._call(self.rows, sql, **parameters)
+        return await self._call(functools.partial(self.rows, sql, **parameters))
 
     async def anamed(self, sql: str, **parameters: Any) -> list[dict[str, Any]]:
-        return await self._call(self.named, sql, **parameters)
+        return await self._call(functools.partial(self.named, sql, **parameters))
 
     async def arun(self, fn: Callable[Concatenate[Any, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
-        return await self._call(self.run, fn, *args, **kwargs)
+        return await self._call(lambda: self.run(fn, *args, **kwargs))
 
     def close(self) -> None:
         """Stop the session's thread, and close the client if connect() opened it (a client
