@@ -136,15 +136,20 @@ def test_an_address_in_use_exits_1_without_starting_the_service(example):
     assert not record.exists()
 
 
+def test_several_worker_processes_need_a_clickhouse_server_not_chdb(example):
+    proc, _, record = example("--workers", "2")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2, out[-3000:]
+    assert "2 worker processes need a ClickHouse server" in out and not record.exists()
+
+
 def test_several_worker_processes_serve_one_port_and_all_stop_on_sigterm(example):
-    proc, url, record = example("--workers", "2")
-    _wait(lambda: httpx.get(f"{url}/readyz").status_code == 200,
-          "ready", proc, timeout_s=90)
-    missing = httpx.get(f"{url}/v1/example/calls/{uuid.uuid4()}")
-    assert missing.status_code == 401 and missing.json()["error"]["status"] == 401
-    time.sleep(1)  # both workers up (the first ready one answered)
+    # chdb serves one process, and no ClickHouse server runs here: these workers use none.
+    proc, url, record = example("--workers", "2", CLICKHOUSE_DSN="http://127.0.0.1:1", EXAMPLE_CLICKHOUSE="false")
+    _wait(lambda: httpx.get(f"{url}/readyz").status_code == 200, "ready", proc, timeout_s=90)
+    assert httpx.get(f"{url}/v1/nowhere").json() == {"error": {"status": 404, "message": "Not Found"}}
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=90)
     assert proc.returncode == 0, out[-3000:]
     stopped = [line.split(" ")[0] for line in record.read_text().splitlines() if line.endswith(" stopped")]
-    assert len(set(stopped)) == 2, out[-3000:]
+    assert len(set(stopped)) == len(stopped) == 2, out[-3000:]

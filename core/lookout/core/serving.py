@@ -212,6 +212,11 @@ def run_service(factory: Factory[S], settings: S | type[S], *, workers: int = 1)
     loaded: S = settings() if isinstance(settings, type) else settings
     configure_logging(loaded.log_level)
     if workers > 1:
+        if str(getattr(loaded, "clickhouse_dsn", "")).startswith("chdb:"):
+            # chdb locks its path to one process: a second worker could not open the store.
+            log.error("%d worker processes need a ClickHouse server (LOOKOUT_CLICKHOUSE_DSN=http(s)://...); "
+                      "embedded chdb serves one process", workers)
+            return 2
         return _run_workers(factory, type(loaded), loaded, workers)
     return asyncio.run(serve(factory(loaded), loaded.http_host, loaded.http_port))
 

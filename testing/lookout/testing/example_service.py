@@ -40,6 +40,7 @@ class ExampleSettings(CommonSettings, ServerSettings):
     example_start_delay_s: float = Field(default=0.0, ge=0, description="start() takes this long.")
     example_fail_start: bool = Field(default=False, description="start() fails after the delay.")
     example_record: str = Field(default="", description="File the service appends what it did to.")
+    example_clickhouse: bool = Field(default=True, description="Use ClickHouse (API keys); off: no key is valid.")
 
 
 class Note(BaseModel):
@@ -71,10 +72,11 @@ class ExampleService:
         await asyncio.sleep(s.example_start_delay_s)
         if s.example_fail_start:
             raise RuntimeError("configured to fail (LOOKOUT_EXAMPLE_FAIL_START)")
-        if self.session is None:
+        if self.session is None and s.example_clickhouse:
             self.session = Session.connect(s, migrate=True)
-        # ApiKeyStore still takes a raw client; it shares the session's client here.
-        self.keys = self.session.run(lambda client: ApiKeyStore(client))
+        if self.session is not None:
+            # ApiKeyStore still takes a raw client; it shares the session's client here.
+            self.keys = self.session.run(lambda client: ApiKeyStore(client))
         self._producer = await start_producer(s)
         await self.worker.start(self._producer)
 
@@ -114,8 +116,10 @@ class ExampleService:
         return [router]
 
     def checks(self) -> Mapping[str, ReadinessCheck]:
-        return {"consumer": self.worker.ready,
-                "clickhouse": lambda: self.session.problem() if self.session else "not connected"}
+        checks: dict[str, ReadinessCheck] = {"consumer": self.worker.ready}
+        if self.settings.example_clickhouse:
+            checks["clickhouse"] = lambda: self.session.problem() if self.session else "not connected"
+        return checks
 
 
 def main(argv: list[str] | None = None) -> int:
