@@ -231,3 +231,14 @@ def test_a_bad_dsn_is_refused_before_any_client_is_made():
 
     with pytest.raises(clickhouse.ClickHouseConfigError, match="chdb:///path or http"):
         Session.connect(CommonSettings.model_validate({"clickhouse_dsn": "tcp://somewhere:9000"}))
+
+
+def test_the_session_lives_as_long_as_its_client_so_a_lock_taken_from_it_stays_the_one(ch):
+    import gc
+
+    lock = Session.of(ch).lock  # e.g. ApiKeyStore keeps only the lock
+    gc.collect()
+    assert Session.of(ch).lock is lock
+    from lookout.core.auth import ApiKeyStore
+
+    assert ApiKeyStore(ch)._db_lock is lock

@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 
 from clickhouse_connect.driver.client import Client
 
+from .session import Session
+
 SCOPES: tuple[str, ...] = ("ingest", "read", "feedback", "review", "admin")
 ALL_APPS = "*"
 
@@ -126,8 +128,9 @@ class ApiKeyStore:
         self._cache: OrderedDict[str, tuple[float, _Row | None]] = OrderedDict()
         self._cache_lock = threading.Lock()
         # One client is one HTTP session (or one chdb connection), and ClickHouse refuses
-        # concurrent queries in one session, so queries from several threads take turns.
-        self._db_lock = threading.Lock()
+        # concurrent queries in one session, so queries from several threads take turns:
+        # under the client's Session lock, shared with every other user of the client.
+        self._db_lock = Session.of(client).lock
 
     # -- writing -------------------------------------------------------------------------
 

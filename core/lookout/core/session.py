@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import functools
 import threading
-import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast
@@ -56,7 +55,9 @@ class SessionError(RuntimeError):
     pass
 
 
-_sessions: weakref.WeakKeyDictionary[Any, Session] = weakref.WeakKeyDictionary()
+# A client carries its Session, so the session (and the lock others took from it) lives
+# exactly as long as the client; the cycle between the two is collected with them.
+_ATTR = "_lookout_session"
 _sessions_lock = threading.Lock()
 
 
@@ -64,10 +65,13 @@ class Session:
     """The one owner of a ClickHouse client: every call on it takes the session's lock."""
 
     def __init__(self, client: ClientLike):
+        self._setup(client)
         with _sessions_lock:
-            if client in _sessions:
+            if getattr(client, _ATTR, None) is not None:
                 raise SessionError("this client already has a Session (use Session.of(client) to share it)")
-            _sessions[client] = self
+            setattr(client, _ATTR, self)
+
+    def _setup(self, client: ClientLike) -> None:
         self._client = client
         self._owns_client = False  # True when connect() opened it: close() closes it then
         # Re-entrant: a helper run under the lock (run()) may call query() itself.
@@ -83,14 +87,12 @@ class Session:
         if isinstance(client, Session):
             return client
         with _sessions_lock:
-            found = _sessions.get(client)
-        if found is not None:
+            found = getattr(client, _ATTR, None)
+            if found is None:
+                found = cls.__new__(cls)
+                found._setup(client)
+                setattr(client, _ATTR, found)
             return found
-        try:
-            return cls(client)
-        except SessionError:  # another thread made it in between
-            with _sessions_lock:
-                return _sessions[client]
 
     @classmethod
     def connect(cls, settings: CommonSettings, *, database: str | None = None, migrate: bool = False) -> Session:

@@ -75,7 +75,7 @@ class ExampleService:
         if self.session is None and s.example_clickhouse:
             self.session = Session.connect(s, migrate=True)
         if self.session is not None:
-            # ApiKeyStore still takes a raw client; it shares the session's client here.
+            # ApiKeyStore takes a raw client and its lock from Session.of(client): one lock.
             self.keys = self.session.run(lambda client: ApiKeyStore(client))
         self._producer = await start_producer(s)
         await self.worker.start(self._producer)
