@@ -170,8 +170,11 @@ async def serve(
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
+    received: list[int] = []
+
     def on_signal(signum: int, _frame: object) -> None:
-        log.info("%s: stopping", signal.Signals(signum).name)
+        # No logging here: a handler runs between any two bytecodes, maybe inside logging's lock.
+        received.append(signum)
         loop.call_soon_threadsafe(stop.set)
 
     # uvicorn puts its own handlers in place while it serves and raises the signal again
@@ -186,10 +189,12 @@ async def serve(
         if starting.done() and not starting.cancelled() and starting.exception() is None:
             log.info("%s running on http://%s:%d", " + ".join(s.name for s in found), host, port)
             await asyncio.wait({http, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if received:
+            log.info("%s: stopping", signal.Signals(received[0]).name)
         if starting.done() and not starting.cancelled() and starting.exception() is not None:
             log.error("%s", life.state, exc_info=starting.exception())
             status = 1
-        elif http.done() and not stopping.done():
+        elif http.done() and not received:
             log.error("the HTTP server ended on its own")
             status = 1
     finally:
