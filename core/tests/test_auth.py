@@ -66,9 +66,15 @@ def _key(app_id: str, *scopes: str, revoked: bool = False) -> ApiKey:
 # -- key format and storage -------------------------------------------------------------
 
 
+
+def _parts(plaintext: str) -> tuple[str, str]:
+    parsed = parse_key(plaintext)
+    assert parsed is not None, plaintext
+    return parsed
+
 def test_a_key_reads_lk_then_a_12_character_id_then_the_secret():
     plaintext = generate_key()
-    key_id, secret = parse_key(plaintext)
+    key_id, secret = _parts(plaintext)
     assert plaintext == f"lk_{key_id}_{secret}"
     assert len(key_id) == 12 and len(secret) == 43
     assert generate_key() != plaintext
@@ -81,6 +87,7 @@ def test_a_created_key_verifies_and_carries_its_app_scopes_and_name(ch):
 
     verified = ApiKeyStore(ch).verify(plaintext)  # a fresh store: read from ClickHouse, not the cache
     assert verified == key
+    assert verified is not None
     assert verified.app_id == "shop"
     assert verified.scopes == frozenset({"ingest", "read"})
     assert verified.name == "shop backend"
@@ -89,7 +96,7 @@ def test_a_created_key_verifies_and_carries_its_app_scopes_and_name(ch):
 
 def test_the_stored_row_holds_only_a_hash_of_the_secret(ch):
     key, plaintext = ApiKeyStore(ch).create("shop", ["ingest"])
-    _, secret = parse_key(plaintext)
+    _, secret = _parts(plaintext)
     rows = ch.query("SELECT * FROM api_keys WHERE key_id = {k:String}", parameters={"k": key.key_id}).result_rows
     assert len(rows) == 1
     stored = " ".join(str(value) for value in rows[0])
@@ -144,7 +151,7 @@ def test_importing_the_same_development_key_twice_stores_it_once_and_keeps_a_rev
     store.revoke(key.key_id)
     assert store.import_key(plaintext, "*", ["admin"], name="dev").revoked
     assert store.verify(plaintext) is None
-    key_id, _ = parse_key(plaintext)
+    key_id, _ = _parts(plaintext)
     with pytest.raises(ValueError, match="different secret"):
         store.import_key(f"lk_{key_id}_{generate_key()[16:]}", "*", ["admin"])
 

@@ -21,11 +21,13 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from clickhouse_connect.driver.client import Client
+
+from .session import Session
 
 SCOPES: tuple[str, ...] = ("ingest", "read", "feedback", "review", "admin")
 ALL_APPS = "*"
@@ -183,8 +185,9 @@ class ApiKeyStore:
         self._flights: dict[str, _Flight] = {}
         self._write_lock = threading.Lock()
         # One client is one HTTP session (or one chdb connection), and ClickHouse refuses
-        # concurrent queries in one session, so queries from several threads take turns.
-        self._db_lock = threading.Lock()
+        # concurrent queries in one session, so queries from several threads take turns:
+        # under the client's Session lock, shared with every other user of the client.
+        self._db_lock = Session.of(client).lock
 
     # -- writing -------------------------------------------------------------------------
 
@@ -376,7 +379,7 @@ class ApiKeyStore:
         return _row(rows[0]) if rows else None
 
 
-def _row(values: tuple | list) -> _Row:
+def _row(values: Sequence) -> _Row:
     key_id, key_hash, app_id, scopes, name, created_at, revoked, version = values
     if created_at.tzinfo is None:
         created_at = created_at.replace(tzinfo=UTC)

@@ -62,3 +62,13 @@ class CommonSettings(BaseSettings):
     )
 
     log_level: str = Field("INFO", description="Python log level.")
+
+
+class ServerSettings(BaseSettings):
+    """The HTTP address of a service that serves (mixed into its settings class:
+    `class DriftSettings(CommonSettings, ServerSettings)`); run_service listens there."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOKOUT_", extra="ignore")
+
+    http_host: str = Field(default="0.0.0.0", description="Address the service's HTTP API listens on.")
+    http_port: int = Field(default=8080, ge=1, le=65535, description="Port the service's HTTP API listens on.")
