@@ -23,6 +23,7 @@ from typing import Annotated
 
 from clickhouse_connect.driver.client import Client
 from fastapi import APIRouter, HTTPException, Query
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse
 
 from dashboards import macros
@@ -39,12 +40,30 @@ _MEDIA = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".
 _RELATIVE = re.compile(r"^now(?:-(\d{1,6})([smhd]))?$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _QUERY_VARIABLES = {v.name for v in VARIABLES if v.kind == "query"}
+# Listed in the OpenAPI so clients (and the fuzz tests) know the ids; others are a 404.
+_PANEL_IDS = [p.id for p in PANELS]
 
 Values = Annotated[list[str] | None, Query(max_length=MAX_VALUES)]
 
 
-def parse_time(value: str, now: datetime) -> datetime:
-    """`now`, `now-15m` (s, m, h, d), epoch milliseconds, or ISO 8601 with a zone."""
+# What ClickHouse's DateTime64 holds: a time outside it is the caller's 400, not a failed query.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2299, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
+def parse_time(value: str, now: datetime, field: str = "time") -> datetime:
+    """`now`, `now-15m` (s, m, h, d), epoch milliseconds, or ISO 8601 with a zone, between
+    EARLIEST and LATEST; `field` names the parameter in the 400."""
+    try:
+        parsed = _parse_time(value, now)
+    except (OverflowError, OSError, ValueError):  # past the ends of datetime itself
+        parsed = None
+    if parsed is None or not EARLIEST <= parsed <= LATEST:
+        raise HTTPException(400, f"`{field}`: time {value[:40]!r} is outside {EARLIEST:%Y-%m-%d}..{LATEST:%Y-%m-%d}")
+    return parsed
+
+
+def _parse_time(value: str, now: datetime) -> datetime:
     m = _RELATIVE.match(value)
     if m:
         amount, unit = m.groups()
@@ -62,7 +81,7 @@ def parse_time(value: str, now: datetime) -> datetime:
 
 def _time_range(from_: str, to: str) -> tuple[datetime, datetime]:
     now = datetime.now(UTC)
-    start, end = parse_time(from_, now), parse_time(to, now)
+    start, end = parse_time(from_, now, "from"), parse_time(to, now, "to")
     if not start < end:
         raise HTTPException(400, "`from` must be before `to`")
     if end - start > MAX_RANGE:
@@ -133,7 +152,7 @@ def router(client_factory: Callable[[], Client], *, settings: DashboardSettings 
 
     @api.get("/overview/api/panels/{panel_id}")
     def panel_data(
-        panel_id: str,
+        panel_id: Annotated[str, PathParam(json_schema_extra={"enum": _PANEL_IDS})],
         from_: Annotated[str, Query(alias="from", max_length=40)] = "now-1h",
         to: Annotated[str, Query(max_length=40)] = "now",
         app: Values = None,
@@ -163,7 +182,7 @@ def router(client_factory: Callable[[], Client], *, settings: DashboardSettings 
 
     @api.get("/overview/api/variables/{name}")
     def variable_options(
-        name: str,
+        name: Annotated[str, PathParam(json_schema_extra={"enum": sorted(_QUERY_VARIABLES)})],
         from_: Annotated[str, Query(alias="from", max_length=40)] = "now-1h",
         to: Annotated[str, Query(max_length=40)] = "now",
         app: Values = None,
