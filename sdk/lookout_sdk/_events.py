@@ -44,11 +44,6 @@ CALL_FIELDS = (
     "environment",
 )
 
-# Fields `lookout_sdk.context(...)` may set for every call logged inside it.
-CONTEXT_FIELDS = frozenset(
-    {"user_id", "session_id", "trace_id", "span_id", "prompt_version", "tags", "metadata", "environment"}
-)
-
 # The server's limits (core/lookout/core/events.py). Trimming here keeps one oversized
 # field from getting a whole event rejected.
 _LONG = 1_000_000

@@ -136,7 +136,7 @@ def test_module_level_observe_uses_the_default_client_when_the_call_happens(inge
         answer("q")
         assert client.flush(5)
     finally:
-        lookout_sdk._observe._default = None
+        lookout_sdk._default._client = None
     assert ingest.events[0]["prompt"] == "q"
 
 
