@@ -9,12 +9,12 @@ import sys
 import uuid
 
 import pytest
-from lookout_finetune.data import Example, encode, load_sft, split
-from lookout_finetune.train import TrainConfig, train
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lookout.core.events import Retrain
+from lookout.finetune.data import Example, encode, load_sft, split
+from lookout.finetune.train import TrainConfig, train
 
 
 def test_split_is_deterministic_and_never_empty(sft_dataset):
@@ -59,7 +59,7 @@ def test_lora_training_lowers_held_out_loss_and_writes_outputs(tiny_model, sft_d
 
 def _run(*args: str) -> subprocess.CompletedProcess:
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}  # no LOOKOUT_KAFKA_BOOTSTRAP: stdout events
-    return subprocess.run([sys.executable, "-m", "lookout_finetune", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "lookout.finetune", *args], capture_output=True, text=True,
                           env=env, timeout=120)
 
 
