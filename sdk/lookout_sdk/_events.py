@@ -136,7 +136,7 @@ def build_call(
 ) -> dict:
     """The wire event for one queued call; None values are left out (the server rejects nulls
     it does not expect, and absent means 'unknown')."""
-    f = dict(zip(CALL_FIELDS, values))
+    f: dict[str, Any] = dict(zip(CALL_FIELDS, values))
     if ctx:
         for key, value in ctx.items():
             if key == "tags":

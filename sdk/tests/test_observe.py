@@ -37,6 +37,7 @@ def test_messages_arguments_become_the_input_and_the_body_can_fill_in_the_rest(i
     @client.observe(model="m")
     def chat(messages: list[dict], temperature: float = 0.0) -> str:
         call = current_call()
+        assert call is not None
         call.tokens_in, call.tokens_out, call.cost_usd = 10, 2, 0.5
         return "ok"
 
