@@ -67,27 +67,16 @@ def test_real_model_names_are_valid_identifiers_in_every_identifier_field(name):
 
 @pytest.mark.parametrize("field", ["model", "environment", "prompt_version", "model_version", "app_id"])
 @pytest.mark.parametrize(
-    "value, offence",
-    [
-        ("gpt' OR '1'='1", "\"'\" at position 3"),
-        ("gpt\\", "'\\\\' at position 3"),
-        ("gpt 4o", "' ' at position 3"),
-        ("gpt\t4o", "'\\t' at position 3"),
-        ("m1--", "'--' at position 2"),
-        ("${__all}", "'$' at position 0"),
-        ("m{1}", "'{' at position 1"),
-        ("m1;DROP", "';' at position 2"),
-        ("-m1", "starts with '-'"),
-        ("modèle", "'è' at position 3"),
-    ],
+    "value",
+    ["gpt' OR '1'='1", "gpt\\", "gpt 4o", "gpt\t4o", "m1--", "${__all}", "m{1}", "m1;DROP", "-m1", "modèle", "m%"],
 )
-def test_identifiers_refuse_quotes_backslashes_whitespace_and_sql_or_template_characters(field, value, offence):
+def test_identifiers_refuse_quotes_backslashes_whitespace_and_sql_or_template_characters(field, value):
     with pytest.raises(ValidationError) as info:
         a_call(**{field: value})
     error = info.value.errors()[0]
     assert error["loc"] == (field,)
-    assert "may hold only" in error["msg"] and offence in error["msg"]
-    assert value not in error["msg"] or len(value) < 3  # the value itself is never echoed
+    assert "may hold only" in error["msg"] and "never contain '--'" in error["msg"]
+    assert value not in error["msg"]  # the value itself is never echoed
 
 
 def test_app_ids_are_narrower_than_other_identifiers():
