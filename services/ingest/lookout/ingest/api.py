@@ -86,7 +86,7 @@ def build_router(ctx: IngestContext) -> APIRouter:
         REDACTED.inc(ready.redactions)
         if ready.calls:
             try:
-                await ctx.publisher.publish(ready.calls)
+                await ctx.publisher.publish_records(ready.records)
             except Unavailable as exc:
                 raise ApiError(
                     503, f"{exc}; retry later", headers={"Retry-After": str(ctx.settings.retry_after_s)}

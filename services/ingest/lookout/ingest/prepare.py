@@ -15,6 +15,7 @@ from lookout.core.events import LlmCall
 
 from . import intake, otlp
 from .enrich import Enricher
+from .publisher import encode
 
 
 @dataclass
@@ -23,6 +24,10 @@ class Prepared:
     rejected: list[dict[str, Any]] = field(default_factory=list)  # {"index", "field", "message"}
     redactions: int = 0
     ignored: int = 0  # OTLP spans that are not GenAI calls
+    records: list[tuple[bytes, bytes]] = field(init=False)  # the calls as Kafka (key, value)
+
+    def __post_init__(self) -> None:
+        self.records = encode(self.calls)
 
 
 def events(

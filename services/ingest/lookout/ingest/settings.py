@@ -23,7 +23,7 @@ class IngestSettings(CommonSettings):
         "off the event loop."
     )
     work_threads_per_key: int = Field(
-        2, ge=1, description="Most of those threads one API key holds at once, so other keys always find one."
+        1, ge=1, description="Most of those threads one API key holds at once, so other keys always find one."
     )
     work_queue_per_key: int = Field(
         32, ge=0, description="Requests of one key waiting for a thread; beyond it 429 + Retry-After."
