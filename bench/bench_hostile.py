@@ -103,7 +103,9 @@ def event(app: str, **fields) -> dict:
     return llm_call(app, **fields)
 
 
-def attack(url: str, key: str, seconds: float, concurrency: int, flood_spans: int, conn) -> None:
+def attack(
+    url: str, key: str, seconds: float, concurrency: int, flood_spans: int, kinds: tuple[str, ...], conn
+) -> None:
     bodies = {"oversized_body": b"[" + b"1," * (11 << 19) + b"1]"}  # 11.5 MB, over the 10 MiB limit
     # 5 000 events with a phone number and an address each, as close under the limit as they fit.
     reps = 40
@@ -140,7 +142,7 @@ def attack(url: str, key: str, seconds: float, concurrency: int, flood_spans: in
     async def worker(n: int, client: httpx.AsyncClient, deadline: float) -> None:
         turn = n
         while time.monotonic() < deadline:
-            kind = KINDS[turn % len(KINDS)]
+            kind = kinds[turn % len(kinds)]
             turn += 1
             method, path, headers, body = request(kind)
             if kind == "span_flood":  # fresh span ids each time, so the sink stores every flood
@@ -238,7 +240,11 @@ def main() -> None:
     parser.add_argument("--quiet-seconds", type=float, default=30)
     parser.add_argument("--concurrency", type=int, default=7, help="hostile workers")
     parser.add_argument("--flood-spans", type=int, default=20_000)
+    parser.add_argument("--kinds", default=",".join(KINDS), help=f"hostile kinds, comma-separated: {', '.join(KINDS)}")
     args = parser.parse_args()
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    if not kinds or set(kinds) - set(KINDS):
+        parser.error(f"--kinds takes some of {', '.join(KINDS)}")
 
     from lookout.testing.brokers import KafkaBroker, TansuBroker
 
@@ -249,7 +255,8 @@ def main() -> None:
     stop_server = ctx.Event()
     server = ctx.Process(target=serve, args=(broker.bootstrap, broker.supports_idempotence, chdb, server_end,
                                              stop_server), daemon=True)
-    results: dict = {"broker": args.broker, "cpus": os.cpu_count(), "load_before": os.getloadavg()}
+    results: dict = {"broker": args.broker, "cpus": os.cpu_count(), "load_before": os.getloadavg(),
+                     "hostile_kinds": kinds, "concurrency": args.concurrency, "flood_spans": args.flood_spans}
     try:
         server.start()
         info = here.recv()
@@ -271,7 +278,7 @@ def main() -> None:
 
         attacker_end, attacker_here = ctx.Pipe()
         attacker = ctx.Process(target=attack, args=(url, info["hostile"], args.seconds, args.concurrency,
-                                                    args.flood_spans, attacker_end), daemon=True)
+                                                    args.flood_spans, kinds, attacker_end), daemon=True)
         attacker.start()
         assert attacker_here.recv() == "ready"
         current[0] = hostile
