@@ -88,6 +88,25 @@ def test_a_megabyte_of_addresses_is_redacted_while_healthz_keeps_answering(stack
     assert redactions == 142_000
 
 
+def test_a_full_batch_at_the_body_limit_is_stored_while_healthz_keeps_answering(stack):
+    # 5 000 events with PII in each, ~9 MB: intake, redaction, produce and the sink's
+    # parsing of them all stay off the loop that answers /healthz.
+    text = "call +44 20 7946 0958 or write to x@example.com " * 26
+    events = [llm_call("batch", output=text) for _ in range(5000)]
+    body = orjson.dumps({"events": events})
+    assert 8_000_000 < len(body) < stack.settings.max_body_bytes
+    with stack.http(timeout=300) as http, HealthPoller(stack.url) as poller:
+        time.sleep(0.3)
+        r = http.post("/v1/events", content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 200 and r.json()["accepted"] == 5000, r.text
+        assert stack.wait_for_calls("batch", 5000, timeout=300) == 5000
+    assert not poller.failures
+    slowest = max(poller.latencies)
+    assert slowest < 0.25, f"slowest /healthz took {slowest * 1000:.0f} ms"
+    assert stack.client.query("SELECT countIf(position(output, '@') > 0) FROM llm_calls WHERE app_id = 'batch'"
+                              ).result_rows[0][0] == 0
+
+
 def test_other_clients_are_served_while_one_sends_hostile_bodies(stack):
     hostile_body = orjson.dumps({"events": [llm_call("hostile", output=HOSTILE_ANSWER)]})
     results: list[httpx.Response] = []
