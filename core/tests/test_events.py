@@ -95,3 +95,13 @@ def test_an_empty_optional_version_means_none():
 def test_metadata_keys_are_capped_like_values():
     with pytest.raises(ValidationError, match="metadata"):
         a_call(metadata={"k" * 1025: "v"})
+
+
+def test_the_readme_documents_the_identifier_character_sets():
+    from pathlib import Path
+
+    from lookout.core.events import APP_ID_CHARS, IDENTIFIER_CHARS
+
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    for chars in (IDENTIFIER_CHARS, APP_ID_CHARS):
+        assert f"ASCII letters, digits and `{chars.split(' and ')[1]}`" in readme
