@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import math
 import re
-from urllib.parse import quote_from_bytes
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
+from urllib.parse import quote_from_bytes
 
 
 class MacroError(ValueError):

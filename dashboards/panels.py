@@ -79,7 +79,7 @@ def _c(name: str, type_: ColumnType = "number", unit: str | None = None) -> Colu
     return Column(name, type_, unit)
 
 
-def _values(var: str) -> str:
+def decoded_values(var: str) -> str:
     """The selected values of `var` as an Array(String), decoded from Grafana's percentencode
     text: `{a,b}` for a list (split on the encoded comma, then decoded), a bare value for a
     single string. Whatever the value, the text between the quotes cannot end the literal.
@@ -94,7 +94,7 @@ def _values(var: str) -> str:
 def _all_or(column: str, var: str) -> str:
     # $__conditionalAll drops the whole condition when All is selected, so the default view
     # filters nothing instead of sending every known value in an IN list.
-    return f"$__conditionalAll({column} IN {_values(var)}, ${var})"
+    return f"$__conditionalAll({column} IN {decoded_values(var)}, ${var})"
 
 
 def _calls_of(column: str, var: str) -> str:
@@ -102,7 +102,7 @@ def _calls_of(column: str, var: str) -> str:
     # they rate; the day of slack covers feedback that arrives after its call.
     calls = (
         "(app_id, event_id) IN (SELECT app_id, event_id FROM llm_calls WHERE ts >= $__fromTime - INTERVAL 1 DAY "
-        f"AND ts <= $__toTime AND {column} IN {_values(var)})"
+        f"AND ts <= $__toTime AND {column} IN {decoded_values(var)})"
     )
     return f"$__conditionalAll({calls}, ${var})"
 
