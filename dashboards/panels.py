@@ -51,6 +51,9 @@ class Panel:
     description: str
     width: int = 12  # of Grafana's 24 grid columns
     height: int = 8
+    # Whether the rows belong to apps (and the SQL filters by $app). A viewer limited to some
+    # apps (the overview's keys and reviewers) is shown per-app panels only.
+    per_app: bool = True
 
     @property
     def series_column(self) -> str | None:
@@ -363,6 +366,7 @@ PANELS: tuple[Panel, ...] = (
         columns=(_c("time", "time"), _c("series", "string"), _c("dead_letters")),
         unit="short",
         description="Messages that could not be parsed or stored, per source topic (not per app).",
+        per_app=False,
     ),
     Panel(
         id="model_versions",
