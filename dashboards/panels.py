@@ -97,7 +97,9 @@ def decoded_values(var: str) -> str:
 def _all_or(column: str, var: str) -> str:
     # $__conditionalAll drops the whole condition when All is selected, so the default view
     # filters nothing instead of sending every known value in an IN list.
-    return f"$__conditionalAll({column} IN {decoded_values(var)}, ${var})"
+    # has(list, column), not column IN list: ClickHouse uses the primary key for has() of a
+    # constant array, not for IN over a function's result.
+    return f"$__conditionalAll(has({decoded_values(var)}, {column}), ${var})"
 
 
 def _calls_of(column: str, var: str) -> str:
@@ -105,7 +107,7 @@ def _calls_of(column: str, var: str) -> str:
     # they rate; the day of slack covers feedback that arrives after its call.
     calls = (
         "(app_id, event_id) IN (SELECT app_id, event_id FROM llm_calls WHERE ts >= $__fromTime - INTERVAL 1 DAY "
-        f"AND ts <= $__toTime AND {column} IN {decoded_values(var)})"
+        f"AND ts <= $__toTime AND has({decoded_values(var)}, {column}))"
     )
     return f"$__conditionalAll({calls}, ${var})"
 

@@ -522,6 +522,14 @@ def test_variables_offer_hostile_values_verbatim_but_not_ones_a_list_cannot_carr
         assert models == [value]
 
 
+def test_decoded_filters_still_use_the_primary_key(seeded):
+    client, s = seeded
+    for panel_id in ("calls_total", "model_versions", "drift_state"):
+        sql = macros.expand(panel(panel_id).sql, ctx(s, app=["search", "x\\'"], model=["gpt-4o"]))
+        plan = "\n".join(r[0] for r in client.query(f"EXPLAIN indexes = 1 {sql}").result_rows)
+        assert "(app_id in 2-element set)" in plan and "(model in 1-element set)" in plan, (panel_id, plan)
+
+
 def test_a_value_that_cannot_be_encoded_fails_closed(seeded):
     _, s = seeded
     with pytest.raises(MacroError):
