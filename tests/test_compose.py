@@ -358,7 +358,7 @@ def reader_db(tmp_path_factory):
     def run(statements: list[str]) -> list[dict]:
         listing = folder / "statements.json"
         listing.write_text(json.dumps(statements))
-        done = subprocess.run([python, "-c", _READER, str(path), str(config), str(listing)], env=env, cwd=ROOT,
+        done = subprocess.run([python, "-c", _READER, str(path), str(config), str(listing)], env=env, cwd=folder,
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
         return json.loads(done.stdout.strip().splitlines()[-1])
