@@ -38,8 +38,10 @@ test: setup kafka
 	$(BIN)/ruff check .
 	LOOKOUT_KAFKA_LIBS=$(CURDIR)/.cache/kafka/$(KAFKA_VERSION)/libs $(BIN)/python -m pytest
 
+# pyright (basic) covers core/ for now (pyrightconfig.json); the services join as they move onto the shape.
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/pyright
 
 bench: setup kafka
 	LOOKOUT_KAFKA_LIBS=$(CURDIR)/.cache/kafka/$(KAFKA_VERSION)/libs $(BIN)/python -m bench

@@ -1,10 +1,52 @@
 import hashlib
 import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
 
 from lookout.core.auth import ApiKey, ApiKeyStore, Forbidden, Unauthorized, authorize, generate_key, parse_key
+
+
+class WatchedClient:
+    """The real ClickHouse client, counting the queries made through it; `hold()` makes
+    queries wait until `release()` (a ClickHouse that stopped answering)."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self._open = threading.Event()
+        self._open.set()
+        self.queries = 0
+        self.waiting = 0
+
+    def query(self, *args, **kwargs):
+        with self._lock:
+            self.queries += 1
+            self.waiting += 1
+        try:
+            assert self._open.wait(30), "held query never released"
+        finally:
+            with self._lock:
+                self.waiting -= 1
+        return self._client.query(*args, **kwargs)
+
+    def insert(self, *args, **kwargs):
+        return self._client.insert(*args, **kwargs)
+
+    def hold(self) -> None:
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    def wait_for_waiting(self, n: int, timeout: float = 10) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.waiting < n:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
 
 class FakeClock:
@@ -24,9 +66,15 @@ def _key(app_id: str, *scopes: str, revoked: bool = False) -> ApiKey:
 # -- key format and storage -------------------------------------------------------------
 
 
+
+def _parts(plaintext: str) -> tuple[str, str]:
+    parsed = parse_key(plaintext)
+    assert parsed is not None, plaintext
+    return parsed
+
 def test_a_key_reads_lk_then_a_12_character_id_then_the_secret():
     plaintext = generate_key()
-    key_id, secret = parse_key(plaintext)
+    key_id, secret = _parts(plaintext)
     assert plaintext == f"lk_{key_id}_{secret}"
     assert len(key_id) == 12 and len(secret) == 43
     assert generate_key() != plaintext
@@ -39,6 +87,7 @@ def test_a_created_key_verifies_and_carries_its_app_scopes_and_name(ch):
 
     verified = ApiKeyStore(ch).verify(plaintext)  # a fresh store: read from ClickHouse, not the cache
     assert verified == key
+    assert verified is not None
     assert verified.app_id == "shop"
     assert verified.scopes == frozenset({"ingest", "read"})
     assert verified.name == "shop backend"
@@ -47,7 +96,7 @@ def test_a_created_key_verifies_and_carries_its_app_scopes_and_name(ch):
 
 def test_the_stored_row_holds_only_a_hash_of_the_secret(ch):
     key, plaintext = ApiKeyStore(ch).create("shop", ["ingest"])
-    _, secret = parse_key(plaintext)
+    _, secret = _parts(plaintext)
     rows = ch.query("SELECT * FROM api_keys WHERE key_id = {k:String}", parameters={"k": key.key_id}).result_rows
     assert len(rows) == 1
     stored = " ".join(str(value) for value in rows[0])
@@ -102,7 +151,7 @@ def test_importing_the_same_development_key_twice_stores_it_once_and_keeps_a_rev
     store.revoke(key.key_id)
     assert store.import_key(plaintext, "*", ["admin"], name="dev").revoked
     assert store.verify(plaintext) is None
-    key_id, _ = parse_key(plaintext)
+    key_id, _ = _parts(plaintext)
     with pytest.raises(ValueError, match="different secret"):
         store.import_key(f"lk_{key_id}_{generate_key()[16:]}", "*", ["admin"])
 
@@ -134,27 +183,161 @@ def test_a_revoke_made_elsewhere_takes_effect_once_the_cache_ttl_has_passed(ch):
     assert ingest.verify(plaintext) is None
 
 
-def test_an_unknown_key_is_cached_too_until_the_ttl_passes(ch):
-    clock = FakeClock()
-    ingest = ApiKeyStore(ch, cache_ttl_s=10, clock=clock)
-    plaintext = generate_key()
-    assert ingest.verify(plaintext) is None  # negative result cached
+def test_a_key_created_elsewhere_verifies_at_once(ch):
+    ingest = ApiKeyStore(ch)
+    assert ingest.verify(generate_key()) is None  # the id set is read now
+    key, plaintext = ApiKeyStore(ch).create("shop", ["ingest"])  # another process, just after
+    assert ingest.verify(plaintext) == key
 
-    ApiKeyStore(ch).import_key(plaintext, "shop", ["ingest"])
+
+def test_under_a_flood_a_new_key_verifies_once_the_id_set_is_read_again(ch):
+    clock = FakeClock()
+    ingest = ApiKeyStore(ch, negative_ttl_s=2, clock=clock)
+    for _ in range(100):  # spends the miss budget
+        ingest.verify(generate_key())
+    key, plaintext = ApiKeyStore(ch).create("shop", ["ingest"])
     assert ingest.verify(plaintext) is None
-    clock.now += 11
+    clock.now += 3
+    assert ingest.verify(plaintext) == key
+
+
+def test_an_unknown_key_stays_unknown_until_the_negative_ttl_passes(ch):
+    clock = FakeClock()
+    ingest = ApiKeyStore(ch, cache_ttl_s=10, negative_ttl_s=2, clock=clock)
+    plaintext = generate_key()
+    assert ingest.verify(plaintext) is None
+
+    ApiKeyStore(ch).import_key(plaintext, "shop", ["ingest"])  # created by another process
+    assert ingest.verify(plaintext) is None
+    clock.now += 3  # the negative TTL is shorter than the positive one: new keys work soon
     assert ingest.verify(plaintext) is not None
 
 
-def test_the_cache_is_bounded_and_drops_the_least_recently_used_key(ch):
+def test_a_flood_of_random_keys_never_evicts_a_valid_key_nor_queries_per_key(ch):
+    watched = WatchedClient(ch)
+    store = ApiKeyStore(watched, cache_size=10, clock=FakeClock())
+    key, plaintext = store.create("shop", ["ingest"])
+    assert store.verify(plaintext) == key
+
+    before = watched.queries
+    for _ in range(50_000):
+        assert store.verify(generate_key()) is None
+    # The stored key ids, read once, and the miss budget's burst: no query per random key.
+    assert watched.queries - before <= 1 + 20
+
+    before = watched.queries
+    assert store.verify(plaintext) == key
+    assert watched.queries == before  # still cached: verified with zero ClickHouse queries
+
+
+def test_without_the_id_set_misses_go_to_a_separate_bounded_negative_cache(ch):
     clock = FakeClock()
-    store = ApiKeyStore(ch, cache_size=2, clock=clock)
-    first = generate_key()
-    for plaintext in (first, generate_key(), generate_key()):
-        store.verify(plaintext)
-    ApiKeyStore(ch).import_key(first, "shop", ["ingest"])
-    # `first` was evicted, so its negative result is gone and the new row is read at once.
-    assert store.verify(first) is not None
+    watched = WatchedClient(ch)
+    # known_ids_max=0: more keys than the id set may hold, so every new id is queried.
+    store = ApiKeyStore(watched, cache_size=10, negative_size=100, negative_ttl_s=2, known_ids_max=0, clock=clock)
+    key, plaintext = store.create("shop", ["ingest"])
+    assert store.verify(plaintext) == key
+
+    flood = [generate_key() for _ in range(300)]
+    for bogus in flood:
+        assert store.verify(bogus) is None
+    assert len(store._unknown) == 100  # bounded: the oldest misses were dropped
+    before = watched.queries
+    assert store.verify(plaintext) == key
+    assert store.verify(flood[-1]) is None  # a repeated miss within the TTL: no query either
+    assert watched.queries == before
+    clock.now += 3
+    assert store.verify(flood[-1]) is None
+    assert watched.queries == before + 2  # asked again: is the id set still too big, is the id there
+
+
+def test_the_cache_of_valid_keys_is_bounded_and_drops_its_oldest_entry(ch):
+    watched = WatchedClient(ch)
+    store = ApiKeyStore(watched, cache_size=2, clock=FakeClock())
+    made = [store.create("shop", ["ingest"]) for _ in range(3)]
+    assert len(store._known) == 2
+    before = watched.queries
+    assert [store.verify(plaintext) for _, plaintext in made[1:]] == [key for key, _ in made[1:]]
+    assert watched.queries == before  # the two newest are cached
+    assert store.verify(made[0][1]) == made[0][0]  # the oldest was dropped and is read again
+    assert watched.queries > before
+
+
+def test_malformed_keys_never_reach_clickhouse(ch):
+    watched = WatchedClient(ch)
+    store = ApiKeyStore(watched)
+    for malformed in ["", "lk_", "lk_" + "a" * 12, "lk_" + "é" * 12 + "_" + "a" * 43, "x" * 100_000, None]:
+        assert store.verify(malformed) is None
+    assert watched.queries == 0
+
+
+def test_a_cached_key_verifies_while_misses_are_held_up_in_clickhouse(ch):
+    watched = WatchedClient(ch)
+    store = ApiKeyStore(watched, known_ids_max=0)  # every miss queries ClickHouse
+    key, plaintext = store.create("shop", ["ingest"])
+    assert store.verify(plaintext) == key
+
+    watched.hold()  # ClickHouse stops answering
+    misses = [threading.Thread(target=store.verify, args=(generate_key(),)) for _ in range(8)]
+    for t in misses:
+        t.start()
+    assert watched.wait_for_waiting(1)  # a miss is inside its query, the others queue behind it
+
+    answer: list = []
+    hit = threading.Thread(target=lambda: answer.append(store.verify(plaintext)))
+    hit.start()
+    hit.join(10)
+    assert answer == [key]  # verified while every miss is still held
+    assert all(t.is_alive() for t in misses)
+
+    watched.release()
+    for t in misses:
+        t.join(10)
+    assert not any(t.is_alive() for t in misses)
+
+
+def test_concurrent_misses_of_one_key_id_share_one_query(ch):
+    watched = WatchedClient(ch)
+    store = ApiKeyStore(watched, known_ids_max=0)  # every new id is queried
+    store.create("shop", ["ingest"])
+    assert store.verify(generate_key()) is None  # the id set read (and found too big)
+    bogus = generate_key()
+    results: list = []
+    before = watched.queries
+    watched.hold()
+    threads = [threading.Thread(target=lambda: results.append(store.verify(bogus))) for _ in range(10)]
+    for t in threads:
+        t.start()
+    assert watched.wait_for_waiting(1)
+    watched.release()
+    for t in threads:
+        t.join(10)
+    assert results == [None] * 10
+    assert watched.queries == before + 1  # one query for ten callers
+
+
+def test_an_expired_key_keeps_verifying_for_others_while_one_thread_reads_it_again(ch):
+    clock = FakeClock()
+    watched = WatchedClient(ch)
+    store = ApiKeyStore(watched, cache_ttl_s=10, clock=clock)
+    key, plaintext = store.create("shop", ["ingest"])
+    assert store.verify(plaintext) == key
+    clock.now += 11
+
+    watched.hold()
+    refresher = threading.Thread(target=store.verify, args=(plaintext,))
+    refresher.start()
+    assert watched.wait_for_waiting(1)
+    answers: list = []
+    others = [threading.Thread(target=lambda: answers.append(store.verify(plaintext))) for _ in range(5)]
+    for t in others:
+        t.start()
+    for t in others:
+        t.join(10)
+    assert answers == [key] * 5  # served the previous row without waiting for the refresh
+    watched.release()
+    refresher.join(10)
+    assert watched.queries == 1
 
 
 def test_verify_is_safe_from_many_threads(ch):

@@ -11,8 +11,8 @@ from lookout.core.events import LlmCall, Score, now_utc
 
 
 def a_score(**extra) -> bytes:
-    score = Score(score_id=uuid.uuid4(), event_id=uuid.uuid4(), ts=now_utc(), app_id="shop", model="m1",
-                  name="toxicity", value=0.1, source="model", evaluator="detoxify")
+    score = Score(schema="score/1", score_id=uuid.uuid4(), event_id=uuid.uuid4(), ts=now_utc(), app_id="shop",
+                  model="m1", name="toxicity", value=0.1, source="model", evaluator="detoxify")
     return orjson.dumps({**orjson.loads(score.to_bytes()), **extra})
 
 
@@ -34,6 +34,7 @@ def test_what_enters_from_outside_is_validated_strictly():
 
 
 def test_aliased_fields_round_trip_through_bytes():
-    call = LlmCall(event_id=uuid.uuid4(), ts=now_utc(), app_id="shop", model="m1", prompt="hi", output="yo")
+    call = LlmCall(schema="llm_call/1", event_id=uuid.uuid4(), ts=now_utc(), app_id="shop", model="m1", prompt="hi",
+                   output="yo")
     assert LlmCall.from_bytes(call.to_bytes()) == call
     assert orjson.loads(call.to_bytes())["schema"] == "llm_call/1"

@@ -49,14 +49,14 @@ def test_tls_and_sasl_options_are_built_from_settings(tmp_path):
 
     from lookout.core.settings import CommonSettings
 
-    opts = kafka.client_options(CommonSettings(
+    opts = kafka.client_options(CommonSettings.model_validate(dict(
         kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="SCRAM-SHA-512",
         kafka_sasl_username="svc", kafka_sasl_password="pw",
-    ))
+    )))
     assert isinstance(opts["ssl_context"], ssl.SSLContext)
     assert (opts["sasl_mechanism"], opts["sasl_plain_username"]) == ("SCRAM-SHA-512", "svc")
     with pytest.raises(ValueError, match="SASL_MECHANISM"):
-        kafka.client_options(CommonSettings(kafka_security_protocol="SASL_PLAINTEXT"))
+        kafka.client_options(CommonSettings.model_validate({"kafka_security_protocol": "SASL_PLAINTEXT"}))
 
 
 async def test_a_rebalance_between_two_live_consumers_neither_loses_nor_repeats_a_record(settings):

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import ssl
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -70,7 +72,7 @@ async def start_producer(settings: CommonSettings, **overrides) -> AIOKafkaProdu
     on; in `auto` mode that start failure switches idempotence off (event-id dedup in
     storage still holds exactly-once there).
     """
-    base = dict(client_options(settings), acks="all", linger_ms=5, max_batch_size=1 << 20,
+    base: dict[str, Any] = dict(client_options(settings), acks="all", linger_ms=5, max_batch_size=1 << 20,
                 max_request_size=8 << 20, request_timeout_ms=15000)
     base.update(overrides)
     mode = settings.kafka_idempotence
@@ -138,11 +140,17 @@ class BatchFence(ConsumerRebalanceListener):
             log.warning("batch still running after %.0f s at a rebalance; its records will be handled again "
                         "by their partitions' next owner", self.timeout_s)
         if self.inner is not None:
-            await self.inner.on_partitions_revoked(revoked)
+            await _maybe_await(self.inner.on_partitions_revoked(revoked))
 
     async def on_partitions_assigned(self, assigned) -> None:
         if self.inner is not None:
-            await self.inner.on_partitions_assigned(assigned)
+            await _maybe_await(self.inner.on_partitions_assigned(assigned))
+
+
+async def _maybe_await(result: Any) -> None:
+    # aiokafka takes listeners with plain or async methods; so does the fence.
+    if inspect.isawaitable(result):
+        await result
 
 
 # The fence make_consumer subscribed each consumer with, for the loop that drives it.
@@ -268,7 +276,7 @@ def make_consumer(
     topics do, so two installs sharing a cluster never share a consumer group. A group
     consumer is subscribed through a BatchFence (wrapping `listener`), which the
     CommitAfterLoop driving it closes around each batch."""
-    opts = dict(
+    opts: dict[str, Any] = dict(
         client_options(settings),
         group_id=f"{settings.topic_prefix}{group_id}" if group_id else None,
         enable_auto_commit=False,

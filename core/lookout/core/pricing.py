@@ -128,7 +128,7 @@ class PriceTable:
             for name in ("input_per_mtok", "output_per_mtok"):
                 value = entry.get(name)
                 is_number = isinstance(value, int | float) and not isinstance(value, bool)
-                if not is_number or not math.isfinite(value) or value < 0:
+                if not (is_number and isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                     raise PriceTableError(
                         f"{where}.{name}: must be a number >= 0 (USD per million tokens), got {value!r}"
                     )

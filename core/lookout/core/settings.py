@@ -55,4 +55,20 @@ class CommonSettings(BaseSettings):
     clickhouse_verify: bool = Field(True, description="Verify the ClickHouse server certificate over https.")
     retention_days: int = Field(90, ge=1, description="TTL in days for stored rows (applied by migrations).")
 
+    max_request_body_bytes: int = Field(
+        1 << 20, ge=1024,
+        description="Largest request body of every HTTP route without a limit of its own (ingest's /v1/events and "
+        "/v1/traces take LOOKOUT_MAX_BODY_BYTES); larger ones get 413 before authentication or parsing.",
+    )
+
     log_level: str = Field("INFO", description="Python log level.")
+
+
+class ServerSettings(BaseSettings):
+    """The HTTP address of a service that serves (mixed into its settings class:
+    `class DriftSettings(CommonSettings, ServerSettings)`); run_service listens there."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOKOUT_", extra="ignore")
+
+    http_host: str = Field(default="0.0.0.0", description="Address the service's HTTP API listens on.")
+    http_port: int = Field(default=8080, ge=1, le=65535, description="Port the service's HTTP API listens on.")

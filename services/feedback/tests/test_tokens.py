@@ -27,6 +27,8 @@ def test_a_token_names_its_call_app_and_author_until_it_expires():
     lambda t: t.split(".")[0] + "." + t.split(".")[1][::-1] + "." + t.split(".")[2],
     lambda t: "",
     lambda t: "v1..",
+    lambda t: t[:-1] + "\xe9",  # non-ASCII (a header byte above 0x7f): refused, never a TypeError
+    lambda t: "v1.\xe9\xff.\xe9",
 ])
 def test_forged_or_malformed_tokens_are_refused(mangle):
     token, _ = tokens.mint(SECRET, uuid.uuid4(), "shop", "u", 60)

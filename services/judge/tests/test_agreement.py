@@ -19,7 +19,7 @@ from lookout.judge.settings import JudgeSettings
 RELEVANCE = RubricSet.load().by_name("relevance")
 
 
-def store(ch, pairs: list[tuple[int | None, int | None]], *, version: str = RELEVANCE.version) -> None:
+def store(ch, pairs: list[tuple[int | None, int | None]], *, version: str = RELEVANCE.judged_version) -> None:
     """One call per pair: the judge's 1..5 verdict (None: not judged) and the reviewer's rating."""
     now = datetime.now(UTC) - timedelta(hours=1)
     scores, feedback = [], []
@@ -55,7 +55,7 @@ def test_known_disagreement_matches_hand_computed_kappa_and_table(ch):
     # reviewer 1,2,3,4,5,5 vs judge 1,2,3,4,5,4: p_o = 5/6; p_e = (1+1+1+2+2)/36 = 7/36.
     store(ch, [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (4, 5)])
     store(ch, [(3, None), (None, 2)])  # judged only or rated only: not a pair
-    store(ch, [(1, 5)], version="0")  # an older rubric version: not compared
+    store(ch, [(1, 5)], version=RELEVANCE.version)  # asked in the older prompt framing: not compared
     report = agreement(ch, RELEVANCE)
 
     assert report.pairs == 6

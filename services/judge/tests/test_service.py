@@ -19,7 +19,7 @@ from lookout.judge.service import JudgeService
 from lookout.judge.settings import JudgeSettings
 
 DETOXIFY = {"toxicity", "severe_toxicity", "obscene", "threat", "insult", "identity_attack"}
-RUBRIC_VERSION = RubricSet.load().by_name("relevance").version
+RUBRIC_VERSION = RubricSet.load().by_name("relevance").judged_version
 
 
 def judge_settings(settings, openai=None, **extra) -> JudgeSettings:

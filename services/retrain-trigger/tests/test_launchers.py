@@ -160,6 +160,9 @@ def test_signature_verification():
     assert not verify("other", ts, b"{}", sig)
     assert not verify("k", ts, b"{ }", sig)
     assert not verify("k", str(int(ts) - 3600), b"{}", sign("k", str(int(ts) - 3600), b"{}"))
+    # A receiver reads the headers latin-1 decoded: a non-ASCII signature is a mismatch, not a TypeError.
+    assert not verify("k", ts, b"{}", sig[:-1] + "\xe9")
+    assert not verify("k", ts, b"{}", "sha256=\u00ff\u0100")
 
 
 async def test_webhook_launcher_posts_a_signed_request():

@@ -28,10 +28,14 @@ def _up(args: argparse.Namespace) -> int:
         stack.stop_broker()
         raise SystemExit(f"lookout up: could not start: {exc}") from exc
     key_file = Path(args.data_dir) / "dev-api-key"
+    if stack.dev_key:
+        key_lines = (f"  development API key: {stack.dev_key}\n"
+                     f"  (stored as a hash; the key is in {key_file}, mode 0600)\n")
+    else:
+        key_lines = f"  no development API key: {stack.dev_key_note}\n"
     print(
         f"\n  Lookout (embedded) on http://{args.host}:{args.port}\n"
-        f"  development API key: {stack.dev_key}\n"
-        f"  (stored as a hash; the key is in {key_file}, mode 0600)\n"
+        f"{key_lines}"
         f"  reviewer UI: http://{args.host}:{args.port}/review  (user admin, password in "
         f"{Path(args.data_dir) / 'review-admin-password'})\n"
         f"  Ctrl-C stops it cleanly.\n",
@@ -70,7 +74,10 @@ def _keys(args: argparse.Namespace) -> int:
             state = "revoked" if key.revoked else "active"
             print(f"{key.key_id}  {key.app_id:<20} {','.join(sorted(key.scopes)):<30} {state:<8} {key.name}")
     elif args.keys_command == "revoke":
-        store.revoke(args.key_id)
+        if not store.revoke(args.key_id):
+            print(f"unknown key id {args.key_id!r}: nothing revoked (`lookout keys list` shows the ids)",
+                  file=sys.stderr)
+            return 1
         print(f"revoked {args.key_id}")
     return 0
 

@@ -49,7 +49,7 @@ def judge(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
     from lookout.judge.service import JudgeService
     from lookout.judge.settings import JudgeSettings
 
-    settings = _settings(JudgeSettings, base)
+    settings = _settings(JudgeSettings, base, judge_sampling_secret=secret("judge-sampling-secret"))
     service = JudgeService(settings, client=clickhouse.connect(settings))
     return Component("judge", service.start, service.stop, [agreement_router(service)],
                      {f"judge.{k}": v for k, v in service.checks().items()})

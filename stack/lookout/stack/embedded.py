@@ -21,8 +21,9 @@ from fastapi import FastAPI
 from lookout.core import clickhouse, migrations
 from lookout.core.api_errors import install_error_handlers
 from lookout.core.auth import ApiKeyStore
+from lookout.core.body_limit import install_body_limit
 from lookout.core.ops import ops_router
-from lookout.ingest.api import build_router
+from lookout.ingest.api import body_limits, build_router
 from lookout.ingest.app import IngestService
 from lookout.ingest.settings import IngestSettings
 from lookout.ingest.sink import SinkRunner
@@ -47,6 +48,7 @@ class EmbeddedStack:
     demo_speed: float = 1.0
     demo_traffic: bool = True  # False: the stack is set up for the demo, the simulator runs elsewhere
     dev_key: str | None = None
+    dev_key_note: str | None = None  # why there is no dev_key (it was revoked)
     _tansu: Tansu | None = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
@@ -73,14 +75,27 @@ class EmbeddedStack:
                 f.write(secrets.token_urlsafe(32))
         return path.read_text().strip()
 
-    def ensure_dev_key(self, keys: ApiKeyStore) -> str:
+    def ensure_dev_key(self, keys: ApiKeyStore) -> str | None:
         """On first start, a development key with every scope; only its hash is stored and
-        the key itself goes to <data-dir>/dev-api-key (mode 0600)."""
+        the key itself goes to <data-dir>/dev-api-key (mode 0600). Later starts reuse it
+        (stored again if the store was wiped). A revoked one stays revoked: None, and
+        `dev_key_note` says so and how to get a new one; a new key is never made silently."""
         path = self.data_dir / "dev-api-key"
         if path.exists():
-            key = path.read_text().strip()
-            if keys.verify(key) is not None:
-                return key
+            try:
+                key = keys.import_key(path.read_text().strip(), "*", ALL_SCOPES, name="embedded development key")
+            except ValueError as exc:
+                raise ValueError(f"{path} does not hold a usable API key ({exc}); delete it to make a new one") \
+                    from None
+            if key.revoked:
+                self.dev_key_note = (
+                    f"the development key {key.key_id} in {path} was revoked, so none is in use; to make a new one, "
+                    f"stop Lookout and delete {path} (a new key is written there on the next start), or run "
+                    f"`lookout keys create --data-dir {self.data_dir} --app '*' --scope admin`"
+                )
+                log.warning(self.dev_key_note)
+                return None
+            return path.read_text().strip()
         _, key = keys.create("*", ALL_SCOPES, name="embedded development key")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -96,6 +111,8 @@ class EmbeddedStack:
         client = clickhouse.connect(settings)
         migrations.apply(client, settings.retention_days)
         self.dev_key = self.ensure_dev_key(ApiKeyStore(client))
+        if self.dev_key is None and self.demo and self.demo_traffic:
+            raise ValueError(f"the demo's traffic needs the development key: {self.dev_key_note}")
         ingest = IngestService(settings, client=client)
         sink = SinkRunner(settings, client=client)
         demo_speed = self.demo_speed if self.demo else None
@@ -131,6 +148,7 @@ class EmbeddedStack:
 
         app = FastAPI(title="Lookout (embedded)", lifespan=lifespan)
         install_error_handlers(app)
+        install_body_limit(app, settings, body_limits(settings))
         app.include_router(build_router(ingest.ctx))
         checks = {"kafka": ingest.ready, "clickhouse": ingest.clickhouse_ready, "sink": sink.ready}
         for component in components:
@@ -140,7 +158,8 @@ class EmbeddedStack:
         app.include_router(ops_router(checks))
         overview_client = clickhouse.connect(settings)
         app.include_router(overview_router(lambda: overview_client, keys=ApiKeyStore(overview_client),
-                                           sessions=review_sessions(overview_client), bound_host=self.host))
+                                           sessions=review_sessions(clickhouse.connect(settings)),
+                                           bound_host=self.host))
         return app
 
     def stop_broker(self) -> None:

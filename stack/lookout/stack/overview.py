@@ -28,13 +28,15 @@ from typing import Annotated
 
 from clickhouse_connect.driver.client import Client
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse
 
 from dashboards import macros
 from dashboards.panels import PANELS, VARIABLES, Panel, panel, spec_json
 from dashboards.settings import DashboardSettings
-from lookout.core.api_errors import ApiError, ErrorRoute
+from lookout.core.api_errors import ApiError, error_router
 from lookout.core.auth import ApiKeyStore
+from lookout.core.session import Session
 
 from .overview_access import OverviewSettings, SessionLookup, Viewer, host_check, viewer_of
 
@@ -43,13 +45,16 @@ log = logging.getLogger(__name__)
 STATIC = Path(str(resources.files("lookout.stack").joinpath("static")))
 REFRESH_S = 5
 MAX_RANGE = timedelta(days=93)
-# DateTime's range in ClickHouse (1970 to 2106); a time outside it is refused, not wrapped.
+# The panels compare with toDateTime (seconds, 1970 to 2106): a time outside that is the
+# caller's 422, not a wrapped or failed query.
 EARLIEST, LATEST = datetime(1970, 1, 2, tzinfo=UTC), datetime(2105, 12, 31, tzinfo=UTC)
 MAX_VALUES = 50
 _MEDIA = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".txt": "text/plain"}
 _RELATIVE = re.compile(r"^now(?:-(\d{1,6})([smhd]))?$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _QUERY_VARIABLES = {v.name for v in VARIABLES if v.kind == "query"}
+# Listed in the OpenAPI so clients (and the fuzz tests) know the ids; others are a 404.
+_PANEL_IDS = [p.id for p in PANELS]
 
 Values = Annotated[list[str] | None, Query(max_length=MAX_VALUES)]
 
@@ -133,8 +138,9 @@ def _json_value(value: object) -> object:
 
 
 def review_sessions(client: Client) -> SessionLookup | None:
-    """The feedback service's own session check (Accounts.session) on this client, when the
-    feedback service is installed; the overview then takes review UI cookies too."""
+    """The feedback service's own session check (Accounts.session) on this client (one of
+    its own: Accounts' store takes its own lock), when the feedback service is installed;
+    the overview then takes review UI cookies too."""
     try:
         from lookout.feedback.accounts import Accounts
         from lookout.feedback.store import Db
@@ -160,7 +166,7 @@ def router(
     settings = settings or DashboardSettings()
     access = access or OverviewSettings()
     check_host = host_check(bound_host, access.allowed_names())
-    api = APIRouter(tags=["overview"], route_class=ErrorRoute, dependencies=[Depends(check_host)])
+    api = error_router(tags=["overview"], dependencies=[Depends(check_host)])
 
     async def viewer(request: Request) -> Viewer:
         return await viewer_of(request, keys, sessions)
@@ -171,7 +177,8 @@ def router(
         except macros.MacroError as exc:
             raise ApiError(422, str(exc)) from exc
         try:
-            result = client_factory().query(expanded, parameters=params)
+            # The client's one Session: its lock is the one the key store takes on it too.
+            result = Session.of(client_factory()).query(expanded, parameters=params)
         except Exception as exc:  # the store's message may quote SQL; log it, answer plainly
             log.exception("overview query failed")
             raise ApiError(502, f"ClickHouse query failed: {type(exc).__name__}") from exc
@@ -213,7 +220,7 @@ def router(
 
     @api.get("/overview/api/panels/{panel_id}")
     def panel_data(
-        panel_id: str,
+        panel_id: Annotated[str, PathParam(json_schema_extra={"enum": _PANEL_IDS})],
         who: Viewer = Depends(viewer),
         from_: Annotated[str, Query(alias="from", max_length=40)] = "now-1h",
         to: Annotated[str, Query(max_length=40)] = "now",
@@ -246,7 +253,7 @@ def router(
 
     @api.get("/overview/api/variables/{name}")
     def variable_options(
-        name: str,
+        name: Annotated[str, PathParam(json_schema_extra={"enum": sorted(_QUERY_VARIABLES)})],
         who: Viewer = Depends(viewer),
         from_: Annotated[str, Query(alias="from", max_length=40)] = "now-1h",
         to: Annotated[str, Query(max_length=40)] = "now",

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from lookout.core.auth import ApiKey, ApiKeyStore
+from lookout.core.body_limit import install_body_limit
 from lookout.core.events import AppId, LlmCall, Name, ShortText, now_utc
 from lookout.core.ops import ops_router
 
@@ -25,6 +27,28 @@ from .service import DriftService
 from .windows import StreamKey
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+# What a DateTime64 column holds; a time outside it is refused here (422 naming the field)
+# instead of failing inside ClickHouse (a 500).
+_EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2299, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
+def _stored_time(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)  # times without a zone are UTC, as stored
+    try:
+        inside = _EARLIEST <= value <= _LATEST
+    except OverflowError:  # an offset that moves year 1 or 9999 out of datetime's range
+        inside = False
+    if not inside:
+        raise ValueError("must be between 1900-01-01 and 2299-12-31 (UTC)")
+    return value.astimezone(UTC)
+
+
+StoredTime = Annotated[datetime | None, AfterValidator(_stored_time)]
 
 
 class UploadItem(BaseModel):
@@ -38,9 +62,15 @@ class ReferenceReset(BaseModel):
     prompt_version: ShortText | None = None
     policy: Literal["first_n", "previous_period", "pinned"] = "first_n"
     # pinned: either a time range of the stream's stored events, or an uploaded set.
-    ts_from: datetime | None = Field(None, alias="from")
-    ts_to: datetime | None = Field(None, alias="to")
+    ts_from: StoredTime = Field(None, alias="from")
+    ts_to: StoredTime = Field(None, alias="to")
     samples: list[UploadItem] | None = Field(None, max_length=10_000)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReferenceReset:
+        if self.ts_from and self.ts_to and self.ts_from > self.ts_to:
+            raise PydanticCustomError("time_range", "'from' must not be after 'to'")
+        return self
 
 
 def build_router(service: DriftService, keys: Callable[[], ApiKeyStore | None]) -> APIRouter:
@@ -68,7 +98,7 @@ def build_router(service: DriftService, keys: Callable[[], ApiKeyStore | None]) 
         app_id: str | None = None,
         model: str | None = None,
         signal: str | None = None,
-        since: datetime | None = None,
+        since: StoredTime = None,
         drifted: bool | None = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
         key: ApiKey | None = Depends(api_key),
@@ -97,7 +127,9 @@ def build_router(service: DriftService, keys: Callable[[], ApiKeyStore | None]) 
     async def streams(key: ApiKey | None = Depends(api_key)) -> dict:
         require(key, "read")
         visible = [s for s in service.stream_summaries() if key is None or key.allows("read", s["app_id"])]
-        return {"streams": visible}
+        # Events skipped per app because it reached a stream cap (LOOKOUT_DRIFT_MAX_STREAMS_PER_APP).
+        skipped = {app: n for app, n in sorted(service.over_limit.items()) if key is None or key.allows("read", app)}
+        return {"streams": visible, "over_stream_limit": skipped}
 
     @router.post("/v1/drift/reference")
     async def reset_reference(body: ReferenceReset, key: ApiKey | None = Depends(api_key)) -> dict:
@@ -149,6 +181,7 @@ def create_app(service: DriftService) -> FastAPI:
             await service.stop()
 
     app = FastAPI(title="Lookout drift", lifespan=lifespan)
+    install_body_limit(app, service.settings)
     app.include_router(build_router(service, lambda: keys["store"]))
     checks = {"kafka": service.ready, "clickhouse": lambda: None if service.store else "not connected"}
     app.include_router(ops_router(checks))

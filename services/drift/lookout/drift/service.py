@@ -23,6 +23,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -126,6 +127,9 @@ class DriftService:
         self._reset_version = 0
         self._reload = False
         self.produced = 0
+        self._per_app: Counter[str] = Counter()  # streams tracked per app
+        self.over_limit: Counter[str] = Counter()  # events skipped per app, past a stream cap
+        self._warned: set[str] = set()
 
     # --- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -194,11 +198,27 @@ class DriftService:
     def _state(self, key: StreamKey) -> StreamState | None:
         state = self.states.get(key)
         if state is None:
-            if len(self.states) >= self.settings.drift_max_streams:
+            app = key.app_id
+            cap = self._cap_reached(app)
+            if cap:
+                # Per app, so one app sending random model names fills only its own share.
+                self.over_limit[app] += 1
+                metrics.OVER_STREAM_LIMIT.labels(app, cap).inc()
+                if app not in self._warned:
+                    self._warned.add(app)
+                    log.warning("app %s: stream cap (%s) reached; events of its new streams are skipped", app, cap)
                 return None
             state = self.states[key] = StreamState(key, self.window_config, policy=self._default_policy())
+            self._per_app[app] += 1
             metrics.STREAMS.set(len(self.states))
         return state
+
+    def _cap_reached(self, app_id: str) -> str | None:
+        if self._per_app[app_id] >= self.settings.drift_max_streams_per_app:
+            return "app"
+        if len(self.states) >= self.settings.drift_max_streams:
+            return "total"
+        return None
 
     def _default_policy(self) -> Policy:
         # 'pinned' as the default means: collect the first N until a set is pinned by API.
@@ -341,11 +361,19 @@ class DriftService:
                 self.states.pop(key, None)
         else:
             self.states.clear()
+        self._per_app = Counter(k.app_id for k in self.states)
+        past_cap = 0
         for key, data in stored:
             if (only is not None and key not in only) or not self._owned(key):
                 continue
+            if self._cap_reached(key.app_id):  # stored under a larger cap, or before caps were per app
+                past_cap += 1
+                continue
             self.states[key] = self._revive(key, data)
+            self._per_app[key.app_id] += 1
             self._reset_version = max(self._reset_version, self.states[key].last_reset)
+        if past_cap:
+            log.warning("%d stored streams past the stream caps were not restored", past_cap)
         metrics.STREAMS.set(len(self.states))
 
     def _revive(self, key: StreamKey, data: dict[str, Any]) -> StreamState:

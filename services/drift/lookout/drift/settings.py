@@ -22,7 +22,13 @@ class DriftSettings(CommonSettings):
     )
     drift_max_streams: int = Field(
         1000, ge=1,
-        description="Streams tracked at once (about 7 MB each at N=500); further streams are counted and skipped.",
+        description="Streams tracked at once, all apps together (about 7 MB each at N=500); further streams are "
+        "counted and skipped.",
+    )
+    drift_max_streams_per_app: int = Field(
+        50, ge=1,
+        description="Streams one app may have tracked; its further streams are counted per app and skipped, so "
+        "one app's many model names cannot take the others' streams.",
     )
 
     drift_encoder_model: str = Field(

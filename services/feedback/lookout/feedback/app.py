@@ -23,6 +23,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from lookout.core import clickhouse, kafka, migrations
 from lookout.core.api_errors import ApiError, ErrorRoute, install_error_handlers
 from lookout.core.auth import ApiKeyStore
+from lookout.core.body_limit import install_body_limit
 from lookout.core.ops import lifespan_of, ops_router
 
 from . import datasets_api, review, signals, thumbs
@@ -137,6 +138,7 @@ def build_app(service: FeedbackService, **fastapi_kwargs) -> FastAPI:
     """The FastAPI app around a service whose start/stop the caller owns."""
     app = FastAPI(title="Lookout feedback", **fastapi_kwargs)
     install_error_handlers(app)
+    install_body_limit(app, service.settings)
     app.include_router(service.router())
 
     @app.get("/", include_in_schema=False)

@@ -8,7 +8,6 @@ also carry the session's CSRF token in X-CSRF-Token, which a cross-site page can
 from __future__ import annotations
 
 import asyncio
-import hmac
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Literal
@@ -20,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from lookout.core import ids
 from lookout.core.api_errors import ApiError, ErrorRoute
+from lookout.core.auth import same_secret
 from lookout.core.events import Feedback, ShortText, now_utc
 
 from . import queue, retrain_ui
@@ -129,7 +129,7 @@ def build_router(ctx: ReviewContext) -> APIRouter:
         return Caller(*found)
 
     async def writer(c: Caller = Depends(caller), x_csrf_token: Annotated[str | None, Header()] = None) -> Caller:
-        if not x_csrf_token or not hmac.compare_digest(x_csrf_token, c.session.csrf):
+        if not same_secret(x_csrf_token, c.session.csrf):
             raise ApiError(403, "missing or wrong CSRF token (X-CSRF-Token)")
         return c
 

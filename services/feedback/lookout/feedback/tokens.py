@@ -16,6 +16,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from lookout.core.auth import same_secret
+
 
 class BadToken(Exception):
     """Forged, malformed, expired or for another call: HTTP 401."""
@@ -56,7 +58,7 @@ def verify(secret: str, token: str, now: float | None = None) -> TokenClaims:
     payload, _, sig = rest.partition(".")
     if version != "v1" or not payload or not sig:
         raise BadToken("malformed feedback token")
-    if not hmac.compare_digest(_sign(secret, payload), sig):
+    if not same_secret(sig, _sign(secret, payload)):
         raise BadToken("feedback token signature does not verify")
     try:
         event_id, app_id, expires, author = _unb64(payload).decode().split("|", 3)

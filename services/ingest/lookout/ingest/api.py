@@ -6,6 +6,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated
 
 from clickhouse_connect.driver.client import Client
@@ -54,6 +55,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise ApiError(413, f"body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def body_limits(settings: IngestSettings) -> dict[str, int]:
+    """The intake routes' own request-body limit, for lookout.core.body_limit."""
+    return {"/v1/events": settings.max_body_bytes, "/v1/traces": settings.max_body_bytes}
 
 
 def _utc_year(value: datetime) -> int:
@@ -121,6 +127,11 @@ def build_router(ctx: IngestContext) -> APIRouter:
             raise ApiError(415, str(exc)) from None
         except otlp.OtlpDecodeError as exc:
             raise ApiError(400, str(exc)) from None
+        spans = otlp.span_count(decoded)
+        if spans > settings.max_spans_per_request:
+            # Refused before any span is converted: conversion is the per-span cost.
+            raise ApiError(413, f"{spans} spans in one request; the limit is {settings.max_spans_per_request} "
+                                "(LOOKOUT_MAX_SPANS_PER_REQUEST): send smaller batches", field="resourceSpans")
         result = otlp.convert(decoded, default_app_id=None if key.app_id == "*" else key.app_id)
         OTLP_IGNORED.inc(result.ignored)
         await publish("traces", [(i, c) for i, c in enumerate(result.calls)], key)
@@ -128,12 +139,34 @@ def build_router(ctx: IngestContext) -> APIRouter:
         return otlp_response.build(content_type, rejected=len(result.rejected), message=_summary(result.rejected))
 
     @router.get("/v1/calls/{event_id}", tags=["read"])
-    async def get_call(event_id: uuid.UUID, key: ApiKey = Depends(api_key)) -> dict:
+    async def get_call(
+        event_id: uuid.UUID,
+        key: ApiKey = Depends(api_key),
+        app_id: Annotated[str | None, Query(description="The app whose call to read (for '*' keys).")] = None,
+    ) -> dict:
+        """The call with this id of the key's app. Event ids are chosen by clients, so two
+        apps may have used the same one: a key bound to one app reads only its app's call;
+        a '*' key names the app with ?app_id= when the id is in more than one (else 409)."""
         require(key, "read")
-        call = await run_in_threadpool(reads.get_call, ctx.clickhouse, event_id)
+        missing = ApiError(404, f"no call with event_id {event_id}", field="event_id")
+        if key.app_id != "*":
+            if app_id is not None and app_id != key.app_id:
+                require(key, "read", app_id)
+            app_id = key.app_id
+        elif app_id is None:
+            apps = await run_in_threadpool(reads.apps_with_call, ctx.clickhouse, event_id)
+            if not apps:
+                raise missing
+            if len(apps) > 1:
+                raise ApiError(
+                    409, f"event_id {event_id} was used by several apps ({', '.join(apps)}); "
+                    "choose one with ?app_id=", field="app_id",
+                )
+            app_id = apps[0]
+        call = await run_in_threadpool(reads.get_call, ctx.clickhouse, event_id, app_id)
         # Another app's call is reported as missing: its existence is not this key's business.
-        if call is None or not key.allows("read", call["app_id"]):
-            raise ApiError(404, f"no call with event_id {event_id}", field="event_id")
+        if call is None:
+            raise missing
         return call
 
     @router.get("/v1/calls", tags=["read"])
@@ -144,7 +177,10 @@ def build_router(ctx: IngestContext) -> APIRouter:
         trace_id: str | None = None,
         since: datetime | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        cursor: Annotated[str | None, Query(max_length=1000, description="`next` of the previous page.")] = None,
     ) -> dict:
+        """Calls newest first, in pages of at most `limit` calls and about
+        LOOKOUT_MAX_RESPONSE_BYTES; `next` (when not null) continues with the same filters."""
         require(key, "read")
         if app_id is None and key.app_id != "*":
             app_id = key.app_id
@@ -155,10 +191,15 @@ def build_router(ctx: IngestContext) -> APIRouter:
         if since is not None and not 1900 <= _utc_year(since) <= 2299:
             # ClickHouse DateTime64 holds 1900-01-01 .. 2299-12-31; outside it the query itself fails.
             raise ApiError(422, "since must lie between the years 1900 and 2299", field="since")
-        calls = await run_in_threadpool(
-            reads.list_calls, ctx.clickhouse, app_id=app_id, model=model, trace_id=trace_id, since=since, limit=limit
+        try:
+            position = reads.Cursor.decode(cursor) if cursor else None
+        except reads.BadCursor as exc:
+            raise ApiError(422, str(exc), field="cursor") from None
+        page = await run_in_threadpool(
+            partial(reads.list_calls, ctx.clickhouse, app_id=app_id, model=model, trace_id=trace_id, since=since,
+                    limit=limit, max_bytes=ctx.settings.max_response_bytes, cursor=position)
         )
-        return {"calls": calls}
+        return {"calls": page.calls, "next": page.next.encode() if page.next else None, "truncated": page.truncated}
 
     return router
 

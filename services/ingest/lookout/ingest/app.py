@@ -11,9 +11,10 @@ from fastapi import FastAPI
 from lookout.core import clickhouse, kafka, migrations
 from lookout.core.api_errors import install_error_handlers
 from lookout.core.auth import ApiKeyStore
+from lookout.core.body_limit import install_body_limit
 from lookout.core.ops import lifespan_of, ops_router
 
-from .api import IngestContext, build_router
+from .api import IngestContext, body_limits, build_router
 from .enrich import Enricher
 from .publisher import EventPublisher
 from .settings import IngestSettings
@@ -64,6 +65,7 @@ def build_app(service: IngestService, **fastapi_kwargs) -> FastAPI:
     """The FastAPI app around a service whose start/stop the caller owns."""
     app = FastAPI(title="Lookout ingest", **fastapi_kwargs)
     install_error_handlers(app)
+    install_body_limit(app, service.settings, body_limits(service.settings))
     app.include_router(build_router(service.ctx))
     app.include_router(ops_router({"kafka": service.ready, "clickhouse": service.clickhouse_ready}))
     app.state.service = service

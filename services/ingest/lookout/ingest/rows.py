@@ -119,11 +119,21 @@ class TableSpec:
     # None where one id has many rows (a retrain run's status transitions).
     id_column: str | None
     to_row: Callable[[events._Wire], dict]
+    # Ids are chosen by clients, so two apps may pick the same one: where rows carry an
+    # app_id, a row is a replay only of a row of the same app with the same id.
+    app_scoped: bool = True
 
     @property
     def call_fields(self) -> tuple[str, ...]:
         """Columns the sink copies from the stored call when the producer left them empty."""
         return CALL_FIELDS.get(self.table, ())
+
+    @property
+    def dedup_key(self) -> tuple[str, ...]:
+        """The columns that name one row for replay detection: (app_id, id), or (id,)."""
+        if self.id_column is None:
+            return ()
+        return ("app_id", self.id_column) if self.app_scoped else (self.id_column,)
 
 
 TABLES: dict[str, TableSpec] = {
@@ -133,5 +143,5 @@ TABLES: dict[str, TableSpec] = {
     topics.FEEDBACK: TableSpec("feedback", "feedback_id", _feedback_row),
     topics.RETRAIN: TableSpec("retrain_runs", None, _retrain_row),
     topics.RETRAIN_STATUS: TableSpec("retrain_runs", None, _retrain_row),
-    topics.DLQ: TableSpec("dead_letters", "dlq_id", _dead_row),
+    topics.DLQ: TableSpec("dead_letters", "dlq_id", _dead_row, app_scoped=False),
 }

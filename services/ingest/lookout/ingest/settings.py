@@ -13,6 +13,14 @@ class IngestSettings(CommonSettings):
     http_workers: int = Field(1, ge=1, description="Intake processes (`python -m lookout.ingest`); one per core.")
     max_batch_events: int = Field(5000, ge=1, description="Most events in one POST /v1/events.")
     max_body_bytes: int = Field(10 << 20, ge=1024, description="Largest request body, after gzip decoding.")
+    max_spans_per_request: int = Field(
+        5000, ge=1, description="Most spans in one POST /v1/traces (counted before any is converted); more: 413."
+    )
+    max_response_bytes: int = Field(
+        8 << 20, ge=64 << 10,
+        description="About the most bytes of calls in one GET /v1/calls page; a page that reaches it ends early "
+        "with `truncated` and a `next` cursor (a single larger call is still returned whole).",
+    )
     max_inflight_events: int = Field(
         100_000, ge=1, description="Events being produced at once; beyond it requests get 503 + Retry-After."
     )

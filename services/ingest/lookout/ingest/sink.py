@@ -1,5 +1,6 @@
 """The sink: every topic into ClickHouse, in batches, offsets committed only after the
-insert. Replays collapse: ids already stored are skipped and tables are ReplacingMergeTree.
+insert. Replays collapse: rows whose (app_id, id) is already stored are skipped (two apps may
+pick the same id; each keeps its row) and tables are ReplacingMergeTree.
 A record that cannot be parsed or stored goes to llm.dlq with the error; the rest of its
 batch is stored and the sink keeps going. Score and vote records that do not name their
 call's model_version (reviewer votes, producers that never saw the call) get it from the
@@ -117,23 +118,27 @@ class Sink:
         """Fill the call's model, version and environment into score and vote rows whose
         producer did not send them (reviewer votes, older judges), so the per-version
         rollup files them under their call's version. One query per batch that has any;
+        the call is the one of the row's own app (another app may use the same event id);
         a call not stored (yet) leaves them empty."""
         fields = spec.call_fields
         missing = [row for row in rows if fields and not row["environment"]]
         if not missing:
             return
         columns = ", ".join(f"any({'ts' if f == 'call_ts' else f})" for f in fields)
+        pairs = list({(r["app_id"], str(r["event_id"])) for r in missing})
         found = {
-            r[0]: r[1:]
+            (r[0], r[1]): r[2:]
             for r in self.client.query(
                 # Scores and votes come after their call; the day covers producers' clock skew.
-                f"SELECT event_id, {columns} FROM llm_calls WHERE ts <= {{hi:DateTime64(3, 'UTC')}} + INTERVAL 1 DAY "
-                "AND event_id IN {ids:Array(UUID)} GROUP BY event_id",
-                parameters={"hi": max(r["ts"] for r in missing), "ids": list({str(r["event_id"]) for r in missing})},
+                f"SELECT app_id, event_id, {columns} FROM llm_calls "
+                "WHERE ts <= {hi:DateTime64(3, 'UTC')} + INTERVAL 1 DAY "
+                "AND app_id IN {apps:Array(String)} AND (app_id, event_id) IN {pairs:Array(Tuple(String, UUID))} "
+                "GROUP BY app_id, event_id",
+                parameters={"hi": max(r["ts"] for r in missing), "apps": list({a for a, _ in pairs}), "pairs": pairs},
             ).result_rows
         }
         for row in missing:
-            values = found.get(row["event_id"])
+            values = found.get((row["app_id"], row["event_id"]))
             if values is not None:
                 row.update(zip(fields, values, strict=True))
 
@@ -143,31 +148,50 @@ class Sink:
         STORED.labels(table).inc(len(rows))
 
     def _without_stored(self, slot: _Pending) -> tuple[list[dict], list[ConsumerRecord]]:
-        """Drop rows whose id repeats in the batch or is already stored (a replay after a
-        crash between insert and commit, or a client re-posting a batch)."""
-        id_col = slot.spec.id_column
-        if id_col is None:
+        """Drop rows whose key repeats in the batch or is already stored (a replay after a
+        crash between insert and commit, or a client re-posting a batch). The key is
+        (app_id, id) where rows carry an app: another app's row with the same id is not a
+        replay and is stored apart.
+
+        One query per batch, bounded: it reads only the partitions (days) of the batch's
+        rows and the primary-key ranges of its apps, and returns at most one row per key."""
+        key_columns = slot.spec.dedup_key
+        if not key_columns:
             return slot.rows, slot.records
-        seen: set = set()
+        seen: set[tuple] = set()
         rows, records = [], []
         for row, record in zip(slot.rows, slot.records, strict=True):
-            if row[id_col] not in seen:
-                seen.add(row[id_col])
+            key = tuple(row[c] for c in key_columns)
+            if key not in seen:
+                seen.add(key)
                 rows.append(row)
                 records.append(record)
-        lo = min(r["ts"] for r in rows)
-        hi = max(r["ts"] for r in rows)
+        id_col = slot.spec.id_column
+        parameters: dict = {"days": sorted({r["ts"].astimezone(UTC).date() for r in rows}), "n": len(seen)}
+        if slot.spec.app_scoped:
+            condition = (
+                f"app_id IN {{apps:Array(String)}} AND (app_id, {id_col}) IN {{keys:Array(Tuple(String, UUID))}}"
+            )
+            parameters["apps"] = sorted({app for app, _ in seen})
+            parameters["keys"] = [(app, str(i)) for app, i in seen]
+        else:
+            condition = f"{id_col} IN {{keys:Array(UUID)}}"
+            parameters["keys"] = [str(i) for (i,) in seen]
         stored = {
-            r[0]
+            tuple(r)
             for r in self.client.query(
-                f"SELECT {id_col} FROM {slot.spec.table} WHERE ts BETWEEN {{lo:DateTime64(3, 'UTC')}} "
-                f"AND {{hi:DateTime64(3, 'UTC')}} AND {id_col} IN {{ids:Array(UUID)}}",
-                parameters={"lo": lo, "hi": hi, "ids": [str(i) for i in seen]},
+                f"SELECT DISTINCT {', '.join(key_columns)} FROM {slot.spec.table} "
+                f"WHERE toDate(ts) IN {{days:Array(Date)}} AND {condition} LIMIT {{n:UInt32}}",
+                parameters=parameters,
             ).result_rows
         }
         if stored:
             SKIPPED.labels(slot.spec.table).inc(len(stored))
-            keep = [(row, rec) for row, rec in zip(rows, records, strict=True) if row[id_col] not in stored]
+            keep = [
+                (row, rec)
+                for row, rec in zip(rows, records, strict=True)
+                if tuple(row[c] for c in key_columns) not in stored
+            ]
             rows = [row for row, _ in keep]
             records = [rec for _, rec in keep]
         return rows, records
@@ -216,19 +240,28 @@ class SinkRunner:
             await self._producer.stop()
 
 
-async def _main() -> None:
+def ops_app(settings: IngestSettings, runner: SinkRunner):
+    """The standalone sink's HTTP side: /healthz, /readyz, /metrics."""
     from fastapi import FastAPI
 
-    from lookout.core.ops import ops_router, serve_until_signal
+    from lookout.core.body_limit import install_body_limit
+    from lookout.core.ops import ops_router
+
+    app = FastAPI(title="Lookout sink")
+    install_body_limit(app, settings)
+    app.include_router(ops_router({"consumer": runner.ready}))
+    return app
+
+
+async def _main() -> None:
+    from lookout.core.ops import serve_until_signal
 
     settings = IngestSettings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runner = SinkRunner(settings)
     await runner.start()
     log.info("sink running: %s -> %s", settings.kafka_bootstrap, settings.clickhouse_dsn)
-    app = FastAPI(title="Lookout sink")
-    app.include_router(ops_router({"consumer": runner.ready}))
-    await serve_until_signal(app, settings.http_host, settings.http_port, runner)
+    await serve_until_signal(ops_app(settings, runner), settings.http_host, settings.http_port, runner)
 
 
 def main() -> None:

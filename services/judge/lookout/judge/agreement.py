@@ -91,7 +91,8 @@ def fetch_pairs(
     since = since or datetime.now(UTC) - timedelta(days=30)
     rows = client.query(
         _PAIRS_SQL,
-        parameters={"name": rubric.score_name, "version": rubric.version, "evaluator": evaluator, "since": since},
+        parameters={"name": rubric.score_name, "version": rubric.judged_version, "evaluator": evaluator,
+                    "since": since},
     ).result_rows
     return [(float(v), int(r)) for v, r in rows]
 

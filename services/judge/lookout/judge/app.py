@@ -6,14 +6,15 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Query
 
 from lookout.core.api_errors import ErrorRoute, bearer_key, require
 from lookout.core.auth import ApiKeyStore
+from lookout.core.body_limit import install_body_limit
 from lookout.core.ops import ops_router
 
 from .agreement import AgreementReport, agreement
-from .rubrics import RubricSet
+from .rubrics import RubricError, RubricSet
 from .service import JudgeService
 
 
@@ -22,6 +23,11 @@ def agreement_router(service: JudgeService) -> APIRouter:
     for all apps ('*') is required, since the report mixes apps."""
     router = APIRouter(tags=["judge"], route_class=ErrorRoute)
     keys: list[ApiKeyStore] = []
+    try:  # listed in the OpenAPI for clients; the route reads the file afresh, other names are a 404
+        names = sorted(r.name for r in RubricSet.load(service.settings.judge_rubrics_path).rubrics)
+    except RubricError:  # the service's start reports the broken file
+        names = []
+    rubric_param = Path(json_schema_extra={"enum": names} if names else None)
 
     async def reader(authorization: Annotated[str | None, Header()] = None) -> None:
         if not keys:
@@ -30,9 +36,9 @@ def agreement_router(service: JudgeService) -> APIRouter:
 
     @router.get("/v1/judge/agreement/{rubric}", response_model=AgreementReport, dependencies=[Depends(reader)])
     async def judge_agreement(
-        rubric: str,
+        rubric: str = rubric_param,
         days: int = Query(30, ge=1, le=3650),
-        evaluator: str = Query("", description="One judge model only (default: any)."),
+        evaluator: str = Query("", max_length=256, description="One judge model only (default: any)."),
     ) -> AgreementReport:
         rubrics = RubricSet.load(service.settings.judge_rubrics_path)
         try:
@@ -48,6 +54,7 @@ def agreement_router(service: JudgeService) -> APIRouter:
 
 def create_app(service: JudgeService) -> FastAPI:
     app = FastAPI(title="Lookout judge")
+    install_body_limit(app, service.settings)
     app.include_router(ops_router(service.checks()))
     app.include_router(agreement_router(service))
     return app

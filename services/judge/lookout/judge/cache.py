@@ -1,5 +1,7 @@
 """The judgment cache: an in-memory LRU, keyed by what decides a verdict (rubric and its
-version, judge model, and the exact messages: input, output, context, reference).
+judged version, judge model, and the call's data block as the prompt carries it: input,
+output, context, reference, after the token budget). Not the messages themselves: their
+fence nonce is new on every request.
 
 In memory, so it is per process and empty after a restart; it saves repeat requests for
 identical calls and makes a batch retried after an endpoint outage cheap."""
@@ -13,9 +15,14 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from .rubrics import Rubric
 
-def cache_key(rubric: str, rubric_version: str, model: str, messages: list[dict[str, str]]) -> bytes:
-    return hashlib.sha256(orjson.dumps([rubric, rubric_version, model, messages])).digest()
+
+def cache_key(rubric: Rubric, model: str, data: str) -> bytes:
+    # The wording and scale too: an edited rubric whose version was not bumped is still
+    # asked afresh.
+    spec = [rubric.name, rubric.judged_version, rubric.instructions, rubric.low, rubric.high]
+    return hashlib.sha256(orjson.dumps([*spec, model, data])).digest()
 
 
 @dataclass(frozen=True)

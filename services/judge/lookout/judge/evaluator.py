@@ -1,6 +1,7 @@
 """The evaluator LLM: one rubric applied to one call, within the concurrency limit, the
-rate limits and the daily budget, through the cache. A reply that is not the rubric's
-JSON is asked again, then recorded as a judge error (metric + log), never as a score."""
+rate limits and the daily budget, through the cache. The call reaches the model as fenced
+data within a token budget (prompt.py). A reply that is not the rubric's JSON is asked
+again, then recorded as a judge error (metric + log), never as a score."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from .cache import CachedJudgment, JudgmentCache, cache_key
 from .chat import ChatClient, Completion, JudgeRejected
 from .limits import DailyBudget, RateLimiter
 from .pricing import JudgePricer
+from .prompt import CallText, Prompter
 from .rubrics import InvalidVerdict, Rubric, Verdict
 from .scores import Measurement
+from .tokens import BpeCounter
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,7 @@ class LlmJudge:
     cache: JudgmentCache = field(default_factory=JudgmentCache)
     concurrency: int = 16
     invalid_retries: int = 1
+    prompter: Prompter = field(default_factory=lambda: Prompter(BpeCounter()))
 
     def __post_init__(self) -> None:
         self._slots = asyncio.Semaphore(self.concurrency)
@@ -43,12 +47,22 @@ class LlmJudge:
     def model(self) -> str:
         return self.client.model
 
-    async def judge(self, call: LlmCall, rubric: Rubric) -> Measurement | None:
+    async def call_text(self, call: LlmCall) -> CallText:
+        """The call's text within the token budget, cut in a thread (tokenizing is CPU)."""
+        text = await asyncio.to_thread(self.prompter.call_text, call)
+        for name in text.truncated:
+            metrics.TRUNCATED.labels(name).inc()
+        return text
+
+    async def judge(self, call: LlmCall, rubric: Rubric, text: CallText | None = None) -> Measurement | None:
         """The rubric's score for the call, or None (paused by the budget, or a judge error).
-        Raises JudgeUnavailable when the endpoint cannot be used at all: the caller retries
-        the whole batch later rather than lose the judgment."""
-        messages = rubric.messages(call)
-        key = cache_key(rubric.name, rubric.version, self.model, messages)
+        `text` is the call's call_text(), shared by the rubrics of one call. Raises
+        JudgeUnavailable when the endpoint cannot be used at all: the caller retries the
+        whole batch later rather than lose the judgment."""
+        if text is None:
+            text = await self.call_text(call)
+        data = self.prompter.data(rubric, text)
+        key = cache_key(rubric, self.model, data)
         hit = self.cache.get(key)
         if hit is not None:
             metrics.CACHE_HITS.labels(rubric.name).inc()
@@ -58,14 +72,15 @@ class LlmJudge:
             metrics.SKIPPED.labels("budget").inc()
             return None
         async with self._slots:
-            return await self._ask(call, rubric, messages, key)
+            return await self._ask(call, rubric, data, key)
 
-    async def _ask(self, call: LlmCall, rubric: Rubric, messages: list[dict[str, str]], key: bytes):
+    async def _ask(self, call: LlmCall, rubric: Rubric, data: str, key: bytes):
         cost = 0.0
         problem = ""
         for _ in range(self.invalid_retries + 1):
             try:
-                completion = await self._request(messages)
+                # A fresh fence nonce on every request, re-asks included.
+                completion = await self._request(self.prompter.messages(rubric, data))
             except JudgeRejected as exc:
                 metrics.ERRORS.labels(rubric.name, "rejected").inc()
                 log.warning("judge error: %s on call %s refused by the endpoint: %s", rubric.name, call.event_id, exc)
@@ -110,7 +125,7 @@ class LlmJudge:
             label=f"{score}/{rubric.high}",
             source="llm_judge",
             evaluator=self.model,
-            version=rubric.version,
+            version=rubric.judged_version,
             explanation=explanation,
             cost_usd=cost,
         )

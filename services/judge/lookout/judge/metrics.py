@@ -13,6 +13,8 @@ CACHE_HITS = Counter("lookout_judge_cache_hits_total", "Judgments served from th
 ERRORS = Counter("lookout_judge_errors_total", "Judge errors (no score recorded)", ["rubric", "kind"])
 REQUESTS = Counter("lookout_judge_requests_total", "Requests answered by the judge endpoint")
 RETRIES = Counter("lookout_judge_retries_total", "Judge requests retried", ["reason"])
+TRUNCATED = Counter("lookout_judge_truncated_fields_total",
+                    "Call fields cut to the judge's token budget (LOOKOUT_JUDGE_FIELD_MAX_TOKENS)", ["field"])
 SKIPPED = Counter("lookout_judge_skipped_total", "Calls not sent to the evaluator LLM", ["reason"])
 SPEND = Counter("lookout_judge_spend_usd_total", "USD spent on the evaluator LLM")
 UNPRICED = Counter("lookout_judge_unpriced_requests_total", "Judge requests whose cost is unknown (no price)")

@@ -1,5 +1,5 @@
-"""Rubrics (versioned YAML), the prompt the evaluator LLM gets for one, and the strict JSON
-verdict it must return."""
+"""Rubrics (versioned YAML) and the strict JSON verdict the evaluator LLM must return; the
+prompt itself is built in prompt.py."""
 
 from __future__ import annotations
 
@@ -14,6 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from lookout.core.events import LlmCall
 
 Need = Literal["context", "reference"]
+
+# The framing every rubric is asked in (prompt.py: the call as fenced JSON data, fields
+# cut to a token budget). Bumped when that framing changes, so verdicts given under the
+# old one and the new one are different measurements.
+PROMPT_VERSION = "2"
 
 
 class _RubricSpec(BaseModel):
@@ -53,6 +58,12 @@ class Rubric:
     def score_name(self) -> str:
         return f"judge.{self.name}"
 
+    @property
+    def judged_version(self) -> str:
+        """The evaluator_version of this rubric's scores: its own version and the version of
+        the prompt framing (prompt.py) it was asked in."""
+        return f"{self.version}+p{PROMPT_VERSION}"
+
     def applies_to(self, call: LlmCall) -> bool:
         if call.status != "ok" or not call.output:
             return False
@@ -61,22 +72,6 @@ class Rubric:
     def normalise(self, raw: float) -> float:
         """The verdict on 0..1, so rubrics with different scales share dashboards."""
         return (raw - self.low) / (self.high - self.low)
-
-    def messages(self, call: LlmCall) -> list[dict[str, str]]:
-        system = (
-            "You are an impartial evaluator of an AI assistant's response.\n"
-            f"{self.instructions.strip()}\n\n"
-            f"Score on an integer scale from {self.low} to {self.high}. Reply with only a JSON object, "
-            f'no other text: {{"score": <integer {self.low}-{self.high}>, '
-            '"explanation": "<one or two sentences>"}'
-        )
-        parts = [f"## User input\n{call.prompt_text()}"]
-        if "context" in self.needs and call.context:
-            parts.append("## Retrieved context\n" + "\n\n".join(call.context))
-        if "reference" in self.needs and call.reference:
-            parts.append(f"## Reference answer\n{call.reference}")
-        parts.append(f"## Assistant response\n{call.output}")
-        return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(parts)}]
 
     def parse(self, content: str) -> Verdict:
         """The verdict in the model's reply; raises InvalidVerdict when it is not exactly

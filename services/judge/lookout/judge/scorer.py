@@ -11,6 +11,7 @@ from lookout.core.events import LlmCall, Score
 
 from . import metrics
 from .evaluator import LlmJudge
+from .prompt import CallText
 from .reference import ReferenceMetrics
 from .rubrics import Rubric, RubricSet
 from .sampling import Sampler
@@ -68,9 +69,15 @@ class Scorer:
         return any(r.applies_to(call) for r in self.rubrics.rubrics)
 
     def _start_judging(self, group: asyncio.TaskGroup, call: LlmCall, out: list[Measurement]) -> None:
-        for rubric in self.rubrics.rubrics:
-            if rubric.applies_to(call):
-                group.create_task(self._judge_one(call, rubric, out))
+        group.create_task(self._judge_call(call, out))
+
+    async def _judge_call(self, call: LlmCall, out: list[Measurement]) -> None:
+        # The call's text is cut to the token budget once, for all of its rubrics.
+        text = await self.judge.call_text(call)
+        async with asyncio.TaskGroup() as group:
+            for rubric in self.rubrics.rubrics:
+                if rubric.applies_to(call):
+                    group.create_task(self._judge_one(call, rubric, text, out))
 
     def _reference(self, call: LlmCall) -> list[Measurement]:
         try:
@@ -80,8 +87,8 @@ class Scorer:
             log.exception("reference metrics failed on call %s", call.event_id)
             return []
 
-    async def _judge_one(self, call: LlmCall, rubric: Rubric, out: list[Measurement]) -> None:
-        m = await self.judge.judge(call, rubric)
+    async def _judge_one(self, call: LlmCall, rubric: Rubric, text: CallText, out: list[Measurement]) -> None:
+        m = await self.judge.judge(call, rubric, text)
         if m is not None:
             out.append(m)
 

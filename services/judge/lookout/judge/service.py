@@ -19,12 +19,13 @@ from clickhouse_connect.driver.client import Client
 from lookout.core import clickhouse, kafka, topics
 from lookout.core.events import LlmCall
 
-from . import metrics, toxicity
+from . import metrics, tokens, toxicity
 from .cache import JudgmentCache
 from .chat import ChatClient, JudgeUnavailable
 from .evaluator import LlmJudge
 from .limits import DailyBudget, RateLimiter
 from .pricing import JudgePricer
+from .prompt import Prompter
 from .rubrics import RubricSet
 from .sampling import Sampler
 from .scorer import Scorer
@@ -65,13 +66,15 @@ class JudgeService:
     async def start(self) -> None:
         settings = self.settings
         rubrics = RubricSet.load(settings.judge_rubrics_path, settings.rubric_names() or None)
+        # Before anything is opened: a sampling setup without its secret stops the start.
+        sampler = self._sampler() if settings.judge_base_url else Sampler()
         model = await self._load_toxicity()
         self.judge = self._make_judge()
         if self.judge is None:
             log.info("LOOKOUT_JUDGE_BASE_URL is not set: evaluator-LLM judging is off")
         self.scorer = Scorer(
             toxicity=model, judge=self.judge, rubrics=rubrics,
-            sampler=Sampler(settings.judge_sample_rate, settings.app_sample_rates()),
+            sampler=sampler,
             toxic_threshold=settings.toxic_threshold,
         )
         await kafka.ensure_topics(settings, [topics.EVENTS, topics.SCORES])
@@ -125,6 +128,11 @@ class JudgeService:
             log.error("%s; toxicity is not scored (no stand-in scores are emitted)", self.toxicity_problem)
             return None
 
+    def _sampler(self) -> Sampler:
+        s = self.settings
+        secret = s.judge_sampling_secret.get_secret_value().encode() if s.judge_sampling_secret else b""
+        return Sampler(s.judge_sample_rate, s.app_sample_rates(), secret)
+
     def _make_judge(self) -> LlmJudge | None:
         s = self.settings
         if not s.judge_base_url:
@@ -142,6 +150,7 @@ class JudgeService:
             client=client, pricer=JudgePricer.from_settings(s), budget=budget,
             limiter=RateLimiter(s.judge_rpm, s.judge_tpm), cache=JudgmentCache(s.judge_cache_size),
             concurrency=s.judge_concurrency, invalid_retries=s.judge_invalid_retries,
+            prompter=Prompter(tokens.counter(s.judge_tokenizer), s.judge_field_max_tokens),
         )
 
     # -- the batch ---------------------------------------------------------------------
@@ -159,7 +168,10 @@ class JudgeService:
         try:
             scores = await self.scorer.score(calls)
         except* JudgeUnavailable as group:
-            self.judge_problem = str(group.exceptions[0])
+            first: BaseException = group
+            while isinstance(first, BaseExceptionGroup):  # task groups nest: one per call, in one per batch
+                first = first.exceptions[0]
+            self.judge_problem = str(first)
             raise JudgeUnavailable(f"batch not judged, will be retried: {self.judge_problem}") from None
         self.judge_problem = None
         send = self._producer.send

@@ -84,6 +84,22 @@ class JudgeSettings(CommonSettings):
     )
     judge_sample_rate: float = Field(1.0, ge=0, le=1, description="Share of calls the LLM judge rates.")
     judge_sample_rates: str = Field("", description="Per-app sample rates, e.g. 'app1=0.1,app2=1'.")
+    judge_sampling_secret: SecretStr | None = Field(
+        None,
+        description="Secret (16+ chars, the same on every judge replica) keying which calls are sampled "
+        "(HMAC of the event id), so clients cannot pick always-judged ids. Required when a sample rate is "
+        "between 0 and 1; `lookout up` generates one under its data dir.",
+    )
+    judge_field_max_tokens: int = Field(
+        2000, ge=16,
+        description="Token budget of each call field in a judge prompt (conversation, retrieved context, "
+        "reference, response); longer ones are cut and the prompt says so.",
+    )
+    judge_tokenizer: Literal["o200k_base", "cl100k_base", "bytes"] = Field(
+        "o200k_base",
+        description="How the budget counts tokens: an OpenAI encoding (exact for OpenAI models, offline), or "
+        "bytes (a bound that holds for any byte-level BPE model).",
+    )
 
     def app_sample_rates(self) -> dict[str, float]:
         rates: dict[str, float] = {}

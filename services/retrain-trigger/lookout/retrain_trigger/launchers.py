@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import httpx
 import orjson
 
+from lookout.core.auth import same_secret
 from lookout.core.settings import CommonSettings
 
 from .settings import RetrainSettings
@@ -231,7 +232,7 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str, *, max_age_
         age = abs((now or time.time()) - float(timestamp))
     except ValueError:
         return False
-    return age <= max_age_s and hmac.compare_digest(sign(secret, timestamp, body), signature)
+    return age <= max_age_s and same_secret(signature, sign(secret, timestamp, body))
 
 
 class WebhookLauncher:
