@@ -311,6 +311,7 @@ print(json.dumps(out))
 
 def _reader_config(folder: Path) -> Path:
     """A chdb config whose `default` user is the server's `grafana` user, as described above."""
+    folder.mkdir()
     source = ET.parse(READER_XML).getroot()
     (user,) = source.findall("users/*")
     user.tag = "default"
@@ -353,12 +354,14 @@ def reader_db(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKOUT_")}
     python = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else "python"
     subprocess.run([python, "-c", _WRITER, str(path), now.isoformat()], env=env, cwd=ROOT, check=True, timeout=300)
-    config = _reader_config(folder)
+    config = _reader_config(folder / "config")
+    cwd = folder / "cwd"  # not the config's folder: clickhouse-local reads a config.xml it finds in its cwd
+    cwd.mkdir()
 
     def run(statements: list[str]) -> list[dict]:
         listing = folder / "statements.json"
         listing.write_text(json.dumps(statements))
-        done = subprocess.run([python, "-c", _READER, str(path), str(config), str(listing)], env=env, cwd=folder,
+        done = subprocess.run([python, "-c", _READER, str(path), str(config), str(listing)], env=env, cwd=cwd,
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
         return json.loads(done.stdout.strip().splitlines()[-1])
