@@ -40,8 +40,9 @@ def ts(call: dict) -> datetime:
     return datetime.fromisoformat(call["ts"])
 
 
-def panel(base: str, panel_id: str) -> list[dict]:
-    body = httpx.get(f"{base}/overview/api/panels/{panel_id}", params={"from": "now-15m"}, timeout=30).json()
+def panel(base: str, headers: dict, panel_id: str) -> list[dict]:
+    body = httpx.get(f"{base}/overview/api/panels/{panel_id}", params={"from": "now-15m"}, headers=headers,
+                     timeout=30).json()
     names = [c["name"] for c in body["columns"]]
     return [dict(zip(names, row, strict=True)) for row in body["rows"]]
 
@@ -92,11 +93,11 @@ def test_demo_phases_show_in_the_stored_data_and_the_quality_loop_closes(tmp_pat
         loop = stats.loop
         assert loop.version is not None and loop.version.startswith("gpt-4o-mini+lora-"), loop
         deadline = time.monotonic() + 30
-        runs = panel(base, "retrain_runs")
+        runs = panel(base, headers, "retrain_runs")
         while not any(r["status"] == "succeeded" for r in runs):
             assert time.monotonic() < deadline, runs
             time.sleep(1)
-            runs = panel(base, "retrain_runs")
+            runs = panel(base, headers, "retrain_runs")
         (run,) = runs
         assert (run["app_id"], run["model"], run["rule"]) == ("support-bot", "gpt-4o-mini",
                                                                "demo-support-quality/thumbs-down")
@@ -135,17 +136,17 @@ def test_demo_phases_show_in_the_stored_data_and_the_quality_loop_closes(tmp_pat
         assert surge_down + surge_up > normal_down + normal_up
         assert surge_down / (surge_down + surge_up) > 0.5 > normal_down / max(normal_down + normal_up, 1)
         deadline = time.monotonic() + 30
-        rows = panel(base, "thumbs_down")
+        rows = panel(base, headers, "thumbs_down")
         while sum(r["votes"] for r in rows) < accepted:
             assert time.monotonic() < deadline, rows
             time.sleep(1)
-            rows = panel(base, "thumbs_down")
+            rows = panel(base, headers, "thumbs_down")
         assert sum(r["votes"] for r in rows) == accepted
         down = sum(n for (_, _, thumbs), n in stats.votes.items() if thumbs == -1)
         assert round(sum(r["thumbs_down_rate"] * r["votes"] for r in rows)) == down
 
         # The overview compares the old and the retrained support-bot version.
-        versions = {(r["app_id"], r["model_version"]) for r in panel(base, "model_versions")}
+        versions = {(r["app_id"], r["model_version"]) for r in panel(base, headers, "model_versions")}
         assert {("support-bot", demo.BASE_VERSION), ("support-bot", loop.version)} <= versions
     finally:
         proc.send_signal(signal.SIGINT)
