@@ -29,7 +29,7 @@ from fastapi import APIRouter
 from prometheus_client import Counter
 from pydantic import ValidationError
 
-from lookout.core import clickhouse, kafka, migrations, topics
+from lookout.core import clickhouse, kafka, migrations, review_signing, topics
 from lookout.core.events import TOPIC_SCHEMAS, DriftResult, Feedback, Retrain, RetrainState, Score
 from lookout.core.ids import uuid7
 
@@ -84,6 +84,8 @@ class RetrainService:
 
     async def start(self) -> None:
         s = self.settings
+        if self.dataset is None:
+            review_signing.check_secret(s.review_signing_secret)  # before anything starts
         if self.policies is None:
             self.policies = policy_file.load(s.retrain_policies)  # a bad file stops the start here
         self.engine = RuleEngine(self.policies)
@@ -92,7 +94,7 @@ class RetrainService:
             await asyncio.to_thread(migrations.apply, self.client, s.retention_days)
         self.store = await asyncio.to_thread(Store, self.client, s.retention_days, self.engine.horizon)
         if self.dataset is None:
-            self.dataset = ClickHouseSnapshot(self.client)
+            self.dataset = ClickHouseSnapshot(self.client, s.review_signing_secret)
         if self.launcher is None:
             self.launcher = make_launcher(s, on_exit=self._on_job_exit)
         await kafka.ensure_topics(s)

@@ -44,5 +44,8 @@ class RetrainSettings(CommonSettings):
     retrain_k8s_sasl_secret_key: str = Field("kafka-sasl-password", description="Key of the password in that Secret.")
     retrain_k8s_token: str | None = Field(None, description="Kubernetes API bearer token (default: in-cluster).")
     retrain_k8s_ca_cert: str | None = Field(None, description="CA bundle of the Kubernetes API (default: in-cluster).")
+    review_signing_secret: str = Field(
+        "", description="Secret (16+ chars) that signs reviewer feedback; datasets take only reviews whose "
+        "signature verifies. Required; the same on the feedback service and the retrain trigger.")
     retrain_webhook_url: str = Field("", description="URL the webhook launcher POSTs run requests to.")
     retrain_webhook_secret: str = Field("", description="HMAC-SHA256 key that signs webhook launcher requests.")
