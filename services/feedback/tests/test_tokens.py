@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 import time
 import uuid
 
 import pytest
+from argon2 import PasswordHasher
 
 from lookout.feedback import accounts, tokens
 
@@ -52,8 +56,6 @@ def test_passwords_are_salted_argon2id_and_old_scrypt_hashes_still_check():
     assert accounts.check_password("correct horse", legacy) and not accounts.check_password("wrong", legacy)
     assert accounts.needs_rehash(legacy)
     # So does an argon2 hash of a lower cost than today's.
-    from argon2 import PasswordHasher
-
     assert accounts.needs_rehash(PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash("x"))
     # A stored scrypt hash that asks for absurd work is refused rather than computed.
     assert not accounts.check_password("correct horse", legacy.replace("$16384$", f"${2**24}$", 1))
@@ -61,10 +63,6 @@ def test_passwords_are_salted_argon2id_and_old_scrypt_hashes_still_check():
 
 def _scrypt(password: str) -> str:
     """A hash as this service made them before argon2id."""
-    import base64
-    import hashlib
-    import os
-
     salt = os.urandom(16)
     digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
     return f"scrypt$16384$8$1${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"

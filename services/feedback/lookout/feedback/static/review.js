@@ -177,6 +177,15 @@ $("login-form").addEventListener("submit", async (e) => {
   catch (err) { text($("login-error"), err.message); }
 });
 $("review-form").addEventListener("submit", (e) => { e.preventDefault(); submit(); });
+$("password-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  try {
+    await api("POST", "/password", { current_password: $("current-password").value,
+      new_password: $("new-password").value });
+    text($("password-note"), "Password changed; your other sessions were ended.");
+    $("password-form").reset();
+  } catch (err) { text($("password-note"), err.message); }
+});
 $("skip").onclick = () => act("skip");
 $("release").onclick = () => act("release");
 $("logout").onclick = async () => { await api("POST", "/logout").catch(() => {}); location.reload(); };
