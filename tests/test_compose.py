@@ -191,6 +191,7 @@ REQUIRED_SECRETS = {
     "LOOKOUT_PII_SECRET": "p" * 32,
     "GRAFANA_ADMIN_PASSWORD": "another-strong-password",
     "CLICKHOUSE_READER_PASSWORD": "r" * 32,
+    "LOOKOUT_REVIEW_SIGNING_SECRET": "s" * 32,
 }
 
 

@@ -80,7 +80,8 @@ def retrain(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
     demo = retrain_settings(data_dir, demo_speed) if demo_speed else {}
     settings = _settings(
         RetrainSettings, base,
-        retrain_dataset_dir=str(data_dir / "datasets"), retrain_output_dir=str(data_dir / "runs"), **demo,
+        retrain_dataset_dir=str(data_dir / "datasets"), retrain_output_dir=str(data_dir / "runs"),
+        review_signing_secret=secret("review-signing-secret"), **demo,
     )
     service = RetrainService(settings, client=clickhouse.connect(settings))
     return Component("retrain-trigger", service.start, service.stop, [service.router()],
@@ -95,6 +96,7 @@ def feedback(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
     settings = _settings(
         FeedbackSettings, base,
         feedback_token_secret=secret("feedback-token-secret"),
+        review_signing_secret=secret("review-signing-secret"),
         review_admin_user="admin",
         review_admin_password=secret("review-admin-password"),
     )
