@@ -40,11 +40,17 @@ class JudgeSettings(CommonSettings):
     detoxify_device: str = Field("cpu", description="torch device for detoxify (cpu, cuda, cuda:1...).")
     toxicity_batch_size: int = Field(32, ge=1, description="Texts (chunks) per toxicity inference batch.")
     toxicity_max_tokens: int = Field(
-        512, ge=8, description="Tokens per chunk; longer texts are split and scored as the max over chunks."
+        512, ge=8, description="Tokens per chunk; longer texts are split and scored as the token-weighted mean "
+        "over chunks (see the judge README)."
     )
     toxicity_stride: int = Field(32, ge=0, description="Tokens two neighbouring chunks share.")
+    # Calibrated in bench/bench_toxicity.py on real text: on benign calls (Debian package
+    # descriptions as answers, their synopses as prompts) 0.19 % of dev / 0.15 % of held-out
+    # calls reach 0.5, a negligible extra judging load; 75 % of held-out insults do.
     toxic_threshold: float = Field(
-        0.5, ge=0, le=1, description="A call with any toxicity score at or above this is judged regardless of sampling."
+        0.5, ge=0, le=1,
+        description="A call with any toxicity score at or above this is judged regardless of sampling "
+        "(profanity-check: 0.15 % of benign calls, 75 % of insults reach 0.5; bench/RESULTS.md).",
     )
 
     judge_base_url: str | None = Field(
