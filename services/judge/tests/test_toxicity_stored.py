@@ -8,45 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from datetime import UTC, datetime
 
 import pytest
 import torch
+from ingest_io import event, post, shared
 from profanity_check import predict_prob
 
 from lookout.judge.service import JudgeService
 from lookout.judge.settings import JudgeSettings
-from lookout.testing.stack import IngestStack, ingest_settings_for
+from lookout.testing.stack import IngestStack
 
 CALM = ("The meeting covers the budget, the roadmap and the hiring plan for next quarter, and every team "
         "lead brings the numbers of their own group so we can compare them side by side. ")
 SHORT = "What the fuck is this shit, you idiot? Answer me."
 LONG = CALM * 14 + "Honestly this plan is total shit and whoever wrote it is a fucking moron. " + CALM * 6
-
-
-@pytest.fixture
-def stack(tansu_broker, settings_for):
-    stack = IngestStack(ingest_settings_for(settings_for(tansu_broker))).start()
-    yield stack
-    stack.close()
-
-
-def shared(stack: IngestStack) -> dict:
-    """The stack's broker, topics and database, for a judge beside it."""
-    return {k: v for k, v in stack.settings.model_dump().items()
-            if k in JudgeSettings.model_fields and k not in ("http_port", "http_host")}
-
-
-def post(stack: IngestStack, calls: list[dict]) -> None:
-    with stack.http() as http:
-        r = http.post("/v1/events", json={"events": calls})
-        assert r.status_code == 200 and r.json()["accepted"] == len(calls), r.text
-
-
-def event(output: str, prompt: str) -> dict:
-    return {"event_id": str(uuid.uuid4()), "ts": datetime.now(UTC).isoformat(), "app_id": "tox", "model": "m",
-            "provider": "openai", "input": [{"role": "user", "content": prompt}], "output": output}
 
 
 async def stored(stack: IngestStack, event_ids: list[str], per_call: int, within: float = 90) -> dict:

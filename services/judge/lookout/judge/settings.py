@@ -90,6 +90,20 @@ class JudgeSettings(CommonSettings):
     )
     judge_sample_rate: float = Field(1.0, ge=0, le=1, description="Share of calls the LLM judge rates.")
     judge_sample_rates: str = Field("", description="Per-app sample rates, e.g. 'app1=0.1,app2=1'.")
+    judge_rated_down: bool = Field(
+        True, description="Judge every call an end user rated down (llm.feedback), whatever the sample rate, once."
+    )
+    judge_feedback_group: str = Field(
+        "lookout-judge-feedback", description="Consumer group of the judge on llm.feedback (thumbs down)."
+    )
+    judge_recent_calls: int = Field(
+        10_000, ge=0,
+        description="Calls kept from llm.events for judging thumbs-down without a store read (older: one "
+        "batched ClickHouse read).",
+    )
+    judge_recent_chars: int = Field(
+        50_000_000, ge=0, description="Most characters of text those kept calls may hold together."
+    )
 
     def app_sample_rates(self) -> dict[str, float]:
         rates: dict[str, float] = {}
