@@ -270,8 +270,9 @@ def thresholds(rows: list) -> dict:
                 "fpr_calls": float(np.mean(per_call >= t)), "false_calls": int(np.sum(per_call >= t)),
                 "fpr_non_insults": float(np.mean(c[labels == 0] >= t)),
                 "precision": precision, "recall": recall,
-                # toxic-answers: fires when > 5 % of >= 100 answers in its window are above t
-                "p_fire_100": binomial_tail(100, fpr_answer, 6),
+                # toxic-answers ("toxicity*": prompt scores count too, an event is its worst score)
+                # fires when > 5 % of >= 100 events in its window are above t
+                "p_fire_100": binomial_tail(100, float(np.mean(per_call >= t)), 6),
             }
         out[split] = {"answers": len(a), "prompts": len(p), "comments": len(c),
                       "max_benign_answer": float(a.max()), "max_benign_prompt": float(p.max()), "by": rows_out}
@@ -298,7 +299,7 @@ def markdown(result: dict) -> str:
                   f"AUROC {s['auroc']:.4f}, P@0.5 {s['precision@0.5']:.3f}, R@0.5 {s['recall@0.5']:.3f}; "
                   f"max |stored - ProfanityModel.predict| = {s['max_abs_diff']:.2e}"]
     lines += ["", "| threshold | FPR answers | FPR prompts | FPR calls | FPR non-insult comments | recall | precision "
-              "| P(toxic-answers fires on 100 benign) |", "|---|---|---|---|---|---|---|---|"]
+              "| P(toxic-answers fires on 100 benign calls) |", "|---|---|---|---|---|---|---|---|"]
     t = result["thresholds"]["test"]
     for th, e in t["by"].items():
         lines.append(f"| {th} | {e['fpr_answers']:.5f} ({e['false_answers']}/{t['answers']}) | "
