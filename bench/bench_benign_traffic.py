@@ -7,7 +7,8 @@ A call is one Debian package of the held-out split of bench/toxicity_corpus.py: 
 synopsis as the user's message, its long description as the answer (both written by
 people, both benign). No evaluator LLM is configured (the default) and no thumbs are sent,
 so the rules that can fire are toxic-answers and embedding-drift, and the review reasons
-that can appear are toxicity, drift and the random audit sample.
+that can appear are toxicity, drift and the random audit sample. Drift embeds the calls its
+encoder keeps up with (uniform sampling beyond): the figures say how many it tested.
 Target: 0 retrain firings; review tasks only from the audit sample (about 1 % of calls).
 
 Run: `.venv/bin/python -m bench.bench_benign_traffic [--calls 10000] [--rate 100]`
@@ -98,18 +99,22 @@ def main() -> None:
                     time.sleep(wait)
             result["post_s"] = time.monotonic() - began
             progress(f"posted {len(calls)} calls in {result['post_s']:.0f}s")
-            # Done when the judge scored every call, drift read every call and the sink's
-            # row counts stood still for 15 s.
+            # Done when the judge scored every call, drift read every call, and the sink's,
+            # drift's and the task builder's counts stood still for 30 s. (Drift embeds what
+            # its encoder keeps up with and samples the rest uniformly: on 2 shared cores,
+            # few of them.)
             deadline, still, last = time.monotonic() + 1800, 0.0, None
             while time.monotonic() < deadline:
                 text = http.get("/metrics").text
                 judged = metric(text, "lookout_judge_events_total")
                 drifted = metric(text, "lookout_drift_events_total")
                 stored = metric(text, "lookout_sink_rows_stored_total")
-                now_state = (judged, drifted, stored)
+                windows = metric(text, "lookout_drift_windows_tested_total")
+                now_state = (judged, drifted, stored, windows, metric(text, "lookout_drift_texts_embedded_total"),
+                             metric(text, "lookout_review_reasons_total"))
                 if judged >= len(calls) and drifted >= len(calls) and now_state == last:
                     still += 5
-                    if still >= 15:
+                    if still >= 30:
                         break
                 else:
                     still = 0
@@ -117,6 +122,11 @@ def main() -> None:
                 time.sleep(5)
             result["settled_s"] = time.monotonic() - began
             result["metrics"] = {"judge_events": judged, "drift_events": drifted, "sink_rows": stored,
+                                 "drift_windows_tested": windows,
+                                 "drift_embedded": metric(text, "lookout_drift_texts_embedded_total"),
+                                 "drift_sampled_events": metric(text, "lookout_drift_events_total", outcome="sampled"),
+                                 "drift_results": metric(text, "lookout_drift_results_total"),
+                                 "review_reasons": metric(text, "lookout_review_reasons_total"),
                                  "retrain_firings": metric(text, "lookout_retrain_firings_total")}
             progress(f"settled after {result['settled_s']:.0f}s: {result['metrics']}")
     finally:

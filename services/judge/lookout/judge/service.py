@@ -1,7 +1,9 @@
 """The judge as a startable unit: consumes llm.events (group lookout-judge), produces Score
 records to llm.scores keyed by event id, and commits a batch's offsets only after the
 broker acknowledged all of its scores. A crash replays the batch; score ids are
-deterministic, so stored scores collapse instead of doubling.
+deterministic, so stored scores collapse instead of doubling. With an evaluator LLM it also
+consumes llm.feedback (group lookout-judge-feedback): calls rated down are judged whatever
+the sampling rate, once each (rated_down.py).
 
 `python -m lookout.judge` runs it with its HTTP server; the embedded stack awaits
 start()/stop() inside its own loop."""
