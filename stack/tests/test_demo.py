@@ -86,6 +86,18 @@ def test_demo_phases_show_in_the_stored_data_and_the_quality_loop_closes(tmp_pat
         assert error_share("incident") > 0.1 > error_share("normal")
         assert error_share("incident") > 3 * max(error_share("normal"), error_share("recovery"), 0.01)
 
+        # The judge ran on the demo evaluator: relevance scores, named as the demo evaluator
+        # (MiniLM cosine, not an LLM), and the overview's judge panel draws them.
+        judged = []
+        for c in calls[:400]:  # a tenth of the calls is sampled, and every call rated down
+            body = httpx.get(f"{base}/v1/calls/{c['event_id']}", headers=headers, timeout=30).json()
+            judged += [s for s in body["scores"] if s["name"] == "judge.relevance"]
+            if len(judged) >= 5:
+                break
+        assert judged and {(s["evaluator"], s["source"]) for s in judged} == {(DEMO_MODEL, "llm_judge")}
+        assert all("not an LLM" in s["explanation"] for s in judged)
+        assert {r["rubric"] for r in panel(base, "judge_scores")} == {"judge.relevance"}
+
         # The quality loop: the reviewer corrected support-bot answers; the surge tripped the
         # thumbs-down rule once; the local launcher's job fine-tuned the tiny base model on the
         # reviewed snapshot and registered a candidate version.
@@ -144,18 +156,6 @@ def test_demo_phases_show_in_the_stored_data_and_the_quality_loop_closes(tmp_pat
         assert sum(r["votes"] for r in rows) == accepted
         down = sum(n for (_, _, thumbs), n in stats.votes.items() if thumbs == -1)
         assert round(sum(r["thumbs_down_rate"] * r["votes"] for r in rows)) == down
-
-        # The judge ran on the demo evaluator: relevance scores, named as the demo evaluator
-        # (MiniLM cosine, not an LLM), and the overview's judge panel draws them.
-        judged = []
-        for c in calls[:400]:  # a quarter of the calls is sampled
-            body = httpx.get(f"{base}/v1/calls/{c['event_id']}", headers=headers, timeout=30).json()
-            judged += [s for s in body["scores"] if s["name"] == "judge.relevance"]
-            if len(judged) >= 5:
-                break
-        assert judged and {(s["evaluator"], s["source"]) for s in judged} == {(DEMO_MODEL, "llm_judge")}
-        assert all("not an LLM" in s["explanation"] for s in judged)
-        assert {r["rubric"] for r in panel(base, "judge_scores")} == {"judge.relevance"}
 
         # The overview compares the old and the retrained support-bot version.
         versions = {(r["app_id"], r["model_version"]) for r in panel(base, "model_versions")}

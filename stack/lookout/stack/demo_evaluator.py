@@ -25,6 +25,7 @@ import json
 import logging
 import re
 import socket
+import threading
 import time
 from typing import Any
 
@@ -64,6 +65,8 @@ class DemoEvaluator:
         self.sock.bind((host, 0))
         self.host, self.port = host, self.sock.getsockname()[1]
         self._encoder = None
+        self._loading = threading.Lock()
+        self._warm_up: asyncio.Task | None = None
         self._relevance = self._instructions("relevance")
         self._server: uvicorn.Server | None = None
 
@@ -78,10 +81,11 @@ class DemoEvaluator:
         return RubricSet.load().by_name(name).instructions.strip()
 
     def _encode(self, texts: list[str]):
-        if self._encoder is None:
-            from lookout.drift.encoder import SentenceEncoder
+        with self._loading:  # the first request and the warm-up load the model once
+            if self._encoder is None:
+                from lookout.drift.encoder import SentenceEncoder
 
-            self._encoder = SentenceEncoder(device="cpu")
+                self._encoder = SentenceEncoder(device="cpu")
         return self._encoder.encode(texts)
 
     def judge(self, messages: list[dict[str, Any]]) -> tuple[int, str, int]:
@@ -133,7 +137,9 @@ class DemoEvaluator:
         return app
 
     async def start(self) -> None:
-        await asyncio.to_thread(self._encode, ["warm up"])  # load the model before the judge asks
+        # The model loads in the background: the stack's start does not wait for it, and a
+        # request that comes first waits in its thread (the judge retries one that times out).
+        self._warm_up = asyncio.create_task(asyncio.to_thread(self._encode, ["warm up"]), name="demo-evaluator-load")
         config = uvicorn.Config(self.app(), log_level="warning", lifespan="off")
         config.load()
         self._server = uvicorn.Server(config)
@@ -144,6 +150,8 @@ class DemoEvaluator:
         log.info("demo evaluator (MiniLM cosine for relevance, not an LLM) on %s", self.base_url)
 
     async def stop(self) -> None:
+        if self._warm_up is not None:
+            await asyncio.gather(self._warm_up, return_exceptions=True)
         if self._server is not None and self._server.started:
             await self._server.shutdown(sockets=[self.sock])
         self.sock.close()
@@ -153,7 +161,7 @@ class DemoEvaluator:
         return {
             "judge_base_url": self.base_url, "judge_model": DEMO_MODEL, "judge_rubrics": "relevance",
             "judge_input_per_mtok": 0.0, "judge_output_per_mtok": 0.0,
-            # The demo posts 20 calls/s on shared cores: a quarter of them, plus every call
+            # The demo posts 20 calls/s on shared cores: a tenth of them, plus every call
             # flagged toxic or rated down (always judged).
-            "judge_sample_rate": 0.25,
+            "judge_sample_rate": 0.1,
         }
