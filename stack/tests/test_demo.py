@@ -16,6 +16,7 @@ from datetime import datetime
 import httpx
 
 from lookout.stack import demo
+from lookout.stack.demo_evaluator import DEMO_MODEL
 from lookout.testing.brokers import free_port
 from lookout.testing.embedded import start_lookout_up as start
 from lookout.testing.embedded import wait_ready
@@ -85,6 +86,18 @@ def test_demo_phases_show_in_the_stored_data_and_the_quality_loop_closes(tmp_pat
 
         assert error_share("incident") > 0.1 > error_share("normal")
         assert error_share("incident") > 3 * max(error_share("normal"), error_share("recovery"), 0.01)
+
+        # The judge ran on the demo evaluator: relevance scores, named as the demo evaluator
+        # (MiniLM cosine, not an LLM), and the overview's judge panel draws them.
+        judged = []
+        for c in calls[:400]:  # a tenth of the calls is sampled, and every call rated down
+            body = httpx.get(f"{base}/v1/calls/{c['event_id']}", headers=headers, timeout=30).json()
+            judged += [s for s in body["scores"] if s["name"] == "judge.relevance"]
+            if len(judged) >= 5:
+                break
+        assert judged and {(s["evaluator"], s["source"]) for s in judged} == {(DEMO_MODEL, "llm_judge")}
+        assert all("not an LLM" in s["explanation"] for s in judged)
+        assert {r["rubric"] for r in panel(base, "judge_scores")} == {"judge.relevance"}
 
         # The quality loop: the reviewer corrected support-bot answers; the surge tripped the
         # thumbs-down rule once; the local launcher's job fine-tuned the tiny base model on the

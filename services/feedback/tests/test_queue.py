@@ -40,7 +40,7 @@ def test_signals_make_one_task_per_call_with_every_reason_and_severity_order(kaf
     try:
         toxic, judged, drifted, audited = stack.add_calls("shop", 4)
         _produce(stack, topics.SCORES, [
-            _score(toxic, "toxicity.insult", 0.9),
+            _score(toxic, "toxicity.insult", 0.97),  # over the default threshold (0.9)
             _score(toxic, "judge.relevance", 0.1),
             _score(judged, "judge.relevance", 0.3),
             _score(judged, "toxicity.insult", 0.1),  # below threshold: no reason

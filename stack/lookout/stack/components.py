@@ -2,8 +2,9 @@
 start/stop in the one asyncio loop, its HTTP routers mounted on the one port, its
 readiness checks added to /readyz.
 
-With `--demo`, builders get the demo's speed (else None); only the retrain trigger uses it,
-to run the demo policy (see demo_retrain.py).
+With `--demo`, builders get the demo's speed (else None): the retrain trigger runs the demo
+policy (see demo_retrain.py), and the judge gets the demo evaluator (demo_evaluator.py)
+when no LOOKOUT_JUDGE_BASE_URL is set.
 
 Each service gets its own ClickHouse client on the stack's chdb path: clients on one
 path share the engine but not a session, so one service's queries never interleave with
@@ -49,9 +50,30 @@ def judge(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
     from lookout.judge.service import JudgeService
     from lookout.judge.settings import JudgeSettings
 
-    settings = _settings(JudgeSettings, base, judge_sampling_secret=secret("judge-sampling-secret"))
+    evaluator = None
+    if demo_speed is not None and not JudgeSettings().judge_base_url:
+        # The demo's own evaluator (relevance as MiniLM cosine, named so in every score),
+        # unless LOOKOUT_JUDGE_BASE_URL points the judge at a real model.
+        from .demo_evaluator import DemoEvaluator
+
+        evaluator = DemoEvaluator()
+    settings = _settings(
+        JudgeSettings, base, judge_sampling_secret=secret("judge-sampling-secret"),
+        **(evaluator.judge_settings() if evaluator else {}),
+    )
     service = JudgeService(settings, client=clickhouse.connect(settings))
-    return Component("judge", service.start, service.stop, [agreement_router(service)],
+
+    async def start() -> None:
+        if evaluator is not None:
+            await evaluator.start()
+        await service.start()
+
+    async def stop() -> None:
+        await service.stop()
+        if evaluator is not None:
+            await evaluator.stop()
+
+    return Component("judge", start, stop, [agreement_router(service)],
                      {f"judge.{k}": v for k, v in service.checks().items()})
 
 

@@ -36,7 +36,13 @@ class FeedbackSettings(CommonSettings):
         "signature verifies. Required; the same on the feedback service and the retrain trigger.")
     produce_timeout_s: float = Field(10.0, gt=0, description="How long a request waits for Kafka acks before 503.")
     review_lease_s: int = Field(600, ge=1, description="How long a claimed review task stays with its reviewer.")
-    review_toxicity_threshold: float = Field(0.5, description="toxicity.* scores above this queue the call.")
+    # Calibrated in bench/bench_toxicity.py on real text (profanity-check, the default model):
+    # the lowest threshold that queued no benign call of the dev split (0 of 11 985 calls of
+    # Debian descriptions and synopses; held out: 1 of 12 006); 58 % of held-out insults
+    # exceed it. At 0.5, 0.19 % of benign calls would queue.
+    review_toxicity_threshold: float = Field(
+        0.9, description="toxicity.* scores above this queue the call (benign calls over 0.9: 0 of 11 985; "
+        "bench/RESULTS.md).")
     review_judge_threshold: float = Field(0.5, description="judge.* scores below this queue the call.")
     review_audit_rate: float = Field(
         0.01, ge=0, le=1, description="Share of all calls queued as a random audit (per app)."
