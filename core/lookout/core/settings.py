@@ -36,11 +36,13 @@ class CommonSettings(BaseSettings):
     kafka_ssl_certfile: str | None = Field(default=None, description="Client certificate (PEM) for mutual TLS.")
     kafka_ssl_keyfile: str | None = Field(default=None, description="Client key (PEM) for mutual TLS.")
     topic_prefix: str = Field(
-        default="", pattern=r"^[A-Za-z0-9._-]*$",
+        default="",
+        pattern=r"^[A-Za-z0-9._-]*$",
         description="Prefix for every topic name (several Lookout installs on one cluster; tests).",
     )
     kafka_session_timeout_ms: int = Field(
-        default=10_000, ge=1000,
+        default=10_000,
+        ge=1000,
         description="Consumer group session timeout (heartbeats every third of it). Tansu makes a "
         "joining member wait about half of it.",
     )
@@ -61,7 +63,8 @@ class CommonSettings(BaseSettings):
     retention_days: int = Field(default=90, ge=1, description="TTL in days for stored rows (applied by migrations).")
 
     max_request_body_bytes: int = Field(
-        default=1 << 20, ge=1024,
+        default=1 << 20,
+        ge=1024,
         description="Largest request body of every HTTP route without a limit of its own (ingest's /v1/events and "
         "/v1/traces take LOOKOUT_MAX_BODY_BYTES); larger ones get 413 before authentication or parsing.",
     )
