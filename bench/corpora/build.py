@@ -5,10 +5,11 @@ Two sources of text people wrote, each labelled by topic and shipped by Debian:
 - `debian`: package descriptions, grouped by the package's Section: `apt-cache dumpavail`
   names each package's Section, version and Description-md5; the extended description
   itself is in apt's Translation-en lists (fetched by `apt-get update -o
-  Acquire::Languages=en`, read with apt-helper), joined on Description-md5. A call is prompt = the one-line synopsis, response =
-  the extended description. One item per distinct extended description (a source package's
-  -dev/-doc/-data binaries repeat theirs), at most `--per-topic` per section, chosen by a
-  hash of the package name so a rebuild picks the same ones.
+  Acquire::Languages=en`, read with apt-helper), joined on Description-md5. A call is
+  prompt = the one-line synopsis, response = the extended description. One item per
+  distinct extended description (a source package's -dev/-doc/-data binaries repeat
+  theirs), at most `--per-topic` per section, chosen by a hash of the package name so a
+  rebuild picks the same ones.
 - `wordnet`: noun synsets of WordNet 3.0 (Debian package `wordnet-base`, files
   /usr/share/wordnet/data.noun), grouped by lexicographer file (noun.animal, noun.food,
   ...). A call is prompt = the synset's words, response = its gloss (definition and the

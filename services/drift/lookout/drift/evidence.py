@@ -1,0 +1,343 @@
+"""Sequential drift evidence of one stream, on every signal, since its reference was set.
+
+Per signal, a score function fixed when the reference is set (stats/conformal.py explains
+why it must be fixed):
+
+- prompt/response_embedding: 1 - mean cosine to its k nearest neighbours in the
+  reference's training part (grid linear on [0, 1.5]);
+- prompt/response_tokens and _chars: the count itself (geometric grid);
+- prompt/response_token_frequency: mean surprise (-log p) of its tokens under the training
+  part's unigram model (linear on [0, 20]);
+- response_empty_or_refused: 0 or 1.
+
+Every later event's score gets a conformal p-value against all scores before it (the
+reference's calibration part, then the stream), which sequential.py turns into evidence.
+The reference is split by a hash of the event id: the score functions are fitted on one
+part (80 %), the rest calibrates. Scores that need no fitting (lengths, the flag) use all of it.
+
+Embedding signals observe the events that were embedded (a uniform sample under load);
+every other signal observes every event. One false-alarm budget covers all signals.
+
+Examples and the shift share are computed when a window is reported (`explain`): scores of
+the window's events since the estimated change point against the reference's."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import uuid
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .features import Sample
+from .stats.conformal import Grid, ScorePool, uniform_from_hash
+from .stats.mixture import ShareEstimate, classifier_scores, mixture_share, typical_of_new
+from .stats.sequential import Budget, SequentialTest
+
+EMBEDDING_SIGNALS = {"prompt_embedding": "prompt_embedding", "response_embedding": "response_embedding"}
+LENGTH_SIGNALS = {"prompt_tokens": "prompt_tokens", "response_tokens": "response_tokens",
+                  "prompt_chars": "prompt_chars", "response_chars": "response_chars"}
+TOKEN_SIGNALS = {"prompt_token_frequency": "prompt_token_ids", "response_token_frequency": "response_token_ids"}
+SHARE_SIGNAL = "response_empty_or_refused"
+ALL_SIGNALS = (*EMBEDDING_SIGNALS, *LENGTH_SIGNALS, *TOKEN_SIGNALS, SHARE_SIGNAL)
+
+VOCAB = 1 << 15  # covers WordPiece's 30,522 ids; larger ids share the last slot
+EMBEDDING_GRID = Grid.linear(0.0, 1.5, 300)
+SURPRISE_GRID = Grid.linear(0.0, 20.0, 400)
+LENGTH_GRID = Grid.geometric(2_000_000, 1.03)
+FLAG_GRID = Grid((0.5,))
+# Fewest reference items a signal needs on each side of the split.
+MIN_HALF = 10
+
+
+@dataclass(frozen=True)
+class EvidenceConfig:
+    alpha: float = 0.01
+    horizon: float = 1e7
+    neighbours: int = 3
+    # Share of the reference that fits the score functions; the rest starts the pool.
+    train_share: float = 0.8
+    bet_memory: float = 2000.0
+    bet_prior: float = 200.0
+    share_method: str = "classifier"  # embeddings: classifier | novelty
+    share_min_events: int = 50
+    bootstrap: int = 200
+    examples: int = 5
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SignalStatus:
+    signal: str
+    log_sr: float  # natural log of the Shiryaev-Roberts statistic
+    log_threshold: float
+    p_value: float
+    drifted: bool  # evidence at or over the threshold at some event since the last report
+    observed: int
+    change_seq: int  # estimated first event of the change (CUSUM), in stream sequence numbers
+
+
+@dataclass(frozen=True)
+class Explanation:
+    share: ShareEstimate | None
+    examples: list[uuid.UUID]
+    since_seq: int  # first event of the part of the window the estimate used
+
+
+def event_hash(event_id: uuid.UUID, salt: str) -> int:
+    return int.from_bytes(hashlib.blake2b(event_id.bytes, digest_size=8, key=salt.encode()[:64]).digest())
+
+
+def in_training_part(event_id: uuid.UUID, seed: int, share: float = 0.5) -> bool:
+    return (event_hash(event_id, f"split/{seed}") >> 11) / float(1 << 53) < share
+
+
+class _Scorer:
+    """The fixed score function of one signal, and its grid."""
+
+    grid: Grid
+    fitted: bool  # True: fitted on the training part, calibrated on the rest
+
+    def scores(self, samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, mask of samples this signal observes)."""
+        raise NotImplementedError
+
+
+class _Novelty(_Scorer):
+    grid, fitted = EMBEDDING_GRID, True
+
+    def __init__(self, attr: str, train: Sequence[Sample], k: int):
+        self.attr = attr
+        vectors = [getattr(s, attr) for s in train if getattr(s, attr) is not None]
+        self.train = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, 1), np.float32)
+        self.k = max(1, min(k, len(self.train)))
+
+    def ok(self) -> bool:
+        return len(self.train) >= MIN_HALF
+
+    def scores(self, samples):
+        mask = np.array([getattr(s, self.attr) is not None for s in samples], dtype=bool)
+        out = np.zeros(len(samples))
+        if mask.any() and len(self.train):
+            x = np.stack([getattr(s, self.attr) for s, m in zip(samples, mask, strict=True) if m])
+            sims = x.astype(np.float32) @ self.train.T
+            top = np.partition(sims, sims.shape[1] - self.k, axis=1)[:, -self.k:]
+            out[mask] = 1.0 - top.mean(axis=1)
+        return out, mask
+
+
+class _Length(_Scorer):
+    grid, fitted = LENGTH_GRID, False
+
+    def __init__(self, attr: str):
+        self.attr = attr
+
+    def ok(self) -> bool:
+        return True
+
+    def scores(self, samples):
+        return np.array([float(getattr(s, self.attr)) for s in samples]), np.ones(len(samples), dtype=bool)
+
+
+class _Surprise(_Scorer):
+    grid, fitted = SURPRISE_GRID, True
+
+    def __init__(self, attr: str, train: Sequence[Sample]):
+        self.attr = attr
+        ids = [np.minimum(getattr(s, attr).astype(np.int64), VOCAB - 1) for s in train]
+        flat = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+        counts = np.bincount(flat, minlength=VOCAB).astype(float)
+        self.tokens = int(flat.size)
+        # Add-half smoothing: an unseen token costs about log(2 * tokens) nats, not infinity.
+        self.surprise = -np.log((counts + 0.5) / (counts.sum() + 0.5 * VOCAB))
+
+    def ok(self) -> bool:
+        return self.tokens > 0
+
+    def scores(self, samples):
+        docs = [getattr(s, self.attr) for s in samples]
+        lengths = np.array([len(d) for d in docs])
+        out = np.zeros(len(samples))
+        if lengths.sum():
+            flat = np.minimum(np.concatenate(docs).astype(np.int64), VOCAB - 1)
+            starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+            full = lengths > 0
+            sums = np.add.reduceat(self.surprise[flat], starts[full])
+            out[full] = sums / lengths[full]
+        return out, np.ones(len(samples), dtype=bool)
+
+
+class _Flag(_Scorer):
+    grid, fitted = FLAG_GRID, False
+
+    def ok(self) -> bool:
+        return True
+
+    def scores(self, samples):
+        return np.array([float(s.empty_or_refused) for s in samples]), np.ones(len(samples), dtype=bool)
+
+
+@dataclass
+class _Signal:
+    scorer: _Scorer
+    pool: ScorePool
+    test: SequentialTest
+    calibration: np.ndarray  # reference scores the pool started from (for explaining windows)
+    peak_since_report: float = -math.inf
+
+
+@dataclass
+class StreamEvidence:
+    config: EvidenceConfig
+    reference: list[Sample]
+    seq: int = 0  # stream events observed since the reference
+    signals: dict[str, _Signal] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        c = self.config
+        self.budget = Budget.equal(c.alpha, c.horizon, ALL_SIGNALS)
+        train = [s for s in self.reference if in_training_part(s.event_id, c.seed, c.train_share)]
+        calibrate = [s for s in self.reference if not in_training_part(s.event_id, c.seed, c.train_share)]
+        for signal in ALL_SIGNALS:
+            if signal in EMBEDDING_SIGNALS:
+                scorer: _Scorer = _Novelty(EMBEDDING_SIGNALS[signal], train, c.neighbours)
+            elif signal in LENGTH_SIGNALS:
+                scorer = _Length(LENGTH_SIGNALS[signal])
+            elif signal in TOKEN_SIGNALS:
+                scorer = _Surprise(TOKEN_SIGNALS[signal], train)
+            else:
+                scorer = _Flag()
+            base = calibrate if scorer.fitted else self.reference
+            scores, mask = scorer.scores(base)
+            if not scorer.ok() or mask.sum() < MIN_HALF:
+                continue  # e.g. no response embeddings in the reference: the signal sits out
+            pool = ScorePool(scorer.grid.bins)
+            pool.add(scorer.grid.index(scores[mask]))
+            self.signals[signal] = _Signal(scorer, pool, SequentialTest(_bet(c)), scores[mask])
+
+    # --- per event --------------------------------------------------------------------
+    def observe(self, samples: Sequence[Sample]) -> bool:
+        """Events in arrival order. Returns True if some signal crossed its threshold (so
+        the caller can report now rather than at the next scheduled window)."""
+        if not samples:
+            return False
+        crossed = False
+        first = self.seq
+        salt = f"{self.config.seed}".encode()
+        base = np.array([int.from_bytes(hashlib.blake2b(s.event_id.bytes, digest_size=8, key=salt).digest())
+                         for s in samples], dtype=np.uint64)
+        for signal, sig in self.signals.items():
+            scores, mask = sig.scorer.scores(samples)
+            bins = sig.scorer.grid.index(scores)
+            u = self._tie_breaks(base, signal)
+            threshold = self.budget.log_threshold(signal)
+            was = sig.test.log_sr >= threshold
+            idx = np.flatnonzero(mask)
+            if not len(idx):
+                continue
+            p = sig.pool.observe_many(bins[idx], u[idx])
+            path = sig.test.observe(p, first + idx)
+            sig.peak_since_report = max(sig.peak_since_report, float(path.max()))
+            if not was and path.max() >= threshold:
+                crossed = True
+        self.seq += len(samples)
+        return crossed
+
+    def _tie_breaks(self, base: np.ndarray, signal: str) -> np.ndarray:
+        """Per-signal uniforms from one hash per event, mixed with the signal's index."""
+        salt = np.uint64(((ALL_SIGNALS.index(signal) + 1) * 0x9E3779B97F4A7C15) % (1 << 64))
+        return uniform_from_hash(_splitmix(base ^ salt))
+
+    # --- reporting --------------------------------------------------------------------
+    def status(self, signal: str, reset_peak: bool = True) -> SignalStatus | None:
+        sig = self.signals.get(signal)
+        if sig is None:
+            return None
+        ev, log_sr = sig.test.evidence, sig.test.log_sr
+        threshold = self.budget.log_threshold(signal)
+        peak = max(sig.peak_since_report, log_sr)
+        if reset_peak:
+            sig.peak_since_report = log_sr
+        return SignalStatus(signal, log_sr, threshold, self.budget.p_value(signal, log_sr),
+                            peak >= threshold, ev.observed, ev.change_start)
+
+    def explain(self, signal: str, current: Sequence[Sample], first_seq: int, change_seq: int) -> Explanation:
+        """Shift share and examples from the window's events since the estimated change
+        (all of the window if that leaves too few)."""
+        sig = self.signals.get(signal)
+        if sig is None:
+            return Explanation(None, [], first_seq)
+        start = max(0, change_seq - first_seq)
+        part = list(current[start:])
+        if len(part) < self.config.share_min_events:
+            part, start = list(current), 0
+        rng = np.random.default_rng(zlib.crc32(f"{self.config.seed}/{signal}/{first_seq}".encode()))
+        if signal in EMBEDDING_SIGNALS and self.config.share_method == "classifier":
+            attr = EMBEDDING_SIGNALS[signal]
+            ref = [s for s in self.reference if getattr(s, attr) is not None]
+            cur = [s for s in part if getattr(s, attr) is not None]
+            if len(ref) < MIN_HALF or len(cur) < MIN_HALF:
+                return Explanation(None, [], first_seq + start)
+            ref_scores, cur_scores = classifier_scores(np.stack([getattr(s, attr) for s in ref]),
+                                                       np.stack([getattr(s, attr) for s in cur]), rng)
+            share = mixture_share(ref_scores, cur_scores, bootstrap=self.config.bootstrap, rng=rng)
+            order = np.argsort(-cur_scores, kind="stable")[: self.config.examples]
+            return Explanation(share, [cur[i].event_id for i in order], first_seq + start)
+        scores, mask = sig.scorer.scores(part)
+        cur = [s for s, m in zip(part, mask, strict=True) if m]
+        if len(cur) < MIN_HALF:
+            return Explanation(None, [], first_seq + start)
+        share = mixture_share(sig.calibration, scores[mask], bootstrap=self.config.bootstrap, rng=rng)
+        picks = typical_of_new(sig.calibration, scores[mask], self.config.examples) if share.share > 0 else []
+        return Explanation(share, [cur[i].event_id for i in picks], first_seq + start)
+
+    # --- state ------------------------------------------------------------------------
+    def dump(self) -> dict[str, Any]:
+        return {"seq": self.seq, "signals": {
+            name: {"pool": _sparse(sig.pool.counts), "test": sig.test.dump(),
+                   "peak": None if math.isinf(sig.peak_since_report) else sig.peak_since_report}
+            for name, sig in self.signals.items()}}
+
+    @classmethod
+    def load(cls, config: EvidenceConfig, reference: list[Sample], data: dict[str, Any]) -> StreamEvidence:
+        """Rebuilds the score functions from the reference (deterministic) and takes pools,
+        bets and evidence from the stored state."""
+        ev = cls(config, reference)
+        ev.seq = data["seq"]
+        for name, stored in data["signals"].items():
+            sig = ev.signals.get(name)
+            if sig is None:
+                continue
+            sig.pool = ScorePool(sig.scorer.grid.bins, _dense(stored["pool"], sig.scorer.grid.bins))
+            sig.test = SequentialTest.load(stored["test"], config.bet_memory, config.bet_prior)
+            sig.peak_since_report = -math.inf if stored.get("peak") is None else stored["peak"]
+        return ev
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def _bet(c: EvidenceConfig):
+    from .stats.sequential import PluginBet
+
+    return PluginBet(c.bet_memory, c.bet_prior)
+
+
+def _sparse(counts: np.ndarray) -> list[list[int]]:
+    nz = np.flatnonzero(counts)
+    return [[int(i), int(counts[i])] for i in nz]
+
+
+def _dense(pairs: list[list[int]], bins: int) -> np.ndarray:
+    out = np.zeros(bins, dtype=np.int64)
+    for i, c in pairs:
+        out[i] = c
+    return out
