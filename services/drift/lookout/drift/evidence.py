@@ -35,7 +35,7 @@ import numpy as np
 
 from .features import Sample
 from .stats.conformal import Grid, ScorePool, uniform_from_hash
-from .stats.mixture import ShareEstimate, classifier_scores, mixture_share, typical_of_new
+from .stats.mixture import ShareEstimate, classifier_scores, mixture_share, ratio_scores, typical_of_new
 from .stats.sequential import Budget, SequentialTest
 
 EMBEDDING_SIGNALS = {"prompt_embedding": "prompt_embedding", "response_embedding": "response_embedding"}
@@ -63,7 +63,7 @@ class EvidenceConfig:
     train_share: float = 0.8
     bet_memory: float = 2000.0
     bet_prior: float = 200.0
-    share_method: str = "classifier"  # embeddings: classifier | novelty
+    share_method: str = "classifier"  # embeddings: classifier | novelty (the kNN score, binned)
     share_min_events: int = 50
     bootstrap: int = 200
     examples: int = 5
@@ -284,15 +284,14 @@ class StreamEvidence:
                 return Explanation(None, [], first_seq + start)
             ref_scores, cur_scores = classifier_scores(np.stack([getattr(s, attr) for s in ref]),
                                                        np.stack([getattr(s, attr) for s in cur]), rng)
-            share = mixture_share(ref_scores, cur_scores, bootstrap=self.config.bootstrap, rng=rng)
-            order = np.argsort(-cur_scores, kind="stable")[: self.config.examples]
-            return Explanation(share, [cur[i].event_id for i in order], first_seq + start)
-        scores, mask = sig.scorer.scores(part)
-        cur = [s for s, m in zip(part, mask, strict=True) if m]
-        if len(cur) < MIN_HALF:
-            return Explanation(None, [], first_seq + start)
-        share = mixture_share(sig.calibration, scores[mask], bootstrap=self.config.bootstrap, rng=rng)
-        picks = typical_of_new(sig.calibration, scores[mask], self.config.examples) if share.share > 0 else []
+        else:
+            scores, mask = sig.scorer.scores(part)
+            cur = [s for s, m in zip(part, mask, strict=True) if m]
+            if len(cur) < MIN_HALF:
+                return Explanation(None, [], first_seq + start)
+            ref_scores, cur_scores = ratio_scores(sig.calibration, scores[mask], rng)
+        share = mixture_share(ref_scores, cur_scores, bootstrap=self.config.bootstrap, rng=rng)
+        picks = typical_of_new(cur_scores, self.config.examples)
         return Explanation(share, [cur[i].event_id for i in picks], first_seq + start)
 
     # --- state ------------------------------------------------------------------------
