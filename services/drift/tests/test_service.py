@@ -26,9 +26,9 @@ def drift_settings(settings, **extra) -> DriftSettings:
     values = settings.model_dump()
     values.update(
         drift_reference_size=REF, drift_window_size=WINDOW, drift_test_every_events=EVERY,
-        drift_min_window_events=EVERY, drift_consecutive_windows=2, drift_auth=False, drift_batch_events=300,
-        # Sampling off: these tests produce bursts and check exact windows.
-        drift_encoder_texts_per_s=1e9,
+        drift_min_window_events=EVERY, drift_auth=False, drift_batch_events=300,
+        # Sampling off (no lag reaches the budget): these tests produce bursts and check exact windows.
+        drift_lag_budget_s=1e9,
     )
     values.update(extra)
     return DriftSettings(**values)
@@ -115,54 +115,49 @@ def has_window(signal: str, index: int):
     return lambda rs: any(r.signal == signal and r.details["window_index"] >= index for r in rs)
 
 
-async def test_a_topic_shift_is_flagged_after_m_windows_and_not_before(settings, encoder, tokenizer):
+def first_drifted(signal: str):
+    return lambda rs: any(r.signal == signal and r.drifted for r in rs)
+
+
+async def test_a_topic_shift_is_reported_as_soon_as_evidence_crosses_with_its_share_and_examples(
+    settings, encoder, tokenizer
+):
     s = drift_settings(settings)
     traffic = Traffic()
-    await produce(s, traffic.calls("cooking", REF + 4 * EVERY) + traffic.calls("tax", 4 * EVERY))
-    service = DriftService(s, encoder=encoder, tokenizer=tokenizer)
-    await service.start()
-    try:
-        async with Results(s) as results:
-            records = await results.until(has_window("prompt_embedding", 7))
-    finally:
-        await service.stop()
-
-    by_window = {}
-    for r in records:
-        by_window.setdefault(r.details["window_index"], []).append(r)
-    assert sorted(by_window) == list(range(8))
-    # Windows 0-3 are all cooking: nothing drifted, on any signal.
-    assert not [r for i in range(4) for r in by_window[i] if r.drifted]
-    prompt = {r.details["window_index"]: r for r in records if r.signal == "prompt_embedding"}
-    # Window 4 is half tax: it crosses, but one window is not enough (M=2); 5 on are drifted.
-    assert prompt[4].details["window_crossed"] and not prompt[4].drifted
-    assert all(prompt[i].drifted for i in (5, 6, 7))
-    drifted = prompt[5]
-    assert drifted.method == "mmd_rbf" and drifted.p_value < 0.01 and drifted.reference_size == REF
-    assert drifted.current_size == WINDOW and len({r.reference_id for r in records}) == 1
-    assert 1 <= len(drifted.examples) <= 5
-    token = next(r for r in records if r.signal == "prompt_token_frequency" and r.details["window_index"] == 5)
-    assert token.drifted and token.details["top_tokens"]
-    # Every result went out keyed app/model, once.
-    assert len({r.result_id for r in records}) == len(records)
-
-
-async def test_examples_of_a_drifted_window_are_calls_of_the_new_topic(kafka_broker, settings_for, encoder, tokenizer):
-    s = drift_settings(settings_for(kafka_broker))
-    traffic = Traffic(seed=5)
-    cooking = traffic.calls("cooking", REF + EVERY)
-    tax = traffic.calls("tax", 2 * EVERY)
+    cooking, tax = traffic.calls("cooking", REF + 4 * EVERY), traffic.calls("tax", 4 * EVERY)
     await produce(s, cooking + tax)
     service = DriftService(s, encoder=encoder, tokenizer=tokenizer)
     await service.start()
     try:
         async with Results(s) as results:
-            records = await results.until(has_window("prompt_embedding", 2))
+            records = await results.until(first_drifted("prompt_embedding"))
+            records = await results.drain()
     finally:
         await service.stop()
-    crossed = [r for r in records if r.signal == "prompt_embedding" and r.details["window_crossed"]]
-    assert crossed
-    assert set(crossed[-1].examples) <= {c.event_id for c in tax}
+
+    onset = tax[0].ts
+    # Nothing drifted, on any signal, while the traffic was all cooking.
+    assert not [r for r in records if r.drifted and r.window_end < onset]
+    prompt = sorted((r for r in records if r.signal == "prompt_embedding"), key=lambda r: r.details["window_index"])
+    first = next(r for r in prompt if r.drifted)
+    # Flagged by evidence, within the first EVERY calls of the shift: not at the next
+    # scheduled window.
+    assert first.details["reported_because"] == "evidence" and first.window_end < tax[EVERY].ts
+    assert first.method == "conformal_shiryaev_roberts" and first.statistic >= first.threshold
+    assert first.p_value <= s.drift_alpha and first.reference_size == REF
+    # The share of the window's events since the change that is new (calls are one second
+    # apart: the last N of the window), and examples from that part.
+    share = first.details["shift_share"]
+    used = [c for c in cooking + tax
+            if first.window_end - timedelta(seconds=share["since_change_events"]) < c.ts <= first.window_end]
+    truth = sum(c in tax for c in used) / len(used)
+    assert abs(share["share"] - truth) <= 0.25 and share["low"] <= share["share"] <= share["high"]
+    assert 1 <= len(first.examples) <= 5 and set(first.examples) <= {c.event_id for c in tax}
+    # The fixed-window test of the same window is shown beside it.
+    assert first.details["window_test"]["method"] == "mmd_rbf"
+    assert len({r.reference_id for r in records}) == 1
+    # Every result went out keyed app/model, once.
+    assert len({r.result_id for r in records}) == len(records)
 
 
 async def test_a_stream_without_shift_stays_quiet_over_many_windows(kafka_broker, settings_for, encoder, tokenizer):

@@ -24,7 +24,6 @@ the window's events since the estimated change point against the reference's."""
 from __future__ import annotations
 
 import hashlib
-import math
 import uuid
 import zlib
 from collections.abc import Sequence
@@ -64,7 +63,7 @@ class EvidenceConfig:
     bet_memory: float = 2000.0
     bet_prior: float = 200.0
     share_method: str = "classifier"  # embeddings: classifier | novelty (the kNN score, binned)
-    share_min_events: int = 50
+    share_min_events: int = 30
     bootstrap: int = 200
     examples: int = 5
     seed: int = 0
@@ -72,13 +71,33 @@ class EvidenceConfig:
 
 @dataclass(frozen=True)
 class SignalStatus:
+    """One signal's evidence at one event (a window's last)."""
+
     signal: str
     log_sr: float  # natural log of the Shiryaev-Roberts statistic
+    peak: float  # its highest value since the previous report
     log_threshold: float
     p_value: float
-    drifted: bool  # evidence at or over the threshold at some event since the last report
-    observed: int
+    observed: int  # events this signal has observed since the reference
     change_seq: int  # estimated first event of the change (CUSUM), in stream sequence numbers
+
+    @property
+    def drifted(self) -> bool:
+        """At or over the threshold at some event since the previous report."""
+        return self.peak >= self.log_threshold
+
+
+@dataclass
+class Path:
+    """What an `observe` call did, event by event (for cutting windows at any event, the
+    same whatever the batches were): per signal, the log statistic, the change-point
+    estimate and the signal's observation count after each event (carried forward over
+    events the signal skipped)."""
+
+    log_sr: dict[str, np.ndarray]
+    change: dict[str, np.ndarray]
+    observed: dict[str, np.ndarray]
+    crossed: np.ndarray  # per event: some signal reached its threshold there, from below
 
 
 @dataclass(frozen=True)
@@ -187,7 +206,6 @@ class _Signal:
     pool: ScorePool
     test: SequentialTest
     calibration: np.ndarray  # reference scores the pool started from (for explaining windows)
-    peak_since_report: float = -math.inf
 
 
 @dataclass
@@ -220,32 +238,40 @@ class StreamEvidence:
             self.signals[signal] = _Signal(scorer, pool, SequentialTest(_bet(c)), scores[mask])
 
     # --- per event --------------------------------------------------------------------
-    def observe(self, samples: Sequence[Sample]) -> bool:
-        """Events in arrival order. Returns True if some signal crossed its threshold (so
-        the caller can report now rather than at the next scheduled window)."""
-        if not samples:
-            return False
-        crossed = False
+    def observe(self, samples: Sequence[Sample]) -> Path:
+        """Events in arrival order; every signal scores the events it observes, ranks each
+        against all scores before it and bets on the p-value."""
+        n = len(samples)
+        path = Path({}, {}, {}, np.zeros(n, dtype=bool))
+        if not n:
+            return path
         first = self.seq
         salt = f"{self.config.seed}".encode()
         base = np.array([int.from_bytes(hashlib.blake2b(s.event_id.bytes, digest_size=8, key=salt).digest())
                          for s in samples], dtype=np.uint64)
         for signal, sig in self.signals.items():
+            before, observed_before = sig.test.log_sr, sig.test.evidence.observed
+            change_before = sig.test.evidence.change_start
             scores, mask = sig.scorer.scores(samples)
-            bins = sig.scorer.grid.index(scores)
-            u = self._tie_breaks(base, signal)
-            threshold = self.budget.log_threshold(signal)
-            was = sig.test.log_sr >= threshold
             idx = np.flatnonzero(mask)
-            if not len(idx):
-                continue
-            p = sig.pool.observe_many(bins[idx], u[idx])
-            path = sig.test.observe(p, first + idx)
-            sig.peak_since_report = max(sig.peak_since_report, float(path.max()))
-            if not was and path.max() >= threshold:
-                crossed = True
-        self.seq += len(samples)
-        return crossed
+            log_sr = np.full(n, before)
+            change = np.full(n, change_before, dtype=np.int64)
+            observed = np.full(n, observed_before, dtype=np.int64)
+            if len(idx):
+                p = sig.pool.observe_many(sig.scorer.grid.index(scores[idx]), self._tie_breaks(base[idx], signal))
+                values, starts = sig.test.observe(p, first + idx)
+                # Carry each observed value forward over the events this signal skipped.
+                last = np.maximum.accumulate(np.where(mask, np.arange(n), -1))
+                seen = last >= 0
+                pos = np.searchsorted(idx, last[seen])
+                log_sr[seen], change[seen] = values[pos], starts[pos]
+                observed[seen] = observed_before + pos + 1
+            threshold = self.budget.log_threshold(signal)
+            previous = np.concatenate([[before], log_sr[:-1]])
+            path.crossed |= (log_sr >= threshold) & (previous < threshold)
+            path.log_sr[signal], path.change[signal], path.observed[signal] = log_sr, change, observed
+        self.seq += n
+        return path
 
     def _tie_breaks(self, base: np.ndarray, signal: str) -> np.ndarray:
         """Per-signal uniforms from one hash per event, mixed with the signal's index."""
@@ -253,53 +279,54 @@ class StreamEvidence:
         return uniform_from_hash(_splitmix(base ^ salt))
 
     # --- reporting --------------------------------------------------------------------
-    def status(self, signal: str, reset_peak: bool = True) -> SignalStatus | None:
+    def status(self, signal: str, log_sr: float, peak: float, observed: int, change_seq: int) -> SignalStatus:
+        return SignalStatus(signal, log_sr, max(peak, log_sr), self.budget.log_threshold(signal),
+                            self.budget.p_value(signal, log_sr), observed, change_seq)
+
+    def current(self, signal: str) -> SignalStatus | None:
+        """The signal's evidence now (after the last observed event)."""
         sig = self.signals.get(signal)
         if sig is None:
             return None
-        ev, log_sr = sig.test.evidence, sig.test.log_sr
-        threshold = self.budget.log_threshold(signal)
-        peak = max(sig.peak_since_report, log_sr)
-        if reset_peak:
-            sig.peak_since_report = log_sr
-        return SignalStatus(signal, log_sr, threshold, self.budget.p_value(signal, log_sr),
-                            peak >= threshold, ev.observed, ev.change_start)
+        ev = sig.test.evidence
+        return self.status(signal, sig.test.log_sr, sig.test.log_sr, ev.observed, ev.change_start)
 
     def explain(self, signal: str, current: Sequence[Sample], first_seq: int, change_seq: int) -> Explanation:
-        """Shift share and examples from the window's events since the estimated change
-        (all of the window if that leaves too few)."""
+        """Shift share and examples from the window's events since the estimated change.
+        The share needs `share_min_events` of them (else the whole window is used); the
+        examples always come from after the change when there are any, since that is where
+        the new part is."""
         sig = self.signals.get(signal)
         if sig is None:
             return Explanation(None, [], first_seq)
-        start = max(0, change_seq - first_seq)
+        since = min(max(0, change_seq - first_seq), len(current))
+        start = since if len(current) - since >= self.config.share_min_events else 0
         part = list(current[start:])
-        if len(part) < self.config.share_min_events:
-            part, start = list(current), 0
         rng = np.random.default_rng(zlib.crc32(f"{self.config.seed}/{signal}/{first_seq}".encode()))
         if signal in EMBEDDING_SIGNALS and self.config.share_method == "classifier":
             attr = EMBEDDING_SIGNALS[signal]
             ref = [s for s in self.reference if getattr(s, attr) is not None]
-            cur = [s for s in part if getattr(s, attr) is not None]
-            if len(ref) < MIN_HALF or len(cur) < MIN_HALF:
+            kept = [i for i, s in enumerate(part) if getattr(s, attr) is not None]
+            if len(ref) < MIN_HALF or len(kept) < MIN_HALF:
                 return Explanation(None, [], first_seq + start)
             ref_scores, cur_scores = classifier_scores(np.stack([getattr(s, attr) for s in ref]),
-                                                       np.stack([getattr(s, attr) for s in cur]), rng)
+                                                       np.stack([getattr(part[i], attr) for i in kept]), rng)
         else:
             scores, mask = sig.scorer.scores(part)
-            cur = [s for s, m in zip(part, mask, strict=True) if m]
-            if len(cur) < MIN_HALF:
+            kept = [int(i) for i in np.flatnonzero(mask)]
+            if len(kept) < MIN_HALF:
                 return Explanation(None, [], first_seq + start)
             ref_scores, cur_scores = ratio_scores(sig.calibration, scores[mask], rng)
         share = mixture_share(ref_scores, cur_scores, bootstrap=self.config.bootstrap, rng=rng)
-        picks = typical_of_new(cur_scores, self.config.examples)
-        return Explanation(share, [cur[i].event_id for i in picks], first_seq + start)
+        after = np.array([start + i >= since for i in kept])
+        ranked = np.where(after if after.any() else True, cur_scores, -np.inf)
+        picks = typical_of_new(ranked, min(self.config.examples, int(after.sum()) or self.config.examples))
+        return Explanation(share, [part[kept[i]].event_id for i in picks], first_seq + start)
 
     # --- state ------------------------------------------------------------------------
     def dump(self) -> dict[str, Any]:
         return {"seq": self.seq, "signals": {
-            name: {"pool": _sparse(sig.pool.counts), "test": sig.test.dump(),
-                   "peak": None if math.isinf(sig.peak_since_report) else sig.peak_since_report}
-            for name, sig in self.signals.items()}}
+            name: {"pool": _sparse(sig.pool.counts), "test": sig.test.dump()} for name, sig in self.signals.items()}}
 
     @classmethod
     def load(cls, config: EvidenceConfig, reference: list[Sample], data: dict[str, Any]) -> StreamEvidence:
@@ -313,7 +340,6 @@ class StreamEvidence:
                 continue
             sig.pool = ScorePool(sig.scorer.grid.bins, _dense(stored["pool"], sig.scorer.grid.bins))
             sig.test = SequentialTest.load(stored["test"], config.bet_memory, config.bet_prior)
-            sig.peak_since_report = -math.inf if stored.get("peak") is None else stored["peak"]
         return ev
 
 

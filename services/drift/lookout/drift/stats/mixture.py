@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+
 @dataclass(frozen=True)
 class ShareEstimate:
     share: float

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -73,6 +74,8 @@ def p_bin(p: float) -> int:
 POWERS = (0.5, 0.7, 0.85, 0.93)
 BETS = tuple((side, k) for side in ("low", "high", "both") for k in POWERS)
 _P_FLOOR = 1e-12
+# The plug-in bet is refreshed once per this many stream events.
+BLOCK = 25
 
 
 _K = np.array([k for _, k in BETS])
@@ -111,33 +114,35 @@ class Evidence:
     def change_start(self) -> int:
         return int(self.cusum_start[int(np.argmax(self.log_sr))])
 
-    def update(self, log_e: np.ndarray, seqs: np.ndarray) -> np.ndarray:
-        """(n, bets) log e-values of n events with stream sequence numbers `seqs`; returns the combined
-        log statistic after each event. Vectorised with L_t = sum of log e up to t:
-        R_t = e^(L_t) (R_0 + sum_{k<=t} e^(-L_(k-1))), and for CUSUM the Lindley
-        recursion's closed form."""
-        n = len(log_e)
+    def update(self, log_e: np.ndarray, seqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(n, bets) log e-values of n events with stream sequence numbers `seqs`. Returns,
+        after each event, the combined log statistic and the change-point estimate (the
+        first event of the best bet's current CUSUM run). Vectorised: with L_t the sum of
+        log e up to t, R_t = e^(L_t) (R_0 + sum_(k<=t) e^(-L_(k-1))); CUSUM by the closed
+        form of the Lindley recursion, V_t = S_t - min(-V_0, min_(k<=t) S_k)."""
+        n, bets = log_e.shape
         if not n:
-            return np.zeros(0)
+            return np.zeros(0), np.zeros(0, dtype=np.int64)
         cum = np.cumsum(log_e, axis=0)
-        before = np.vstack([np.zeros((1, log_e.shape[1])), cum[:-1]])  # L_(k-1)
-        tail = np.logaddexp.accumulate(-before, axis=0)
-        log_sr = cum + np.logaddexp(self.log_sr[None, :], tail)
-        # CUSUM V_t = max(V_(t-1) + x_t, 0) = S_t - min(-V_0, min_(k<=t) S_k); it restarted
-        # after the last k attaining that minimum. W is V before clipping at zero.
+        before = np.vstack([np.zeros((1, bets)), cum[:-1]])  # L_(k-1)
+        log_sr = cum + np.logaddexp(self.log_sr[None, :], np.logaddexp.accumulate(-before, axis=0))
         v0 = np.maximum(self.cusum, 0.0)
-        floor = np.vstack([-v0[None, :], cum])
+        floor = np.vstack([-v0[None, :], cum])  # row k: S_k, row 0 standing for the carried-over run
         run_min = np.minimum.accumulate(floor, axis=0)
-        idx = np.arange(n + 1)[:, None] * np.ones((1, log_e.shape[1]), dtype=np.int64)
-        at_min = np.where(floor <= run_min + 1e-12, idx, 0)
-        last_min = np.maximum.accumulate(at_min, axis=0)[-1]
-        self.cusum = cum[-1] - np.minimum(run_min[-1], np.inf)
-        # Restarted after the k-th event of this call: the change began at the next one.
+        rows = np.arange(n + 1)[:, None] * np.ones((1, bets), dtype=np.int64)
+        last_min = np.maximum.accumulate(np.where(floor <= run_min, rows, 0), axis=0)[1:]  # (n, bets)
+        # A run restarted after the k-th event of this call began at the next event; k = 0
+        # keeps the run carried over from before (if it was still open).
         starts = np.append(np.asarray(seqs, dtype=np.int64), int(seqs[-1]) + 1)
-        self.cusum_start = np.where((last_min == 0) & (v0 > 0), self.cusum_start, starts[last_min])
+        carried = np.where(v0 > 0, self.cusum_start, int(seqs[0]))
+        start_path = np.where(last_min == 0, carried[None, :], starts[last_min])
+        best = np.argmax(log_sr, axis=1)
+        self.cusum = cum[-1] - run_min[-1]
+        self.cusum_start = start_path[-1]
         self.log_sr = log_sr[-1]
         self.observed += n
-        return np.logaddexp.reduce(log_sr, axis=1) - math.log(log_sr.shape[1])
+        combined = np.logaddexp.reduce(log_sr, axis=1) - math.log(bets)
+        return combined, start_path[np.arange(n), best]
 
 
 @dataclass
@@ -147,35 +152,38 @@ class SequentialTest:
 
     bet: PluginBet = field(default_factory=PluginBet)
     evidence: Evidence = field(default_factory=Evidence)
+    frozen: np.ndarray = field(default_factory=lambda: np.ones(len(P_WIDTHS)))
+    bet_block: int = -1
 
-    def observe(self, p: np.ndarray, seqs: np.ndarray) -> np.ndarray:
-        """Bet on p-values in order, update; returns the combined log statistic after each.
-        The plug-in histogram is the one learned before this call (a bet fixed before the
-        p-values it bets on, so still predictable); it learns from them afterwards."""
+    def observe(self, p: np.ndarray, seqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Bet on p-values in order and update; returns, per event, the combined log
+        statistic and the change-point estimate. The plug-in histogram is frozen for
+        blocks of BLOCK stream events (by sequence number): a bet fixed before the
+        p-values it bets on, so still predictable, and the same however the events were
+        batched, so a replay or a hand-over computes exactly the same evidence."""
         p = np.asarray(p, dtype=float)
+        seqs = np.asarray(seqs, dtype=np.int64)
         if not len(p):
-            return np.zeros(0)
+            return np.zeros(0), np.zeros(0, dtype=np.int64)
         bins = np.searchsorted(P_EDGES, p, side="right")
-        plug = np.log(self.bet.densities()[bins])[:, None]
-        combined = self.evidence.update(np.hstack([log_fixed_bets(p), plug]), seqs)
-        self.bet.update_many(bins)
-        return combined
+        blocks = seqs // BLOCK
+        plug = np.empty(len(p))
+        for start, end in _runs(blocks):
+            if blocks[start] != self.bet_block:
+                self.frozen = self.bet.densities()
+                self.bet_block = int(blocks[start])
+            plug[start:end] = np.log(self.frozen[bins[start:end]])
+            self.bet.update_many(bins[start:end])
+        return self.evidence.update(np.hstack([log_fixed_bets(p), plug[:, None]]), seqs)
 
     @property
     def log_sr(self) -> float:
         return self.evidence.combined
 
-    def likelihood_ratio(self, p: np.ndarray) -> np.ndarray:
-        """The best bet's density at each p: how much likelier the changed stream makes a
-        p-value there than no change does. Ranks examples."""
-        best = int(np.argmax(self.evidence.log_sr))
-        if best == len(BETS):
-            return self.bet.densities()[np.searchsorted(P_EDGES, np.asarray(p), side="right")]
-        return np.exp(log_fixed_bets(np.asarray(p))[:, best])
-
     def dump(self) -> dict[str, Any]:
         e = self.evidence
-        return {"bet": [round(float(c), 6) for c in self.bet.counts],
+        return {"bet": [float(c) for c in self.bet.counts], "frozen": [float(x) for x in self.frozen],
+                "bet_block": self.bet_block,
                 "log_sr": [_num(x) for x in e.log_sr], "cusum": [float(x) for x in e.cusum],
                 "cusum_start": [int(x) for x in e.cusum_start], "observed": e.observed}
 
@@ -184,11 +192,18 @@ class SequentialTest:
         bet = PluginBet(memory, prior, np.asarray(data["bet"], dtype=float))
         ev = Evidence(np.array([_inf(x) for x in data["log_sr"]]), np.asarray(data["cusum"], dtype=float),
                       np.asarray(data["cusum_start"], dtype=np.int64), data["observed"])
-        return cls(bet, ev)
+        return cls(bet, ev, np.asarray(data["frozen"], dtype=float), int(data["bet_block"]))
+
+
+def _runs(values: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of each run of equal consecutive values."""
+    cuts = np.flatnonzero(np.diff(values)) + 1
+    edges = [0, *cuts.tolist(), len(values)]
+    return list(pairwise(edges))
 
 
 def _num(x: float) -> float | None:
-    return None if math.isinf(x) else x
+    return None if math.isinf(x) else float(x)
 
 
 def _inf(x: float | None) -> float:
