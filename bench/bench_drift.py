@@ -248,6 +248,19 @@ def _q(d: np.ndarray, q: float):
     return None if math.isinf(v) else v
 
 
+def explain_summary(ex: list[dict], share: float) -> dict:
+    est = [e for e in ex if e["share"] is not None]
+    err = np.array([abs(e["share"] - share) for e in est])
+    err_w = np.array([abs(e["share"] - e["share_truth_in_window"]) for e in est])
+    prec = [e["example_precision"] for e in ex if e["example_precision"] is not None]
+    return {"runs": len(ex), "share_median": float(np.median([e["share"] for e in est])) if est else None,
+            "abs_error_vs_nominal_median": float(np.median(err)) if est else None,
+            "within_0.1_of_nominal": float(np.mean(err <= 0.1)) if est else None,
+            "abs_error_vs_window_truth_median": float(np.median(err_w)) if est else None,
+            "within_0.1_of_window_truth": float(np.mean(err_w <= 0.1)) if est else None,
+            "example_precision_mean": float(np.mean(prec)) if prec else None}
+
+
 def detection(args, features: dict[str, Features]) -> dict:
     methods = ["sequential", *([] if args.skip_baselines else ["fixed_window", "evidently"])]
     report: dict = {"setup": {"reference": REFERENCE, "onset": ONSET, "max_after_onset": args.max_after,
@@ -255,7 +268,7 @@ def detection(args, features: dict[str, Features]) -> dict:
                               "control_calls": args.control_streams * args.control_length}}
     for name, f in features.items():
         cells: dict = {}
-        for share in SHARES:
+        for share in args.shares:
             delays = {m: [] for m in methods}
             explain: list[dict] = []
             t = time.perf_counter()
@@ -286,18 +299,11 @@ def detection(args, features: dict[str, Features]) -> dict:
         cells["control"] = {"calls": calls, "false_alarms": false,
                             "per_100k": {m: round(v * 100_000 / calls, 1) for m, v in false.items()}}
         progress(f"{name} control: {json.dumps(cells['control'])} ({time.perf_counter() - t:.0f}s)")
-        for share in SHARES:
-            ex = cells[f"{int(share * 100)}%"]["explanations"]
-            if ex:
-                err = [abs(e["share"] - share) for e in ex if e["share"] is not None]
-                err_w = [abs(e["share"] - e["share_truth_in_window"]) for e in ex if e["share"] is not None]
-                prec = [e["example_precision"] for e in ex if e["example_precision"] is not None]
-                cells[f"{int(share * 100)}%"]["explain_summary"] = {
-                    "runs": len(ex), "share_median": float(np.median([e["share"] for e in ex if e["share"] is not None])),
-                    "abs_error_vs_nominal_median": float(np.median(err)), "within_0.1_of_nominal": float(np.mean(np.array(err) <= 0.1)),
-                    "abs_error_vs_window_truth_median": float(np.median(err_w)),
-                    "example_precision_mean": float(np.mean(prec)) if prec else None}
-                progress(f"{name} {int(share * 100)}% explanation: {json.dumps(cells[f'{int(share * 100)}%']['explain_summary'])}")
+        for share in args.shares:
+            cell = cells[f"{int(share * 100)}%"]
+            if cell["explanations"]:
+                cell["explain_summary"] = explain_summary(cell["explanations"], share)
+                progress(f"{name} {int(share * 100)}% explanation: {json.dumps(cell['explain_summary'])}")
         report[name] = cells
     return report
 
@@ -367,7 +373,7 @@ def throughput(args) -> dict:
     calls = bench_calls(args.events)
     texts = [c.prompt for c in calls[:400]] + [c.output for c in calls[:400]]
     out: dict = {"events": len(calls), "load_average_1m_start": round(os.getloadavg()[0], 2)}
-    for kind, enc in encoders.items():
+    for enc in encoders.values():
         enc.encode(texts[:64])  # warm-up
     for r in range(args.rounds):
         for kind, enc in encoders.items():
@@ -388,6 +394,7 @@ def main() -> None:
     parser.add_argument("--max-after", type=int, default=4000, help="calls after the onset before a run is a miss")
     parser.add_argument("--control-streams", type=int, default=10, help="unshifted streams per corpus")
     parser.add_argument("--control-length", type=int, default=5000, help="calls after the reference per control")
+    parser.add_argument("--shares", type=lambda v: [float(x) for x in v.split(",")], default=list(SHARES))
     parser.add_argument("--encoder", default="torch", help="embeddings the detection runs on: torch, onnx-int8")
     parser.add_argument("--corpus", action="append", choices=("debian", "wordnet"))
     parser.add_argument("--events", type=int, default=2000, help="calls for each throughput run")

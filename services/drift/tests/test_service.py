@@ -283,10 +283,11 @@ async def test_reference_reset_by_api_and_pinned_upload(kafka_broker, settings_f
 
             await produce(s, traffic.calls("cooking", EVERY))
             records = await results.until(lambda rs: any(r.reference_id == pinned_ref for r in rs))
+            records = await results.drain()
             against_pinned = [r for r in records if r.reference_id == pinned_ref]
-            assert {r.details["window_index"] for r in against_pinned} == {0}
-            # Cooking traffic against a travel reference: the embedding test crosses.
-            assert next(r for r in against_pinned if r.signal == "prompt_embedding").details["window_crossed"]
+            assert 0 in {r.details["window_index"] for r in against_pinned}
+            # Cooking traffic against a travel reference: the embedding evidence crosses.
+            assert any(r.drifted for r in against_pinned if r.signal == "prompt_embedding")
 
             listed = await http.get("/v1/drift/streams", headers={"Authorization": f"Bearer {reader}"})
             assert listed.json()["streams"][0]["reference_id"] == pinned_ref
@@ -305,13 +306,14 @@ async def test_reference_reset_by_api_and_pinned_upload(kafka_broker, settings_f
         await service.stop()
 
 
-async def test_traffic_beyond_the_encoder_is_sampled_uniformly_and_the_sample_size_recorded(
+async def test_beyond_the_lag_budget_traffic_is_sampled_and_unsampled_events_still_feed_every_other_signal(
     kafka_broker, settings_for, encoder, tokenizer
 ):
-    # An encoder budget of 100 texts/s: a burst of 600 events, consumed in about a second,
-    # cannot all be embedded; small windows so that the few sampled events make some.
-    s = drift_settings(settings_for(kafka_broker), drift_encoder_texts_per_s=100.0, drift_reference_size=10,
-                       drift_window_size=20, drift_test_every_events=10, drift_min_window_events=10)
+    # A lag budget of 0 s: every batch is over it and embeds what an encoder of 100 texts/s
+    # does in the time its events took to arrive (a burst: a few events per batch).
+    s = drift_settings(settings_for(kafka_broker), drift_lag_budget_s=0.0, drift_encoder_texts_per_s=100.0,
+                       drift_reference_size=100, drift_window_size=100, drift_test_every_events=100,
+                       drift_min_window_events=100)
     traffic = Traffic(seed=8)
     calls = traffic.calls("cooking", 600)
     await produce(s, calls)
@@ -320,15 +322,20 @@ async def test_traffic_beyond_the_encoder_is_sampled_uniformly_and_the_sample_si
     try:
         async with Results(s) as results:
             await eventually(lambda: service.stats.consumed >= len(calls), 120)
-            await results.until(has_window("prompt_embedding", 0))
+            await results.until(has_window("prompt_tokens", 4))
             records = await results.drain()
     finally:
         await service.stop()
-    sampled = [r for r in records if r.details["sample_rate"] < 1]
-    assert sampled
-    r = sampled[0]
-    assert r.details["events_seen"] > r.details["events_sampled"] > 0
-    assert r.current_size <= 20
-    # Every stored event is one that was sampled; the rest were only counted.
-    stored = service.store.client.query("SELECT count() FROM drift_embeddings").result_rows[0][0]
-    assert 0 < stored < len(calls)
+    last = [r for r in records if r.details["window_index"] == 4]
+    r = next(x for x in last if x.signal == "prompt_tokens")
+    assert r.details["events_seen"] == 100 and r.details["sample_rate"] < 0.5
+    assert r.details["events_embedded"] == round(r.details["sample_rate"] * 100)
+    # Lengths saw every event since the reference; embeddings only the embedded ones.
+    assert r.details["evidence"]["observed"] == 500
+    embedded = next(x for x in last if x.signal == "prompt_embedding").details["evidence"]["observed"]
+    assert 0 < embedded < 250
+    # Every event is stored (the report needs its lengths and tokens); only sampled ones
+    # carry embeddings.
+    stored, with_vectors = service.store.client.query(
+        "SELECT count(), countIf(length(prompt_embedding) > 0) FROM drift_embeddings").result_rows[0]
+    assert stored == len(calls) and 0 < with_vectors < len(calls) / 2

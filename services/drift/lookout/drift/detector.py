@@ -135,8 +135,13 @@ class Detector:
             x = window.evidence.explain(signal, window.current, window.first_seq, status.change_seq)
             share, used = x.share, window.first_seq + len(window.current) - x.since_seq
             examples = x.examples[: self.config.examples]
-        return Finding(signal, sequential_outcome(status), len(window.reference), len(window.current), examples,
-                       status, share, window_outcome, used)
+        # Sizes as compared: for an embedding, the samples that have one (the report
+        # reloads exactly these).
+        attr = EMBEDDING_SIGNALS.get(signal)
+        n_ref, n_cur = (sum(getattr(s, attr) is not None for s in side) if attr else len(side)
+                        for side in (window.reference, window.current))
+        return Finding(signal, sequential_outcome(status), n_ref, n_cur, examples, status, share, window_outcome,
+                       used)
 
     def _window_test(self, window: Window, signal: str) -> Outcome | None:
         c = self.config

@@ -278,10 +278,21 @@ class DriftService:
         # Consumer lag: how old the newest event of this batch is (its Kafka timestamp).
         lag_s = max(0.0, time.time() - batch.newest_ms / 1000) if batch.newest_ms else 0.0
         span_s = max(0.0, (batch.newest_ms - batch.oldest_ms) / 1000)
-        texts_per_event = sum(bool(c.prompt_text().strip()) + bool((c.output or "").strip()) for c in calls) / len(calls)
+        texts_per_event = sum(bool(c.prompt_text().strip()) + bool((c.output or "").strip())
+                              for c in calls) / len(calls)
         measured = getattr(getattr(self.encoder, "throughput", None), "texts_per_s", 0.0)
         embed = self.sampler.plan(len(calls), lag_s, span_s, texts_per_event, measured)
         keep = set(uniform_subset([c.event_id for c in calls], embed, self.settings.drift_seed))
+        # A reference being collected is embedded whole, sampled or not: it is small, and
+        # the embedding signals are only as good as their reference.
+        wanted: dict[StreamKey, int] = {}
+        for i, (key, _) in enumerate(batch.fresh):
+            state = self.states[key]
+            if state.collecting:
+                wanted.setdefault(key, self.window_config.reference_size - len(state.reference))
+                if wanted[key] > 0:
+                    keep.add(i)
+                    wanted[key] -= 1
         metrics.CONSUMER_LAG.set(lag_s)
         metrics.SAMPLE_RATE.set(len(keep) / len(calls))
         metrics.EVENTS.labels("sampled").inc(len(keep))
