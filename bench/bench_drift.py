@@ -322,6 +322,10 @@ def bench_calls(n: int):
             for i, j in enumerate(rng.choice(len(items), n))]
 
 
+_CHDB = tempfile.mkdtemp(prefix="drift-bench-")  # chdb opens one path per process
+_RUNS = iter(range(1_000_000))
+
+
 async def e2e_rate(encoder, calls) -> float:
     """Calls/s through a Tansu broker, the drift worker (all signals, evidence, windows) and
     chdb, from the first committed batch to the last."""
@@ -333,11 +337,13 @@ async def e2e_rate(encoder, calls) -> float:
 
     broker = TansuBroker().start()
     try:
-        base = CommonSettings(kafka_bootstrap=broker.bootstrap, kafka_idempotence="off", topic_prefix="bench.",
-                              clickhouse_dsn=f"chdb://{tempfile.mkdtemp(prefix='drift-bench-')}",
-                              clickhouse_database="bench", kafka_topic_partitions=2)
-        # Sampling off (a lag budget no burst reaches): every call is embedded.
-        settings = DriftSettings(**base.model_dump(), drift_lag_budget_s=1e9)
+        run = next(_RUNS)
+        base = CommonSettings(kafka_bootstrap=broker.bootstrap, kafka_idempotence="off", topic_prefix=f"bench{run}.",
+                              clickhouse_dsn=f"chdb://{_CHDB}", clickhouse_database=f"bench{run}",
+                              kafka_topic_partitions=2)
+        # Sampling off (a lag budget no burst reaches): every call is embedded. Batches of
+        # 200, so the timing (from the first committed batch) covers most of the calls.
+        settings = DriftSettings(**base.model_dump(), drift_lag_budget_s=1e9, drift_batch_events=200)
         await kafka.ensure_topics(settings, [topics.EVENTS, topics.DRIFT])
         producer = await kafka.start_producer(settings)
         name = topics.resolve(settings.topic_prefix, topics.EVENTS)
@@ -397,7 +403,7 @@ def main() -> None:
     parser.add_argument("--shares", type=lambda v: [float(x) for x in v.split(",")], default=list(SHARES))
     parser.add_argument("--encoder", default="torch", help="embeddings the detection runs on: torch, onnx-int8")
     parser.add_argument("--corpus", action="append", choices=("debian", "wordnet"))
-    parser.add_argument("--events", type=int, default=2000, help="calls for each throughput run")
+    parser.add_argument("--events", type=int, default=1200, help="calls for each throughput run")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--skip-baselines", action="store_true")
     parser.add_argument("--skip-detection", action="store_true")

@@ -48,6 +48,7 @@ def onnx_encoder(tmp_path_factory):
     return build_encoder("onnx-int8", cache_dir=str(tmp_path_factory.mktemp("onnx")))
 
 
+@pytest.mark.timeout(900)
 async def test_a_burst_on_two_streams_flags_the_shifted_one_within_four_minutes_and_never_the_other(
     kafka_broker, settings_for, onnx_encoder, tokenizer
 ):
@@ -126,16 +127,17 @@ async def test_length_only_and_vocabulary_only_shifts_are_caught_from_unsampled_
         assert emb and emb[0].details["evidence"]["observed"] < first.details["evidence"]["observed"] / 4
 
 
+@pytest.mark.timeout(600)
 async def test_a_restart_in_the_middle_of_accumulating_evidence_resumes_it(
     kafka_broker, settings_for, encoder, tokenizer
 ):
     debian = load("debian").by_topic
     base = [debian[t] for t in ("admin", "net", "utils", "text")]
     rng = np.random.default_rng(17)
-    # A 30 % shift to science from call 400: evidence grows over a few hundred calls.
-    calls = calls_from(draw(rng, base, 400) + draw(rng, base, 600, 0.3, debian["science"]), "app")
-    extra = dict(drift_reference_size=200, drift_window_size=200, drift_test_every_events=50,
-                 drift_min_window_events=50, drift_batch_events=100, drift_lag_budget_s=1e9)
+    # A 30 % shift to science from call 250: evidence grows over a hundred calls or more.
+    calls = calls_from(draw(rng, base, 250) + draw(rng, base, 250, 0.3, debian["science"]), "app")
+    extra = dict(drift_reference_size=100, drift_window_size=100, drift_test_every_events=25,
+                 drift_min_window_events=25, drift_batch_events=60, drift_lag_budget_s=1e9)
 
     async def run(services, phases, s):
         async with Results(s) as results:
@@ -156,11 +158,11 @@ async def test_a_restart_in_the_middle_of_accumulating_evidence_resumes_it(
     solo_settings = settings_of(settings_for(kafka_broker), **extra)
     solo = await run([DriftService(solo_settings, encoder=encoder, tokenizer=tokenizer)], [calls], solo_settings)
 
-    # The same events through a worker that stops at call 520 (evidence on its way, not
+    # The same events through a worker that stops at call 290 (evidence on its way, not
     # yet over the threshold) and a new worker that takes over from the stored state.
     s = settings_of(settings_for(kafka_broker), **extra)
     first, second = (DriftService(s, encoder=encoder, tokenizer=tokenizer) for _ in range(2))
-    resumed = await run([first, second], [calls[:520], calls[520:]], s)
+    resumed = await run([first, second], [calls[:290], calls[290:]], s)
 
     assert len(resumed) == len({r.result_id for r in resumed}), "a result went out twice"
     got, expected = by_slot(resumed), by_slot(solo)
@@ -171,7 +173,7 @@ async def test_a_restart_in_the_middle_of_accumulating_evidence_resumes_it(
         # A vector encoded in another batch differs in the last bits of float32, which can
         # move one score across a grid edge.
         assert abs(r.statistic - e.statistic) <= 0.05 + 0.02 * abs(e.statistic), slot
-    stopped_at = max(r.details["window_index"] for r in resumed if r.window_end <= calls[519].ts)
+    stopped_at = max(r.details["window_index"] for r in resumed if r.window_end <= calls[289].ts)
     evidence_then = {r.signal: r.statistic for r in resumed if r.details["window_index"] == stopped_at}
     assert max(evidence_then.values()) > 0  # there was evidence to resume
     assert any(r.drifted for r in resumed if r.details["window_index"] > stopped_at)

@@ -111,8 +111,12 @@ def event_hash(event_id: uuid.UUID, salt: str) -> int:
     return int.from_bytes(hashlib.blake2b(event_id.bytes, digest_size=8, key=salt.encode()[:64]).digest())
 
 
-def in_training_part(event_id: uuid.UUID, seed: int, share: float = 0.5) -> bool:
-    return (event_hash(event_id, f"split/{seed}") >> 11) / float(1 << 53) < share
+def split_reference(reference: Sequence[Sample], seed: int, share: float) -> tuple[list[Sample], list[Sample]]:
+    """(training part, calibration part) by a hash of the event id, so the same reference
+    splits the same way in any order; the calibration part keeps at least MIN_HALF."""
+    order = sorted(reference, key=lambda s: event_hash(s.event_id, f"split/{seed}"))
+    n_train = max(0, min(int(round(share * len(order))), len(order) - MIN_HALF))
+    return order[:n_train], order[n_train:]
 
 
 class _Scorer:
@@ -218,8 +222,7 @@ class StreamEvidence:
     def __post_init__(self) -> None:
         c = self.config
         self.budget = Budget.equal(c.alpha, c.horizon, ALL_SIGNALS)
-        train = [s for s in self.reference if in_training_part(s.event_id, c.seed, c.train_share)]
-        calibrate = [s for s in self.reference if not in_training_part(s.event_id, c.seed, c.train_share)]
+        train, calibrate = split_reference(self.reference, c.seed, c.train_share)
         for signal in ALL_SIGNALS:
             if signal in EMBEDDING_SIGNALS:
                 scorer: _Scorer = _Novelty(EMBEDDING_SIGNALS[signal], train, c.neighbours)
