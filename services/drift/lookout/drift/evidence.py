@@ -115,7 +115,7 @@ def split_reference(reference: Sequence[Sample], seed: int, share: float) -> tup
     """(training part, calibration part) by a hash of the event id, so the same reference
     splits the same way in any order; the calibration part keeps at least MIN_HALF."""
     order = sorted(reference, key=lambda s: event_hash(s.event_id, f"split/{seed}"))
-    n_train = max(0, min(int(round(share * len(order))), len(order) - MIN_HALF))
+    n_train = max(0, min(round(share * len(order)), len(order) - MIN_HALF))
     return order[:n_train], order[n_train:]
 
 
