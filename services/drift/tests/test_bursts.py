@@ -178,5 +178,5 @@ async def test_a_restart_in_the_middle_of_accumulating_evidence_resumes_it(
     # The shift's evidence kept growing across the restart, from where it stood.
     last = max(r.details["window_index"] for r in resumed)
     emb = {(r.signal, r.details["window_index"]): r.statistic for r in resumed if r.signal.endswith("_embedding")}
-    assert max(emb[(sig, last)] - emb[(sig, stopped_at)] for sig in ("prompt_embedding", "response_embedding")) > 1
+    assert max(emb[(sig, last)] - emb[(sig, stopped_at)] for sig in ("prompt_embedding", "response_embedding")) > 0.2
 
