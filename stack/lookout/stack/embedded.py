@@ -22,6 +22,8 @@ from lookout.core import clickhouse, migrations
 from lookout.core.api_errors import install_error_handlers
 from lookout.core.auth import ApiKeyStore
 from lookout.core.body_limit import install_body_limit
+from lookout.core.http_metrics import install_http_metrics
+from lookout.core.logs import astep, step
 from lookout.core.ops import ops_router
 from lookout.ingest.api import body_limits, build_router
 from lookout.ingest.app import IngestService
@@ -106,10 +108,12 @@ class EmbeddedStack:
     def build(self) -> FastAPI:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         began = time.monotonic()
-        self._tansu = Tansu(port=self.kafka_port, log_path=self.data_dir / "tansu.log").start()
+        with step("starting the Kafka broker (Tansu)"):
+            self._tansu = Tansu(port=self.kafka_port, log_path=self.data_dir / "tansu.log").start()
         settings = self.settings(self._tansu.bootstrap)
-        client = clickhouse.connect(settings)
-        migrations.apply(client, settings.retention_days)
+        with step(f"opening ClickHouse (chdb) at {self.data_dir / 'chdb'} and applying migrations"):
+            client = clickhouse.connect(settings)
+            migrations.apply(client, settings.retention_days)
         self.dev_key = self.ensure_dev_key(ApiKeyStore(client))
         if self.dev_key is None and self.demo and self.demo_traffic:
             raise ValueError(f"the demo's traffic needs the development key: {self.dev_key_note}")
@@ -120,12 +124,15 @@ class EmbeddedStack:
 
         @asynccontextmanager
         async def lifespan(_: FastAPI):
-            await ingest.start()
-            await sink.start()
+            async with astep("starting ingest"):
+                await ingest.start()
+            async with astep("starting the sink"):
+                await sink.start()
             started: list[Component] = []
             for component in components:
-                log.info("starting %s", component.name)
-                await component.start()
+                # A service's start loads its models (judge: toxicity; drift: the encoder).
+                async with astep(f"starting {component.name}", service=component.name):
+                    await component.start()
                 started.append(component)
             if self.demo and self.demo_traffic:
                 from .demo import run_demo
@@ -157,6 +164,7 @@ class EmbeddedStack:
                 app.include_router(router)
         app.include_router(ops_router(checks))
         overview_client = clickhouse.connect(settings)
+        install_http_metrics(app)  # last: outermost
         app.include_router(overview_router(lambda: overview_client, keys=ApiKeyStore(overview_client),
                                            sessions=review_sessions(clickhouse.connect(settings)),
                                            bound_host=self.host))
