@@ -34,7 +34,6 @@ DDL = re.compile(
 
 # (file, object) -> where it should go. Remove an entry when its DDL moves into a migration.
 KNOWN = {
-    ("services/feedback/lookout/feedback/runtime.py", "{TABLE}"): "feedback_runtime_settings",
     ("services/retrain-trigger/lookout/retrain_trigger/state.py", "retrain_observations"): "retrain_observations",
     ("services/retrain-trigger/lookout/retrain_trigger/versions.py", "model_versions"): "model_versions",
 }
