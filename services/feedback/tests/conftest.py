@@ -21,6 +21,7 @@ import uvicorn
 from lookout.core import ids
 from lookout.core.events import LlmCall, Message
 from lookout.core.serving import Lifecycle, service_app
+from lookout.core.session import Session
 from lookout.feedback.app import FeedbackService
 from lookout.feedback.settings import FeedbackSettings
 from lookout.testing.brokers import free_port
@@ -33,16 +34,17 @@ SIGNING_SECRET = "review-signing-secret-0123"
 
 
 class Instance:
-    def __init__(self, settings: FeedbackSettings, build_tasks: bool):
+    def __init__(self, settings: FeedbackSettings, build_tasks: bool, session: Session | None = None):
         self.port = free_port()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.service = FeedbackService(settings, build_tasks=build_tasks)  # its own Session, like a process
+        # Its own Session unless one is given (a test's seam), like a process.
+        self.service = FeedbackService(settings, session, build_tasks=build_tasks)
         self.lifecycle = Lifecycle([self.service])
         self.run(self.lifecycle.start())
-        app = service_app(self.service, lifecycle=self.lifecycle)
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        self.app = service_app(self.service, lifecycle=self.lifecycle)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)
         self.server_task = asyncio.run_coroutine_threadsafe(self.server.serve(), self.loop)
         deadline = time.monotonic() + 20

@@ -21,6 +21,8 @@ from lookout.retrain_trigger.service import RetrainService
 from lookout.retrain_trigger.settings import RetrainSettings
 from lookout.testing.fuzz import Served, fuzz_operations, keyed_callers
 
+from .conftest import SIGNING_SECRET
+
 pytestmark = [pytest.mark.slow,
               pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")]
 
@@ -34,7 +36,7 @@ def served(tansu_broker, chdb_path, tmp_path_factory):
         kafka_session_timeout_ms=4_000,
     )
     settings = RetrainSettings(**common.model_dump(), retrain_dataset_dir=str(tmp / "datasets"),
-                               retrain_output_dir=str(tmp / "runs"))
+                               retrain_output_dir=str(tmp / "runs"), review_signing_secret=SIGNING_SECRET)
     session = Session.connect(settings, migrate=True)
     keys = session.run(ApiKeyStore)
     _, admin = keys.create("*", ["read", "admin"], name="fuzz admin")

@@ -26,6 +26,11 @@ class DatasetContext:
     session: Session | None = None
     keys: ApiKeyStore | None = None
 
+    def store(self) -> Session:
+        if self.session is None:
+            raise ApiError(503, "the feedback service is starting; retry shortly", headers={"Retry-After": "1"})
+        return self.session
+
 
 def _utc_year(value: datetime) -> int:
     try:
@@ -65,7 +70,7 @@ def build_router(ctx: DatasetContext) -> APIRouter:
         key: ApiKey = Depends(api_key),
     ) -> Response:
         filters = _filters(key, app_id, model, since, until, label)
-        built = await run_in_threadpool(datasets.build, ctx.session, filters, ctx.settings.review_signing_secret)
+        built = await run_in_threadpool(datasets.build, ctx.store(), filters, ctx.settings.review_signing_secret)
         body = built.sft if kind == "sft" else built.preference
         headers = {"X-Dataset-Sha256": built.sha256, "X-Dataset-Count": str(
             built.sft_count if kind == "sft" else built.preference_count),
@@ -84,7 +89,7 @@ def build_router(ctx: DatasetContext) -> APIRouter:
         if not key.allows("admin"):
             raise ApiError(403, "writing a dataset needs the 'admin' scope")
         filters = _filters(key, app_id, model, since, until, label)
-        v = await run_in_threadpool(datasets.export_dataset, ctx.session, filters, ctx.settings.dataset_dir,
+        v = await run_in_threadpool(datasets.export_dataset, ctx.store(), filters, ctx.settings.dataset_dir,
                                     ctx.settings.review_signing_secret)
         return {"dataset_id": v.dataset_id, "sha256": v.sha256, "sft_count": v.sft_count,
                 "preference_count": v.preference_count, "location": v.location,

@@ -52,6 +52,8 @@ from .runtime import RuntimeSettings
 from .settings import FeedbackSettings, Rate
 
 COOKIE = "lookout_review"
+# A 401 names the credential it wants (RFC 9110): here a session cookie from /login, not a key.
+CHALLENGE = {"WWW-Authenticate": 'Cookie realm="lookout-review"'}
 
 
 class LoginIn(BaseModel):
@@ -145,7 +147,7 @@ def build_router(ctx: ReviewContext) -> APIRouter:
     async def caller(lookout_review: Annotated[str | None, Cookie()] = None) -> Caller:
         found = await run_in_threadpool(ctx.accounts.session, lookout_review)
         if found is None:
-            raise ApiError(401, "not logged in")
+            raise ApiError(401, "not logged in", headers=CHALLENGE)
         return Caller(*found)
 
     async def writer(c: Caller = Depends(caller), x_csrf_token: Annotated[str | None, Header()] = None) -> Caller:
@@ -217,7 +219,7 @@ def build_router(ctx: ReviewContext) -> APIRouter:
             wait = max(accounts_failed.fail(account), addresses_failed.fail(origin.address))
             if wait:
                 raise locked(wait)
-            raise ApiError(401, "wrong user name or password")
+            raise ApiError(401, "wrong user name or password", headers=CHALLENGE)
         accounts_failed.clear(account)
         cookie, session = found
         response.set_cookie(COOKIE, cookie, max_age=ctx.settings.session_ttl_s, httponly=True, samesite="strict",

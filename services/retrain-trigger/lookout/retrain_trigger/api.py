@@ -26,11 +26,16 @@ from .state import Run
 
 
 class RetrainControl(Protocol):
-    """What the API needs of the service."""
+    """What the API needs of the service (read-only)."""
 
-    runs: Mapping[uuid.UUID, Run]
-    keys: ApiKeyStore | None
-    session: Session | None
+    @property
+    def runs(self) -> Mapping[uuid.UUID, Run]: ...
+
+    @property
+    def keys(self) -> ApiKeyStore | None: ...
+
+    @property
+    def session(self) -> Session | None: ...
 
     async def decide(self, run_id: uuid.UUID, approve: bool, who: str) -> Run: ...
 
