@@ -108,15 +108,12 @@ class FeedbackService:
             self.session.close()
             self.session = None
 
-    def _kafka(self) -> str | None:
-        return None if self.producer is not None else "Kafka producer not started"
-
-    def _clickhouse(self) -> str | None:
-        return self.session.problem() if self.session is not None else "ClickHouse not connected"
-
     def checks(self) -> Mapping[str, ReadinessCheck]:
-        checks: dict[str, ReadinessCheck] = {"kafka": self._kafka, "claims": self.claims.ready,
-                                             "clickhouse": self._clickhouse}
+        checks: dict[str, ReadinessCheck] = {
+            "kafka": lambda: None if self.producer is not None else "Kafka producer not started",
+            "claims": self.claims.ready,
+            "clickhouse": lambda: self.session.problem() if self.session is not None else "ClickHouse not connected",
+        }
         if self.build_tasks:
             checks["tasks"] = lambda: self.worker.ready() if self.worker else "task builder not started"
         return checks

@@ -140,19 +140,13 @@ class RetrainService:
             self.session.close()
             self.session = None
 
-    def _kafka(self) -> str | None:
-        return None if self.producer is not None else "Kafka producer not started"
-
-    def _watchdog_problem(self) -> str | None:
-        task = self._watchdog_task
-        return kafka.loop_problem(task) if task is not None else "watchdog not started"
-
-    def _clickhouse(self) -> str | None:
-        return self.session.problem() if self.session is not None else "ClickHouse not connected"
-
     def checks(self) -> Mapping[str, ReadinessCheck]:
-        return {"kafka": self._kafka, "consumer": self.worker.ready, "watchdog": self._watchdog_problem,
-                "clickhouse": self._clickhouse}
+        return {
+            "kafka": lambda: None if self.producer is not None else "Kafka producer not started",
+            "consumer": self.worker.ready,
+            "watchdog": lambda: kafka.loop_problem(self._watchdog_task) if self._watchdog_task else "not started",
+            "clickhouse": lambda: self.session.problem() if self.session is not None else "ClickHouse not connected",
+        }
 
     def routers(self) -> Sequence[APIRouter]:
         return [api.build_router(self)]
