@@ -14,8 +14,10 @@ EPILOG = "Every setting can also come from a LOOKOUT_* environment variable: see
 def _up(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from . import quiet_logs
     from .embedded import EmbeddedStack
 
+    quiet_logs.install()
     if args.speed <= 0:
         raise SystemExit("lookout up: --speed must be greater than 0")
     stack = EmbeddedStack(
