@@ -37,6 +37,7 @@ def test_messages_arguments_become_the_input_and_the_body_can_fill_in_the_rest(i
     @client.observe(model="m")
     def chat(messages: list[dict], temperature: float = 0.0) -> str:
         call = current_call()
+        assert call is not None
         call.tokens_in, call.tokens_out, call.cost_usd = 10, 2, 0.5
         return "ok"
 
@@ -136,10 +137,29 @@ def test_module_level_observe_uses_the_default_client_when_the_call_happens(inge
         answer("q")
         assert client.flush(5)
     finally:
-        lookout_sdk._observe._default = None
+        lookout_sdk._default._client = None
     assert ingest.events[0]["prompt"] == "q"
 
 
 def test_observe_refuses_unknown_fields():
     with pytest.raises(TypeError):
         observe(model="m", colour="blue")
+
+
+def test_without_a_model_the_function_name_stands_in_within_the_identifier_characters(ingest, make_client):
+    client = make_client()
+
+    @client.observe()
+    def answer(question: str) -> str:  # a nested function: its qualname holds "<locals>"
+        return "42"
+
+    with client.observe(name="lookup step (cached)"):
+        pass
+    answer("why?")
+    assert client.flush(5)
+    # The test server validates with the real schema: both were accepted, none rejected.
+    assert sorted(e["model"] for e in ingest.events) == [
+        "lookup_step_cached_",
+        "test_without_a_model_the_function_name_stands_in_within_the_identifier_characters.answer",
+    ]
+    assert client.stats.failed == 0

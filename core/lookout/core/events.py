@@ -7,17 +7,59 @@ removed field bumps it (`llm_call/2`) and readers accept both for a release.
 from __future__ import annotations
 
 import functools
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 Name = Annotated[str, Field(min_length=1, max_length=256)]
-AppId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
 ShortText = Annotated[str, Field(max_length=1024)]
 Environment = Annotated[str, Field(min_length=1, max_length=64)]
+
+# Identifiers: the values dashboards group by and Grafana substitutes into panel SQL (app_id,
+# model, environment, prompt_version, model_version). Every real model name fits
+# ("gpt-4o-mini-2024-07-18", "meta-llama/Llama-3.1-8B-Instruct", "claude-3-5-sonnet@20240620",
+# "models/gemini-1.5-pro", "ft:gpt-4o-mini:org:name:id", "anthropic.claude-3-haiku-v1:0"),
+# yet none can carry a quote, a backslash, whitespace, "--" (an SQL comment) or any of
+# $ { } ( ) [ ] ; , * % # | = < > ? ! ~ ^ & ` , so no value can leave a quoted SQL string or a
+# template, or comment out the rest of a query where it is substituted raw. app_id is
+# narrower still (no / @ +): it also names key bindings and appears in paths.
+IDENTIFIER_CHARS = "ASCII letters, digits and . _ : / @ + -"
+APP_ID_CHARS = "ASCII letters, digits and . _ : -"
+_IDENTIFIER = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._:/@+]|-(?!-))*")
+_APP_ID = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._:]|-(?!-))*")
+
+
+def _identifier_check(whole: re.Pattern[str], allowed: str) -> AfterValidator:
+    # One message per rule, never the value (it may be huge or hostile); a stable message
+    # also lets clients such as the SDK log a reason once rather than once per value.
+    rule = f"may hold only {allowed}, start with a letter or digit, and never contain '--'"
+
+    def check(value: str) -> str:
+        if not whole.fullmatch(value):
+            raise ValueError(rule)
+        return value
+
+    return AfterValidator(check)
+
+
+def _blank_is_none(value: Any) -> Any:
+    # An empty optional version means "none": SDKs and OTLP senders send "" for unset.
+    return None if value == "" else value
+
+
+AppId = Annotated[str, Field(min_length=1, max_length=128), _identifier_check(_APP_ID, APP_ID_CHARS)]
+Identifier = Annotated[str, _identifier_check(_IDENTIFIER, IDENTIFIER_CHARS)]
+ModelId = Annotated[Identifier, Field(min_length=1, max_length=256)]
+EnvironmentId = Annotated[Identifier, Field(min_length=1, max_length=64)]
+# Versions keep the 1 KiB the SDK trims them to.
+Version = Annotated[Identifier, Field(min_length=1, max_length=1024)]
+VersionId = Annotated[Version | None, BeforeValidator(_blank_is_none)]
+# Metadata keys are capped like the SDK caps them.
+MetadataKey = Annotated[str, Field(max_length=1024)]
 # A generous cap per text field; the request-size limit of ingest is the real bound.
 LongText = Annotated[str, Field(max_length=1_000_000)]
 
@@ -72,15 +114,15 @@ class Message(_Wire):
 class LlmCall(_Wire):
     """One LLM call an application made. event_id is the client-made idempotency key."""
 
-    schema_: Literal["llm_call/1"] = Field("llm_call/1", alias="schema")
+    schema_: Literal["llm_call/1"] = Field(default="llm_call/1", alias="schema")
     event_id: uuid.UUID
     ts: datetime
     app_id: AppId
-    environment: Annotated[str, Field(min_length=1, max_length=64)] = "production"
+    environment: EnvironmentId = "production"
     provider: Annotated[str, Field(min_length=1, max_length=64)] = "unknown"
-    model: Name
-    model_version: ShortText | None = None
-    prompt_version: ShortText | None = None
+    model: ModelId
+    model_version: VersionId = None
+    prompt_version: VersionId = None
     input: list[Message] = Field(default_factory=list, max_length=10_000)
     prompt: LongText | None = None
     output: LongText | None = None
@@ -96,7 +138,7 @@ class LlmCall(_Wire):
     trace_id: Annotated[str, Field(max_length=64)] | None = None
     span_id: Annotated[str, Field(max_length=32)] | None = None
     tags: list[ShortText] = Field(default_factory=list, max_length=256)
-    metadata: dict[str, ShortText] = Field(default_factory=dict, max_length=256)
+    metadata: dict[MetadataKey, ShortText] = Field(default_factory=dict, max_length=256)
     context: list[LongText] | None = None
     reference: LongText | None = None
     logprobs: list[float] | None = Field(default=None, max_length=1_000_000)
@@ -111,7 +153,7 @@ class LlmCall(_Wire):
 
 
 class Score(_Wire):
-    schema_: Literal["score/1"] = Field("score/1", alias="schema")
+    schema_: Literal["score/1"] = Field(default="score/1", alias="schema")
     score_id: uuid.UUID
     event_id: uuid.UUID
     ts: datetime
@@ -134,7 +176,7 @@ class Score(_Wire):
 
 
 class DriftResult(_Wire):
-    schema_: Literal["drift/1"] = Field("drift/1", alias="schema")
+    schema_: Literal["drift/1"] = Field(default="drift/1", alias="schema")
     result_id: uuid.UUID
     ts: datetime
     app_id: AppId
@@ -158,7 +200,7 @@ class DriftResult(_Wire):
 
 
 class Feedback(_Wire):
-    schema_: Literal["feedback/1"] = Field("feedback/1", alias="schema")
+    schema_: Literal["feedback/1"] = Field(default="feedback/1", alias="schema")
     feedback_id: uuid.UUID
     event_id: uuid.UUID
     ts: datetime
@@ -179,6 +221,9 @@ class Feedback(_Wire):
     # The thumbs of this author's earlier vote on the call that this vote replaces: the
     # per-version rollup takes that vote back, so it keeps only each author's latest.
     replaces_thumbs: Literal[-1, 1] | None = None
+    # Reviewer rows: HMAC of the row by the feedback service (lookout.core.review_signing);
+    # datasets take only reviewer rows whose signature verifies.
+    signature: ShortText | None = None
 
     _ts = field_validator("ts")(_utc)
     _call_ts = field_validator("call_ts")(_utc_or_none)
@@ -188,7 +233,7 @@ RetrainState = Literal["requested", "approved", "rejected", "launched", "running
 
 
 class Retrain(_Wire):
-    schema_: Literal["retrain/1"] = Field("retrain/1", alias="schema")
+    schema_: Literal["retrain/1"] = Field(default="retrain/1", alias="schema")
     run_id: uuid.UUID
     ts: datetime
     app_id: AppId
@@ -206,7 +251,7 @@ class Retrain(_Wire):
 
 
 class DeadLetter(_Wire):
-    schema_: Literal["dead_letter/1"] = Field("dead_letter/1", alias="schema")
+    schema_: Literal["dead_letter/1"] = Field(default="dead_letter/1", alias="schema")
     dlq_id: uuid.UUID
     ts: datetime
     source_topic: ShortText

@@ -33,6 +33,7 @@ from lookout.ingest.sink import SinkRunner
 from .broker import IN_MEMORY, BrokerKeeper, Choice, EmbeddedSettings, choose
 from .components import BUILDERS, Component
 from .lock import lock_data_dir
+from .overview import review_sessions
 from .overview import router as overview_router
 
 log = logging.getLogger(__name__)
@@ -223,7 +224,10 @@ class EmbeddedStack:
             for router in component.routers:
                 app.include_router(router)
         app.include_router(ops_router(checks, self.readiness_details))
-        app.include_router(overview_router(lambda: client))
+        overview_client = clickhouse.connect(settings)
+        app.include_router(overview_router(lambda: overview_client, keys=ApiKeyStore(overview_client),
+                                           sessions=review_sessions(clickhouse.connect(settings)),
+                                           bound_host=self.host))
         return app
 
     def readiness_details(self) -> dict:

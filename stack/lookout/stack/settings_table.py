@@ -16,7 +16,8 @@ SERVICES = [
     ("judge", "lookout.judge.settings", "JudgeSettings"),
     ("feedback", "lookout.feedback.settings", "FeedbackSettings"),
     ("retrain-trigger", "lookout.retrain_trigger.settings", "RetrainSettings"),
-    ("lookout up", "lookout.stack.broker", "EmbeddedSettings"),
+    ("stack", "lookout.stack.overview_access", "OverviewSettings"),
+    ("stack", "lookout.stack.broker", "EmbeddedSettings"),
 ]
 
 

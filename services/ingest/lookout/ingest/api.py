@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from dataclasses import dataclass
@@ -18,10 +19,11 @@ from prometheus_client import Counter
 from lookout.core.api_errors import ApiError, bearer_key, require
 from lookout.core.auth import ApiKey, ApiKeyStore
 
-from . import intake, otlp, otlp_response, reads
+from . import otlp_response, prepare, reads
 from .enrich import Enricher
 from .publisher import EventPublisher, Unavailable
 from .settings import IngestSettings
+from .workers import Busy, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ class IngestContext:
     enricher: Enricher | None = None
     keys: ApiKeyStore | None = None
     clickhouse: Client | None = None
+    workers: WorkerPool | None = None
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -75,41 +78,45 @@ def build_router(ctx: IngestContext) -> APIRouter:
     async def api_key(authorization: Annotated[str | None, Header()] = None) -> ApiKey:
         return await bearer_key(ctx.keys, authorization)
 
-    async def publish(route: str, accepted: list, key: ApiKey) -> int:
-        calls = []
-        for _, call in accepted:
-            require(key, "ingest", call.app_id)
-            call, redactions = ctx.enricher(call)
-            REDACTED.inc(redactions)
-            calls.append(call)
-        if calls:
+    async def prepared(step, *args, key: ApiKey, **kwargs) -> prepare.Prepared:
+        # Decoding, validation and redaction are CPU work: on a worker thread, never the loop.
+        work = functools.partial(step, *args, key=key, enricher=ctx.enricher, **kwargs)
+        try:
+            return await ctx.workers.run(key.key_id, work)
+        except Busy as exc:
+            raise ApiError(
+                429, f"{exc}; retry later", headers={"Retry-After": str(ctx.settings.retry_after_s)}
+            ) from None
+
+    async def publish(route: str, ready: prepare.Prepared) -> int:
+        REDACTED.inc(ready.redactions)
+        if ready.calls:
             try:
-                await ctx.publisher.publish(calls)
+                await ctx.publisher.publish_records(ready.records)
             except Unavailable as exc:
                 raise ApiError(
                     503, f"{exc}; retry later", headers={"Retry-After": str(ctx.settings.retry_after_s)}
                 ) from None
-        ACCEPTED.labels(route).inc(len(calls))
-        return len(calls)
+        ACCEPTED.labels(route).inc(len(ready.calls))
+        REJECTED.labels(route).inc(len(ready.rejected))
+        return len(ready.calls)
 
     @router.post("/v1/events", tags=["ingest"])
     async def post_events(request: Request, key: ApiKey = Depends(api_key)) -> dict:
         require(key, "ingest")
         settings = ctx.settings
-        try:
-            body = await _read_body(request, settings.max_body_bytes)
-            payload = intake.decode_body(
-                body,
-                request.headers.get("content-type"),
-                request.headers.get("content-encoding"),
-                max_bytes=settings.max_body_bytes,
-            )
-            accepted, rejected = intake.validate_events(payload, max_events=settings.max_batch_events)
-        except intake.IntakeError as exc:
-            raise ApiError(exc.status, exc.message, exc.field) from None
-        count = await publish("events", accepted, key)
-        REJECTED.labels("events").inc(len(rejected))
-        return {"accepted": count, "rejected": [r.as_dict() for r in rejected]}
+        body = await _read_body(request, settings.max_body_bytes)
+        ready = await prepared(
+            prepare.events,
+            body,
+            request.headers.get("content-type"),
+            request.headers.get("content-encoding"),
+            key=key,
+            max_bytes=settings.max_body_bytes,
+            max_events=settings.max_batch_events,
+        )
+        count = await publish("events", ready)
+        return {"accepted": count, "rejected": ready.rejected}
 
     @router.post("/v1/traces", tags=["ingest"])
     async def post_traces(request: Request, key: ApiKey = Depends(api_key)) -> Response:
@@ -117,26 +124,18 @@ def build_router(ctx: IngestContext) -> APIRouter:
         settings = ctx.settings
         body = await _read_body(request, settings.max_body_bytes)
         content_type = request.headers.get("content-type", "")
-        try:
-            if request.headers.get("content-encoding", "identity").lower() == "gzip":
-                body = intake.gunzip(body, settings.max_body_bytes)
-            decoded = otlp.decode_request(body, content_type)
-        except intake.IntakeError as exc:
-            raise ApiError(exc.status, exc.message) from None
-        except otlp.UnsupportedMediaType as exc:
-            raise ApiError(415, str(exc)) from None
-        except otlp.OtlpDecodeError as exc:
-            raise ApiError(400, str(exc)) from None
-        spans = otlp.span_count(decoded)
-        if spans > settings.max_spans_per_request:
-            # Refused before any span is converted: conversion is the per-span cost.
-            raise ApiError(413, f"{spans} spans in one request; the limit is {settings.max_spans_per_request} "
-                                "(LOOKOUT_MAX_SPANS_PER_REQUEST): send smaller batches", field="resourceSpans")
-        result = otlp.convert(decoded, default_app_id=None if key.app_id == "*" else key.app_id)
-        OTLP_IGNORED.inc(result.ignored)
-        await publish("traces", [(i, c) for i, c in enumerate(result.calls)], key)
-        REJECTED.labels("traces").inc(len(result.rejected))
-        return otlp_response.build(content_type, rejected=len(result.rejected), message=_summary(result.rejected))
+        ready = await prepared(
+            prepare.traces,
+            body,
+            content_type,
+            request.headers.get("content-encoding"),
+            key=key,
+            max_bytes=settings.max_body_bytes,
+            max_spans=settings.max_spans_per_request,
+        )
+        OTLP_IGNORED.inc(ready.ignored)
+        await publish("traces", ready)
+        return otlp_response.build(content_type, rejected=len(ready.rejected), message=_summary(ready.rejected))
 
     @router.get("/v1/calls/{event_id}", tags=["read"])
     async def get_call(
