@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import time
@@ -189,8 +190,9 @@ class KafkaBroker:
 
     def _archive_key(self) -> str:
         h = hashlib.sha256()
-        for path in [Path(self.java).resolve() if os.sep in self.java else Path(self.java),
-                     *sorted(self._libs().glob("*.jar"))]:
+        # The runtime by its real file (an upgraded JDK is another file or mtime) and every jar.
+        java = Path(shutil.which(self.java) or self.java).resolve()
+        for path in [java, *sorted(self._libs().glob("*.jar"))]:
             try:
                 st = path.stat()
                 h.update(f"{path.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
