@@ -24,6 +24,8 @@ from lookout.core import clickhouse, kafka, migrations
 from lookout.core.api_errors import install_error_handlers
 from lookout.core.auth import ApiKeyStore
 from lookout.core.body_limit import install_body_limit
+from lookout.core.http_metrics import install_http_metrics
+from lookout.core.logs import astep, step
 from lookout.core.ops import ops_router
 from lookout.ingest.api import body_limits, build_router
 from lookout.ingest.app import IngestService
@@ -161,9 +163,11 @@ class EmbeddedStack:
     def build(self) -> FastAPI:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         began = time.monotonic()
-        settings = self.settings(self._start_broker())
-        client = clickhouse.connect(settings)
-        migrations.apply(client, settings.retention_days)
+        with step("starting the Kafka broker"):
+            settings = self.settings(self._start_broker())
+        with step(f"opening ClickHouse (chdb) at {self.data_dir / 'chdb'} and applying migrations"):
+            client = clickhouse.connect(settings)
+            migrations.apply(client, settings.retention_days)
         self.dev_key = self.ensure_dev_key(ApiKeyStore(client))
         if self.dev_key is None and self.demo and self.demo_traffic:
             raise ValueError(f"the demo's traffic needs the development key: {self.dev_key_note}")
@@ -184,12 +188,15 @@ class EmbeddedStack:
         async def lifespan(_: FastAPI):
             if self._keeper is not None:
                 self._keeper.start()
-            await ingest.start()
-            await sink.start()
+            async with astep("starting ingest"):
+                await ingest.start()
+            async with astep("starting the sink"):
+                await sink.start()
             started: list[Component] = []
             for component in components:
-                log.info("starting %s", component.name)
-                await component.start()
+                # A service's start loads its models (judge: toxicity; drift: the encoder).
+                async with astep(f"starting {component.name}", service=component.name):
+                    await component.start()
                 started.append(component)
             if self.demo and self.demo_traffic:
                 from .demo import run_demo
@@ -225,6 +232,7 @@ class EmbeddedStack:
                 app.include_router(router)
         app.include_router(ops_router(checks, self.readiness_details))
         overview_client = clickhouse.connect(settings)
+        install_http_metrics(app)  # last: outermost
         app.include_router(overview_router(lambda: overview_client, keys=ApiKeyStore(overview_client),
                                            sessions=review_sessions(clickhouse.connect(settings)),
                                            bound_host=self.host))

@@ -37,6 +37,9 @@ class RetrainSettings(CommonSettings, ServerSettings):
         "LOOKOUT_KAFKA_SASL_PASSWORD is set; the password never goes into the Job manifest).")
     retrain_k8s_sasl_secret_key: str = Field("kafka-sasl-password", description="Key of the password in that Secret.")
     retrain_k8s_token: str | None = Field(None, description="Kubernetes API bearer token (default: in-cluster).")
+    retrain_k8s_token_file: str = Field(
+        "", description="File holding the Kubernetes API bearer token, read again for every request (projected "
+        "service-account tokens rotate). Default: the pod's service-account token.")
     retrain_k8s_ca_cert: str | None = Field(None, description="CA bundle of the Kubernetes API (default: in-cluster).")
     review_signing_secret: str = Field(
         "", description="Secret (16+ chars) that signs reviewer feedback; datasets take only reviews whose "
