@@ -57,7 +57,10 @@ def sections(text: str) -> dict[str, str]:
 
 
 class DemoEvaluator:
-    """The endpoint, served by uvicorn inside the stack's event loop on a socket of its own."""
+    """The endpoint, served by uvicorn inside the stack's event loop on a socket of its own;
+    a Service (no routes on the stack's port) started before the judge that asks it."""
+
+    name = "demo-evaluator"
 
     def __init__(self, host: str = "127.0.0.1"):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -155,6 +158,12 @@ class DemoEvaluator:
         if self._server is not None and self._server.started:
             await self._server.shutdown(sockets=[self.sock])
         self.sock.close()
+
+    def routers(self) -> list:
+        return []
+
+    def checks(self) -> dict:
+        return {}
 
     def judge_settings(self) -> dict[str, Any]:
         """JudgeSettings values that point the judge at this endpoint."""

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 
-from lookout.core.settings import CommonSettings
+from lookout.core.app_map import AppMap
+from lookout.core.settings import CommonSettings, ServerSettings
+
+Rate = Annotated[float, Field(ge=0, le=1)]
 
 
-class JudgeSettings(CommonSettings):
-    http_host: str = Field("0.0.0.0", description="Address the HTTP API listens on.")
-    http_port: int = Field(8080, ge=1, le=65535, description="Port the HTTP API listens on.")
+class JudgeSettings(CommonSettings, ServerSettings):
     judge_group: str = Field("lookout-judge", description="Consumer group of the judge on llm.events.")
     judge_batch_max: int = Field(
         256, ge=1, description="Most events the judge scores per batch (one commit per batch)."
@@ -89,7 +90,9 @@ class JudgeSettings(CommonSettings):
         None, ge=0, description="Judge spend per UTC day; when reached, LLM judging pauses until the next day."
     )
     judge_sample_rate: float = Field(1.0, ge=0, le=1, description="Share of calls the LLM judge rates.")
-    judge_sample_rates: str = Field("", description="Per-app sample rates, e.g. 'app1=0.1,app2=1'.")
+    judge_sample_rates: AppMap[Rate] = Field(
+        default=AppMap(), description="Per-app sample rates, e.g. 'app1=0.1,app2=1'."
+    )
     judge_sampling_secret: SecretStr | None = Field(
         None,
         description="Secret (16+ chars, the same on every judge replica) keying which calls are sampled "
@@ -120,16 +123,20 @@ class JudgeSettings(CommonSettings):
     judge_recent_chars: int = Field(
         50_000_000, ge=0, description="Most characters of text those kept calls may hold together."
     )
-
-    def app_sample_rates(self) -> dict[str, float]:
-        rates: dict[str, float] = {}
-        for item in filter(None, (p.strip() for p in self.judge_sample_rates.split(","))):
-            app, sep, rate = item.partition("=")
-            value = float(rate) if sep else -1.0
-            if not sep or not 0 <= value <= 1:
-                raise ValueError(f"LOOKOUT_JUDGE_SAMPLE_RATES: expected app=rate with 0 <= rate <= 1, got {item!r}")
-            rates[app.strip()] = value
-        return rates
+    judge_agreement_interval_s: int = Field(
+        300, ge=0,
+        description="How often the judge stores its agreement with reviewers (judge_agreement: kappa with base "
+        "rates, Spearman per app, rubric version and judge model); 0: never. Needs the evaluator LLM.",
+    )
+    judge_agreement_window_days: int = Field(
+        7, ge=1, le=365, description="The rolling window of reviews each stored agreement row covers."
+    )
+    review_signing_secret: SecretStr | None = Field(
+        None,
+        description="Secret (16+ chars) that signs reviewer feedback; datasets, and the judge's agreement with "
+        "reviewers, take only reviews whose signature verifies. Required by feedback and the retrain trigger (the "
+        "same on each); the judge without it counts every reviewer rating.",
+    )
 
     def rubric_names(self) -> list[str]:
         return [n.strip() for n in self.judge_rubrics.split(",") if n.strip()]
