@@ -80,7 +80,7 @@ class JudgeService:
         self.keys: ApiKeyStore | None = None
         self._own_session = False
         self._opening = asyncio.Lock()
-        self.store_problem: str | None = "connecting to ClickHouse"
+        self.store_problem: str | None = "not connected to ClickHouse yet"
         if session is not None:
             self._use(session)
         max_poll = {"max_poll_interval_ms": settings.judge_max_poll_interval_s * 1000}
