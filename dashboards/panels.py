@@ -347,36 +347,6 @@ PANELS: tuple[Panel, ...] = (
         "with the base rates in the table beside it. Not filtered by model or environment.",
     ),
     Panel(
-        id="judge_agreement_latest",
-        title="Judge agreement: latest per rubric",
-        kind="table",
-        # Aliases differ from the columns they aggregate (see drift_state).
-        sql=(
-            "SELECT app_id, rubric, rubric_version, evaluator, last.1 AS reviewed_pairs, last.2 AS pass_kappa, "
-            "last.3 AS judge_passes, last.4 AS reviewer_passes, last.5 AS weighted_kappa, last.6 AS rank_correlation, "
-            "last_window_end FROM ("
-            "SELECT app_id, rubric, rubric_version, evaluator, "
-            f"{_latest_agreement(*_AGREEMENT_COLUMNS)} AS last, max(window_end) AS last_window_end "
-            "FROM judge_agreement "
-            f"WHERE $__timeFilter(window_end) AND {_all_or('app_id', 'app')} "
-            "GROUP BY app_id, rubric, rubric_version, evaluator) "
-            "ORDER BY pass_kappa, app_id, rubric, rubric_version, evaluator"
-        ),
-        columns=(
-            _c("app_id", "string"), _c("rubric", "string"), _c("rubric_version", "string"),
-            _c("evaluator", "string"), _c("reviewed_pairs"), _c("pass_kappa"), _c("judge_passes", unit="percentunit"),
-            _c("reviewer_passes", unit="percentunit"), _c("weighted_kappa"), _c("rank_correlation"),
-            _c("last_window_end", "time"),
-        ),
-        unit="short",
-        description="The latest agreement of each app/rubric@version/judge model in the range, least trusted first: "
-        "reviewed calls in the window, the pass/fail kappa with its base rates (the share of those calls the judge "
-        "passes and the share reviewers pass: a kappa is low when either passes nearly everything), the "
-        "quadratic-weighted kappa on 1..5 ratings and Spearman's rank correlation. Not filtered by model or "
-        "environment.",
-        width=24,
-    ),
-    Panel(
         id="thumbs_down",
         title="Thumbs-down rate",
         kind="timeseries",
@@ -427,6 +397,36 @@ PANELS: tuple[Panel, ...] = (
         unit="short",
         description="Messages that could not be parsed or stored, per source topic (not per app).",
         per_app=False,
+    ),
+    Panel(
+        id="judge_agreement_latest",
+        title="Judge agreement: latest per rubric",
+        kind="table",
+        # Aliases differ from the columns they aggregate (see drift_state).
+        sql=(
+            "SELECT app_id, rubric, rubric_version, evaluator, last.1 AS reviewed_pairs, last.2 AS pass_kappa, "
+            "last.3 AS judge_passes, last.4 AS reviewer_passes, last.5 AS weighted_kappa, last.6 AS rank_correlation, "
+            "last_window_end FROM ("
+            "SELECT app_id, rubric, rubric_version, evaluator, "
+            f"{_latest_agreement(*_AGREEMENT_COLUMNS)} AS last, max(window_end) AS last_window_end "
+            "FROM judge_agreement "
+            f"WHERE $__timeFilter(window_end) AND {_all_or('app_id', 'app')} "
+            "GROUP BY app_id, rubric, rubric_version, evaluator) "
+            "ORDER BY pass_kappa, app_id, rubric, rubric_version, evaluator"
+        ),
+        columns=(
+            _c("app_id", "string"), _c("rubric", "string"), _c("rubric_version", "string"),
+            _c("evaluator", "string"), _c("reviewed_pairs"), _c("pass_kappa"), _c("judge_passes", unit="percentunit"),
+            _c("reviewer_passes", unit="percentunit"), _c("weighted_kappa"), _c("rank_correlation"),
+            _c("last_window_end", "time"),
+        ),
+        unit="short",
+        description="The latest agreement of each app/rubric@version/judge model in the range, least trusted first: "
+        "reviewed calls in the window, the pass/fail kappa with its base rates (the share of those calls the judge "
+        "passes and the share reviewers pass: a kappa is low when either passes nearly everything), the "
+        "quadratic-weighted kappa on 1..5 ratings and Spearman's rank correlation. Not filtered by model or "
+        "environment.",
+        width=24,
     ),
     Panel(
         id="model_versions",

@@ -161,7 +161,8 @@ def test_on_the_broker_reviewers_get_the_contradicted_call_first(tansu_broker, s
         contradicted, unsure, agreed = stack.add_calls("shop", 3)
         stack.queue_tasks("shop", [contradicted, unsure, agreed])  # end users' thumbs down, through the API
         _produce(stack, topics.SCORES, [judged(contradicted, 1.0), judged(unsure, 0.5), judged(agreed, 0.0)])
-        stack.wait_rows("SELECT count() FROM review_tasks WHERE kind IN ('judge_vs_thumbs', 'judge_unsure', 'judge')", 3)
+        stack.wait_rows(
+            "SELECT count() FROM review_tasks WHERE kind IN ('judge_vs_thumbs', 'judge_unsure', 'judge')", 3)
         kinds = {e: sorted(k) for e, k in stack.client.query(
             "SELECT event_id, groupUniqArray(kind) FROM review_tasks GROUP BY event_id").result_rows}
         assert kinds == {contradicted: ["judge_vs_thumbs", "thumbs_down"], unsure: ["judge_unsure", "thumbs_down"],

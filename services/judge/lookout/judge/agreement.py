@@ -87,7 +87,7 @@ def agreement_of(pairs: list[tuple[float, int]]) -> Statistics:
     judge_ratings = [to_rating(v) for v in judge_values]
     rho = p = kappa = kappa_q = exact = None
     if len(pairs) >= 3 and len(set(judge_values)) > 1 and len(set(ratings)) > 1:
-        result = spearmanr(judge_values, ratings)
+        result: Any = spearmanr(judge_values, ratings)
         rho, p = _finite(result.statistic), _finite(result.pvalue)
     if len(pairs) >= 2 and len(set(judge_ratings) | set(ratings)) > 1:
         kappa = _finite(cohen_kappa_score(ratings, judge_ratings, labels=RATINGS))
