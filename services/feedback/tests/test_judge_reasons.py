@@ -14,11 +14,12 @@ import pytest
 from aiokafka import ConsumerRecord
 
 from lookout.core import topics
+from lookout.core.dead_letters import RecordDecoder
 from lookout.core.events import Feedback, Score
+from lookout.core.session import Session
 from lookout.feedback import queue
 from lookout.feedback.settings import FeedbackSettings
 from lookout.feedback.signals import TaskBuilder, judge_verdict
-from lookout.feedback.store import Db
 
 from .conftest import FeedbackStack
 from .test_queue import _produce
@@ -48,7 +49,7 @@ def thumbs(event_id: uuid.UUID, value: int, *, app_id: str = "shop", author: str
 def builder(ch, ch_settings):
     def make(**extra) -> TaskBuilder:
         settings = FeedbackSettings(**{**ch_settings.model_dump(), "review_audit_rate": 0.0, **extra})
-        return TaskBuilder(settings, Db(ch))
+        return TaskBuilder(settings, Session.of(ch))
     return make
 
 
@@ -63,7 +64,7 @@ def tasks(ch, kind: str | None = None) -> dict[tuple[str, uuid.UUID], list[tuple
 
 
 def handle(builder: TaskBuilder, *messages) -> None:
-    asyncio.run(builder.handle([record(m) for m in messages]))
+    asyncio.run(builder.handle(RecordDecoder("feedback").decode([record(m) for m in messages])))
 
 
 def test_the_judge_is_unsure_less_than_the_margin_from_the_middle_of_its_scale():
@@ -151,7 +152,7 @@ def test_contradictions_come_first_and_unsure_calls_after_low_scores(ch, builder
     contradicted, rated_down, low, unsure = (uuid.uuid4() for _ in range(4))
     handle(builder(review_judge_unsure_rate=1.0), judged(contradicted, 0.75), thumbs(contradicted, -1),
            thumbs(rated_down, -1), judged(low, 0.25), judged(unsure, 0.5))
-    ranked = queue.candidates(Db(ch), queue.QueueFilter(None), age_weight=0.0)
+    ranked = queue.candidates(Session.of(ch), queue.QueueFilter(None), age_weight=0.0)
     assert [c.event_id for c in ranked] == [contradicted, rated_down, low, unsure]
 
 

@@ -23,6 +23,10 @@
 
 Severity (higher first): judge_vs_thumbs 3.5, thumbs down 3, toxicity 2 + score, judge 2 +
 shortfall, judge_unsure 1.5, drift 1, audit 0.5. The queue adds age on top (see queue.py).
+
+Each record says which call it is about and that call's model (identity on the record), so
+no signal reads a call back. A record that does not decode with its topic's schema is
+dead-lettered by the ConsumerWorker (lookout.core.dead_letters), like everywhere else.
 """
 
 from __future__ import annotations
@@ -35,15 +39,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from aiokafka import ConsumerRecord
 from prometheus_client import Counter
+from pydantic import BaseModel
 
 from lookout.core import topics
+from lookout.core.dead_letters import Batch
 from lookout.core.events import DriftResult, Feedback, LlmCall, Score
+from lookout.core.session import Session
 
 from .runtime import RuntimeSettings
 from .settings import FeedbackSettings
-from .store import Db
 
 QUEUED = Counter("lookout_review_reasons_total", "Reasons a call was queued for review", ["kind"])
 COLUMNS = ["event_id", "app_id", "model", "kind", "reason", "severity", "created_at"]
@@ -90,13 +95,15 @@ def judge_unsure(settings: FeedbackSettings, s: Score) -> Reason | None:
                   "of its scale", JUDGE_UNSURE_SEVERITY, s.ts)
 
 
-def reasons_for(settings: FeedbackSettings, base_topic: str, value: bytes) -> list[Reason]:
-    if base_topic == topics.FEEDBACK:
-        f = Feedback.from_bytes(value)
+def reasons_for(settings: FeedbackSettings, message: BaseModel) -> list[Reason]:
+    """The reasons one decoded record gives to review its call (usually none)."""
+    if isinstance(message, Feedback):
+        f = message
         if f.source == "end_user" and f.thumbs == -1:
-            return [Reason(f.event_id, f.app_id, "", "thumbs_down", "thumbs down from an end user", 3.0, f.ts)]
-    elif base_topic == topics.SCORES:
-        s = Score.from_bytes(value)
+            return [Reason(f.event_id, f.app_id, f.model or "", "thumbs_down", "thumbs down from an end user", 3.0,
+                           f.ts)]
+    elif isinstance(message, Score):
+        s = message
         if s.name.startswith("toxicity.") and s.value > settings.review_toxicity_threshold:
             return [Reason(s.event_id, s.app_id, s.model, "toxicity", f"{s.name} = {s.value:.3f}", 2.0 + s.value, s.ts)]
         if s.name.startswith("judge."):
@@ -106,14 +113,14 @@ def reasons_for(settings: FeedbackSettings, base_topic: str, value: bytes) -> li
                 found.append(Reason(s.event_id, s.app_id, s.model, "judge", f"{s.name} = {s.value:.3f}",
                                     2.0 + shortfall, s.ts))
             return found
-    elif base_topic == topics.DRIFT:
-        d = DriftResult.from_bytes(value)
+    elif isinstance(message, DriftResult):
+        d = message
         if d.drifted:
             why = f"drift: {d.signal} ({d.method} {d.statistic:.3g})"
             return [Reason(e, d.app_id, d.model, "drift", why, 1.0, d.ts) for e in d.examples]
-    elif base_topic == topics.EVENTS:
-        c = LlmCall.from_bytes(value)
-        if audit_draw(c.event_id) < settings.audit_rate(c.app_id):
+    elif isinstance(message, LlmCall):
+        c = message
+        if audit_draw(c.event_id) < settings.review_audit_app_rates.for_app(c.app_id, settings.review_audit_rate):
             return [Reason(c.event_id, c.app_id, c.model, "audit", "random audit sample", 0.5, c.ts)]
     return []
 
@@ -200,8 +207,8 @@ class ThumbsVsJudge:
     """Pairs the judge scores and end-user thumbs of a batch with each other, with the
     recent ones and with the stored ones, into judge_vs_thumbs reasons."""
 
-    def __init__(self, db: Db, max_calls: int):
-        self.db = db
+    def __init__(self, session: Session, max_calls: int):
+        self.session = session
         self.recent = RecentSignals(max_calls)
 
     def add(self, message: object) -> Call | None:
@@ -229,11 +236,11 @@ class ThumbsVsJudge:
         for k in no_verdicts:
             self.recent.of(k).stored.add("verdicts")
         if no_votes:
-            for app_id, event_id, author, ts, thumbs in self.db.rows(_STORED_THUMBS, **_params(no_votes)):
+            for app_id, event_id, author, ts, thumbs in self.session.rows(_STORED_THUMBS, **_params(no_votes)):
                 if (app_id, event_id) in keys and thumbs is not None:
                     self.recent.of((app_id, event_id)).vote(author, ts, int(thumbs))
         if no_verdicts:
-            for app_id, event_id, name, value in self.db.rows(_STORED_VERDICTS, **_params(no_verdicts)):
+            for app_id, event_id, name, value in self.session.rows(_STORED_VERDICTS, **_params(no_verdicts)):
                 if (app_id, event_id) in keys:
                     self.recent.of((app_id, event_id)).verdicts.setdefault(name, float(value))
 
@@ -245,48 +252,32 @@ class ThumbsVsJudge:
 
 
 class TaskBuilder:
-    """The consumer handler: store the reasons of a batch; CommitAfterLoop commits after."""
+    """The consumer handler: store the reasons of a batch; the ConsumerWorker commits after."""
 
-    def __init__(self, settings: FeedbackSettings, db: Db, runtime: RuntimeSettings | None = None):
+    def __init__(self, settings: FeedbackSettings, session: Session, runtime: RuntimeSettings | None = None):
         self.settings = settings
-        self.db = db
+        self.session = session
         self.runtime = runtime  # thresholds and audit rates an admin changed at run time
-        self.thumbs_vs_judge = ThumbsVsJudge(db, settings.review_judge_recent_calls)
+        self.thumbs_vs_judge = ThumbsVsJudge(session, settings.review_judge_recent_calls)
 
-    async def handle(self, records: list[ConsumerRecord]) -> None:
+    async def handle(self, batch: Batch) -> None:
         rows = []
         paired: set[Call] = set()
         current = self.settings if self.runtime is None else await asyncio.to_thread(self.runtime.current)
-        for record in records:
-            base = topics.base_name(self.settings.topic_prefix, record.topic)
-            try:
-                found = reasons_for(current, base, record.value)
-                message = _decoded(base, record.value)
-            except Exception:
-                # The sink dead-letters unreadable records; here they simply raise no task.
-                continue
-            if (key := self.thumbs_vs_judge.add(message)) is not None:
+        for decoded in batch.messages:
+            if (key := self.thumbs_vs_judge.add(decoded.message)) is not None:
                 paired.add(key)
-            for reason in found:
+            for reason in reasons_for(current, decoded.message):
                 QUEUED.labels(reason.kind).inc()
                 rows.append(reason.row())
         for reason in await self.thumbs_vs_judge.reasons(current, paired):
             QUEUED.labels(reason.kind).inc()
             rows.append(reason.row())
         if rows:
-            await asyncio.to_thread(self.db.insert, "review_tasks", rows, COLUMNS)
+            await self.session.ainsert("review_tasks", rows, COLUMNS)
 
 
-def _decoded(base_topic: str, value: bytes) -> object | None:
-    if base_topic == topics.SCORES:
-        return Score.from_bytes(value)
-    if base_topic == topics.FEEDBACK:
-        return Feedback.from_bytes(value)
-    return None
-
-
-def signal_topics(settings: FeedbackSettings) -> list[str]:
-    return [topics.resolve(settings.topic_prefix, t) for t in (topics.FEEDBACK, topics.SCORES, topics.DRIFT,
-                                                               topics.EVENTS)]
+# The topics the task builder reads (base names).
+SIGNAL_TOPICS = (topics.FEEDBACK, topics.SCORES, topics.DRIFT, topics.EVENTS)
 
 
