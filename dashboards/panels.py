@@ -152,6 +152,16 @@ _LATEST_VOTES = (
     f"AND {_all_or('app_id', 'app')}) GROUP BY f.app_id, f.event_id, f.source, f.author)"
 )
 
+_AGREEMENT_COLUMNS = ("pairs", "kappa", "judge_pass_rate", "reviewer_pass_rate", "kappa_quadratic", "spearman")
+
+
+def _latest_agreement(*columns: str) -> str:
+    """The columns of the latest judge_agreement row in a group, as a tuple: the judge
+    rewrites a window's row when it computes it again (replicas, a restart), and until
+    ClickHouse merges them the later computation counts. A tuple, because argMax of a
+    Nullable column alone would skip a NULL (an undefined kappa) for an older value."""
+    return f"argMax(({', '.join(columns)}), (window_end, computed_at))"
+
 VARIABLES: tuple[Variable, ...] = (
     Variable(
         "app", "App", "query",
@@ -313,6 +323,24 @@ PANELS: tuple[Panel, ...] = (
         description="Mean evaluator-LLM score per rubric.",
     ),
     Panel(
+        id="judge_agreement",
+        title="Judge agreement with reviewers (kappa)",
+        kind="timeseries",
+        sql=(
+            "SELECT $__timeInterval(window_end) AS time, "
+            "concat(app_id, '/', rubric, '@', rubric_version, ' (', evaluator, ')') AS series, "
+            f"{_latest_agreement('kappa', 'pairs')}.1 AS kappa FROM judge_agreement "
+            f"WHERE $__timeFilter(window_end) AND {_all_or('app_id', 'app')} "
+            "GROUP BY time, series ORDER BY time, series"
+        ),
+        columns=(_c("time", "time"), _c("series", "string"), _c("kappa")),
+        unit="short",
+        description="Cohen's kappa of the judge's pass/fail call against reviewers' (a score or rating above the "
+        "middle of its scale passes), per app, rubric@version and judge model, over the judge's rolling window of "
+        "reviews (LOOKOUT_JUDGE_AGREEMENT_WINDOW_DAYS). 1: they always agree, 0: no better than chance. Read it "
+        "with the base rates in the table beside it. Not filtered by model or environment.",
+    ),
+    Panel(
         id="thumbs_down",
         title="Thumbs-down rate",
         kind="timeseries",
@@ -363,6 +391,36 @@ PANELS: tuple[Panel, ...] = (
         unit="short",
         description="Messages that could not be parsed or stored, per source topic (not per app).",
         per_app=False,
+    ),
+    Panel(
+        id="judge_agreement_latest",
+        title="Judge agreement: latest per rubric",
+        kind="table",
+        # Aliases differ from the columns they aggregate (see drift_state).
+        sql=(
+            "SELECT app_id, rubric, rubric_version, evaluator, last.1 AS reviewed_pairs, last.2 AS pass_kappa, "
+            "last.3 AS judge_passes, last.4 AS reviewer_passes, last.5 AS weighted_kappa, last.6 AS rank_correlation, "
+            "last_window_end FROM ("
+            "SELECT app_id, rubric, rubric_version, evaluator, "
+            f"{_latest_agreement(*_AGREEMENT_COLUMNS)} AS last, max(window_end) AS last_window_end "
+            "FROM judge_agreement "
+            f"WHERE $__timeFilter(window_end) AND {_all_or('app_id', 'app')} "
+            "GROUP BY app_id, rubric, rubric_version, evaluator) "
+            "ORDER BY pass_kappa, app_id, rubric, rubric_version, evaluator"
+        ),
+        columns=(
+            _c("app_id", "string"), _c("rubric", "string"), _c("rubric_version", "string"),
+            _c("evaluator", "string"), _c("reviewed_pairs"), _c("pass_kappa"), _c("judge_passes", unit="percentunit"),
+            _c("reviewer_passes", unit="percentunit"), _c("weighted_kappa"), _c("rank_correlation"),
+            _c("last_window_end", "time"),
+        ),
+        unit="short",
+        description="The latest agreement of each app/rubric@version/judge model in the range, least trusted first: "
+        "reviewed calls in the window, the pass/fail kappa with its base rates (the share of those calls the judge "
+        "passes and the share reviewers pass: a kappa is low when either passes nearly everything), the "
+        "quadratic-weighted kappa on 1..5 ratings and Spearman's rank correlation. Not filtered by model or "
+        "environment.",
+        width=24,
     ),
     Panel(
         id="model_versions",

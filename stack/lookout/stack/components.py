@@ -14,7 +14,7 @@ another's.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +23,8 @@ from fastapi import APIRouter
 from lookout.core import clickhouse
 from lookout.core.auth import ApiKeyStore
 from lookout.core.service import Service
+from lookout.core.serving import Lifecycle
+from lookout.core.session import Session
 from lookout.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -52,37 +54,43 @@ def _settings(cls, base: IngestSettings, **extra):
     return cls(**{**shared, **extra})
 
 
+def of_services(name: str, services: Sequence[Service]) -> Component:
+    """Services in the one shape as a Component: started in order (a failed start stops
+    what it started), stopped in reverse; their routers, and their checks named
+    `<service>.<check>`."""
+    life = Lifecycle(services)
+
+    async def start() -> None:
+        try:
+            await life.start()
+        except BaseException:
+            await life.stop()
+            raise
+
+    routers = [router for service in services for router in service.routers()]
+    checks = {f"{service.name}.{k}": v for service in services for k, v in service.checks().items()}
+    return Component(name, start, life.stop, routers, checks)
+
+
 def judge(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
           demo_speed: float | None = None) -> Component:
-    from lookout.judge.app import agreement_router
     from lookout.judge.service import JudgeService
     from lookout.judge.settings import JudgeSettings
 
-    evaluator = None
+    services: list[Service] = []
+    extra = {}
     if demo_speed is not None and not JudgeSettings().judge_base_url:
         # The demo's own evaluator (relevance as MiniLM cosine, named so in every score),
         # unless LOOKOUT_JUDGE_BASE_URL points the judge at a real model.
         from .demo_evaluator import DemoEvaluator
 
         evaluator = DemoEvaluator()
-    settings = _settings(
-        JudgeSettings, base, judge_sampling_secret=secret("judge-sampling-secret"),
-        **(evaluator.judge_settings() if evaluator else {}),
-    )
-    service = JudgeService(settings, client=clickhouse.connect(settings))
-
-    async def start() -> None:
-        if evaluator is not None:
-            await evaluator.start()
-        await service.start()
-
-    async def stop() -> None:
-        await service.stop()
-        if evaluator is not None:
-            await evaluator.stop()
-
-    return Component("judge", start, stop, [agreement_router(service)],
-                     {f"judge.{k}": v for k, v in service.checks().items()})
+        services.append(evaluator)
+        extra = evaluator.judge_settings()
+    settings = _settings(JudgeSettings, base, judge_sampling_secret=secret("judge-sampling-secret"),
+                         review_signing_secret=secret("review-signing-secret"), **extra)
+    services.append(JudgeService(settings, session=Session.connect(settings)))
+    return of_services("judge", services)
 
 
 def drift(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],

@@ -48,6 +48,20 @@ class FeedbackSettings(CommonSettings, ServerSettings):
         0.9, description="toxicity.* scores above this queue the call (benign calls over 0.9: 0 of 11 985; "
         "bench/RESULTS.md).")
     review_judge_threshold: float = Field(0.5, description="judge.* scores below this queue the call.")
+    review_judge_unsure_margin: float = Field(
+        0.125, ge=0, le=0.5,
+        description="judge.* scores closer than this to the middle of their rubric's scale (0.5) are the judge "
+        "unsure (0.125: the 3 of 1..5; 0: never); a judgment beyond it that an end user's thumbs contradict is "
+        "queued as judge_vs_thumbs.",
+    )
+    review_judge_unsure_rate: float = Field(
+        0.2, ge=0, le=1, description="Share of the calls the judge is unsure about queued as judge_unsure."
+    )
+    review_judge_recent_calls: int = Field(
+        100_000, ge=0,
+        description="Calls whose judge scores and thumbs the task builder keeps to pair them (judge_vs_thumbs) "
+        "without a store read.",
+    )
     review_audit_rate: float = Field(
         0.01, ge=0, le=1, description="Share of all calls queued as a random audit (per app)."
     )
