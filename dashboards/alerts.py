@@ -338,6 +338,8 @@ def series(rule: AlertRule, settings: DashboardSettings, columns: Sequence[str],
     """Each row as Grafana's threshold expression sees it. A null or NaN value holds no
     threshold (the instance is Normal); two rows with the same labels are an error, as in
     Grafana (one instance per label set)."""
+    if not rows:
+        return []  # no data (a client may not name the columns of an empty result)
     threshold = rule.threshold(settings)
     names = list(columns)
     missing = [c for c in (*rule.label_columns, "value") if c not in names]
