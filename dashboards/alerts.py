@@ -117,12 +117,14 @@ RULES: tuple[AlertRule, ...] = (
     AlertRule(
         uid="lookout-token-spike",
         title="LLM token spike",
-        # Tokens per minute of the last 10 minutes over the average minute of the window
-        # before them; streams without a baseline stay out (no row, no alert).
+        # Tokens per minute of the last 10 minutes over the average minute before them, since
+        # the stream began within the window (a stream an hour old is not compared with a day
+        # of silence); streams without a baseline stay out (no row, no alert).
         sql=(
             "WITH $__toTime - INTERVAL 10 MINUTE AS recent_from "
             "SELECT app_id, model, (sumIf(tokens, minute >= recent_from) / 10) / greatest(sumIf(tokens, "
-            "minute < recent_from) / greatest(dateDiff('minute', $__fromTime, recent_from), 1), 1) AS value "
+            "minute < recent_from) / greatest(dateDiff('minute', greatest(min(minute), $__fromTime), recent_from), "
+            "1), 1) AS value "
             "FROM (SELECT app_id, model, minute, sumMerge(tokens_in) + sumMerge(tokens_out) AS tokens, "
             "countMerge(calls) AS calls FROM calls_1m WHERE $__timeFilter(minute) GROUP BY app_id, model, minute) "
             "GROUP BY app_id, model HAVING sumIf(calls, minute < recent_from) >= {min_calls}"

@@ -695,6 +695,12 @@ def test_alert_fires_above_its_threshold_and_not_below(ch, now, defaults, rule):
         assert firing(ch, rule, defaults, at) == expected, at
 
 
+def test_a_young_stream_at_its_usual_rate_is_no_token_spike(ch, now, defaults):
+    # 30 minutes of even traffic: its baseline is those minutes, not a day with 20 hours of silence.
+    sample.insert_calls(ch, [sample.call(t, "young", "m", tokens_in=90, tokens_out=10) for t in _minutes(now, 30)])
+    assert firing(ch, alerts.rule("lookout-token-spike"), defaults, now) == set()
+
+
 @pytest.mark.parametrize("rule", alerts.RULES, ids=lambda r: r.uid)
 def test_alert_is_quiet_on_an_empty_store(ch, now, defaults, rule):
     assert firing(ch, rule, defaults, now) == set()

@@ -222,7 +222,9 @@ def active_alerts_sync(session: Session, apps: Apps, *, limit: int = 200) -> lis
 
 
 def failed_notifications_sync(session: Session, *, limit: int = 20) -> list[dict]:
+    """Notifications of the last day that could not be delivered, for the overview's banner."""
     rows = session.named(
         "SELECT receiver, kind, rule_uid, fingerprint, last_error, created_at FROM alert_notifications FINAL "
-        f"WHERE status = 'failed' ORDER BY created_at DESC LIMIT {min(int(limit), MAX_LIST)}")
+        "WHERE status = 'failed' AND created_at > now64(3) - INTERVAL 1 DAY ORDER BY created_at DESC "
+        f"LIMIT {min(int(limit), MAX_LIST)}")
     return [{**r, "created_at": _utc(r["created_at"]).isoformat()} for r in rows]  # type: ignore[union-attr]
