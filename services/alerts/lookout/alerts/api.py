@@ -57,7 +57,14 @@ class SilenceIn(BaseModel):
         bad = [k for k in value if not _LABEL.match(k)]
         if bad:
             raise ValueError(f"label names are letters, digits and _ (not starting with a digit): {bad[0][:64]!r}")
+        for v in value.values():
+            _utf8(v)
         return value
+
+    @field_validator("comment")
+    @classmethod
+    def _comment(cls, value: str) -> str:
+        return _utf8(value)
 
     @model_validator(mode="after")
     def _one_end(self) -> SilenceIn:
@@ -70,6 +77,20 @@ class AckIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     comment: str = Field(default="", max_length=500, description="What is being done.")
+
+    @field_validator("comment")
+    @classmethod
+    def _comment(cls, value: str) -> str:
+        return _utf8(value)
+
+
+def _utf8(value: str) -> str:
+    """JSON may carry a lone surrogate (\\ud800), which no store can hold: the caller's 422."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no lone surrogates)") from None
+    return value
 
 
 def _apps(key: ApiKey) -> Apps:
