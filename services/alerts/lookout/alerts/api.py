@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 from fastapi import Path as PathParam
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.config import JsonDict
 
 from dashboards import alerts
 from lookout.core.api_errors import ApiError, error_router, scope_dependency
@@ -32,6 +33,7 @@ MAX_MATCHERS = 10
 _LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _FINGERPRINT = r"^[0-9a-f]{16}$"
 _RULE_UIDS = [r.uid for r in alerts.RULES]
+_RULE_ENUM: JsonDict = {"enum": list(_RULE_UIDS)}  # listed in the OpenAPI, so clients (and the fuzz) know them
 
 Fingerprint = Annotated[str, PathParam(pattern=_FINGERPRINT, description="An alert instance's fingerprint.")]
 
@@ -39,7 +41,7 @@ Fingerprint = Annotated[str, PathParam(pattern=_FINGERPRINT, description="An ale
 class SilenceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    rule_uid: str = Field(json_schema_extra={"enum": _RULE_UIDS}, max_length=128,
+    rule_uid: str = Field(json_schema_extra=_RULE_ENUM, max_length=128,
                           description="The rule whose notifications are held back.")
     matchers: dict[str, Annotated[str, Field(min_length=1, max_length=256)]] = Field(
         default_factory=dict, description="Labels that must all be equal (e.g. app_id, model); none: every "
@@ -151,7 +153,7 @@ def build_router(service: AlertService) -> APIRouter:
     @router.get("/v1/alerts/history")
     async def history(
         key: ApiKey = Depends(reader),
-        rule_uid: Annotated[str | None, Query(max_length=128, json_schema_extra={"enum": _RULE_UIDS})] = None,
+        rule_uid: Annotated[str | None, Query(max_length=128, json_schema_extra=_RULE_ENUM)] = None,
         fingerprint: Annotated[str | None, Query(pattern=_FINGERPRINT)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> dict:

@@ -116,7 +116,7 @@ def _json(data: object) -> bytes:
 
 class Webhook:
     name = "webhook"
-    kinds = frozenset(KINDS)
+    kinds: frozenset[str] = frozenset(KINDS)
 
     def __init__(self, url: str, secret: str):
         self.url, self.secret = url, secret
@@ -159,7 +159,7 @@ def _section(text: str) -> dict:
 
 class Slack:
     name = "slack"
-    kinds = frozenset({"firing", "resolved"})
+    kinds: frozenset[str] = frozenset({"firing", "resolved"})
 
     def __init__(self, url: str):
         self.url = url
@@ -194,7 +194,7 @@ PAGERDUTY_SEVERITY = {"page": "critical", "ticket": "warning", "info": "info"}
 
 class PagerDuty:
     name = "pagerduty"
-    kinds = frozenset(KINDS)
+    kinds: frozenset[str] = frozenset(KINDS)
 
     def __init__(self, url: str, routing_key: str, source: str = "lookout"):
         self.url, self.routing_key, self.source = url, routing_key, source

@@ -64,6 +64,11 @@ def _utc(t: datetime | None) -> datetime | None:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
+def _iso(t: datetime | None) -> str | None:
+    u = _utc(t)
+    return u.isoformat() if u else None
+
+
 def _scope(apps: Apps, column: str = "app_id") -> tuple[str, dict[str, Any]]:
     if apps is None:
         return "1", {}
@@ -142,7 +147,7 @@ class AlertStore:
             f"episode FROM alert_history FINAL WHERE {where} ORDER BY ts DESC, history_id DESC "
             f"LIMIT {min(int(limit), MAX_LIST)}", **params)
         for r in rows:
-            r["ts"] = _utc(r["ts"]).isoformat()  # type: ignore[union-attr]
+            r["ts"] = _iso(r["ts"])
             r["episode"] = str(r["episode"])
             r["labels"] = dict(r["labels"])
         return rows
@@ -216,8 +221,7 @@ def active_alerts_sync(session: Session, apps: Apps, *, limit: int = 200) -> lis
         f"AND {where} ORDER BY state = 'Pending', fired_at, active_at LIMIT {min(int(limit), MAX_LIST)}", **params)
     out = []
     for r in rows:
-        out.append({**r, "labels": dict(r["labels"]),
-                    **{k: (_utc(r[k]).isoformat() if r[k] else None) for k in ("active_at", "fired_at", "acked_at")}})
+        out.append({**r, "labels": dict(r["labels"]), **{k: _iso(r[k]) for k in ("active_at", "fired_at", "acked_at")}})
     return out
 
 
@@ -227,4 +231,4 @@ def failed_notifications_sync(session: Session, *, limit: int = 20) -> list[dict
         "SELECT receiver, kind, rule_uid, fingerprint, last_error, created_at FROM alert_notifications FINAL "
         "WHERE status = 'failed' AND created_at > now64(3) - INTERVAL 1 DAY ORDER BY created_at DESC "
         f"LIMIT {min(int(limit), MAX_LIST)}")
-    return [{**r, "created_at": _utc(r["created_at"]).isoformat()} for r in rows]  # type: ignore[union-attr]
+    return [{**r, "created_at": _iso(r["created_at"])} for r in rows]
