@@ -758,6 +758,26 @@ def test_dashboard_json_has_the_spec_panels_on_the_clickhouse_datasource():
     assert float(variables["daily_budget"]["query"]) == 100.0
 
 
+def test_grafana_gets_each_panels_axis_bounds_and_column_units_from_the_spec():
+    d = json.loads((generate.ROOT / generate.DASHBOARD_FILE).read_text())
+    for spec, p in zip(PANELS, d["panels"], strict=True):
+        defaults = p["fieldConfig"]["defaults"]
+        overrides = {o["matcher"]["options"]: {x["id"]: x["value"] for x in o["properties"]}
+                     for o in p["fieldConfig"]["overrides"]}
+        if spec.kind == "timeseries":
+            axis = spec.y_axis
+            assert defaults.get("min") == axis.min and defaults.get("max") == axis.max, spec.id
+            assert defaults.get("custom", {}).get("axisSoftMax") == axis.soft_max, spec.id
+        for col in spec.columns:
+            if col.unit and col.unit != spec.unit:
+                assert overrides[col.name]["unit"] == col.unit, (spec.id, col.name)
+                if spec.kind == "timeseries":
+                    assert overrides[col.name]["min"] == 0 and overrides[col.name]["custom.axisPlacement"] == "right"
+    percent = [p for p in PANELS if p.unit == "percentunit" and p.kind == "timeseries"]
+    assert percent and all(p.y_axis.min == 0 and p.y_axis.max == 1 for p in percent)
+    assert panel("review_oldest_age").unit == "s"  # an age, not a bare number
+
+
 def test_panels_overlap_nowhere_on_the_grid():
     d = json.loads((generate.ROOT / generate.DASHBOARD_FILE).read_text())
     cells = set()

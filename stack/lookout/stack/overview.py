@@ -296,9 +296,9 @@ def router(
         ctx = context(who, f"now-{FIT_LOOKBACK.days}d", "now", {"app": app, "model": model, "environment": environment})
         _, rows = run(f"SELECT min(minute) AS first, max(minute) AS last, count() AS n FROM calls_1m "
                       f"WHERE {CALLS_FILTER}", ctx)
-        found = rows and rows[0][2]
-        first = datetime.fromtimestamp(rows[0][0], UTC) if found else None
-        last = datetime.fromtimestamp(rows[0][1], UTC) if found else None
+        found = bool(rows and rows[0][2])
+        first = datetime.fromtimestamp(float(rows[0][0]), UTC) if found else None  # type: ignore[arg-type]
+        last = datetime.fromtimestamp(float(rows[0][1]), UTC) if found else None  # type: ignore[arg-type]
         start, end = fit_range(first, last, now)
         return {"from": start.timestamp(), "to": end.timestamp(), "first": rows[0][0] if found else None,
                 "last": rows[0][1] if found else None}
@@ -311,7 +311,7 @@ def router(
         if reads is None:
             return {"available": False, "alerts": [], "delivery_problems": []}
         apps = scoped_apps(who, _values("app", app))
-        scope = None if apps is macros.ALL else frozenset(apps)
+        scope = frozenset(apps) if isinstance(apps, list) else None
         session = Session.of(client_factory())
         try:
             found = reads.active_alerts_sync(session, scope)
