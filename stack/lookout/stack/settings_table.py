@@ -19,6 +19,7 @@ SERVICES = [
     ("dashboards", "dashboards.settings", "DashboardSettings"),
     ("alerts", "lookout.alerts.settings", "AlertSettings"),
     ("stack", "lookout.stack.overview_access", "OverviewSettings"),
+    ("stack", "lookout.stack.broker", "EmbeddedSettings"),
 ]
 
 
