@@ -1,29 +1,30 @@
-"""Alert rules as code: Grafana unified-alerting provisioning, built from one spec.
+"""Alert rules as code: one spec for Grafana's unified alerting and for Lookout's own
+evaluator (lookout.alerts, which `lookout up` runs, since the embedded mode has no Grafana).
 
 Each rule's query (ref A) returns one row per alert instance: its string columns become
 the instance's labels and the numeric column `value` is tested by a threshold expression
 (ref B), so one rule pages separately for each app/model. Alert queries have no dashboard
 variables; the plugin's time macros cover the rule's relative window.
 
-`evaluate` applies the same threshold to rows in Python, so tests can show a rule fires on
-data that crosses it and stays quiet below it.
+What both modes share, from here: the SQL, the threshold (DashboardSettings, LOOKOUT_ALERT_*),
+the `for` duration, the group's evaluation interval, the rule labels, the annotations
+(summary, runbook, panel) and the no-data / error handling. `series` applies the threshold
+to rows in Python the way Grafana's threshold expression does, so the evaluator and the
+tests use the same condition; `render_yaml` writes Grafana's provisioning file.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import yaml
-from grafana_foundation_sdk.builders import alerting, expr
-from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models import alerting as alerting_models
-from grafana_foundation_sdk.models.dashboard import DataSourceRef
 
-from .chquery import DATASOURCE_TYPE, DATASOURCE_UID, ClickHouseQueryBuilder
+from .datasource import DATASOURCE_TYPE, DATASOURCE_UID
 from .panels import TOXIC_AT
 from .settings import DashboardSettings
 
@@ -32,6 +33,24 @@ Op = Literal["gt", "gte", "lt"]
 FOLDER = "Lookout"
 GROUP = "lookout"
 GROUP_INTERVAL = "1m"
+# Labels every rule's instances carry besides their query's label columns; receivers route
+# and rank by them (PagerDuty severity comes from `severity`).
+RULE_LABELS = {"team": "lookout", "severity": "page"}
+# A rule whose query returns no rows at all is OK: quiet streams are not an incident (the
+# traffic panels show them). A query that fails is an Error, which pages like an alert.
+NO_DATA_STATE = "OK"
+EXEC_ERR_STATE = "Error"
+
+_DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def duration_s(text: str) -> float:
+    """Seconds of a Grafana/Prometheus duration: `0s`, `5m`, `1h30m`."""
+    parts = _DURATION.findall(text)
+    if not text or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a duration: {text!r} (e.g. 30s, 5m, 1h30m)")
+    return sum(int(n) * _UNIT_S[u] for n, u in parts)
 
 
 @dataclass(frozen=True)
@@ -61,6 +80,21 @@ class AlertRule:
             daily_budget_usd=repr(float(settings.daily_budget_usd)),
         )
 
+    @property
+    def pending_s(self) -> float:
+        return duration_s(self.pending)
+
+    @property
+    def per_app(self) -> bool:
+        """Whether each instance belongs to one app (its app_id label): viewers limited to
+        some apps see only those apps' instances, and rules without one not at all."""
+        return "app_id" in self.label_columns
+
+    def annotations(self) -> dict[str, str]:
+        return {"summary": self.summary, "runbook": self.runbook, "panel": self.panel_id}
+
+
+INTERVAL_S = duration_s(GROUP_INTERVAL)
 
 RULES: tuple[AlertRule, ...] = (
     AlertRule(
@@ -84,12 +118,14 @@ RULES: tuple[AlertRule, ...] = (
     AlertRule(
         uid="lookout-token-spike",
         title="LLM token spike",
-        # Tokens per minute of the last 10 minutes over the average minute of the window
-        # before them; streams without a baseline stay out (no row, no alert).
+        # Tokens per minute of the last 10 minutes over the average minute before them, since
+        # the stream began within the window (a stream an hour old is not compared with a day
+        # of silence); streams without a baseline stay out (no row, no alert).
         sql=(
             "WITH $__toTime - INTERVAL 10 MINUTE AS recent_from "
             "SELECT app_id, model, (sumIf(tokens, minute >= recent_from) / 10) / greatest(sumIf(tokens, "
-            "minute < recent_from) / greatest(dateDiff('minute', $__fromTime, recent_from), 1), 1) AS value "
+            "minute < recent_from) / greatest(dateDiff('minute', greatest(min(minute), $__fromTime), recent_from), "
+            "1), 1) AS value "
             "FROM (SELECT app_id, model, minute, sumMerge(tokens_in) + sumMerge(tokens_out) AS tokens, "
             "countMerge(calls) AS calls FROM calls_1m WHERE $__timeFilter(minute) GROUP BY app_id, model, minute) "
             "GROUP BY app_id, model HAVING sumIf(calls, minute < recent_from) >= {min_calls}"
@@ -234,6 +270,14 @@ RULES: tuple[AlertRule, ...] = (
 
 
 def _rule_json(rule: AlertRule, settings: DashboardSettings, datasource_uid: str) -> dict:
+    # Only generating Grafana's files needs the SDK (the `generate` extra); the evaluator does not.
+    from grafana_foundation_sdk.builders import alerting, expr
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.models import alerting as alerting_models
+    from grafana_foundation_sdk.models.dashboard import DataSourceRef
+
+    from .chquery import ClickHouseQueryBuilder
+
     query = (
         alerting.Query("A")
         .datasource_uid(datasource_uid)
@@ -261,10 +305,10 @@ def _rule_json(rule: AlertRule, settings: DashboardSettings, datasource_uid: str
         .condition("B")
         .queries([query, threshold])
         .for_val(rule.pending)
-        .no_data_state("OK")  # quiet streams are not an incident; the traffic panels show them
-        .exec_err_state("Error")
-        .labels({"team": "lookout", "severity": "page"})
-        .annotations({"summary": rule.summary, "runbook": rule.runbook, "panel": rule.panel_id})
+        .no_data_state(NO_DATA_STATE)
+        .exec_err_state(EXEC_ERR_STATE)
+        .labels(dict(RULE_LABELS))
+        .annotations(rule.annotations())
         .build()
     )
     data = json.loads(json.dumps(built, cls=JSONEncoder))
@@ -303,19 +347,63 @@ class Firing:
     value: float
 
 
+@dataclass(frozen=True)
+class Series:
+    """One row of a rule's query: an alert instance's labels, its value, and whether the
+    threshold holds for it."""
+
+    labels: dict[str, str]
+    value: float | None
+    firing: bool
+
+
+class QueryShapeError(ValueError):
+    """The rows cannot be read as alert instances (missing column, repeated labels)."""
+
+
+def series(rule: AlertRule, settings: DashboardSettings, columns: Sequence[str], rows: Sequence[Sequence]) -> list[
+    Series
+]:
+    """Each row as Grafana's threshold expression sees it. A null or NaN value holds no
+    threshold (the instance is Normal); two rows with the same labels are an error, as in
+    Grafana (one instance per label set)."""
+    if not rows:
+        return []  # no data (a client may not name the columns of an empty result)
+    threshold = rule.threshold(settings)
+    names = list(columns)
+    missing = [c for c in (*rule.label_columns, "value") if c not in names]
+    if missing:
+        raise QueryShapeError(f"{rule.uid}: the query returned no column {missing[0]!r}")
+    at = names.index("value")
+    label_at = [(c, names.index(c)) for c in rule.label_columns]
+    out: list[Series] = []
+    seen: set[tuple[str, ...]] = set()
+    for row in rows:
+        labels = {c: str(row[i]) for c, i in label_at}
+        key = tuple(labels.values())
+        if key in seen:
+            raise QueryShapeError(f"{rule.uid}: two rows with the labels {labels}")
+        seen.add(key)
+        raw = row[at]
+        value = None if raw is None or (isinstance(raw, float) and math.isnan(raw)) else float(raw)
+        hit = value is not None and {"gt": value > threshold, "gte": value >= threshold,
+                                     "lt": value < threshold}[rule.op]
+        out.append(Series(labels, value, hit))
+    return out
+
+
 def evaluate(rule: AlertRule, settings: DashboardSettings, columns: Sequence[str], rows: Sequence[Sequence]) -> list[
     Firing
 ]:
     """The alert instances Grafana's threshold expression would put in Alerting for these rows."""
-    threshold = rule.threshold(settings)
-    at = list(columns).index("value")
-    firing = []
-    for row in rows:
-        value = row[at]
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            continue
-        value = float(value)
-        hit = {"gt": value > threshold, "gte": value >= threshold, "lt": value < threshold}[rule.op]
-        if hit:
-            firing.append(Firing({c: str(row[list(columns).index(c)]) for c in rule.label_columns}, value))
-    return firing
+    return [Firing(s.labels, s.value) for s in series(rule, settings, columns, rows)
+            if s.firing and s.value is not None]
+
+
+_BY_UID = {r.uid: r for r in RULES}
+if len(_BY_UID) != len(RULES):
+    raise RuntimeError("duplicate alert rule uids")
+
+
+def rule(uid: str) -> AlertRule:
+    return _BY_UID[uid]

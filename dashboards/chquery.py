@@ -6,8 +6,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog import variants as cogvariants
 
-DATASOURCE_TYPE = "grafana-clickhouse-datasource"
-DATASOURCE_UID = "lookout-clickhouse"
+from .datasource import DATASOURCE_TYPE, DATASOURCE_UID
 
 # The plugin's query formats (sqlutil.FormatQueryOption): time series frames are pivoted
 # from long to wide, so a string column becomes one series per value; alert queries use

@@ -19,7 +19,7 @@ from grafana_foundation_sdk.models import dashboard as models
 
 from . import alerts
 from .chquery import DATASOURCE_TYPE, DATASOURCE_UID, ClickHouseQueryBuilder
-from .panels import PANELS, VARIABLES, Panel
+from .panels import PANELS, VARIABLES, Axis, Panel
 from .settings import DashboardSettings
 
 DASHBOARD_UID = "lookout-overview"
@@ -59,14 +59,32 @@ def _panel_builder(p: Panel, panel_id: int, grid: models.GridPos):
         .interval("1m")
     )
     for col in p.columns:
-        if col.unit and col.unit != p.unit:
-            builder = builder.override_by_name(col.name, [
-                models.DynamicConfigValue(id_val="unit", value=col.unit),
-                models.DynamicConfigValue(id_val="custom.axisPlacement", value="right"),
-            ])
-    if p.unit == "percentunit":
-        builder = builder.min(0).max(1) if p.kind == "stat" else builder.min(0)
+        if not col.unit or col.unit == p.unit:
+            continue
+        overrides = [models.DynamicConfigValue(id_val="unit", value=col.unit)]
+        if p.kind == "timeseries":
+            overrides += [models.DynamicConfigValue(id_val="custom.axisPlacement", value="right"),
+                          *_axis_overrides(col.axis)]
+        builder = builder.override_by_name(col.name, overrides)
+    if p.kind == "timeseries":
+        axis = p.y_axis
+        if axis.min is not None:
+            builder = builder.min(axis.min)
+        if axis.max is not None:
+            builder = builder.max(axis.max)
+        if axis.soft_max is not None:
+            builder = builder.axis_soft_max(axis.soft_max)
+    elif p.kind == "stat" and p.unit == "percentunit":
+        builder = builder.min(0).max(1)
     return builder
+
+
+def _axis_overrides(axis: Axis | None) -> list[models.DynamicConfigValue]:
+    """A second axis' bounds, as field overrides (the panel's are its defaults)."""
+    if axis is None:
+        return []
+    bounds = (("min", axis.min), ("max", axis.max), ("custom.axisSoftMax", axis.soft_max))
+    return [models.DynamicConfigValue(id_val=key, value=value) for key, value in bounds if value is not None]
 
 
 def _variables(settings: DashboardSettings) -> list[cogbuilder.Builder[models.VariableModel]]:

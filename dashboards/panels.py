@@ -34,10 +34,43 @@ ColumnType = Literal["time", "string", "number"]
 
 
 @dataclass(frozen=True)
+class Axis:
+    """A value axis' bounds, the same in Grafana (min, max, custom.axisSoftMax) and on the
+    overview (uPlot's range, computed the way Grafana computes it): `min` and `max` are
+    hard, the axis never passes them; `soft_max` is the least it shows (so a flat 0 % is
+    not drawn on an axis to 100 %, nor 0.1 % as a full-height swing), more when the data
+    goes higher, up to `max`."""
+
+    min: float | None = None
+    max: float | None = None
+    soft_max: float | None = None
+
+
+# Shares are 0..1 (Grafana's percentunit draws them as 0-100 %); every other measure here is
+# a count, a duration, money or a score, none of them negative.
+PERCENT_AXIS = Axis(min=0.0, max=1.0, soft_max=0.1)
+NON_NEGATIVE_AXIS = Axis(min=0.0)
+
+
+def axis_for(unit: str) -> Axis:
+    return PERCENT_AXIS if unit == "percentunit" else NON_NEGATIVE_AXIS
+
+
+@dataclass(frozen=True)
 class Column:
     name: str
     type: ColumnType
-    unit: str | None = None  # when it differs from the panel's: drawn on a second axis
+    # A timeseries column in another unit than the panel's is drawn on a second axis; a
+    # table column is shown in it.
+    unit: str | None = None
+
+    @property
+    def axis(self) -> Axis | None:
+        return axis_for(self.unit) if self.unit else None
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "type": self.type, "unit": self.unit,
+                "axis": asdict(self.axis) if self.axis else None}
 
 
 @dataclass(frozen=True)
@@ -54,6 +87,11 @@ class Panel:
     # Whether the rows belong to apps (and the SQL filters by $app). A viewer limited to some
     # apps (the overview's keys and reviewers) is shown per-app panels only.
     per_app: bool = True
+    axis: Axis | None = None  # the value axis; None: the unit's (axis_for)
+
+    @property
+    def y_axis(self) -> Axis:
+        return self.axis or axis_for(self.unit)
 
     @property
     def series_column(self) -> str | None:
@@ -63,6 +101,8 @@ class Panel:
 
     def to_json(self) -> dict:
         data = asdict(self)
+        data["columns"] = [c.to_json() for c in self.columns]
+        data["axis"] = asdict(self.y_axis)
         data["series_column"] = self.series_column
         return data
 
@@ -445,7 +485,7 @@ PANELS: tuple[Panel, ...] = (
         ),
         columns=(
             _c("app_id", "string"), _c("model", "string"), _c("model_version", "string"), _c("calls"),
-            _c("thumbs_down_rate"), _c("judge_score"), _c("toxicity_rate"),
+            _c("thumbs_down_rate", unit="percentunit"), _c("judge_score"), _c("toxicity_rate", unit="percentunit"),
         ),
         unit="short",
         description="Calls, thumbs-down rate, mean judge score and toxicity rate per model version, "

@@ -742,6 +742,12 @@ def test_alert_fires_above_its_threshold_and_not_below(ch, now, defaults, rule):
         assert firing(ch, rule, defaults, at) == expected, at
 
 
+def test_a_young_stream_at_its_usual_rate_is_no_token_spike(ch, now, defaults):
+    # 30 minutes of even traffic: its baseline is those minutes, not a day with 20 hours of silence.
+    sample.insert_calls(ch, [sample.call(t, "young", "m", tokens_in=90, tokens_out=10) for t in _minutes(now, 30)])
+    assert firing(ch, alerts.rule("lookout-token-spike"), defaults, now) == set()
+
+
 @pytest.mark.parametrize("rule", alerts.RULES, ids=lambda r: r.uid)
 def test_alert_is_quiet_on_an_empty_store(ch, now, defaults, rule):
     assert firing(ch, rule, defaults, now) == set()
@@ -797,6 +803,26 @@ def test_dashboard_json_has_the_spec_panels_on_the_clickhouse_datasource():
         assert v["query"].startswith(f"SELECT DISTINCT {'app_id' if name == 'app' else name} FROM calls_1m")
     assert variables["daily_budget"]["type"] == "constant"
     assert float(variables["daily_budget"]["query"]) == 100.0
+
+
+def test_grafana_gets_each_panels_axis_bounds_and_column_units_from_the_spec():
+    d = json.loads((generate.ROOT / generate.DASHBOARD_FILE).read_text())
+    for spec, p in zip(PANELS, d["panels"], strict=True):
+        defaults = p["fieldConfig"]["defaults"]
+        overrides = {o["matcher"]["options"]: {x["id"]: x["value"] for x in o["properties"]}
+                     for o in p["fieldConfig"]["overrides"]}
+        if spec.kind == "timeseries":
+            axis = spec.y_axis
+            assert defaults.get("min") == axis.min and defaults.get("max") == axis.max, spec.id
+            assert defaults.get("custom", {}).get("axisSoftMax") == axis.soft_max, spec.id
+        for col in spec.columns:
+            if col.unit and col.unit != spec.unit:
+                assert overrides[col.name]["unit"] == col.unit, (spec.id, col.name)
+                if spec.kind == "timeseries":
+                    assert overrides[col.name]["min"] == 0 and overrides[col.name]["custom.axisPlacement"] == "right"
+    percent = [p for p in PANELS if p.unit == "percentunit" and p.kind == "timeseries"]
+    assert percent and all(p.y_axis.min == 0 and p.y_axis.max == 1 for p in percent)
+    assert panel("review_oldest_age").unit == "s"  # an age, not a bare number
 
 
 def test_panels_overlap_nowhere_on_the_grid():

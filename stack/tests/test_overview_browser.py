@@ -6,15 +6,19 @@ router and Accounts), as `lookout up` mounts them. The API half checks the JSON 
 who may read it (a read key or a review session, each seeing only its apps), the Host
 check and the bounds on the time range; the browser half signs in as a user would and
 checks every panel draws and refreshes, and saves a screenshot to test-artifacts/overview.png.
+The units half reads each panel's value axis (its range and tick labels, as drawn) and its
+numbers on the sample and on a fresh install's first minutes, and the range the page fits
+to the data.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -105,7 +109,8 @@ def test_panel_data_is_columns_and_rows(stack, seeded):
     _, s = seeded
     http = stack.http(stack.all_key)
     body = http.get("/overview/api/panels/calls_total", params={"from": "now-6h"}).json()
-    assert body["columns"] == [{"name": "calls", "type": "number", "unit": None}]
+    assert body["columns"] == [{"name": "calls", "type": "number", "unit": None, "axis": None}]
+    assert body["unit"] == "short" and body["axis"] == {"min": 0.0, "max": None, "soft_max": None}
     assert body["rows"] == [[len(s.calls)]]
     assert rows(http, "calls_total", ("app", "search")) == [[len(s.calls_where(app_id="search"))]]
     assert rows(http, "calls_total", ("model", "gpt-4o"), ("model", "claude-3-5-haiku")) == [
@@ -183,7 +188,7 @@ def test_variable_options_follow_the_selection(stack, seeded):
 # ---- who may read it ---------------------------------------------------------------------
 
 ROUTES = ["/overview/api/me", "/overview/api/panels", "/overview/api/panels/calls_total",
-          "/overview/api/variables/app"]
+          "/overview/api/variables/app", "/overview/api/range", "/overview/api/alerts"]
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -300,6 +305,65 @@ def test_the_sign_in_options_are_public_and_the_page_holds_no_data(stack):
     assert page.status_code == 200 and 'id="sign-in"' in page.text
 
 
+# ---- the time range that fits the data ------------------------------------------------------
+
+
+def fitted(http: TestClient, *params: tuple[str, str]) -> tuple[float, float, dict]:
+    r = http.get("/overview/api/range", params=list(params))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    return body["from"], body["to"], body
+
+
+def test_the_fitted_range_starts_a_minute_before_the_data_and_ends_now(stack, seeded):
+    _, s = seeded
+    start, end, body = fitted(stack.http(stack.all_key))
+    assert body["first"] == s.start.timestamp()
+    assert start == (s.start - timedelta(minutes=1)).timestamp()
+    assert abs(end - time.time()) < 30
+
+
+def test_a_fresh_install_gets_a_few_minutes_not_an_hour(stack, ch):
+    now = datetime.now(UTC)
+    sample.insert_calls(ch, [sample.call(now - timedelta(seconds=5 * i), "support-bot", "gpt-4o-mini")
+                             for i in range(30)])  # two and a half minutes of traffic
+    start, end, _ = fitted(stack.http(stack.all_key))
+    assert end - start == pytest.approx(overview.FIT_MIN.total_seconds(), abs=1)
+    assert end - start < 3600 / 4
+
+
+def test_an_empty_store_gets_the_last_hour_and_old_data_its_last_six_hours(stack, ch):
+    start, end, body = fitted(stack.http(stack.all_key))
+    assert end - start == pytest.approx(3600, abs=1) and body["first"] is None
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    days_ago = now - timedelta(days=2)
+    sample.insert_calls(ch, [sample.call(days_ago - timedelta(hours=h), "search", "gpt-4o") for h in range(12)])
+    start, end, body = fitted(stack.http(stack.all_key))
+    assert start == (days_ago - overview.FIT_MAX - timedelta(minutes=1)).timestamp()  # the data is on the left
+
+
+def test_the_fitted_range_follows_the_viewer_and_the_filters(stack, ch):
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    sample.insert_calls(ch, [sample.call(now - timedelta(hours=3), "search", "gpt-4o"),
+                             sample.call(now - timedelta(minutes=30), "support-bot", "gpt-4o-mini")])
+    every, bot = stack.http(stack.all_key), stack.http(stack.bot_key)
+    assert fitted(every)[0] == (now - timedelta(hours=3, minutes=1)).timestamp()
+    assert fitted(bot)[0] == (now - timedelta(minutes=31)).timestamp()  # search's calls are not its data
+    assert fitted(every, ("app", "support-bot"))[0] == fitted(bot)[0]
+    assert fitted(every, ("model", "gpt-4o"))[0] == fitted(every)[0]
+    assert bot.get("/overview/api/range", params={"app": "search"}).status_code == 403
+
+
+def test_fit_range_bounds():
+    now = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    assert overview.fit_range(None, None, now) == (now - timedelta(hours=1), now)
+    first = now - timedelta(minutes=40, seconds=20)
+    assert overview.fit_range(first, now, now) == (now - timedelta(minutes=42), now)
+    assert overview.fit_range(now - timedelta(days=3), now, now) == (now - timedelta(hours=6, minutes=1), now)
+    assert overview.fit_range(now - timedelta(days=30), now - timedelta(days=20), now) == (
+        now - overview.FIT_LOOKBACK, now)
+
+
 # ---- the page in chromium ------------------------------------------------------------------
 
 
@@ -336,6 +400,14 @@ def _wait_all_ok(page) -> None:
     """Every panel drew data (panels answer independently, so wait for the last one)."""
     page.wait_for_function(
         "[...document.querySelectorAll('[data-panel-id]')].every((p) => p.dataset.state === 'ok')",
+        timeout=30_000,
+    )
+
+
+def _wait_settled(page) -> None:
+    """Every panel answered, with data or without."""
+    page.wait_for_function(
+        "[...document.querySelectorAll('[data-panel-id]')].every((p) => ['ok', 'empty'].includes(p.dataset.state))",
         timeout=30_000,
     )
 
@@ -442,3 +514,133 @@ def test_overview_renders_live_data_in_chromium(base_url, stack, seeded):
         finally:
             browser.close()
     assert errors == []
+
+
+# ---- units and axes, as drawn --------------------------------------------------------------
+
+# What a number in each unit the spec uses looks like on the page (and in Grafana).
+UNIT_TEXT = {
+    "percentunit": re.compile(r"^-?\d+(\.\d+)?%$"),
+    "ms": re.compile(r"^\d+(\.\d+)? (ms|s|min)$"),
+    "s": re.compile(r"^\d+(\.\d+)? (s|min|hour|day)$"),
+    "currencyUSD": re.compile(r"^\$\d+(\.\d+)?$"),
+    "reqpm": re.compile(r"^\d+(\.\d+)?[kMB]?/min$"),
+    "short": re.compile(r"^\d+(\.\d+)?[kMB]?$"),
+}
+
+
+def _browser(sync_api, pw):
+    return pw.chromium.launch(executable_path=CHROMIUM, args=[
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+
+
+def _drawn(page) -> dict[str, dict]:
+    return {p["id"]: p for p in page.evaluate("""[...document.querySelectorAll('[data-panel-id]')].map((e) => ({
+        id: e.dataset.panelId, state: e.dataset.state, unit: e.dataset.unit || null,
+        y: e.dataset.yRange ? JSON.parse(e.dataset.yRange) : null,
+        y2: e.dataset.y2Range ? JSON.parse(e.dataset.y2Range) : null,
+        x: e.dataset.xRange ? JSON.parse(e.dataset.xRange) : null,
+        ticks: e.dataset.yTicks ? JSON.parse(e.dataset.yTicks) : [],
+        ticks2: e.dataset.y2Ticks ? JSON.parse(e.dataset.y2Ticks) : [],
+        value: e.querySelector('.value')?.textContent ?? null,
+        head: [...e.querySelectorAll('th')].map((th) => th.textContent),
+        cells: [...e.querySelectorAll('tbody tr')].map((tr) => [...tr.cells].map((td) => td.textContent)),
+    }))""")}
+
+
+def check_axes_and_units(drawn: dict[str, dict]) -> None:
+    """Every panel of the spec: its axis within its bounds and every number in its unit."""
+    for p in PANELS:
+        d = drawn[p.id]
+        if d["state"] != "ok":
+            continue
+        axis = p.y_axis
+        if p.kind == "timeseries":
+            lo, hi = d["y"]
+            assert d["unit"] == p.unit and hi > lo, (p.id, d)
+            assert axis.min is None or lo >= axis.min, (p.id, d["y"])
+            assert axis.max is None or hi <= axis.max, (p.id, d["y"])  # percent: never past 100 %
+            assert d["ticks"] and all(UNIT_TEXT[p.unit].match(tick) for tick in d["ticks"]), (p.id, d["ticks"])
+            second = next((c for c in p.columns if c.unit and c.unit != p.unit), None)
+            if second is not None:
+                assert d["ticks2"] and all(UNIT_TEXT[second.unit].match(x) for x in d["ticks2"]), (p.id, d["ticks2"])
+                assert d["y2"][0] >= 0
+        elif p.kind == "stat":
+            assert UNIT_TEXT[p.unit].match(d["value"]), (p.id, d["value"])
+        else:
+            for i, col in enumerate(p.columns):
+                if col.unit:
+                    values = [row[i] for row in d["cells"] if row[i] != "–"]
+                    assert all(UNIT_TEXT[col.unit].match(v) for v in values), (p.id, col.name, values)
+
+
+def test_every_panel_draws_its_unit_and_an_axis_within_its_bounds_in_chromium(base_url, stack, seeded):
+    if shutil.which(CHROMIUM) is None:
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium (CI needs the Debian package)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
+    _, s = seeded
+    with sync_api.sync_playwright() as pw:
+        browser = _browser(sync_api, pw)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.goto(base_url + "/")
+            _sign_in(page, "admin")
+            _wait_for_calls(page, len(s.calls))  # the fitted range holds the whole sample
+            _wait_all_ok(page)
+            drawn = _drawn(page)
+            check_axes_and_units(drawn)
+            # Percent panels on a 0-100 % axis that fits their data: the sample's error rate is
+            # 10 % (support-bot) and 25 % (search), so the axis ends above 25 % and at most 100 %.
+            lo, hi = drawn["error_rate"]["y"]
+            assert lo == 0 and 0.25 <= hi <= 1 and drawn["error_rate"]["ticks"][-1].endswith("%")
+            assert drawn["toxicity_rate"]["ticks2"] and drawn["toxicity_rate"]["y"][1] <= 1
+            # Ages in units: the oldest open task is 50 minutes old at the end of the sample.
+            assert drawn["review_oldest_age"]["value"].endswith(" min")
+            assert drawn["latency_p99_total"]["value"].endswith((" ms", " s"))
+            # The versions table writes its shares as percentages.
+            versions = drawn["model_versions"]
+            at = versions["head"].index("toxicity rate")
+            assert any(row[at].endswith("%") for row in versions["cells"])
+            # The x axis is the fitted range: a minute before the first call to now.
+            x0, x1 = drawn["traffic"]["x"]
+            assert x0 == pytest.approx((s.start - timedelta(minutes=1)).timestamp(), abs=1)
+            assert abs(x1 - time.time()) < 60
+        finally:
+            browser.close()
+
+
+def test_a_fresh_install_fills_its_charts_and_keeps_flat_rates_on_a_small_percent_axis_in_chromium(
+        base_url, stack, ch):
+    """The first minutes of `lookout up --demo`: no error and no toxic answer yet. uPlot alone
+    drew those flat zeros on an axis to 100, which the percent unit wrote as 10 000 %."""
+    if shutil.which(CHROMIUM) is None:
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium (CI needs the Debian package)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
+    now = datetime.now(UTC).replace(microsecond=0)
+    calls = [sample.call(now - timedelta(seconds=i), "support-bot", "gpt-4o-mini") for i in range(0, 180, 2)]
+    sample.insert_calls(ch, calls)
+    sample.insert_scores(ch, [sample.score(c, "toxicity.toxicity", 0.01, delay_s=0) for c in calls])
+    sample.insert_review_tasks(ch, [sample.review_task(calls[-1], "toxicity", now - timedelta(seconds=46))])
+    with sync_api.sync_playwright() as pw:
+        browser = _browser(sync_api, pw)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.goto(base_url + "/")
+            _sign_in(page, "admin")
+            _wait_for_calls(page, len(calls))
+            _wait_settled(page)
+            drawn = _drawn(page)
+            check_axes_and_units(drawn)
+            for panel_id in ("error_rate", "toxicity_rate"):
+                assert drawn[panel_id]["y"] == [0, 0.1], (panel_id, drawn[panel_id])
+                assert drawn[panel_id]["ticks"][-1] == "10.0%"
+            age = drawn["review_oldest_age"]["value"]  # 46 s old when seeded, at the end of "now"
+            assert re.fullmatch(r"\d+ s", age) and 46 <= int(age.split()[0]) < 120, age
+            # Three minutes of data on a five-minute range, not dots at the edge of an hour.
+            x0, x1 = drawn["traffic"]["x"]
+            assert x1 - x0 == pytest.approx(overview.FIT_MIN.total_seconds(), abs=2)
+            assert page.text_content("select[name=range] option[value=fit]") == "Fit data (5 min)"
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "overview-fresh.png"), full_page=True)
+        finally:
+            browser.close()

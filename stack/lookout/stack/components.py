@@ -140,6 +140,21 @@ def feedback(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
     return Component.of(FeedbackService(settings, serve_root=False))
 
 
+def alerts(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
+           demo_speed: float | None = None) -> Component:
+    """The alert evaluator: the embedded mode has no Grafana, so the stack evaluates the
+    same rules itself and notifies the receivers LOOKOUT_ALERT_* names."""
+    from lookout.alerts.service import AlertService
+    from lookout.alerts.settings import AlertSettings
+    from lookout.core.session import Session
+
+    public = AlertSettings().alert_public_url or f"http://{base.http_host}:{base.http_port}"
+    settings = _settings(AlertSettings, base, alert_public_url=public)
+    service = AlertService(settings, Session(clickhouse.connect(settings)))
+    return Component("alerts", service.start, service.stop, list(service.routers()),
+                     {f"alerts.{k}": v for k, v in service.checks().items()})
+
+
 # Started in this order after ingest and the sink, stopped in reverse.
 Builder = Callable[[IngestSettings, Path, Callable[[str], str], float | None], Component]
-BUILDERS: list[Builder] = [judge, drift, feedback, retrain]
+BUILDERS: list[Builder] = [judge, drift, feedback, retrain, alerts]

@@ -6,7 +6,12 @@ text: they travel as ClickHouse query parameters (macros.expand_parameterized), 
 time range and bucket size are numbers this module computes.
 
 The data needs a viewer (overview_access): a read key or a review UI session, and a viewer
-limited to some apps sees only theirs, whatever the request's filters say. Every route,
+limited to some apps sees only theirs, whatever the request's filters say; that holds for
+the alerts the page lists too (lookout.alerts' instances, scoped by their app).
+
+The default time range fits the data (`/overview/api/range`): from the minute before the
+first stored one (at most 6 h back, like Grafana's default) to now, at least 5 minutes, so
+a fresh install's first minutes fill the charts instead of sitting at the edge of an hour. Every route,
 the page included, answers only to allowed Host names (DNS rebinding). The page and its
 static files are public (they hold no data); the page asks the viewer to sign in.
 
@@ -20,6 +25,7 @@ import math
 import re
 import uuid
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from importlib import resources
@@ -31,8 +37,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse
 
+from dashboards import alerts as alert_rules
 from dashboards import macros
-from dashboards.panels import PANELS, VARIABLES, Panel, panel, spec_json
+from dashboards.panels import CALLS_FILTER, PANELS, VARIABLES, Panel, panel, spec_json
 from dashboards.settings import DashboardSettings
 from lookout.core.api_errors import ApiError, error_router
 from lookout.core.auth import ApiKeyStore
@@ -49,6 +56,11 @@ MAX_RANGE = timedelta(days=93)
 # caller's 422, not a wrapped or failed query.
 EARLIEST, LATEST = datetime(1970, 1, 2, tzinfo=UTC), datetime(2105, 12, 31, tzinfo=UTC)
 MAX_VALUES = 50
+# The fitted range: the data of the last week, at most the last 6 h of it, at least 5 min.
+FIT_LOOKBACK = timedelta(days=7)
+FIT_MAX = timedelta(hours=6)
+FIT_MIN = timedelta(minutes=5)
+FIT_EMPTY = timedelta(hours=1)
 _MEDIA = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".txt": "text/plain"}
 _RELATIVE = re.compile(r"^now(?:-(\d{1,6})([smhd]))?$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -118,6 +130,16 @@ def scoped_apps(viewer: Viewer, requested: list[str] | macros._All) -> list[str]
     return requested
 
 
+def fit_range(first: datetime | None, last: datetime | None, now: datetime) -> tuple[datetime, datetime]:
+    """A range that shows the data: from its first minute (a bucket before it, so the first
+    point is not on the edge), no more than FIT_MAX before its last, at least FIT_MIN, to now."""
+    if first is None or last is None:
+        return now - FIT_EMPTY, now
+    start = max(first, last - FIT_MAX).replace(second=0, microsecond=0) - timedelta(minutes=1)
+    start = min(start, now - FIT_MIN)
+    return max(start, now - FIT_LOOKBACK), now
+
+
 def visible(p: Panel, viewer: Viewer) -> bool:
     return p.per_app or viewer.apps is None
 
@@ -135,6 +157,15 @@ def _json_value(value: object) -> object:
     if isinstance(value, uuid.UUID):
         return str(value)
     return value
+
+
+def _alert_reads():
+    """lookout.alerts' reads when the alert service is installed (the stack does not need it)."""
+    try:
+        from lookout.alerts import store
+    except ImportError:
+        return None
+    return store
 
 
 def review_sessions(client: Client) -> SessionLookup | None:
@@ -215,7 +246,8 @@ def router(
         spec = spec_json()
         spec["panels"] = [p for p in spec["panels"] if visible(panel(p["id"]), who)]
         return {**spec, "refresh_s": REFRESH_S, "daily_budget_usd": settings.daily_budget_usd,
-                "viewer": who.to_json()}
+                "viewer": who.to_json(),
+                "alert_panels": [{"uid": r.uid, "panel": r.panel_id} for r in alert_rules.RULES]}
 
     @api.get("/overview/api/panels/{panel_id}")
     def panel_data(
@@ -242,13 +274,51 @@ def router(
             "id": p.id,
             "kind": p.kind,
             "unit": p.unit,
-            "columns": [{"name": c.name, "type": c.type, "unit": c.unit} for c in p.columns],
+            "columns": [c.to_json() for c in p.columns],
+            "axis": asdict(p.y_axis),
             "series_column": p.series_column,
             "rows": rows,
             "from": ctx.time_from.timestamp(),
             "to": ctx.time_to.timestamp(),
             "interval_s": ctx.interval_s,
         }
+
+    @api.get("/overview/api/range")
+    def fitted_range(
+        who: Viewer = Depends(viewer),
+        app: Values = None,
+        model: Values = None,
+        environment: Values = None,
+    ) -> dict:
+        """The time range that fits the viewer's data under these filters (see fit_range)."""
+        now = datetime.now(UTC)
+        ctx = context(who, f"now-{FIT_LOOKBACK.days}d", "now", {"app": app, "model": model, "environment": environment})
+        _, rows = run(f"SELECT min(minute) AS first, max(minute) AS last, count() AS n FROM calls_1m "
+                      f"WHERE {CALLS_FILTER}", ctx)
+        found = bool(rows and rows[0][2])
+        first = datetime.fromtimestamp(float(rows[0][0]), UTC) if found else None  # type: ignore[arg-type]
+        last = datetime.fromtimestamp(float(rows[0][1]), UTC) if found else None  # type: ignore[arg-type]
+        start, end = fit_range(first, last, now)
+        return {"from": start.timestamp(), "to": end.timestamp(), "first": rows[0][0] if found else None,
+                "last": rows[0][1] if found else None}
+
+    @api.get("/overview/api/alerts")
+    def firing(who: Viewer = Depends(viewer), app: Values = None) -> dict:
+        """Alert instances now Pending, Alerting or Error, of the apps the viewer may read (and
+        has selected); instances that are no app's only for viewers of every app."""
+        reads = _alert_reads()
+        if reads is None:
+            return {"available": False, "alerts": [], "delivery_problems": []}
+        apps = scoped_apps(who, _values("app", app))
+        scope = frozenset(apps) if isinstance(apps, list) else None
+        session = Session.of(client_factory())
+        try:
+            found = reads.active_alerts_sync(session, scope)
+            problems = reads.failed_notifications_sync(session) if who.apps is None else []
+        except Exception as exc:
+            log.exception("overview alerts query failed")
+            raise ApiError(502, f"ClickHouse query failed: {type(exc).__name__}") from exc
+        return {"available": True, "alerts": found, "delivery_problems": problems}
 
     @api.get("/overview/api/variables/{name}")
     def variable_options(

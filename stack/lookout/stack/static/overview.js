@@ -3,6 +3,12 @@
 // The data needs a viewer: the review UI's session cookie (signed in here or on /review),
 // or an API key with the read scope, kept in sessionStorage (this tab only) and sent as
 // a Bearer header.
+//
+// Units and axes come from the panel spec (the same Grafana gets): each unit has its
+// formatter here, and each value axis its bounds (percent panels within 0-100 %, counts from
+// 0), computed as Grafana computes them. The range "fit" (the default) asks the server for
+// the span that holds the viewer's data, so a fresh install's first minutes fill the charts.
+// Alerts that are Pending, firing or in Error are listed above the panels.
 "use strict";
 
 const PALETTE = ["#73bf69", "#f2cc0c", "#5794f2", "#ff9830", "#f2495c", "#b877d9", "#8ab8ff", "#96d98d"];
@@ -10,7 +16,10 @@ const FILTERS = ["app", "model", "environment"];
 const KEY_ITEM = "lookout.overview.key";
 // `generation` grows with every refresh; a slow answer from an older one (before a filter
 // changed) is dropped instead of drawn over a newer one.
-const state = { spec: null, panels: new Map(), refreshes: 0, timer: null, generation: 0, listening: false };
+const state = {
+  spec: null, panels: new Map(), refreshes: 0, timer: null, generation: 0, listening: false,
+  window: null,  // {from, to} as the query's text: epoch ms for "fit", else the select's value
+};
 
 class AuthError extends Error {}
 
@@ -40,7 +49,8 @@ function form() {
 }
 
 function query(names = FILTERS) {
-  const q = new URLSearchParams({ from: form().range.value, to: "now" });
+  const w = state.window || { from: "now-1h", to: "now" };
+  const q = new URLSearchParams({ from: w.from, to: w.to });
   for (const name of names) {
     const value = form()[name].value;
     if (value) q.append(name, value);
@@ -48,25 +58,80 @@ function query(names = FILTERS) {
   return q;
 }
 
-// ---- formatting ------------------------------------------------------------------------
-
-function formatValue(unit, v) {
-  if (v === null || v === undefined || Number.isNaN(v)) return "–";
-  if (typeof v !== "number") return String(v);
-  switch (unit) {
-    case "percentunit": return `${(v * 100).toFixed(v < 0.1 ? 2 : 1)}%`;
-    case "ms": return v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${v.toFixed(0)} ms`;
-    case "currencyUSD": return `$${v >= 100 ? v.toFixed(0) : v.toFixed(2)}`;
-    case "reqpm": return `${compact(v)}/min`;
-    default: return compact(v);
+// The time range for this refresh: the select's relative range, or for "fit" the span the
+// server finds for the current filters (epoch ms, so every panel asks for the same one).
+async function resolveWindow() {
+  const range = form().range.value;
+  if (range !== "fit") {
+    state.window = { from: range, to: "now" };
+    return;
   }
+  const q = new URLSearchParams();
+  for (const name of FILTERS) {
+    const value = form()[name].value;
+    if (value) q.append(name, value);
+  }
+  const fitted = await getJSON(`/overview/api/range?${q}`);
+  state.window = { from: String(Math.floor(fitted.from * 1000)), to: String(Math.ceil(fitted.to * 1000)) };
+  const option = form().range.querySelector('option[value="fit"]');
+  option.textContent = `Fit data (${duration(fitted.to - fitted.from, 0)})`;
+  document.body.dataset.window = JSON.stringify([fitted.from, fitted.to]);
 }
 
-function compact(v) {
+// ---- formatting ------------------------------------------------------------------------
+
+// The decimals that write a tick step exactly (2.5 -> 1, 50 -> 0, 0.02 -> 2).
+function decimalsFor(step) {
+  if (!step || !Number.isFinite(step)) return null;
+  for (let d = 0; d < 6; d += 1) {
+    const scaled = Math.abs(step) * 10 ** d;
+    if (Math.abs(scaled - Math.round(scaled)) < 1e-6 * Math.max(1, scaled)) return d;
+  }
+  return 6;
+}
+
+function fixed(v, decimals, fallback) {
+  return v.toFixed(decimals === null || decimals === undefined ? fallback : decimals);
+}
+
+// A duration in seconds the way Grafana's `s` unit writes it: 46 s, 12.3 min, 2.05 hour, 3.2 day.
+function duration(seconds, decimals) {
+  const a = Math.abs(seconds);
+  if (a < 60) return `${fixed(seconds, decimals, a < 10 && !Number.isInteger(seconds) ? 1 : 0)} s`;
+  if (a < 3600) return `${fixed(seconds / 60, decimals, 1)} min`;
+  if (a < 86400) return `${fixed(seconds / 3600, decimals, 2)} hour`;
+  return `${fixed(seconds / 86400, decimals, 1)} day`;
+}
+
+// One formatter per unit the spec uses (Grafana unit ids); `step` is the axis' tick step,
+// so ticks carry the decimals that tell them apart, single values a fixed precision.
+const UNITS = {
+  percentunit: (v, step) => `${fixed(v * 100, step ? decimalsFor(step * 100) : null, v < 0.1 ? 2 : 1)}%`,
+  ms: (v, step) => (Math.abs(v) >= 1000 ? duration(v / 1000, step ? decimalsFor(step / 1000) : null)
+    : `${fixed(v, step ? decimalsFor(step) : null, 0)} ms`),
+  s: (v, step) => (Math.abs(v) >= 60 || !step ? duration(v) : duration(v, decimalsFor(step))),
+  currencyUSD: (v, step) => `$${fixed(v, step ? decimalsFor(step) : null, Math.abs(v) >= 100 ? 0 : 2)}`,
+  reqpm: (v, step) => `${compact(v, step)}/min`,
+  short: (v, step) => compact(v, step),
+};
+
+function formatValue(unit, v, step) {
+  if (v === null || v === undefined || Number.isNaN(v)) return "–";
+  if (typeof v !== "number") return String(v);
+  const format = UNITS[unit];
+  if (!format) {
+    console.warn(`no formatter for unit ${unit}`);
+    return compact(v, step);
+  }
+  return format(v, step);
+}
+
+function compact(v, step) {
   const a = Math.abs(v);
   if (a >= 1e9) return `${(v / 1e9).toFixed(1)}B`;
   if (a >= 1e6) return `${(v / 1e6).toFixed(1)}M`;
   if (a >= 1e4) return `${(v / 1e3).toFixed(1)}k`;
+  if (step) return v.toFixed(decimalsFor(step));
   if (Number.isInteger(v)) return String(v);
   return v.toFixed(a < 1 ? 3 : 1);
 }
@@ -75,7 +140,7 @@ function formatCell(column, v) {
   if (column.type === "time" && typeof v === "number") {
     return new Date(v * 1000).toISOString().replace("T", " ").slice(0, 19);
   }
-  return formatValue("short", v);
+  return formatValue(column.unit || "short", v);
 }
 
 // ---- panels ----------------------------------------------------------------------------
@@ -118,39 +183,74 @@ function toSeries(data) {
   const at = new Map(xs.map((x, i) => [x, i]));
   const lines = new Map();
   const units = new Map();
+  const axes = new Map();
   for (const row of data.rows) {
     for (const n of numeric) {
       const name = s >= 0 ? (numeric.length > 1 ? `${row[s]} ${cols[n].name}` : row[s]) : cols[n].name;
       if (!lines.has(name)) {
         lines.set(name, new Array(xs.length).fill(null));
         units.set(name, cols[n].unit || data.unit);
+        axes.set(name, cols[n].unit ? cols[n].axis : data.axis);
       }
       lines.get(name)[at.get(row[t])] = row[n];
     }
   }
-  return { xs, labels: [...lines.keys()], ys: [...lines.values()], units: [...units.values()] };
+  return { xs, labels: [...lines.keys()], ys: [...lines.values()], units: [...units.values()],
+    axes: [...axes.values()] };
+}
+
+// A value axis' range as Grafana draws it: `min`/`max` are hard (never passed), `soft_max` is
+// the least the axis reaches; within those the data's own range, padded to nice steps.
+// (uPlot alone draws an all-zero series on [0, 100]: 10 000 % on a percent axis.)
+function axisRange(axis) {
+  return (u, dataMin, dataMax) => {
+    const lo0 = dataMin ?? axis?.min ?? 0;
+    const hi0 = dataMax ?? lo0;
+    let [lo, hi] = uPlot.rangeNum(lo0, hi0, 0.1, true);
+    if (axis?.min !== null && axis?.min !== undefined) lo = axis.min;
+    if (hi0 <= lo) hi = axis?.soft_max ?? axis?.max ?? hi;  // flat at the bottom: the soft extent
+    if (axis?.soft_max !== null && axis?.soft_max !== undefined) hi = Math.max(hi, axis.soft_max);
+    if (axis?.max !== null && axis?.max !== undefined) hi = Math.min(hi, axis.max);
+    if (!(hi > lo)) hi = lo + 1;
+    return [lo, hi];
+  };
+}
+
+function tickStep(vals) {
+  return vals.length > 1 ? Math.abs(vals[1] - vals[0]) : null;
 }
 
 function drawTimeseries(entry, data) {
-  const { xs, labels, ys, units } = toSeries(data);
+  const { xs, labels, ys, units, axes: seriesAxes } = toSeries(data);
   const unit = data.unit;
   // A column in another unit (a count beside a rate) gets its own axis on the right.
-  const other = units.find((u) => u !== unit);
+  const otherAt = units.findIndex((u) => u !== unit);
+  const other = otherAt >= 0 ? units[otherAt] : null;
   const sameShape = entry.chart && entry.labels && entry.labels.join("\n") === labels.join("\n");
   // The x axis spans the asked range, so a gap in the data shows as a gap.
   entry.range = [data.from, data.to];
+  entry.el.dataset.unit = unit;
   if (sameShape) {
     entry.chart.setData([xs, ...ys]);
+    entry.chart.setScale("x", { min: data.from, max: data.to });
     return;
   }
   setMessage(entry, "chart", "");
   const target = entry.body.firstChild;
   entry.labels = labels;
   const axis = { stroke: "#8e8e8e", grid: { stroke: "#2c3037", width: 1 }, ticks: { stroke: "#2c3037" } };
+  const ticks = (key, tickUnit) => (u, vals) => {
+    const step = tickStep(vals);
+    const out = vals.map((v) => formatValue(tickUnit, v, step));
+    entry.el.dataset[key] = JSON.stringify(out);
+    return out;
+  };
+  const scales = { x: { time: true, range: () => entry.range }, y: { range: axisRange(data.axis) } };
+  if (other) scales.y2 = { range: axisRange(seriesAxes[otherAt]) };
   entry.chart = new uPlot({
     width: Math.max(entry.body.clientWidth, 200),
     height: 190,
-    scales: { x: { time: true, range: () => entry.range } },
+    scales,
     series: [
       { value: (u, v) => (v === null ? "–" : new Date(v * 1000).toISOString().slice(11, 16)) },
       ...labels.map((label, i) => ({
@@ -164,16 +264,22 @@ function drawTimeseries(entry, data) {
     ],
     axes: [
       axis,
-      { ...axis, scale: "y", size: 64, values: (u, vals) => vals.map((v) => formatValue(unit, v)) },
-      ...(other ? [{
-        ...axis, scale: "y2", side: 1, size: 56, grid: { show: false },
-        values: (u, vals) => vals.map((v) => formatValue(other, v)),
-      }] : []),
+      { ...axis, scale: "y", size: 72, values: ticks("yTicks", unit) },
+      ...(other ? [{ ...axis, scale: "y2", side: 1, size: 64, grid: { show: false },
+        values: ticks("y2Ticks", other) }] : []),
     ],
+    hooks: {
+      draw: [(u) => {
+        entry.el.dataset.yRange = JSON.stringify([u.scales.y.min, u.scales.y.max]);
+        if (u.scales.y2) entry.el.dataset.y2Range = JSON.stringify([u.scales.y2.min, u.scales.y2.max]);
+        entry.el.dataset.xRange = JSON.stringify([u.scales.x.min, u.scales.x.max]);
+      }],
+    },
   }, [xs, ...ys], target);
 }
 
 function drawStat(entry, data) {
+  entry.el.dataset.unit = data.unit;
   setMessage(entry, "value", formatValue(data.unit, data.rows[0][0]));
 }
 
@@ -225,9 +331,23 @@ async function refreshPanel(entry, q, generation) {
 async function refresh() {
   clearTimeout(state.timer);
   const generation = ++state.generation;
-  const q = query();
   state.signedOut = null;
-  await Promise.all([...state.panels.values()].map((entry) => refreshPanel(entry, q, generation)));
+  try {
+    await resolveWindow();
+  } catch (err) {
+    if (generation !== state.generation) return;
+    if (err instanceof AuthError) {
+      showSignIn(err.message);
+      return;
+    }
+    console.warn("time range:", err);  // the panels still answer, over the last window or an hour
+  }
+  if (generation !== state.generation) return;
+  const q = query();
+  await Promise.all([
+    ...[...state.panels.values()].map((entry) => refreshPanel(entry, q, generation)),
+    refreshAlerts(generation),
+  ]);
   if (generation !== state.generation) return;  // a newer refresh owns the page and the timer
   if (state.signedOut) {  // the session ended or the key was revoked while the page was open
     showSignIn(state.signedOut);
@@ -242,6 +362,70 @@ async function refresh() {
     ? `${failed} panel(s) failed · ${new Date().toLocaleTimeString()}`
     : `updated ${new Date().toLocaleTimeString()} · every ${state.spec.refresh_s} s`;
   state.timer = setTimeout(refresh, state.spec.refresh_s * 1000);
+}
+
+// ---- alerts ----------------------------------------------------------------------------
+
+const STATE_LABEL = { Alerting: "FIRING", Error: "ERROR", Pending: "PENDING" };
+
+function since(iso) {
+  if (!iso) return "";
+  return duration(Math.max(0, (Date.now() - Date.parse(iso)) / 1000));
+}
+
+function alertItem(alert) {
+  const li = document.createElement("li");
+  li.className = `alert ${alert.state.toLowerCase()}`;
+  li.dataset.fingerprint = alert.fingerprint;
+  li.dataset.state = alert.state;
+  li.dataset.app = alert.app_id || "";
+  const badge = document.createElement("span");
+  badge.className = "badge";
+  badge.textContent = STATE_LABEL[alert.state] || alert.state;
+  const title = document.createElement("strong");
+  title.textContent = alert.labels.alertname === "DatasourceError" ? `${alert.labels.rulename}: query failed`
+    : alert.labels.alertname;
+  const summary = document.createElement("span");
+  summary.className = "summary";
+  summary.textContent = alert.summary;
+  const when = document.createElement("span");
+  when.className = "when";
+  const start = alert.state === "Pending" ? alert.active_at : alert.fired_at;
+  when.textContent = `${alert.state === "Pending" ? "pending" : "since"} ${since(start)}`
+    + (alert.acked_by ? ` · acknowledged by ${alert.acked_by}` : "");
+  li.append(badge, title, summary, when);
+  return li;
+}
+
+async function refreshAlerts(generation) {
+  const section = document.getElementById("alerts");
+  let data;
+  try {
+    data = await getJSON(`/overview/api/alerts?${query(["app"])}`);
+  } catch (err) {
+    if (generation !== state.generation) return;
+    if (err instanceof AuthError) state.signedOut = err.message;
+    section.hidden = false;
+    section.dataset.state = "error";
+    document.getElementById("alerts-list").replaceChildren();
+    document.getElementById("alerts-note").textContent = `alerts: ${err.message || err}`;
+    return;
+  }
+  if (generation !== state.generation) return;
+  const list = document.getElementById("alerts-list");
+  list.replaceChildren(...data.alerts.map(alertItem));
+  const firing = data.alerts.filter((a) => a.state !== "Pending");
+  const problems = data.delivery_problems || [];
+  document.getElementById("alerts-note").textContent = problems.length
+    ? `${problems.length} notification(s) could not be delivered in the last day (latest: ${problems[0].receiver}, `
+      + `${problems[0].last_error})` : "";
+  section.hidden = !data.available || (!data.alerts.length && !problems.length);
+  section.dataset.state = firing.length ? "firing" : data.alerts.length ? "pending" : "ok";
+  section.dataset.count = String(data.alerts.length);
+  // A panel that shows a firing alert's data says so.
+  const panelOf = new Map(state.spec.alert_panels.map((r) => [r.uid, r.panel]));
+  const alerting = new Set(firing.map((a) => panelOf.get(a.rule_uid)).filter(Boolean));
+  for (const entry of state.panels.values()) entry.el.classList.toggle("alerting", alerting.has(entry.spec.id));
 }
 
 // ---- filters ---------------------------------------------------------------------------
@@ -362,14 +546,26 @@ async function start(viewer) {
       state.generation += 1;  // answers for the old filters, still in flight, are stale now
       clearTimeout(state.timer);
       const name = event.target.name;
+      try {
+        await resolveWindow();  // the options below are those of the new range
+      } catch (err) {
+        console.warn("time range:", err);
+      }
       if (name === "range" || name === "app") await loadOptions("model", ["app"]);
       if (name !== "environment") await loadOptions("environment", ["app", "model"]);
       refresh();
     });
     window.addEventListener("resize", onResize);
   }
+  try {
+    await resolveWindow();
+  } catch (err) {
+    console.warn("time range:", err);
+  }
   await loadAllOptions();
   await refresh();
+  const wanted = /^#panel=([\w-]+)$/.exec(window.location.hash);
+  if (wanted && state.panels.has(wanted[1])) state.panels.get(wanted[1]).el.scrollIntoView();
 }
 
 async function main() {
