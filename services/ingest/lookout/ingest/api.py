@@ -18,8 +18,9 @@ from prometheus_client import Counter
 from lookout.core.api_errors import ApiError, bearer_key, require
 from lookout.core.auth import ApiKey, ApiKeyStore
 
-from . import intake, otlp, otlp_response, reads
+from . import intake, otlp, reads
 from .enrich import Enricher
+from .otlp import response as otlp_response
 from .publisher import EventPublisher, Unavailable
 from .settings import IngestSettings
 
