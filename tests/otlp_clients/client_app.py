@@ -77,7 +77,7 @@ def setup() -> Any:
         provider = provider_with_exporter()
         OpenAIInstrumentor().instrument(tracer_provider=provider)
         return provider
-    if LIBRARY == "openllmetry":
+    if LIBRARY in ("openllmetry", "openllmetry_latest"):
         os.environ["TRACELOOP_TRACE_CONTENT"] = "true"
         from opentelemetry.instrumentation.openai import OpenAIInstrumentor
 

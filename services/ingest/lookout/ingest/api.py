@@ -21,7 +21,7 @@ from lookout.core.auth import ApiKey, ApiKeyStore
 from . import intake, otlp, reads
 from .enrich import Enricher
 from .otlp import response as otlp_response
-from .publisher import EventPublisher, Unavailable
+from .publisher import EventPublisher, Unavailable, encode_scores, encode_steps
 from .settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,9 @@ class IngestContext:
     enricher: Enricher | None = None
     keys: ApiKeyStore | None = None
     clickhouse: Client | None = None
+    # OTLP's trace steps (llm.spans) and client evaluations (llm.scores).
+    step_publisher: EventPublisher | None = None
+    score_publisher: EventPublisher | None = None
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -93,6 +96,28 @@ def build_router(ctx: IngestContext) -> APIRouter:
         ACCEPTED.labels(route).inc(len(calls))
         return len(calls)
 
+    async def publish_others(result: otlp.OtlpResult) -> None:
+        """The trace steps and client evaluations of an OTLP export, after its calls."""
+        steps, scores, redactions = [], [], 0
+        for step in result.trace_spans:
+            step, n = ctx.enricher.step(step)
+            steps.append(step)
+            redactions += n
+        for score in result.scores:
+            score, n = ctx.enricher.score(score)
+            scores.append(score)
+            redactions += n
+        REDACTED.inc(redactions)
+        try:
+            if steps:
+                await ctx.step_publisher.publish_records(encode_steps(steps))
+            if scores:
+                await ctx.score_publisher.publish_records(encode_scores(scores))
+        except Unavailable as exc:
+            raise ApiError(
+                503, f"{exc}; retry later", headers={"Retry-After": str(ctx.settings.retry_after_s)}
+            ) from None
+
     @router.post("/v1/events", tags=["ingest"])
     async def post_events(request: Request, key: ApiKey = Depends(api_key)) -> dict:
         require(key, "ingest")
@@ -135,7 +160,11 @@ def build_router(ctx: IngestContext) -> APIRouter:
                                 "(LOOKOUT_MAX_SPANS_PER_REQUEST): send smaller batches", field="resourceSpans")
         result = otlp.convert(decoded, default_app_id=None if key.app_id == "*" else key.app_id)
         OTLP_IGNORED.inc(result.ignored)
+        for step in result.trace_spans:
+            require(key, "ingest", step.app_id)
         await publish("traces", [(i, c) for i, c in enumerate(result.calls)], key)
+        await publish_others(result)
+        otlp.coverage.record(result.coverage)
         REJECTED.labels("traces").inc(len(result.rejected))
         return otlp_response.build(content_type, rejected=len(result.rejected), message=_summary(result.rejected))
 

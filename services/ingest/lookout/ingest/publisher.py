@@ -1,4 +1,5 @@
-"""Producing accepted events to llm.events, all or nothing from the caller's view."""
+"""Producing accepted events to llm.events (and OTLP's trace steps and client evaluations
+to llm.spans and llm.scores), all or nothing from the caller's view."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import Counter, Gauge
 
 from lookout.core import topics
-from lookout.core.events import LlmCall
+from lookout.core.events import LlmCall, Score, TraceSpan
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +25,10 @@ class Unavailable(Exception):
 
 
 class EventPublisher:
-    def __init__(self, producer: AIOKafkaProducer, *, topic_prefix: str, max_inflight: int, timeout_s: float):
+    def __init__(self, producer: AIOKafkaProducer, *, topic_prefix: str, max_inflight: int, timeout_s: float,
+                 topic: str = topics.EVENTS):
         self._producer = producer
-        self._topic = topics.resolve(topic_prefix, topics.EVENTS)
+        self._topic = topics.resolve(topic_prefix, topic)
         self._max_inflight = max_inflight
         self._timeout = timeout_s
         self._inflight = 0
@@ -35,13 +37,17 @@ class EventPublisher:
     async def publish(self, calls: list[LlmCall]) -> None:
         """Returns once Kafka acked every call, else raises Unavailable. A partial send
         is harmless: the client retries the whole batch and storage dedups by event_id."""
-        if self._inflight + len(calls) > self._max_inflight:
+        await self.publish_records(encode(calls))
+
+    async def publish_records(self, records: list[tuple[bytes, bytes]]) -> None:
+        """publish() of records already encoded as (Kafka key, value)."""
+        if self._inflight + len(records) > self._max_inflight:
             UNAVAILABLE.labels("queue_full").inc()
             raise Unavailable(f"send queue full ({self._inflight} events in flight)")
-        self._inflight += len(calls)
+        self._inflight += len(records)
         INFLIGHT.set(self._inflight)
         try:
-            await asyncio.wait_for(self._send_all(calls), self._timeout)
+            await asyncio.wait_for(self._send_all(records), self._timeout)
         except TimeoutError:
             UNAVAILABLE.labels("timeout").inc()
             raise Unavailable(f"Kafka did not acknowledge within {self._timeout:g}s") from None
@@ -50,25 +56,24 @@ class EventPublisher:
             log.warning("produce failed: %r", exc)
             raise Unavailable(f"Kafka refused the events: {type(exc).__name__}") from None
         finally:
-            self._inflight -= len(calls)
+            self._inflight -= len(records)
             INFLIGHT.set(self._inflight)
-        PRODUCED.inc(len(calls))
+        PRODUCED.inc(len(records))
 
-    async def _send_all(self, calls: list[LlmCall]) -> None:
+    async def _send_all(self, records: list[tuple[bytes, bytes]]) -> None:
         """One record batch per partition instead of a send() per event: the per-message
         path costs ~20 µs of Python each, the batch path a fraction of that. Partitions
         come from the same murmur2 partitioner Kafka clients use, so a stream's events
         land where a plain keyed send would put them."""
         partitions = sorted(await self._producer.partitions_for(self._topic))
         by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
-        for call in calls:
-            key = topics.event_key(call.app_id, call.model)
+        for key, value in records:
             partition = self._partitioner(key, partitions, partitions)
-            by_partition.setdefault(partition, []).append((key, call.to_bytes()))
+            by_partition.setdefault(partition, []).append((key, value))
         futures = []
-        for partition, records in by_partition.items():
+        for partition, items in by_partition.items():
             batch = self._producer.create_batch()
-            for key, value in records:
+            for key, value in items:
                 if batch.append(key=key, value=value, timestamp=None) is None:
                     futures.append(await self._producer.send_batch(batch, self._topic, partition=partition))
                     batch = self._producer.create_batch()
@@ -76,3 +81,17 @@ class EventPublisher:
                         raise ValueError(f"event of {len(value)} bytes exceeds the producer's batch size")
             futures.append(await self._producer.send_batch(batch, self._topic, partition=partition))
         await asyncio.gather(*futures)
+
+
+def encode(calls: list[LlmCall]) -> list[tuple[bytes, bytes]]:
+    """(Kafka key, record value) of each call."""
+    return [(topics.event_key(call.app_id, call.model), call.to_bytes()) for call in calls]
+
+
+def encode_steps(steps: list[TraceSpan]) -> list[tuple[bytes, bytes]]:
+    """(Kafka key, record value) of each trace step: a trace's steps share a partition."""
+    return [(topics.span_key(step.app_id, step.trace_id), step.to_bytes()) for step in steps]
+
+
+def encode_scores(scores: list[Score]) -> list[tuple[bytes, bytes]]:
+    return [(topics.event_key(score.app_id, score.model), score.to_bytes()) for score in scores]

@@ -9,6 +9,7 @@ records; `coverage` counts per source what was mapped and what was dropped; `dec
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from . import coverage
 from .convert import OtlpResult, convert
 from .decode import OtlpDecodeError, UnsupportedMediaType, decode_request, span_count
 
@@ -18,6 +19,7 @@ __all__ = [
     "OtlpResult",
     "UnsupportedMediaType",
     "convert",
+    "coverage",
     "decode_request",
     "span_count",
 ]

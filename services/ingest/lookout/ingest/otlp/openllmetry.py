@@ -34,6 +34,7 @@ def read(view: SpanView, reading: Reading) -> None:
     reading.fill(
         tokens_in=view.count("llm.usage.prompt_tokens"),
         tokens_out=view.count("llm.usage.completion_tokens"),
+        reasoning=view.count("llm.usage.reasoning_tokens"),
         user_id=view.text("llm.user", _ASSOCIATION + "user_id", _ASSOCIATION + "user"),
         session_id=view.text(_ASSOCIATION + "session_id", _ASSOCIATION + "conversation_id"),
         input=_messages(prompts, "gen_ai.prompt", "user", notes),
