@@ -3,7 +3,7 @@
 import runpy
 import sys
 
-BENCHES = ["bench.bench_pipeline", "bench.bench_sdk", "bench.bench_judge", "bench.bench_drift"]
+BENCHES = ["bench.bench_pipeline", "bench.bench_sdk", "bench.bench_judge", "bench.bench_drift", "bench.bench_hostile"]
 
 for name in BENCHES:
     print(f"== {name}", flush=True)

@@ -3,7 +3,13 @@ went through Kafka) for each detector and each mode."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from lookout.testing.stack import IngestStack, ingest_settings_for
 from tests.events import llm_call
@@ -72,3 +78,60 @@ def test_numbers_that_are_not_pii_are_left_alone(stack):
     event = llm_call("masked-app", prompt=text)
     post_in_batches(stack, [event])
     assert stored(stack, event["event_id"])[0] == text
+
+
+def whole_row(stack, event_id: str) -> str:
+    """Every column of the stored row as one text, to search for what must not be there."""
+    stack.wait_for("SELECT count() FROM llm_calls WHERE event_id = {id:UUID}", 1, id=event_id)
+    row = stack.client.query("SELECT * FROM llm_calls WHERE event_id = {id:UUID}", parameters={"id": event_id})
+    return repr(row.result_rows[0])
+
+
+def test_tags_metadata_keys_message_names_and_free_text_ids_are_stored_redacted(stack):
+    email = "grace.hopper@example.com"
+    event = llm_call(
+        "masked-app",
+        input=[{"role": "user", "name": email, "content": "hello"}],
+        tags=["vip", f"owner:{email}"],
+        metadata={f"contact {email}": "yes", "note": "plain"},
+        trace_id=f"conv/{email}",
+        span_id="+44 20 7946 0958",
+        provider="openai",
+    )
+    post_in_batches(stack, [event])
+    row = whole_row(stack, event["event_id"])
+    assert email not in row and "7946 0958" not in row
+    tags, metadata, trace_id, span_id, input_json = stack.client.query(
+        "SELECT tags, metadata, trace_id, span_id, input FROM llm_calls WHERE event_id = {id:UUID}",
+        parameters={"id": event["event_id"]},
+    ).result_rows[0]
+    assert tags == ["vip", "owner:[EMAIL]"]
+    assert metadata["contact [EMAIL]"] == "yes" and metadata["note"] == "plain"
+    assert (trace_id, span_id) == ("conv/[EMAIL]", "[PHONE]")
+    assert json.loads(input_json)[0]["name"] == "[EMAIL]"
+
+
+def test_otlp_spans_are_stored_redacted_the_same_way(stack):
+    email = "ada.lovelace@example.com"
+    exporter = OTLPSpanExporter(endpoint=f"{stack.url}/v1/traces", headers={"Authorization": f"Bearer {stack.api_key}"})
+    provider = TracerProvider(resource=Resource.create({"service.name": "masked-app", "lookout.tags": f"t,{email}"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with provider.get_tracer("test").start_as_current_span(f"chat for {email}") as span:
+        span.set_attribute("gen_ai.operation.name", "chat")
+        span.set_attribute("gen_ai.request.model", "gpt-4o")
+        span.set_attribute(f"gen_ai.custom.{email}", f"card 4111 1111 1111 1111 of {email}")
+        span.set_attribute("gen_ai.input.messages", json.dumps(
+            [{"role": "user", "name": email, "parts": [{"type": "text", "content": f"I am {email}"}]}]))
+        span.set_attribute("gen_ai.output.messages", json.dumps(
+            [{"role": "assistant", "parts": [{"type": "text", "content": f"Hello {email}"}]}]))
+        trace_hex = format(span.get_span_context().trace_id, "032x")
+    provider.force_flush()
+    provider.shutdown()
+    stack.wait_for("SELECT count() FROM llm_calls WHERE trace_id = {t:String}", 1, t=trace_hex)
+    event_id = stack.client.query(
+        "SELECT toString(event_id) FROM llm_calls WHERE trace_id = {t:String}", parameters={"t": trace_hex}
+    ).result_rows[0][0]
+    row = whole_row(stack, event_id)
+    assert email not in row and "4111 1111" not in row
+    assert trace_hex in row  # hex ids are kept as they are
+    assert "[EMAIL]" in row and "[CARD]" in row

@@ -2,10 +2,17 @@ import hashlib
 import threading
 import time
 from datetime import UTC, datetime
+from typing import cast
 
 import pytest
+from clickhouse_connect.driver.client import Client
 
 from lookout.core.auth import ApiKey, ApiKeyStore, Forbidden, Unauthorized, authorize, generate_key, parse_key
+
+
+def as_client(watched: "WatchedClient") -> Client:
+    """The stand-in where a Client is expected: it forwards every call to the real one."""
+    return cast(Client, watched)
 
 
 class WatchedClient:
@@ -215,7 +222,7 @@ def test_an_unknown_key_stays_unknown_until_the_negative_ttl_passes(ch):
 
 def test_a_flood_of_random_keys_never_evicts_a_valid_key_nor_queries_per_key(ch):
     watched = WatchedClient(ch)
-    store = ApiKeyStore(watched, cache_size=10, clock=FakeClock())
+    store = ApiKeyStore(as_client(watched), cache_size=10, clock=FakeClock())
     key, plaintext = store.create("shop", ["ingest"])
     assert store.verify(plaintext) == key
 
@@ -234,7 +241,9 @@ def test_without_the_id_set_misses_go_to_a_separate_bounded_negative_cache(ch):
     clock = FakeClock()
     watched = WatchedClient(ch)
     # known_ids_max=0: more keys than the id set may hold, so every new id is queried.
-    store = ApiKeyStore(watched, cache_size=10, negative_size=100, negative_ttl_s=2, known_ids_max=0, clock=clock)
+    store = ApiKeyStore(
+        as_client(watched), cache_size=10, negative_size=100, negative_ttl_s=2, known_ids_max=0, clock=clock
+    )
     key, plaintext = store.create("shop", ["ingest"])
     assert store.verify(plaintext) == key
 
@@ -253,7 +262,7 @@ def test_without_the_id_set_misses_go_to_a_separate_bounded_negative_cache(ch):
 
 def test_the_cache_of_valid_keys_is_bounded_and_drops_its_oldest_entry(ch):
     watched = WatchedClient(ch)
-    store = ApiKeyStore(watched, cache_size=2, clock=FakeClock())
+    store = ApiKeyStore(as_client(watched), cache_size=2, clock=FakeClock())
     made = [store.create("shop", ["ingest"]) for _ in range(3)]
     assert len(store._known) == 2
     before = watched.queries
@@ -265,7 +274,7 @@ def test_the_cache_of_valid_keys_is_bounded_and_drops_its_oldest_entry(ch):
 
 def test_malformed_keys_never_reach_clickhouse(ch):
     watched = WatchedClient(ch)
-    store = ApiKeyStore(watched)
+    store = ApiKeyStore(as_client(watched))
     for malformed in ["", "lk_", "lk_" + "a" * 12, "lk_" + "é" * 12 + "_" + "a" * 43, "x" * 100_000, None]:
         assert store.verify(malformed) is None
     assert watched.queries == 0
@@ -273,7 +282,7 @@ def test_malformed_keys_never_reach_clickhouse(ch):
 
 def test_a_cached_key_verifies_while_misses_are_held_up_in_clickhouse(ch):
     watched = WatchedClient(ch)
-    store = ApiKeyStore(watched, known_ids_max=0)  # every miss queries ClickHouse
+    store = ApiKeyStore(as_client(watched), known_ids_max=0)  # every miss queries ClickHouse
     key, plaintext = store.create("shop", ["ingest"])
     assert store.verify(plaintext) == key
 
@@ -298,7 +307,7 @@ def test_a_cached_key_verifies_while_misses_are_held_up_in_clickhouse(ch):
 
 def test_concurrent_misses_of_one_key_id_share_one_query(ch):
     watched = WatchedClient(ch)
-    store = ApiKeyStore(watched, known_ids_max=0)  # every new id is queried
+    store = ApiKeyStore(as_client(watched), known_ids_max=0)  # every new id is queried
     store.create("shop", ["ingest"])
     assert store.verify(generate_key()) is None  # the id set read (and found too big)
     bogus = generate_key()
@@ -319,7 +328,7 @@ def test_concurrent_misses_of_one_key_id_share_one_query(ch):
 def test_an_expired_key_keeps_verifying_for_others_while_one_thread_reads_it_again(ch):
     clock = FakeClock()
     watched = WatchedClient(ch)
-    store = ApiKeyStore(watched, cache_ttl_s=10, clock=clock)
+    store = ApiKeyStore(as_client(watched), cache_ttl_s=10, clock=clock)
     key, plaintext = store.create("shop", ["ingest"])
     assert store.verify(plaintext) == key
     clock.now += 11

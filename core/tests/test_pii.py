@@ -1,11 +1,13 @@
+import gc
 import re
+import time
 import uuid
 from datetime import UTC, datetime
 
 import pytest
 
 from lookout.core.events import LlmCall, Message
-from lookout.core.pii import PiiPolicy, Redactor, pseudonymise, redact_call
+from lookout.core.pii import PiiPolicy, Redactor, find_pii, pseudonymise, redact_call
 
 SECRET = b"test-secret-0123456789abcdef"
 mask = Redactor("mask")
@@ -35,6 +37,26 @@ def test_email_addresses_are_redacted(text):
 @pytest.mark.parametrize("text", ["@mention and @property", "user@localhost", "a @ b.com", "x@y"])
 def test_at_signs_that_are_not_addresses_stay(text):
     assert redacted(text) == text
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("mail o'brien@example.com now", "mail [EMAIL] now"),
+        ("Dan <dan.o'neil@example.ie>", "Dan <[EMAIL]>"),
+        ("quoted 'alice@example.com' here", "quoted '[EMAIL]' here"),
+        ("it's bob@example.com", "it's [EMAIL]"),
+        ("see: ...carol@example.com", "see: ...[EMAIL]"),
+    ],
+)
+def test_addresses_with_an_apostrophe_are_redacted_and_surrounding_quotes_kept(text, expected):
+    assert redacted(text) == expected
+
+
+def test_a_local_part_longer_than_64_characters_is_not_an_address():
+    text = "x" * 65 + "@example.com"
+    assert redacted(text) == text
+    assert redacted("x" * 64 + "@example.com") == "[EMAIL]"
 
 
 @pytest.mark.parametrize(
@@ -89,6 +111,41 @@ def test_card_like_numbers_that_fail_luhn_are_left_alone(text):
 
 
 @pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("card 4111.1111.1111.1111 exp 12/29", "card [CARD] exp 12/29"),
+        ("amex 3782.822463.10005", "amex [CARD]"),
+        ("card4111111111111111", "card[CARD]"),
+        ("card4111111111111111exp1229", "card[CARD]exp1229"),
+        ("number:4111-1111-1111-1111.", "number:[CARD]."),
+        ("ref 12 4111 1111 1111 1111 ok", "ref 12 [CARD] ok"),
+        ("4111 1111 1111 1111 2 times", "[CARD] 2 times"),
+    ],
+)
+def test_card_numbers_with_dots_glued_to_letters_or_beside_other_numbers_are_redacted(text, expected):
+    assert redacted(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0.30000000000000004",
+        "pi is 3.14159265358979323846",
+        "v4.1.1.1111111111111 released",
+        "4111 1111.1111 1111",
+        "digest deadbeef4111111111111111",
+        "order ord_4111111111111111",
+        "ts1767225600000 and 1767225600.123456789",
+        "trace 4bf92f3577b34da6a3ce929d0e0e4736 span 00f067aa0ba902b7",
+        "sha 5d41402abc4b2a76b9719d911017c592",
+        "price 1.234.567,89 EUR",
+    ],
+)
+def test_decimals_versions_hex_ids_and_underscored_ids_are_not_cards(text):
+    assert redacted(text) == text
+
+
+@pytest.mark.parametrize(
     "iban",
     ["DE89 3704 0044 0532 0130 00", "GB82WEST12345698765432", "FR14 2004 1010 0505 0001 3M02 606", "NO9386011117947"],
 )
@@ -107,6 +164,21 @@ def test_iban_shaped_text_failing_the_check_is_left_alone(text):
 
 def test_an_iban_followed_by_more_numbers_ends_at_its_country_length():
     assert redacted("DE89 3704 0044 0532 0130 00 2024") == "[IBAN] 2024"
+
+
+@pytest.mark.parametrize(
+    "iban", ["de89 3704 0044 0532 0130 00", "gb82west12345698765432", "fr14 2004 1010 0505 0001 3m02 606"]
+)
+def test_ibans_typed_in_lower_case_are_redacted(iban):
+    out = mask.redact(f"my iban: {iban}, thanks")
+    assert out.text == "my iban: [IBAN], thanks" and out.counts == {"iban": 1}
+
+
+@pytest.mark.parametrize(
+    "text", ["at12 things happened 1234567", "use de12 as the code 1234567890", "de00 3704 0044 0532 0130 00"]
+)
+def test_lower_case_words_with_digits_are_not_ibans(text):
+    assert redacted(text) == text
 
 
 @pytest.mark.parametrize(
@@ -210,6 +282,18 @@ def test_a_bad_app_modes_entry_is_named_in_the_error(app_modes, bad):
         PiiPolicy.from_settings("mask", app_modes, SECRET.decode())
 
 
+def test_redact_text_applies_the_apps_mode_for_any_service_that_stores_free_text():
+    policy = PiiPolicy.from_settings("mask", "shop=off,blog=hash", SECRET.decode())
+    comment = "wrong answer, mail me at alice@example.com"
+    assert policy.redact_text("other", comment) == "wrong answer, mail me at [EMAIL]"
+    assert policy.redact_text("shop", comment) == comment
+    assert re.fullmatch(r"wrong answer, mail me at \[EMAIL:[0-9a-f]{10}\]", policy.redact_text("blog", comment))
+    assert policy.redact_text("other", None) is None
+    assert policy.redact("other", comment).counts == {"email": 1}
+    cut = policy.redact_text("blog", "x@example.com", max_length=10)
+    assert len(cut) == 10 and cut.startswith("[EMAIL:")
+
+
 def test_a_policy_with_hash_anywhere_needs_a_secret():
     with pytest.raises(ValueError, match="secret"):
         PiiPolicy.from_settings("mask", "shop=hash", "")
@@ -252,6 +336,36 @@ def test_redact_call_covers_every_free_text_field_and_leaves_the_original_alone(
     assert out is not call
 
 
+def test_redact_call_also_covers_tags_metadata_keys_message_names_and_free_text_ids():
+    call = _call(
+        input=[Message(role="user", name="alice@example.com", content="hi")],
+        tags=["vip", "customer:bob@example.com"],
+        metadata={"carol@example.com": "note", "dave@example.com": "other", "plan": "pro"},
+        trace_id="sess/erin@example.com",
+        span_id="+44 20 7946 0958",
+    )
+    out, count = redact_call(call, mask)
+    assert count == 6
+    assert out.input[0].name == "[EMAIL]" and out.input[0].content == "hi"
+    assert out.tags == ["vip", "customer:[EMAIL]"]
+    # Two keys that redact alike both keep their values.
+    assert out.metadata == {"[EMAIL]": "note", "[EMAIL]#2": "other", "plan": "pro"}
+    assert out.trace_id == "sess/[EMAIL]" and out.span_id == "[PHONE]"
+    assert LlmCall.from_bytes(out.to_bytes()) == out
+
+
+def test_hex_trace_and_span_ids_pass_untouched():
+    call = _call(trace_id="4bf92f3577b34da6a3ce929d0e0e4736", span_id="00f067aa0ba902b7", prompt="alice@example.com")
+    out, _ = redact_call(call, Redactor("hash", SECRET))
+    assert (out.trace_id, out.span_id) == (call.trace_id, call.span_id)
+
+
+def test_hash_tokens_in_short_fields_are_cut_to_the_field_limit():
+    call = _call(span_id="a@example.com b@example.com")
+    out, _ = redact_call(call, Redactor("hash", SECRET))
+    assert len(out.span_id) <= 32 and "@" not in out.span_id
+
+
 def test_redact_call_in_off_mode_changes_nothing():
     call = _call(prompt="alice@example.com", metadata={"ip": "10.1.2.3"})
     out, count = redact_call(call, Redactor("off"))
@@ -265,3 +379,66 @@ def test_a_redacted_call_still_fits_the_wire_schema_when_hash_tokens_are_longer(
     assert count > 100
     assert len(out.metadata["peers"]) <= 1024
     assert LlmCall.from_bytes(out.to_bytes()).metadata == out.metadata
+
+
+# -- cost: linear in the text, whatever it holds ------------------------------------------
+
+# Inputs built to make a detector rescan or backtrack: runs of the characters each pattern
+# starts on or repeats, and texts that are nothing but findings.
+ADVERSARIAL = {
+    "addresses": "a@b.cc ",
+    "long local parts": "a" * 64 + "@",
+    "dotted domain": "x@" + "a." * 40 + " ",
+    "digits": "1",
+    "spaced digits": "1 ",
+    "card groups": "4111 ",
+    "dotted groups": "4111.",
+    "glued cards": "card4111111111111111",
+    "hex tokens": "deadbeef4111111111111111",
+    "colons": ":",
+    "hex and colons": "a:",
+    "plus ones": "+1 ",
+    "plus and digits": "+1 1 1 1 1 1 1 1",
+    "parentheses": "(12) ",
+    "iban prefixes": "DE89 ",
+    "lower iban prefixes": "de89 ",
+    "ibans": "de89 3704 0044 0532 0130 00 ",
+    "dots": "1.1.",
+    "ipv4": "1.1.1.1 ",
+    "mixed": "a@b.cc, +1 555 123 4567, 4111 1111 1111 1111, 10.1.2.3, 2001:db8::1:2; ",
+}
+
+
+def _cpu_seconds(text: str, runs: int) -> float:
+    # CPU time of this thread, best of a few runs: other processes on a loaded machine
+    # do not count, and one unlucky run does not fail the test.
+    # The collector is off while timing: its passes grow with the objects alive, not the work.
+    best = float("inf")
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(runs):
+            start = time.thread_time()
+            find_pii(text)
+            best = min(best, time.thread_time() - start)
+    finally:
+        gc.enable()
+    return best
+
+
+@pytest.mark.parametrize("kind", sorted(ADVERSARIAL))
+def test_redaction_cost_grows_linearly_with_adversarial_text(kind):
+    unit = ADVERSARIAL[kind]
+    small, large = unit * (10_000 // len(unit)), unit * (100_000 // len(unit))
+    find_pii(small)  # warm caches
+    ratio = _cpu_seconds(large, 3) / max(_cpu_seconds(small, 5), 1e-4)
+    # Ten times the text may cost up to ~15 times as much (noise, allocation); a quadratic
+    # step or backtracking would show as ~100.
+    assert ratio <= 15, f"{kind}: 10x the text cost {ratio:.1f}x the time"
+
+
+def test_a_megabyte_of_addresses_is_fully_redacted():
+    text = "a@b.cc " * 140_000
+    out = mask.redact(text)
+    assert out.counts == {"email": 140_000}
+    assert out.text == "[EMAIL] " * 140_000

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import inspect
 import json
+import re
 import sys
 import threading
 import time
@@ -157,6 +158,20 @@ def _text(value: Any) -> str:
     return text[:_TEXT_LIMIT]
 
 
+_NOT_IDENTIFIER = re.compile(r"[^A-Za-z0-9._:/@+-]+")
+
+
+def _model_from_name(name: str | None) -> str:
+    """The stand-in model when none was given: the observed function's name, in the
+    characters ingest accepts for a model ("<locals>" of nested functions, spaces and
+    the like would get every call rejected)."""
+    text = _NOT_IDENTIFIER.sub("_", (name or "").replace(".<locals>", ""))
+    while "--" in text:
+        text = text.replace("--", "-")
+    text = text.lstrip("._:/@+-")[:256]
+    return text or "unknown"
+
+
 class Observation:
     """One observed call. Used as a context manager it is the call; used as a decorator it
     is the template of the calls, one per invocation.
@@ -228,7 +243,7 @@ class Observation:
             if exc is not None and not isinstance(exc, GeneratorExit):
                 values["status"], values["error"] = "error", exc
             client.log_call(
-                model=self.model or self.name or "unknown",
+                model=self.model or _model_from_name(self.name),
                 provider=self.provider,
                 latency_ms=elapsed * 1000.0,
                 ttft_ms=None if self._ttft is None else (self._ttft - self._t0) * 1000.0,

@@ -143,3 +143,22 @@ def test_module_level_observe_uses_the_default_client_when_the_call_happens(inge
 def test_observe_refuses_unknown_fields():
     with pytest.raises(TypeError):
         observe(model="m", colour="blue")
+
+
+def test_without_a_model_the_function_name_stands_in_within_the_identifier_characters(ingest, make_client):
+    client = make_client()
+
+    @client.observe()
+    def answer(question: str) -> str:  # a nested function: its qualname holds "<locals>"
+        return "42"
+
+    with client.observe(name="lookup step (cached)"):
+        pass
+    answer("why?")
+    assert client.flush(5)
+    # The test server validates with the real schema: both were accepted, none rejected.
+    assert sorted(e["model"] for e in ingest.events) == [
+        "lookup_step_cached_",
+        "test_without_a_model_the_function_name_stands_in_within_the_identifier_characters.answer",
+    ]
+    assert client.stats.failed == 0

@@ -24,6 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import cast
 
 from clickhouse_connect.driver.client import Client
 
@@ -290,11 +291,11 @@ class ApiKeyStore:
         if unknown_until is not None and unknown_until > now:
             return None
         if known is not None:  # a key whose TTL ran out: re-read it, the id set cannot say more
-            return self._once(key_id, lambda: self._fetch_and_remember(key_id), known[1])
+            return cast("_Row | None", self._once(key_id, lambda: self._fetch_and_remember(key_id), known[1]))
         ids = self._key_ids(now)
         if ids is not None and key_id not in ids and not self._take_miss_token(now):
             return None
-        return self._once(key_id, lambda: self._fetch_and_remember(key_id), _NO_STALE)
+        return cast("_Row | None", self._once(key_id, lambda: self._fetch_and_remember(key_id), _NO_STALE))
 
     def _take_miss_token(self, now: float) -> bool:
         with self._write_lock:
@@ -311,7 +312,7 @@ class ApiKeyStore:
         if current is not None and current[1] > now:
             return current[0]
         # Flight name "": never a key id (those are 12 characters).
-        return self._once("", self._load_ids, current[0] if current is not None else _NO_STALE)
+        return cast("set[str] | None", self._once("", self._load_ids, current[0] if current is not None else _NO_STALE))
 
     def _load_ids(self) -> set[str] | None:
         with self._db_lock:

@@ -7,17 +7,59 @@ removed field bumps it (`llm_call/2`) and readers accept both for a release.
 from __future__ import annotations
 
 import functools
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 Name = Annotated[str, Field(min_length=1, max_length=256)]
-AppId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
 ShortText = Annotated[str, Field(max_length=1024)]
 Environment = Annotated[str, Field(min_length=1, max_length=64)]
+
+# Identifiers: the values dashboards group by and Grafana substitutes into panel SQL (app_id,
+# model, environment, prompt_version, model_version). Every real model name fits
+# ("gpt-4o-mini-2024-07-18", "meta-llama/Llama-3.1-8B-Instruct", "claude-3-5-sonnet@20240620",
+# "models/gemini-1.5-pro", "ft:gpt-4o-mini:org:name:id", "anthropic.claude-3-haiku-v1:0"),
+# yet none can carry a quote, a backslash, whitespace, "--" (an SQL comment) or any of
+# $ { } ( ) [ ] ; , * % # | = < > ? ! ~ ^ & ` , so no value can leave a quoted SQL string or a
+# template, or comment out the rest of a query where it is substituted raw. app_id is
+# narrower still (no / @ +): it also names key bindings and appears in paths.
+IDENTIFIER_CHARS = "ASCII letters, digits and . _ : / @ + -"
+APP_ID_CHARS = "ASCII letters, digits and . _ : -"
+_IDENTIFIER = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._:/@+]|-(?!-))*")
+_APP_ID = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._:]|-(?!-))*")
+
+
+def _identifier_check(whole: re.Pattern[str], allowed: str) -> AfterValidator:
+    # One message per rule, never the value (it may be huge or hostile); a stable message
+    # also lets clients such as the SDK log a reason once rather than once per value.
+    rule = f"may hold only {allowed}, start with a letter or digit, and never contain '--'"
+
+    def check(value: str) -> str:
+        if not whole.fullmatch(value):
+            raise ValueError(rule)
+        return value
+
+    return AfterValidator(check)
+
+
+def _blank_is_none(value: Any) -> Any:
+    # An empty optional version means "none": SDKs and OTLP senders send "" for unset.
+    return None if value == "" else value
+
+
+AppId = Annotated[str, Field(min_length=1, max_length=128), _identifier_check(_APP_ID, APP_ID_CHARS)]
+Identifier = Annotated[str, _identifier_check(_IDENTIFIER, IDENTIFIER_CHARS)]
+ModelId = Annotated[Identifier, Field(min_length=1, max_length=256)]
+EnvironmentId = Annotated[Identifier, Field(min_length=1, max_length=64)]
+# Versions keep the 1 KiB the SDK trims them to.
+Version = Annotated[Identifier, Field(min_length=1, max_length=1024)]
+VersionId = Annotated[Version | None, BeforeValidator(_blank_is_none)]
+# Metadata keys are capped like the SDK caps them.
+MetadataKey = Annotated[str, Field(max_length=1024)]
 # A generous cap per text field; the request-size limit of ingest is the real bound.
 LongText = Annotated[str, Field(max_length=1_000_000)]
 
@@ -76,11 +118,11 @@ class LlmCall(_Wire):
     event_id: uuid.UUID
     ts: datetime
     app_id: AppId
-    environment: Annotated[str, Field(min_length=1, max_length=64)] = "production"
+    environment: EnvironmentId = "production"
     provider: Annotated[str, Field(min_length=1, max_length=64)] = "unknown"
-    model: Name
-    model_version: ShortText | None = None
-    prompt_version: ShortText | None = None
+    model: ModelId
+    model_version: VersionId = None
+    prompt_version: VersionId = None
     input: list[Message] = Field(default_factory=list, max_length=10_000)
     prompt: LongText | None = None
     output: LongText | None = None
@@ -101,7 +143,7 @@ class LlmCall(_Wire):
     trace_id: Annotated[str, Field(max_length=64)] | None = None
     span_id: Annotated[str, Field(max_length=32)] | None = None
     tags: list[ShortText] = Field(default_factory=list, max_length=256)
-    metadata: dict[str, ShortText] = Field(default_factory=dict, max_length=256)
+    metadata: dict[MetadataKey, ShortText] = Field(default_factory=dict, max_length=256)
     context: list[LongText] | None = None
     reference: LongText | None = None
     logprobs: list[float] | None = Field(default=None, max_length=1_000_000)
@@ -246,12 +288,12 @@ class TraceSpan(_Wire):
     name: Annotated[str, Field(max_length=1024)] = ""
     status: Literal["ok", "error"] = "ok"
     error: LongText | None = None
-    environment: Environment = "production"
+    environment: EnvironmentId = "production"
     session_id: ShortText | None = None
     user_id: ShortText | None = None
     event_id: uuid.UUID | None = None
     provider: ShortText | None = None
-    model: ShortText | None = None
+    model: ModelId | None = None
     tokens_in: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
     tokens_out: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
     cost_usd: Annotated[float, Field(ge=0)] | None = None

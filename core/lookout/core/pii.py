@@ -9,9 +9,18 @@ mod-97), IPv4 and IPv6 addresses (validated by `ipaddress`). Each app runs in on
   `[EMAIL:1a2b3c4d5e]`, so one address gives one token everywhere and joins stay possible
   without the address being recoverable by anyone who lacks the secret.
 
-This runs on the ingest hot path, so every pattern is compiled once, each detector is
-skipped when a cheap character count shows it cannot match, and every pattern starts with
-a look-behind that makes it fail at once inside a run of characters (no quadratic rescans).
+Any service that stores text an end user or a reviewer wrote redacts it the same way, with
+the app's policy: `PiiPolicy.from_settings(...)` once, then `policy.redact_text(app_id, text)`
+per text (`policy.redact(app_id, text)` also gives the counts); `redact_call` does every
+free-text field of an `LlmCall`.
+
+Texts are hostile: a 1 MB answer can be nothing but addresses. So the cost of a text is
+linear in its length whatever it holds: every pattern is compiled once and built so that
+no input makes it backtrack more than a bounded amount per character (a look-behind makes
+a pattern fail at once inside a run of characters, and no quantified group can match the
+same text two ways), findings are merged in one sweep per detector, and each detector is
+skipped when a cheap character count shows it cannot match. tests/test_pii.py keeps the
+adversarial inputs (long runs of digits, colons, "+1 ", "a@b.cc ") linear.
 """
 
 from __future__ import annotations
@@ -20,9 +29,9 @@ import hashlib
 import hmac
 import ipaddress
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Literal, get_args, overload
 
 from .events import LlmCall
 
@@ -58,16 +67,33 @@ class Redaction:
 # that character: a leading look-behind would keep Python's re from skipping ahead to the
 # next possible first character, which made each scan several times slower.
 
-# Emails are found from each '@', so a text costs one str.find unless it has one.
-_EMAIL_LOCAL = re.compile(r"[\w.%+-]{1,64}\Z")
-_EMAIL_LOCAL_CHAR = re.compile(r"[\w.%+-]")
+# Emails are found from each '@', so a text costs one str.find unless it has one. The local
+# part takes the characters people's addresses have (O'Brien's too), at most 64 of them.
+_EMAIL_LOCAL_PUNCT = frozenset("_.%+'-")
+_EMAIL_LOCAL_MAX = 64
 _EMAIL_DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(?![\w-])")
 
-# 13-19 digits, single spaces or dashes between them. The look-behind keeps decimals,
-# "+CC" phone numbers and the tail of longer identifiers out.
-_CARD = re.compile(r"\d(?<![\w+.-]\d)(?:[ -]?\d){12,18}(?!\w)")
+# 13-19 digits, single spaces, dashes or dots between them. The look-behind keeps decimals,
+# "+CC" phone numbers and the tail of longer identifiers out; letters may touch the number
+# ("card4111..."), digits and underscores may not (ids such as "ord_4111...").
+_CARD = re.compile(r"\d(?<![\d_+.-]\d)(?:[ .-]?\d){12,18}(?![\d_])")
+_DIGIT_RUN = re.compile(r"\d+")
+# How issuers print numbers: 4-4-4-4 (16, up to 19 with a last group), Amex 4-6-5, Diners
+# 4-6-4, old Visa 4-4-5. Dotted numbers must follow one (so decimals never match), and a
+# grouped candidate that fails Luhn may drop up to two stray groups at either end to find one.
+_CARD_LAYOUTS = frozenset(
+    {(4, 4, 4, 4), (4, 4, 4, 4, 1), (4, 4, 4, 4, 2), (4, 4, 4, 4, 3), (4, 6, 5), (4, 6, 4), (4, 4, 5),
+     (4, 4, 4, 1), (4, 4, 4, 2), (4, 4, 4, 3)}
+)  # fmt: skip
+_CARD_STRAY_GROUPS = 2
+# A number glued to letters inside a hex token ("deadbeef4111...") is part of an id or a hash.
+_HEX_CHARS = frozenset("0123456789abcdefABCDEF")
+_GLUE_WINDOW = 64
 
 _IBAN = re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]){11,30}")
+# People type IBANs in lower case too; in lower case only countries of the registry count,
+# so running text ("at12 ...") does not get checked as one.
+_IBAN_LOWER = re.compile(r"[a-z](?<![A-Za-z0-9][a-z])[a-z]\d{2}(?: ?[a-z0-9]){11,30}")
 
 _IPV4 = re.compile(r"\d(?<![\w.]\d)\d{0,2}(?:\.\d{1,3}){3}(?!\.?\d)(?!\w)")
 # IPv6 candidates are found from a cheap literal-led scout (":db8:", "::") and matched
@@ -110,14 +136,18 @@ _IBAN_LENGTHS = {
 }  # fmt: skip
 
 
+# Luhn: every second digit from the right is doubled, and a doubled digit over 9 loses 9.
+_LUHN_DOUBLED = str.maketrans("0123456789", "0246813579")
+
+
 def luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
+    backwards = digits[::-1]
+    total = sum(map(int, backwards[0::2])) + sum(map(int, backwards[1::2].translate(_LUHN_DOUBLED)))
     return total % 10 == 0
+
+
+# ISO 13616 / ISO 7064: letters count as 10..35.
+_IBAN_NUMBERS = {ord(ch): str(10 + i) for i, ch in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZ")}
 
 
 def iban_ok(compact: str) -> bool:
@@ -125,42 +155,120 @@ def iban_ok(compact: str) -> bool:
     expected = _IBAN_LENGTHS.get(compact[:2])
     if expected is not None and len(compact) != expected:
         return False
-    rearranged = compact[4:] + compact[:4]
-    return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
+    rearranged = (compact[4:] + compact[:4]).translate(_IBAN_NUMBERS)
+    return rearranged.isdigit() and int(rearranged) % 97 == 1
+
+
+def _is_local_char(ch: str) -> bool:
+    return ch.isalnum() or ch in _EMAIL_LOCAL_PUNCT
 
 
 def _emails(text: str) -> Iterator[tuple[int, int, str]]:
     at = text.find("@")
     while at != -1:
-        local = _EMAIL_LOCAL.search(text, max(0, at - 65), at)
-        domain = _EMAIL_DOMAIN.match(text, at + 1)
-        if local and domain and not (local.start() and _EMAIL_LOCAL_CHAR.match(text, local.start() - 1)):
-            yield local.start(), domain.end(), text[local.start() : domain.end()].lower()
+        # Walk back over the local part: at most 64 characters, whatever precedes them.
+        start, stop = at, max(0, at - _EMAIL_LOCAL_MAX)
+        while start > stop and _is_local_char(text[start - 1]):
+            start -= 1
+        too_long = start == stop and start > 0 and _is_local_char(text[start - 1])
+        # Quotes and dots around a word are punctuation, not the address: 'bob@x.org'.
+        while start < at and text[start] in "'.":
+            start += 1
+        domain = None if too_long or start == at else _EMAIL_DOMAIN.match(text, at + 1)
+        if domain is not None:
+            yield start, domain.end(), text[start : domain.end()].lower()
             at = text.find("@", domain.end())
         else:
             at = text.find("@", at + 1)
 
 
+def _card_ok(digits: str) -> bool:
+    # Issuer numbers start with 2-6; this keeps millisecond/nanosecond timestamps and
+    # most counters (leading 1) out even when they happen to pass Luhn.
+    return 13 <= len(digits) <= 19 and "2" <= digits[0] <= "6" and luhn_ok(digits)
+
+
+def _card_in(raw: str) -> tuple[int, int, str] | None:
+    """The card number in a candidate, as (start, end, digits) within it."""
+    if raw.isdigit():
+        return (0, len(raw), raw) if _card_ok(raw) else None
+    digits = _NOT_DIGIT.sub("", raw)
+    dotted = "." in raw
+    # Layouts have 3-5 groups, so only 4-9 groups can hold one after dropping stray ones.
+    trimmable = 4 <= len(raw) - len(digits) + 1 <= 5 + 2 * _CARD_STRAY_GROUPS
+    if not dotted and not trimmable:
+        return (0, len(raw), digits) if _card_ok(digits) else None
+    groups = [(m.start(), m.end()) for m in _DIGIT_RUN.finditer(raw)]
+    separators = {raw[end] for _, end in groups[:-1]}
+    layout = tuple(end - start for start, end in groups)
+    if dotted and (len(separators) > 1 or layout not in _CARD_LAYOUTS):
+        return None
+    if _card_ok(digits):
+        return 0, len(raw), digits
+    # Grouped and failing: maybe a number before or after it was caught up ("12 4111 ...").
+    if len(separators) != 1 or not trimmable:
+        return None
+    for front in range(_CARD_STRAY_GROUPS + 1):
+        for back in range(_CARD_STRAY_GROUPS + 1):
+            if (front or back) and layout[front : len(layout) - back] in _CARD_LAYOUTS:
+                kept = groups[front : len(groups) - back]
+                digits = "".join(raw[start:end] for start, end in kept)
+                if _card_ok(digits):
+                    return kept[0][0], kept[-1][1], digits
+    return None
+
+
+_HEX_RUN = re.compile(r"[0-9A-Fa-f]*")
+
+
+def _in_hex_token(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] sits inside a token of hex characters only (an id, a digest),
+    looking at most _GLUE_WINDOW characters either side so a long token costs no more."""
+    before = text[max(0, start - _GLUE_WINDOW) : start][::-1]
+    left = _HEX_RUN.match(before).end()  # type: ignore[union-attr]
+    if left < len(before) and before[left].isalnum():
+        return False
+    right = _HEX_RUN.match(text, end, end + _GLUE_WINDOW).end()  # type: ignore[union-attr]
+    return not (right < len(text) and right < end + _GLUE_WINDOW and text[right].isalnum())
+
+
 def _cards(text: str) -> Iterator[tuple[int, int, str]]:
     for m in _CARD.finditer(text):
-        digits = _NOT_DIGIT.sub("", m.group())
-        # Issuer numbers start with 2-6; this keeps millisecond/nanosecond timestamps and
-        # most counters (leading 1) out even when they happen to pass Luhn.
-        if "2" <= digits[0] <= "6" and luhn_ok(digits):
-            yield m.start(), m.end(), digits
+        found = _card_in(m.group())
+        if found is None:
+            continue
+        start, end = m.start() + found[0], m.start() + found[1]
+        glued = (start and text[start - 1].isalpha()) or (end < len(text) and text[end].isalpha())
+        if glued and _in_hex_token(text, start, end):
+            continue
+        yield start, end, found[2]
 
 
 def _ibans(text: str) -> Iterator[tuple[int, int, str | None]]:
     # An IBAN-shaped text that fails the check is claimed with value None: its digits are
     # a mistyped account number or a reference, not a card or phone number.
-    for m in _IBAN.finditer(text):
+    yield from _iban_matches(text, _IBAN, claim_failures=True)
+
+
+def _lowercase_ibans(text: str) -> Iterator[tuple[int, int, str | None]]:
+    yield from _iban_matches(text, _IBAN_LOWER, claim_failures=False)
+
+
+def _iban_matches(
+    text: str, pattern: re.Pattern[str], *, claim_failures: bool
+) -> Iterator[tuple[int, int, str | None]]:
+    for m in pattern.finditer(text):
         raw = m.group()
-        compact = raw.replace(" ", "")
+        compact = raw.replace(" ", "").upper()
+        known = _IBAN_LENGTHS.get(compact[:2])
+        if known is None and not claim_failures:
+            continue
         # The pattern is greedy and may run into the next word ("... 00 2024"); cut it to
         # the country's length and require the cut to fall on a word boundary.
-        length = _IBAN_LENGTHS.get(compact[:2], len(compact))
+        length = known or len(compact)
         if len(compact) < length:
-            yield m.start(), m.end(), None
+            if claim_failures:
+                yield m.start(), m.end(), None
             continue
         end, seen = 0, 0
         while seen < length:
@@ -170,18 +278,18 @@ def _ibans(text: str) -> Iterator[tuple[int, int, str | None]]:
         stop = m.start() + end
         compact = compact[:length]
         if (stop < len(text) and text[stop].isalnum()) or not iban_ok(compact):
-            yield m.start(), stop, None
+            if claim_failures:
+                yield m.start(), stop, None
         else:
             yield m.start(), stop, compact
 
 
 def _ipv4s(text: str) -> Iterator[tuple[int, int, str]]:
     for m in _IPV4.finditer(text):
-        try:
-            ip = ipaddress.IPv4Address(m.group())
-        except ValueError:
-            continue
-        yield m.start(), m.end(), str(ip)
+        # What ipaddress.IPv4Address accepts (octets <= 255, no leading zeros), far cheaper.
+        raw = m.group()
+        if all(int(part) <= 255 and (len(part) == 1 or part[0] != "0") for part in raw.split(".")):
+            yield m.start(), m.end(), raw
 
 
 def _ipv6s(text: str) -> Iterator[tuple[int, int, str]]:
@@ -207,12 +315,15 @@ def _ipv6s(text: str) -> Iterator[tuple[int, int, str]]:
         yield m.start(), m.end(), str(ip)
 
 
-def _phones(text: str) -> Iterator[tuple[int, int, str]]:
+def _international_phones(text: str) -> Iterator[tuple[int, int, str]]:
     for m in _PHONE_INTL.finditer(text):
         digits = _NOT_DIGIT.sub("", m.group())
         # E.164 allows at most 15 digits; fewer than 9 is a signed quantity ("+1500000").
         if 9 <= len(digits) <= 15:
             yield m.start(), m.end(), "+" + digits
+
+
+def _national_phones(text: str) -> Iterator[tuple[int, int, str]]:
     for m in _PHONE_NATIONAL.finditer(text):
         raw = m.group()
         digits = _NOT_DIGIT.sub("", raw)
@@ -230,10 +341,15 @@ class _Detector:
 # an IBAN or an IP address never come out a second time as a card or a phone number.
 _EMAIL_D = _Detector("email", _emails)
 _IBAN_D = _Detector("iban", _ibans)
+_IBAN_LOWER_D = _Detector("iban", _lowercase_ibans)
 _CARD_D = _Detector("card", _cards)
 _IPV6_D = _Detector("ip", _ipv6s)
 _IPV4_D = _Detector("ip", _ipv4s)
-_PHONE_D = _Detector("phone", _phones)
+_PHONE_INTL_D = _Detector("phone", _international_phones)
+_PHONE_NATIONAL_D = _Detector("phone", _national_phones)
+
+# No detector can match a text without one of these (IPv6 needs ':'; the rest '@' or digits).
+_MAY_HOLD_PII = re.compile(r"[@:\d]")
 
 
 def _detectors_for(text: str) -> list[_Detector]:
@@ -243,24 +359,44 @@ def _detectors_for(text: str) -> list[_Detector]:
         out.append(_EMAIL_D)
     digits = sum(map(text.count, _DIGIT_CHARS))
     if digits >= 7:
-        out += (_IBAN_D, _CARD_D)
+        out += (_IBAN_D, _IBAN_LOWER_D, _CARD_D)
     if text.count(":") >= 2:
         out.append(_IPV6_D)
     if digits >= 4 and text.count(".") >= 3:
         out.append(_IPV4_D)
     if digits >= 9:
-        out.append(_PHONE_D)
+        out += (_PHONE_INTL_D, _PHONE_NATIONAL_D)
+    return out
+
+
+Finding = tuple[int, int, Kind, str | None]
+
+
+def _merge(claimed: list[Finding], found: Iterable[tuple[int, int, str | None]], kind: Kind) -> list[Finding]:
+    """`claimed` (sorted, non-overlapping) plus each new finding that overlaps nothing before
+    it, in one sweep: the cost is linear in the findings, however many a text holds."""
+    out: list[Finding] = []
+    i, n = 0, len(claimed)
+    # Detectors yield in text order; sorting an ordered list is linear and makes sure of it.
+    for start, end, value in sorted(found, key=lambda f: f[0]):
+        while i < n and claimed[i][1] <= start:
+            out.append(claimed[i])
+            i += 1
+        if (i < n and claimed[i][0] < end) or (out and out[-1][1] > start):
+            continue
+        out.append((start, end, kind, value))
+    out.extend(claimed[i:])
     return out
 
 
 def find_pii(text: str) -> list[tuple[int, int, Kind, str]]:
     """Non-overlapping findings as (start, end, kind, normalised value), in text order."""
-    claimed: list[tuple[int, int, Kind, str | None]] = []
+    if not _MAY_HOLD_PII.search(text):
+        return []
+    claimed: list[Finding] = []
     for detector in _detectors_for(text):
-        for start, end, value in detector.find(text):
-            if not any(start < e and s < end for s, e, _, _ in claimed):
-                claimed.append((start, end, detector.kind, value))
-    return sorted((s, e, k, v) for s, e, k, v in claimed if v is not None)
+        claimed = _merge(claimed, detector.find(text), detector.kind)
+    return [(s, e, k, v) for s, e, k, v in claimed if v is not None]
 
 
 # ---------------------------------------------------------------------------------------
@@ -296,10 +432,15 @@ class Redactor:
             return Redaction(text)
         parts: list[str] = []
         counts: dict[str, int] = {}
+        # A hostile text repeats one value thousands of times: one HMAC per distinct value.
+        tokens: dict[tuple[Kind, str], str] = {}
         pos = 0
         for start, end, kind, value in found:
             parts.append(text[pos:start])
-            parts.append(self.token(kind, value))
+            token = tokens.get((kind, value))
+            if token is None:
+                token = tokens[(kind, value)] = self.token(kind, value)
+            parts.append(token)
             counts[kind] = counts.get(kind, 0) + 1
             pos = end
         parts.append(text[pos:])
@@ -338,6 +479,26 @@ class PiiPolicy:
     def for_app(self, app_id: str) -> Redactor:
         return self._redactors[self.per_app.get(app_id, self.default_mode)]  # type: ignore[attr-defined]
 
+    def redact(self, app_id: str, text: str) -> Redaction:
+        """`text` redacted in `app_id`'s mode, with the count of each kind found."""
+        return self.for_app(app_id).redact(text)
+
+    @overload
+    def redact_text(self, app_id: str, text: str, *, max_length: int | None = None) -> str: ...
+    @overload
+    def redact_text(self, app_id: str, text: None, *, max_length: int | None = None) -> None: ...
+
+    def redact_text(self, app_id: str, text: str | None, *, max_length: int | None = None) -> str | None:
+        """`text` as it may be stored for `app_id`: every PII value replaced the way ingest
+        replaces it. Call it on any free text an end user or reviewer wrote (thumbs comments,
+        reviewer notes, corrected answers) before producing or storing it. None stays None.
+        `max_length` cuts the result to a field's limit (hash tokens are longer than some
+        values they replace); cutting a token reveals nothing."""
+        if text is None:
+            return None
+        redacted = self.for_app(app_id).redact(text).text
+        return redacted if max_length is None else _fit(redacted, max_length)
+
     @classmethod
     def from_settings(cls, mode: str, app_modes: str, secret: str) -> PiiPolicy:
         """From the settings strings; app_modes is "app1=off,app2=hash" (blank: none)."""
@@ -369,8 +530,11 @@ def _fit(text: str, limit: int) -> str:
 def redact_call(call: LlmCall, redactor: Redactor) -> tuple[LlmCall, int]:
     """A copy of `call` with every free-text field redacted, and the number of redactions.
 
-    Covers prompt, each input message's content, output, error, context items, reference
-    and metadata values. The call passed in is not modified.
+    Covers prompt, output, error, reference, each context item, each input message's
+    content, name and role, tags, metadata keys and values, provider, and trace/span ids
+    (free text on /v1/events; hex ids pass untouched as no detector matches them).
+    Identifiers (app_id, model, environment, versions) are restricted to a character set
+    at intake and left as they are. The call passed in is not modified.
     """
     if redactor.mode == "off":
         return call.model_copy(), 0
@@ -385,21 +549,26 @@ def redact_call(call: LlmCall, redactor: Redactor) -> tuple[LlmCall, int]:
         return _fit(result.text, limit)
 
     update: dict[str, object] = {}
-    for name in ("prompt", "output", "error", "reference"):
+    for name, limit in _TEXT_FIELDS:
         value = getattr(call, name)
         if value:
-            cleaned = clean(value)
+            cleaned = clean(value, limit)
             if cleaned is not value:
                 update[name] = cleaned
     if call.input:
         messages = []
         changed = False
         for message in call.input:
-            if message.content:
-                cleaned = clean(message.content)
-                if cleaned is not message.content:
-                    message = message.model_copy(update={"content": cleaned})
-                    changed = True
+            fields = {}
+            for name, limit in _MESSAGE_FIELDS:
+                value = getattr(message, name)
+                if value:
+                    cleaned = clean(value, limit)
+                    if cleaned is not value:
+                        fields[name] = cleaned
+            if fields:
+                message = message.model_copy(update=fields)
+                changed = True
             messages.append(message)
         if changed:
             update["input"] = messages
@@ -407,8 +576,36 @@ def redact_call(call: LlmCall, redactor: Redactor) -> tuple[LlmCall, int]:
         context = [clean(item) for item in call.context]
         if any(a is not b for a, b in zip(context, call.context, strict=True)):
             update["context"] = context
+    if call.tags:
+        tags = [clean(tag, _SHORT_TEXT_MAX) for tag in call.tags]
+        if any(a is not b for a, b in zip(tags, call.tags, strict=True)):
+            update["tags"] = tags
     if call.metadata:
-        metadata = {k: clean(v, _SHORT_TEXT_MAX) for k, v in call.metadata.items()}
-        if any(metadata[k] is not v for k, v in call.metadata.items()):
+        metadata: dict[str, str] = {}
+        changed = False
+        for key, value in call.metadata.items():
+            clean_key, clean_value = clean(key, _SHORT_TEXT_MAX), clean(value, _SHORT_TEXT_MAX)
+            changed = changed or clean_key is not key or clean_value is not value
+            metadata[_unused_key(clean_key, metadata)] = clean_value
+        if changed:
             update["metadata"] = metadata
     return call.model_copy(update=update), total
+
+
+# (field, limit of events.LlmCall) for the text fields redact_call cleans one by one.
+_TEXT_FIELDS = (
+    ("prompt", _LONG_TEXT_MAX), ("output", _LONG_TEXT_MAX), ("error", _LONG_TEXT_MAX),
+    ("reference", _LONG_TEXT_MAX), ("provider", 64), ("trace_id", 64), ("span_id", 32),
+)  # fmt: skip
+_MESSAGE_FIELDS = (("content", _LONG_TEXT_MAX), ("name", _SHORT_TEXT_MAX), ("role", 64))
+
+
+def _unused_key(key: str, taken: dict[str, str]) -> str:
+    """Two keys that redact alike ("alice@x.org", "bob@x.org" -> "[EMAIL]") both keep their
+    value: the later one gets "#2", "#3"... (at most 256 keys, so this stays cheap)."""
+    if key not in taken:
+        return key
+    n = 2
+    while (candidate := f"{_fit(key, _SHORT_TEXT_MAX - 6)}#{n}") in taken:
+        n += 1
+    return candidate

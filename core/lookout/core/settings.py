@@ -16,52 +16,60 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOOKOUT_", extra="ignore")
 
-    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated.")
+    kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers, comma separated.")
     kafka_idempotence: Literal["auto", "on", "off"] = Field(
-        "auto",
+        default="auto",
         description="Idempotent producer. auto: on, unless the broker rejects InitProducerId (Tansu), "
         "where event-id dedup in storage carries exactly-once.",
     )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        "PLAINTEXT", description="Kafka security protocol."
+        default="PLAINTEXT", description="Kafka security protocol."
     )
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
-        None, description="SASL mechanism when the protocol is SASL_*."
+        default=None, description="SASL mechanism when the protocol is SASL_*."
     )
-    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
-    kafka_sasl_password: str | None = Field(None, description="SASL password.")
-    kafka_ssl_cafile: str | None = Field(None, description="CA bundle (PEM) that signed the brokers' certificates.")
-    kafka_ssl_certfile: str | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
-    kafka_ssl_keyfile: str | None = Field(None, description="Client key (PEM) for mutual TLS.")
+    kafka_sasl_username: str | None = Field(default=None, description="SASL user name.")
+    kafka_sasl_password: str | None = Field(default=None, description="SASL password.")
+    kafka_ssl_cafile: str | None = Field(
+        default=None, description="CA bundle (PEM) that signed the brokers' certificates."
+    )
+    kafka_ssl_certfile: str | None = Field(default=None, description="Client certificate (PEM) for mutual TLS.")
+    kafka_ssl_keyfile: str | None = Field(default=None, description="Client key (PEM) for mutual TLS.")
     topic_prefix: str = Field(
-        "", pattern=r"^[A-Za-z0-9._-]*$",
+        default="",
+        pattern=r"^[A-Za-z0-9._-]*$",
         description="Prefix for every topic name (several Lookout installs on one cluster; tests).",
     )
     kafka_session_timeout_ms: int = Field(
-        10_000, ge=1000, description="Consumer group session timeout (heartbeats every third of it). Tansu makes a "
+        default=10_000,
+        ge=1000,
+        description="Consumer group session timeout (heartbeats every third of it). Tansu makes a "
         "joining member wait about half of it.",
     )
-    kafka_topic_partitions: int = Field(6, ge=1, description="Partitions for topics Lookout creates.")
-    kafka_topic_replication: int = Field(1, ge=1, description="Replication factor for topics Lookout creates.")
+    kafka_topic_partitions: int = Field(default=6, ge=1, description="Partitions for topics Lookout creates.")
+    kafka_topic_replication: int = Field(default=1, ge=1, description="Replication factor for topics Lookout creates.")
 
     clickhouse_dsn: str = Field(
-        "chdb://.lookout/chdb",
+        default="chdb://.lookout/chdb",
         description="chdb:///path for embedded ClickHouse, or http(s)://user:pass@host:port for a server.",
     )
-    clickhouse_database: str = Field("lookout", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="ClickHouse database.")
-    clickhouse_ca_cert: str | None = Field(
-        None, description="CA bundle for https ClickHouse ('certifi' for the public roots)."
+    clickhouse_database: str = Field(
+        default="lookout", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="ClickHouse database."
     )
-    clickhouse_verify: bool = Field(True, description="Verify the ClickHouse server certificate over https.")
-    retention_days: int = Field(90, ge=1, description="TTL in days for stored rows (applied by migrations).")
+    clickhouse_ca_cert: str | None = Field(
+        default=None, description="CA bundle for https ClickHouse ('certifi' for the public roots)."
+    )
+    clickhouse_verify: bool = Field(default=True, description="Verify the ClickHouse server certificate over https.")
+    retention_days: int = Field(default=90, ge=1, description="TTL in days for stored rows (applied by migrations).")
 
     max_request_body_bytes: int = Field(
-        1 << 20, ge=1024,
+        default=1 << 20,
+        ge=1024,
         description="Largest request body of every HTTP route without a limit of its own (ingest's /v1/events and "
         "/v1/traces take LOOKOUT_MAX_BODY_BYTES); larger ones get 413 before authentication or parsing.",
     )
 
-    log_level: str = Field("INFO", description="Python log level.")
+    log_level: str = Field(default="INFO", description="Python log level.")
 
 
 class ServerSettings(BaseSettings):

@@ -47,6 +47,16 @@ def test_a_mixed_batch_accepts_the_good_and_names_each_bad_field(stack):
     assert [(x["index"], x["field"]) for x in body["rejected"]] == [(1, "latency_ms"), (2, "event_id")]
 
 
+def test_an_identifier_that_could_break_out_of_panel_sql_is_rejected_naming_the_field(stack):
+    hostile = {**llm_call("contract"), "model": "x' OR '1'='1"}
+    r = post(stack, events(llm_call("contract"), hostile))
+    assert r.status_code == 200
+    body = r.json()
+    assert body["accepted"] == 1
+    assert [(x["index"], x["field"]) for x in body["rejected"]] == [(1, "model")]
+    assert "may hold only ASCII letters, digits and . _ : / @ + -" in body["rejected"][0]["message"]
+
+
 @pytest.mark.parametrize(
     ("body", "headers", "status", "field"),
     [

@@ -74,3 +74,20 @@ def test_gzip_bodies_decode_and_bombs_and_garbage_are_refused():
     with pytest.raises(IntakeError) as err:
         gunzip(gzip.compress(body)[:-12], 1 << 20)
     assert err.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("model", "gpt-4o') OR 1=1 --"),
+        ("environment", "prod\\"),
+        ("prompt_version", "v1 ${__user.login}"),
+        ("model_version", 'x"y'),
+        ("app_id", "shop'"),
+    ],
+)
+def test_identifiers_outside_the_character_set_are_rejected_naming_the_field(field, value):
+    accepted, rejected = validate_events({"events": [EVENT, {**EVENT, field: value}]}, max_events=10)
+    assert [i for i, _ in accepted] == [0]
+    assert [(r.index, r.field) for r in rejected] == [(1, field)]
+    assert "may hold only" in rejected[0].message

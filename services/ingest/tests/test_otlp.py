@@ -375,7 +375,29 @@ def test_a_genai_span_with_an_invalid_app_id_is_rejected_with_the_field_and_the_
     result = convert_spans(good + bad)
     assert len(result.calls) == 1
     assert [(r["index"], r["field"]) for r in result.rejected] == [(1, "app_id")]
-    assert "pattern" in result.rejected[0]["message"]
+    assert "may hold only ASCII letters, digits and . _ : -" in result.rejected[0]["message"]
+
+
+@pytest.mark.parametrize(
+    "attributes, resource, field",
+    [
+        ({**BASE, "gen_ai.request.model": "gpt-4o' OR '1'='1"}, {"service.name": "a"}, "model"),
+        ({**BASE, "gen_ai.response.model": "gpt-4o\\x"}, {"service.name": "a"}, "model"),
+        ({**BASE, "lookout.prompt_version": "v1--"}, {"service.name": "a"}, "prompt_version"),
+        (BASE, {"service.name": "a", "deployment.environment.name": "prod eu"}, "environment"),
+    ],
+)
+def test_identifiers_over_otlp_follow_the_same_character_rule_as_events(attributes, resource, field):
+    result = convert_spans(record(lambda tracer: finish(chat(tracer, attributes)), resource))
+    assert result.calls == []
+    assert [r["field"] for r in result.rejected] == [field]
+    assert "may hold only" in result.rejected[0]["message"]
+
+
+def test_real_model_names_over_otlp_are_kept_as_they_are():
+    model = "meta-llama/Llama-3.1-8B-Instruct"
+    spans = record(lambda tracer: finish(chat(tracer, {**BASE, "gen_ai.request.model": model})), {"service.name": "a"})
+    assert only_call(spans).model == model
 
 
 def test_a_span_with_no_app_anywhere_is_rejected_with_a_hint():

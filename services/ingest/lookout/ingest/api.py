@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from dataclasses import dataclass
@@ -18,11 +19,12 @@ from prometheus_client import Counter
 from lookout.core.api_errors import ApiError, bearer_key, require
 from lookout.core.auth import ApiKey, ApiKeyStore
 
-from . import intake, otlp, reads
+from . import otlp, prepare, reads
 from .enrich import Enricher
 from .otlp import response as otlp_response
-from .publisher import EventPublisher, Unavailable, encode_scores, encode_steps
+from .publisher import EventPublisher, Unavailable
 from .settings import IngestSettings
+from .workers import Busy, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ class IngestContext:
     enricher: Enricher | None = None
     keys: ApiKeyStore | None = None
     clickhouse: Client | None = None
+    workers: WorkerPool | None = None
     # OTLP's trace steps (llm.spans) and client evaluations (llm.scores).
     step_publisher: EventPublisher | None = None
     score_publisher: EventPublisher | None = None
@@ -79,63 +82,55 @@ def build_router(ctx: IngestContext) -> APIRouter:
     async def api_key(authorization: Annotated[str | None, Header()] = None) -> ApiKey:
         return await bearer_key(ctx.keys, authorization)
 
-    async def publish(route: str, accepted: list, key: ApiKey) -> int:
-        calls = []
-        for _, call in accepted:
-            require(key, "ingest", call.app_id)
-            call, redactions = ctx.enricher(call)
-            REDACTED.inc(redactions)
-            calls.append(call)
-        if calls:
+    async def prepared(step, *args, key: ApiKey, **kwargs) -> prepare.Prepared:
+        # Decoding, validation and redaction are CPU work: on a worker thread, never the loop.
+        work = functools.partial(step, *args, key=key, enricher=ctx.enricher, **kwargs)
+        try:
+            return await ctx.workers.run(key.key_id, work)
+        except Busy as exc:
+            raise ApiError(
+                429, f"{exc}; retry later", headers={"Retry-After": str(ctx.settings.retry_after_s)}
+            ) from None
+
+    async def publish(route: str, ready: prepare.Prepared) -> int:
+        REDACTED.inc(ready.redactions)
+        if ready.calls:
             try:
-                await ctx.publisher.publish(calls)
+                await ctx.publisher.publish_records(ready.records)
             except Unavailable as exc:
                 raise ApiError(
                     503, f"{exc}; retry later", headers={"Retry-After": str(ctx.settings.retry_after_s)}
                 ) from None
-        ACCEPTED.labels(route).inc(len(calls))
-        return len(calls)
-
-    async def publish_others(result: otlp.OtlpResult) -> None:
-        """The trace steps and client evaluations of an OTLP export, after its calls."""
-        steps, scores, redactions = [], [], 0
-        for step in result.trace_spans:
-            step, n = ctx.enricher.step(step)
-            steps.append(step)
-            redactions += n
-        for score in result.scores:
-            score, n = ctx.enricher.score(score)
-            scores.append(score)
-            redactions += n
-        REDACTED.inc(redactions)
         try:
-            if steps:
-                await ctx.step_publisher.publish_records(encode_steps(steps))
-            if scores:
-                await ctx.score_publisher.publish_records(encode_scores(scores))
+            # OTLP's trace steps and client evaluations, after the calls they belong to.
+            if ready.step_records:
+                await ctx.step_publisher.publish_records(ready.step_records)
+            if ready.score_records:
+                await ctx.score_publisher.publish_records(ready.score_records)
         except Unavailable as exc:
             raise ApiError(
                 503, f"{exc}; retry later", headers={"Retry-After": str(ctx.settings.retry_after_s)}
             ) from None
+        ACCEPTED.labels(route).inc(len(ready.calls))
+        REJECTED.labels(route).inc(len(ready.rejected))
+        return len(ready.calls)
 
     @router.post("/v1/events", tags=["ingest"])
     async def post_events(request: Request, key: ApiKey = Depends(api_key)) -> dict:
         require(key, "ingest")
         settings = ctx.settings
-        try:
-            body = await _read_body(request, settings.max_body_bytes)
-            payload = intake.decode_body(
-                body,
-                request.headers.get("content-type"),
-                request.headers.get("content-encoding"),
-                max_bytes=settings.max_body_bytes,
-            )
-            accepted, rejected = intake.validate_events(payload, max_events=settings.max_batch_events)
-        except intake.IntakeError as exc:
-            raise ApiError(exc.status, exc.message, exc.field) from None
-        count = await publish("events", accepted, key)
-        REJECTED.labels("events").inc(len(rejected))
-        return {"accepted": count, "rejected": [r.as_dict() for r in rejected]}
+        body = await _read_body(request, settings.max_body_bytes)
+        ready = await prepared(
+            prepare.events,
+            body,
+            request.headers.get("content-type"),
+            request.headers.get("content-encoding"),
+            key=key,
+            max_bytes=settings.max_body_bytes,
+            max_events=settings.max_batch_events,
+        )
+        count = await publish("events", ready)
+        return {"accepted": count, "rejected": ready.rejected}
 
     @router.post("/v1/traces", tags=["ingest"])
     async def post_traces(request: Request, key: ApiKey = Depends(api_key)) -> Response:
@@ -143,30 +138,20 @@ def build_router(ctx: IngestContext) -> APIRouter:
         settings = ctx.settings
         body = await _read_body(request, settings.max_body_bytes)
         content_type = request.headers.get("content-type", "")
-        try:
-            if request.headers.get("content-encoding", "identity").lower() == "gzip":
-                body = intake.gunzip(body, settings.max_body_bytes)
-            decoded = otlp.decode_request(body, content_type)
-        except intake.IntakeError as exc:
-            raise ApiError(exc.status, exc.message) from None
-        except otlp.UnsupportedMediaType as exc:
-            raise ApiError(415, str(exc)) from None
-        except otlp.OtlpDecodeError as exc:
-            raise ApiError(400, str(exc)) from None
-        spans = otlp.span_count(decoded)
-        if spans > settings.max_spans_per_request:
-            # Refused before any span is converted: conversion is the per-span cost.
-            raise ApiError(413, f"{spans} spans in one request; the limit is {settings.max_spans_per_request} "
-                                "(LOOKOUT_MAX_SPANS_PER_REQUEST): send smaller batches", field="resourceSpans")
-        result = otlp.convert(decoded, default_app_id=None if key.app_id == "*" else key.app_id)
-        OTLP_IGNORED.inc(result.ignored)
-        for step in result.trace_spans:
-            require(key, "ingest", step.app_id)
-        await publish("traces", [(i, c) for i, c in enumerate(result.calls)], key)
-        await publish_others(result)
-        otlp.coverage.record(result.coverage)
-        REJECTED.labels("traces").inc(len(result.rejected))
-        return otlp_response.build(content_type, rejected=len(result.rejected), message=_summary(result.rejected))
+        ready = await prepared(
+            prepare.traces,
+            body,
+            content_type,
+            request.headers.get("content-encoding"),
+            key=key,
+            max_bytes=settings.max_body_bytes,
+            max_spans=settings.max_spans_per_request,
+        )
+        OTLP_IGNORED.inc(ready.ignored)
+        await publish("traces", ready)
+        if ready.coverage is not None:
+            otlp.coverage.record(ready.coverage)
+        return otlp_response.build(content_type, rejected=len(ready.rejected), message=_summary(ready.rejected))
 
     @router.get("/v1/calls/{event_id}", tags=["read"])
     async def get_call(

@@ -18,6 +18,7 @@ from .api import IngestContext, body_limits, build_router
 from .enrich import Enricher
 from .publisher import EventPublisher
 from .settings import IngestSettings
+from .workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class IngestService:
             migrations.apply(self.ctx.clickhouse, settings.retention_days)
         self.ctx.keys = ApiKeyStore(self.ctx.clickhouse)
         self.ctx.enricher = Enricher.from_settings(settings)
+        self.ctx.workers = WorkerPool(settings.work_threads, settings.work_threads_per_key, settings.work_queue_per_key)
         await kafka.ensure_topics(settings)
         self.producer = await kafka.start_producer(settings)
         self.ctx.publisher, self.ctx.step_publisher, self.ctx.score_publisher = (
@@ -49,6 +51,9 @@ class IngestService:
         )
 
     async def stop(self) -> None:
+        if self.ctx.workers is not None:
+            self.ctx.workers.close()
+            self.ctx.workers = None
         if self.producer is not None:
             await self.producer.stop()  # flushes what is still lingering
             self.producer = None

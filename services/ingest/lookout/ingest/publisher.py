@@ -40,7 +40,8 @@ class EventPublisher:
         await self.publish_records(encode(calls))
 
     async def publish_records(self, records: list[tuple[bytes, bytes]]) -> None:
-        """publish() of records already encoded as (Kafka key, value)."""
+        """publish() of calls already encoded (`encode`, on a worker thread: a big batch
+        costs tens of milliseconds to serialise, which the event loop must not spend)."""
         if self._inflight + len(records) > self._max_inflight:
             UNAVAILABLE.labels("queue_full").inc()
             raise Unavailable(f"send queue full ({self._inflight} events in flight)")
@@ -67,8 +68,11 @@ class EventPublisher:
         land where a plain keyed send would put them."""
         partitions = sorted(await self._producer.partitions_for(self._topic))
         by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+        partition_of: dict[bytes, int] = {}  # a batch holds few streams: murmur2 once per key
         for key, value in records:
-            partition = self._partitioner(key, partitions, partitions)
+            partition = partition_of.get(key)
+            if partition is None:
+                partition = partition_of[key] = self._partitioner(key, partitions, partitions)
             by_partition.setdefault(partition, []).append((key, value))
         futures = []
         for partition, items in by_partition.items():

@@ -25,7 +25,17 @@ class IngestSettings(CommonSettings):
         100_000, ge=1, description="Events being produced at once; beyond it requests get 503 + Retry-After."
     )
     produce_timeout_s: float = Field(10.0, gt=0, description="How long a request waits for Kafka acks before 503.")
-    retry_after_s: int = Field(2, ge=1, description="Retry-After seconds sent with a 503.")
+    retry_after_s: int = Field(2, ge=1, description="Retry-After seconds sent with a 503 or 429.")
+    work_threads: int = Field(
+        4, ge=1, description="Threads for each request's CPU work (decoding, validation, PII redaction, OTLP), "
+        "off the event loop."
+    )
+    work_threads_per_key: int = Field(
+        1, ge=1, description="Most of those threads one API key holds at once, so other keys always find one."
+    )
+    work_queue_per_key: int = Field(
+        32, ge=0, description="Requests of one key waiting for a thread; beyond it 429 + Retry-After."
+    )
     pii_mode: str = Field("mask", pattern="^(off|mask|hash)$", description="PII redaction: off, mask or hash.")
     pii_app_modes: str = Field("", description="Per-app PII modes, e.g. 'app1=off,app2=hash'.")
     pii_secret: str = Field(

@@ -51,6 +51,17 @@ class Sink:
         self.dlq_topic = topics.resolve(settings.topic_prefix, topics.DLQ)
 
     async def handle(self, records: list[ConsumerRecord]) -> None:
+        # Parsing and validating thousands of records is CPU work: off the event loop, which
+        # serves HTTP in the same process (`lookout up`, ingest's health checks).
+        pending, dead = await asyncio.to_thread(self._parse, records)
+        for slot in pending.values():
+            await asyncio.to_thread(self._store, slot, dead)
+        if dead:
+            send = self.producer.send
+            futures = [await send(self.dlq_topic, d.to_bytes(), key=d.source_topic.encode()) for d in dead]
+            await asyncio.gather(*futures)
+
+    def _parse(self, records: list[ConsumerRecord]) -> tuple[dict[str, _Pending], list[DeadLetter]]:
         pending: dict[str, _Pending] = {}
         dead: list[DeadLetter] = []
         for record in records:
@@ -65,12 +76,7 @@ class Sink:
             slot = pending.setdefault(spec.table, _Pending(spec))
             slot.rows.append(row)
             slot.records.append(record)
-        for slot in pending.values():
-            await asyncio.to_thread(self._store, slot, dead)
-        if dead:
-            send = self.producer.send
-            futures = [await send(self.dlq_topic, d.to_bytes(), key=d.source_topic.encode()) for d in dead]
-            await asyncio.gather(*futures)
+        return pending, dead
 
     def _dead_letter(self, record: ConsumerRecord, exc: Exception, out: list[DeadLetter]) -> None:
         base = topics.base_name(self.settings.topic_prefix, record.topic)

@@ -1,0 +1,140 @@
+"""A hostile body costs its sender, not everyone else: a megabyte of e-mail-like words is
+redacted on a worker thread while /healthz and other clients keep their answers coming."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import orjson
+import pytest
+
+from lookout.testing.stack import IngestStack, ingest_settings_for
+from tests.events import llm_call
+
+HOSTILE_ANSWER = "a@b.cc " * 142_000  # 994 KB (the field limit is 1 MB), every word a finding
+
+
+@pytest.fixture(scope="module")
+def stack(tansu_broker, chdb_path):
+    from lookout.core.settings import CommonSettings
+
+    common = CommonSettings(
+        kafka_bootstrap=tansu_broker.bootstrap, kafka_idempotence="off", topic_prefix="hostile.",
+        clickhouse_dsn=f"chdb://{chdb_path}", clickhouse_database="hostile", kafka_topic_partitions=1,
+    )
+    # One thread and one queued request per key: a flood of three at once meets the limit.
+    settings = ingest_settings_for(common).model_copy(update={"work_threads_per_key": 1, "work_queue_per_key": 1})
+    s = IngestStack(settings).start()
+    yield s
+    s.close()
+
+
+class HealthPoller:
+    """Polls /healthz every 100 ms on its own connection, recording how long each answer took."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.latencies: list[float] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=10) as client:
+            while not self._stop.is_set():
+                start = time.perf_counter()
+                try:
+                    status = client.get("/healthz").status_code
+                    if status != 200:
+                        self.failures.append(f"status {status}")
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+                self.latencies.append(time.perf_counter() - start)
+                self._stop.wait(max(0.0, 0.1 - (time.perf_counter() - start)))
+
+    def __enter__(self) -> HealthPoller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(15)
+
+
+def test_a_megabyte_of_addresses_is_redacted_while_healthz_keeps_answering(stack):
+    event = llm_call("hostile", output=HOSTILE_ANSWER)
+    body = orjson.dumps({"events": [event]})
+    assert len(body) > 990_000
+    with stack.http(timeout=120) as http, HealthPoller(stack.url) as poller:
+        time.sleep(0.5)  # a few polls before, to compare with
+        started = time.perf_counter()
+        r = http.post("/v1/events", content=body, headers={"Content-Type": "application/json"})
+        took = time.perf_counter() - started
+        time.sleep(0.3)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"accepted": 1, "rejected": []}
+    assert not poller.failures
+    assert len(poller.latencies) >= 5
+    slowest = max(poller.latencies)
+    assert slowest < 0.25, f"slowest /healthz took {slowest * 1000:.0f} ms while the body took {took:.1f} s"
+
+    stack.wait_for("SELECT count() FROM llm_calls WHERE event_id = {id:UUID}", 1, timeout=120, id=event["event_id"])
+    output, redactions = stack.client.query(
+        "SELECT output, pii_redactions FROM llm_calls WHERE event_id = {id:UUID}", parameters={"id": event["event_id"]}
+    ).result_rows[0]
+    assert "@" not in output and output.startswith("[EMAIL] [EMAIL] ")
+    assert redactions == 142_000
+
+
+def test_a_full_batch_at_the_body_limit_is_stored_while_healthz_keeps_answering(stack):
+    # 5 000 events with PII in each, ~9 MB: intake, redaction, produce and the sink's
+    # parsing of them all stay off the loop that answers /healthz.
+    text = "call +44 20 7946 0958 or write to x@example.com " * 26
+    events = [llm_call("batch", output=text) for _ in range(5000)]
+    body = orjson.dumps({"events": events})
+    assert 8_000_000 < len(body) < stack.settings.max_body_bytes
+    with stack.http(timeout=300) as http, HealthPoller(stack.url) as poller:
+        time.sleep(0.3)
+        r = http.post("/v1/events", content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 200 and r.json()["accepted"] == 5000, r.text
+        assert stack.wait_for_calls("batch", 5000, timeout=300) == 5000
+    assert not poller.failures
+    slowest = max(poller.latencies)
+    assert slowest < 0.25, f"slowest /healthz took {slowest * 1000:.0f} ms"
+    assert stack.client.query("SELECT countIf(position(output, '@') > 0) FROM llm_calls WHERE app_id = 'batch'"
+                              ).result_rows[0][0] == 0
+
+
+def test_other_clients_are_served_while_one_sends_hostile_bodies(stack):
+    hostile_body = orjson.dumps({"events": [llm_call("hostile", output=HOSTILE_ANSWER)]})
+    results: list[httpx.Response] = []
+
+    def flood() -> None:
+        with stack.http(timeout=120) as http:
+            for _ in range(3):
+                results.append(http.post("/v1/events", content=hostile_body,
+                                         headers={"Content-Type": "application/json"}))
+
+    _, other_key = stack.keys.create("normal", ["ingest"])
+    flooders = [threading.Thread(target=flood) for _ in range(3)]
+    for t in flooders:
+        t.start()
+    time.sleep(0.3)
+    latencies = []
+    with httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {other_key}"}, timeout=30) as http:
+        for i in range(10):
+            start = time.perf_counter()
+            r = http.post("/v1/events", json={"events": [llm_call("normal", i=i)]})
+            latencies.append(time.perf_counter() - start)
+            assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
+    for t in flooders:
+        t.join(300)
+    # The flood's own requests are answered too: done, or told to come back later.
+    statuses = [r.status_code for r in results]
+    assert len(statuses) == 9 and set(statuses) == {200, 429}, statuses
+    busy = next(r for r in results if r.status_code == 429)
+    assert busy.headers["Retry-After"] and "retry later" in busy.json()["error"]["message"]
+    # A normal call never waits for a hostile one to finish redacting (about a second each).
+    assert max(latencies) < 1.0, latencies
