@@ -169,7 +169,8 @@ def test_cached_prompt_tokens_are_priced_at_the_cached_input_price_and_the_rest_
          "cached_input_per_mtok": 0.5},
     ]})
     # 1000 prompt tokens of which 400 came from the cache, 100 answer tokens.
-    assert table.cost("openai", "m", 1000, 100, cache_read=400) == pytest.approx((600 * 2.0 + 400 * 0.5 + 100 * 8.0) / 1e6)
+    expected = (600 * 2.0 + 400 * 0.5 + 100 * 8.0) / 1e6
+    assert table.cost("openai", "m", 1000, 100, cache_read=400) == pytest.approx(expected)
     assert table.cost("openai", "m", 1000, 100) == pytest.approx((1000 * 2.0 + 100 * 8.0) / 1e6)
 
 
