@@ -3,7 +3,10 @@
 import runpy
 import sys
 
-BENCHES = ["bench.bench_pipeline", "bench.bench_sdk", "bench.bench_judge", "bench.bench_drift", "bench.bench_hostile"]
+BENCHES = [
+    "bench.bench_pipeline", "bench.bench_sdk", "bench.bench_judge", "bench.bench_toxicity", "bench.bench_drift",
+    "bench.bench_hostile",
+]
 
 for name in BENCHES:
     print(f"== {name}", flush=True)

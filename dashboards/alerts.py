@@ -184,8 +184,12 @@ RULES: tuple[AlertRule, ...] = (
         uid="lookout-thumbs-down",
         title="Thumbs-down surge",
         sql=(
-            # Each author's latest vote per call (feedback_latest), like the Thumbs-down panel.
-            "SELECT app_id, countIf(thumbs = -1) / count() AS value FROM feedback_latest "
+            # Each author's latest vote per call of each app, like the Thumbs-down panel (two
+            # apps' calls may share an event_id, so the vote's key includes the app).
+            "SELECT app_id, countIf(thumbs = -1) / count() AS value FROM ("
+            "SELECT f.app_id AS app_id, max(f.ts) AS ts, argMax(f.thumbs, (f.ts, f.feedback_id)) AS thumbs "
+            "FROM feedback AS f WHERE (f.app_id, f.event_id) IN (SELECT app_id, event_id FROM feedback "
+            "WHERE $__timeFilter(ts)) GROUP BY f.app_id, f.event_id, f.source, f.author) "
             "WHERE $__timeFilter(ts) AND thumbs IS NOT NULL GROUP BY app_id "
             "HAVING count() >= {min_votes}"
         ),

@@ -7,14 +7,17 @@ Grafana runs three passes, in this order, and so does `expand`:
 2. Template variables (Grafana's template service with the plugin's formatter): `$var`,
    `${var}` and `${var:format}`. A multi-value list renders as `'a','b'` (the plugin's
    default, unescaped) or with a named format (`singlequote` escapes `'` as `\\'`,
-   `sqlstring` doubles it); a single value renders raw. Names that are not variables stay,
-   which is how `$__timeFilter` survives to the next pass.
+   `sqlstring` doubles it, neither escapes a backslash; `percentencode` is RFC 3986
+   percent-encoding of the value, a list as `{a,b}` first); a single value renders raw.
+   Names that are not variables stay, which is how `$__timeFilter` survives to the next pass.
 3. The plugin's backend macros (sqlds): `$__name` at a word boundary, with an optional
    argument list split on top-level commas: fromTime, toTime, timeFilter, dateFilter,
    dateTimeFilter/dt, timeInterval, interval_s and their _ms forms.
 
 `expand_parameterized` runs the same passes but renders variable values as ClickHouse query
-parameters ({v_app:Array(String)}), so values from an HTTP request never become SQL text.
+parameters, so values from an HTTP request never become SQL text: a quoted
+`'${app:percentencode}'` becomes `{v_app:String}` holding the very text Grafana would have
+put between the quotes, so the panel's own decoding runs on it unchanged.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
+from urllib.parse import quote_from_bytes
 
 
 class MacroError(ValueError):
@@ -61,6 +65,7 @@ class QueryContext:
 # ---- pass 1: $__conditionalAll -------------------------------------------------------
 
 _CONDITIONAL_ALL = "$__conditionalAll("
+_JS_REPLACEMENT = re.compile(r"\$[$&`'0-9<]")
 _VAR_IN_ARG = re.compile(r"(?<=\$\{)\w+(?=\})|(?<=\$)\w+")
 
 
@@ -110,6 +115,10 @@ def _apply_conditional_all(sql: str, variables: Mapping[str, VarValue]) -> str:
         if name not in variables:
             raise MacroError(f"unknown template variable {name!r}")
         phrase = "1=1" if _is_all(variables[name]) else condition
+        if _JS_REPLACEMENT.search(phrase):
+            # The plugin splices the phrase in with String.prototype.replace, which reads these
+            # as replacement patterns: the query Grafana sent would not be this text.
+            raise MacroError(f"$__conditionalAll condition holds a JS replacement pattern: {phrase[:60]!r}")
         sql = sql[:at] + phrase + sql[end:]
         at = sql.rfind(_CONDITIONAL_ALL)
     return sql
@@ -132,10 +141,34 @@ def _substitute(sql: str, variables: Mapping[str, VarValue], render: Renderer) -
     return _TEMPLATE_VAR.sub(one, sql)
 
 
+def _js_string(value: str | float | int) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # JavaScript prints 100.0 as 100
+    return str(value)
+
+
+def percent_encode(value: VarValue) -> str:
+    """Grafana's `percentencode` format: encodeURIComponent with !'()* escaped too, so the
+    text holds only A-Z a-z 0-9 - _ . ~ and %XX; a list is encoded as `{a,b}`."""
+    if value is ALL:
+        raise MacroError("percentencode of All: keep All inside $__conditionalAll")
+    if isinstance(value, str | int | float):
+        text = _js_string(value)
+    else:
+        text = "{" + ",".join(_js_string(v) for v in value) + "}"
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate: encodeURIComponent throws URIError
+        raise MacroError(f"value cannot be percent-encoded: {exc.reason}") from None
+    return quote_from_bytes(data, safe="")
+
+
 def _text_value(name: str, fmt: str | None, value: VarValue) -> str:
     if value is ALL:
         # Grafana would list every option here; the panels keep All inside $__conditionalAll.
         raise MacroError(f"variable {name!r} is All outside $__conditionalAll; pass its values")
+    if fmt == "percentencode":
+        return percent_encode(value)
     if isinstance(value, int | float):
         return repr(value)
     values = [value] if isinstance(value, str) else list(value)
@@ -266,14 +299,26 @@ def _param_type(name: str, value: VarValue) -> str:
     return "Array(String)"
 
 
+_QUOTED_PERCENT = re.compile(r"'\$\{(\w+):percentencode\}'")
+
+
 def expand_parameterized(sql: str, ctx: QueryContext) -> tuple[str, dict[str, object]]:
     """Like `expand`, but each variable becomes a ClickHouse query parameter.
 
-    `col IN (${app:singlequote})` turns into `col IN ({v_app:Array(String)})`, which
-    ClickHouse reads as membership in the array: the same rows as the text form, without
-    ever parsing a value as SQL.
+    `'${app:percentencode}'` turns into `{v_app:String}` with the percent-encoded text as
+    its value, the same string the text form has between its quotes. Other references
+    become typed parameters: `col IN (${app:singlequote})` turns into
+    `col IN ({v_app:Array(String)})`. Either way no value is ever parsed as SQL.
     """
     params: dict[str, object] = {}
+
+    def encoded(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in ctx.variables:
+            return m.group(0)
+        key = f"v_{name}"
+        params[key] = percent_encode(ctx.variables[name])
+        return "{" + key + ":String}"
 
     def render(name: str, fmt: str | None, value: VarValue) -> str:
         if value is ALL:
@@ -286,6 +331,7 @@ def expand_parameterized(sql: str, ctx: QueryContext) -> tuple[str, dict[str, ob
         return "{" + key + ":" + _param_type(name, value) + "}"
 
     sql = _apply_conditional_all(sql, ctx.variables)
+    sql = _QUOTED_PERCENT.sub(encoded, sql)
     sql = _substitute(sql, ctx.variables, render)
     return _apply_plugin_macros(sql, ctx), params
 

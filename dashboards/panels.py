@@ -6,6 +6,17 @@ $__conditionalAll(...)) and the dashboard's template variables ${app}, ${model},
 ${environment} (multi-value, with All) and ${daily_budget} (a constant). macros.py expands
 them the way the plugin does, so tests and the overview run exactly this text.
 
+Variable values are text written by the apps' users (model names, environments), so no
+value is ever quoted into SQL: every reference is `'${var:percentencode}'`, whose text holds
+only A-Z a-z 0-9 - _ . ~ and %XX, and ClickHouse decodes it back (`_values`). Grafana's
+quoting formats cannot be used: `singlequote` and `sqlstring` leave a backslash alone, so
+a value ending in one escapes the closing quote. A list is encoded as `{a,b}`, so a value
+holding a comma (or wrapped in braces) cannot be told apart from a list: the variable
+queries do not offer such values (they still count under All).
+
+Rows of two apps may share an event_id, so every join or grouping by event_id is by
+(app_id, event_id).
+
 Call metrics read the per-minute rollup calls_1m, so a panel stays fast on months of calls;
 the version comparison reads versions_1m (calls, votes and scores per served version).
 Tables without a rollup (scores, feedback, drift_results, retrain_runs, dead_letters) are
@@ -40,6 +51,9 @@ class Panel:
     description: str
     width: int = 12  # of Grafana's 24 grid columns
     height: int = 8
+    # Whether the rows belong to apps (and the SQL filters by $app). A viewer limited to some
+    # apps (the overview's keys and reviewers) is shown per-app panels only.
+    per_app: bool = True
 
     @property
     def series_column(self) -> str | None:
@@ -68,20 +82,40 @@ def _c(name: str, type_: ColumnType = "number", unit: str | None = None) -> Colu
     return Column(name, type_, unit)
 
 
+def decoded_values(var: str) -> str:
+    """The selected values of `var` as an Array(String), decoded from Grafana's percentencode
+    text: `{a,b}` for a list (split on the encoded comma, then decoded), a bare value for a
+    single string. Whatever the value, the text between the quotes cannot end the literal.
+    The pattern ends in \\z, not $: the plugin splices a $__conditionalAll condition in with
+    JavaScript's String.replace, which would read `$'` as "the rest of the query"."""
+    return (
+        "arrayMap(v -> decodeURLComponent(v), splitByString('%2C', "
+        f"replaceRegexpOne('${{{var}:percentencode}}', '^%7B(.*)%7D\\\\z', '\\\\1')))"
+    )
+
+
 def _all_or(column: str, var: str) -> str:
     # $__conditionalAll drops the whole condition when All is selected, so the default view
     # filters nothing instead of sending every known value in an IN list.
-    return f"$__conditionalAll({column} IN (${{{var}:singlequote}}), ${var})"
+    # has(list, column), not column IN list: ClickHouse uses the primary key for has() of a
+    # constant array, not for IN over a function's result.
+    return f"$__conditionalAll(has({decoded_values(var)}, {column}), ${var})"
 
 
 def _calls_of(column: str, var: str) -> str:
     # Tables without the column (feedback; scores' environment) filter through the calls
     # they rate; the day of slack covers feedback that arrives after its call.
     calls = (
-        "event_id IN (SELECT event_id FROM llm_calls WHERE ts >= $__fromTime - INTERVAL 1 DAY "
-        f"AND ts <= $__toTime AND {column} IN (${{{var}:singlequote}}))"
+        "(app_id, event_id) IN (SELECT app_id, event_id FROM llm_calls WHERE ts >= $__fromTime - INTERVAL 1 DAY "
+        f"AND ts <= $__toTime AND has({decoded_values(var)}, {column}))"
     )
     return f"$__conditionalAll({calls}, ${var})"
+
+
+def _offerable(column: str) -> str:
+    # Values a percent-encoded list cannot carry unambiguously, and '' (which
+    # $__conditionalAll reads as All), are not offered as options.
+    return f"{column} != '' AND NOT match({column}, '[,]|^[{{].*[}}]\\\\z')"
 
 
 CALLS_FILTER = " AND ".join([
@@ -105,29 +139,39 @@ TOXIC_AT = 0.5
 # `needed` distinct reviewers in review_done. The queue is a state, so the range's start
 # does not cut it; environment goes through the calls (their day of slack before the range).
 _OPEN_TASKS = (
-    "SELECT event_id, min(created_at) AS created FROM review_tasks WHERE created_at <= $__toTime "
+    "SELECT app_id, event_id, min(created_at) AS created FROM review_tasks WHERE created_at <= $__toTime "
     f"AND {_all_or('app_id', 'app')} AND {_all_or('model', 'model')} AND {_calls_of('environment', 'environment')} "
-    "AND event_id NOT IN (SELECT event_id FROM review_done WHERE ts <= $__toTime "
-    f"AND {_all_or('app_id', 'app')} GROUP BY event_id HAVING uniqExact(reviewer) >= max(needed)) "
-    "GROUP BY event_id"
+    "AND (app_id, event_id) NOT IN (SELECT app_id, event_id FROM review_done WHERE ts <= $__toTime "
+    f"AND {_all_or('app_id', 'app')} GROUP BY app_id, event_id HAVING uniqExact(reviewer) >= max(needed)) "
+    "GROUP BY app_id, event_id"
 )
 
-# feedback_latest groups the whole feedback table, and its ts (max) cannot be pushed down;
-# its grouping key event_id can. A latest vote in the range is a feedback row in it, so
-# this cuts the view to the range's calls without changing the answer (8x faster on 10M).
-_LATEST_SINCE_FROM = "event_id IN (SELECT event_id FROM feedback WHERE ts >= $__fromTime)"
+# Each author's latest vote on each call, like the feedback_latest view but per app: two
+# apps' calls may share an event_id, and their votes must not replace each other. Grouping
+# the whole table cannot be pushed below the range (ts is the group's max), so it is cut to
+# the calls with a vote since the range began first: a latest vote in the range is a vote
+# in it, so the answer does not change (8x faster on 10M rows).
+_LATEST_VOTES = (
+    "(SELECT f.app_id AS app_id, f.event_id AS event_id, max(f.ts) AS ts, "
+    "argMax(f.thumbs, (f.ts, f.feedback_id)) AS thumbs FROM feedback AS f "
+    "WHERE (f.app_id, f.event_id) IN (SELECT app_id, event_id FROM feedback WHERE ts >= $__fromTime "
+    f"AND {_all_or('app_id', 'app')}) GROUP BY f.app_id, f.event_id, f.source, f.author)"
+)
 
 VARIABLES: tuple[Variable, ...] = (
-    Variable("app", "App", "query", "SELECT DISTINCT app_id FROM calls_1m WHERE $__timeFilter(minute) ORDER BY app_id"),
+    Variable(
+        "app", "App", "query",
+        f"SELECT DISTINCT app_id FROM calls_1m WHERE $__timeFilter(minute) AND {_offerable('app_id')} ORDER BY app_id",
+    ),
     Variable(
         "model", "Model", "query",
         f"SELECT DISTINCT model FROM calls_1m WHERE $__timeFilter(minute) AND {_all_or('app_id', 'app')} "
-        "ORDER BY model",
+        f"AND {_offerable('model')} ORDER BY model",
     ),
     Variable(
         "environment", "Environment", "query",
         f"SELECT DISTINCT environment FROM calls_1m WHERE $__timeFilter(minute) AND {_all_or('app_id', 'app')} "
-        f"AND {_all_or('model', 'model')} ORDER BY environment",
+        f"AND {_all_or('model', 'model')} AND {_offerable('environment')} ORDER BY environment",
     ),
     Variable("daily_budget", "Daily budget (USD)", "constant"),
 )
@@ -234,7 +278,7 @@ PANELS: tuple[Panel, ...] = (
         sql=(
             "SELECT time, spend_today_usd, daily_budget_usd FROM ("
             "SELECT time, sum(cost) OVER (PARTITION BY toDate(time) ORDER BY time) AS spend_today_usd, "
-            "toFloat64(${daily_budget}) AS daily_budget_usd FROM ("
+            "toFloat64OrNull(decodeURLComponent('${daily_budget:percentencode}')) AS daily_budget_usd FROM ("
             "SELECT $__timeInterval(minute) AS time, sumMerge(cost_usd) AS cost FROM calls_1m "
             "WHERE minute >= toStartOfDay($__fromTime) AND minute <= $__toTime "
             f"AND {_all_or('app_id', 'app')} AND {_all_or('model', 'model')} "
@@ -251,10 +295,10 @@ PANELS: tuple[Panel, ...] = (
         kind="timeseries",
         sql=(
             "SELECT time, avg(toxic) AS toxicity_rate, count() AS scored_calls FROM ("
-            f"SELECT $__timeInterval(ts) AS time, event_id, max(value) >= {TOXIC_AT} AS toxic FROM scores "
+            f"SELECT $__timeInterval(ts) AS time, app_id, event_id, max(value) >= {TOXIC_AT} AS toxic FROM scores "
             f"WHERE $__timeFilter(ts) AND name LIKE 'toxicity%' AND {_all_or('app_id', 'app')} "
             f"AND {_all_or('model', 'model')} AND {_calls_of('environment', 'environment')} "
-            "GROUP BY time, event_id) GROUP BY time ORDER BY time"
+            "GROUP BY time, app_id, event_id) GROUP BY time ORDER BY time"
         ),
         columns=(_c("time", "time"), _c("toxicity_rate"), _c("scored_calls", unit="short")),
         unit="percentunit",
@@ -278,11 +322,11 @@ PANELS: tuple[Panel, ...] = (
         id="thumbs_down",
         title="Thumbs-down rate",
         kind="timeseries",
-        # feedback_latest holds each author's latest vote per call: a changed vote counts once.
+        # Each author's latest vote per call (per app): a changed vote counts once.
         sql=(
             "SELECT $__timeInterval(ts) AS time, countIf(thumbs = -1) / count() AS thumbs_down_rate, "
-            "count() AS votes FROM feedback_latest "
-            f"WHERE $__timeFilter(ts) AND thumbs IS NOT NULL AND {_all_or('app_id', 'app')} AND {_LATEST_SINCE_FROM} "
+            f"count() AS votes FROM {_LATEST_VOTES} "
+            f"WHERE $__timeFilter(ts) AND thumbs IS NOT NULL AND {_all_or('app_id', 'app')} "
             f"AND {_calls_of('model', 'model')} AND {_calls_of('environment', 'environment')} "
             "GROUP BY time ORDER BY time"
         ),
@@ -324,6 +368,7 @@ PANELS: tuple[Panel, ...] = (
         columns=(_c("time", "time"), _c("series", "string"), _c("dead_letters")),
         unit="short",
         description="Messages that could not be parsed or stored, per source topic (not per app).",
+        per_app=False,
     ),
     Panel(
         id="model_versions",
@@ -391,7 +436,7 @@ PANELS: tuple[Panel, ...] = (
             f"SELECT run_id, app_id, model, argMax(status, (ts, {_RETRAIN_ORDER})) AS latest_status, "
             "min(ts) AS started, max(ts) AS updated, anyIf(rule, rule != '') AS first_rule, "
             "argMaxIf(model_version, ts, model_version != '') AS new_version FROM retrain_runs "
-            "WHERE run_id IN (SELECT run_id FROM retrain_runs WHERE $__timeFilter(ts)) "
+            "WHERE (app_id, run_id) IN (SELECT app_id, run_id FROM retrain_runs WHERE $__timeFilter(ts)) "
             f"AND {_all_or('app_id', 'app')} AND {_all_or('model', 'model')} "
             "GROUP BY run_id, app_id, model) ORDER BY updated DESC LIMIT 50"
         ),

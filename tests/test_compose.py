@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
 SERVICES: dict[str, dict] = COMPOSE["services"]
 LOOKOUT = {"ingest", "sink", "drift", "judge", "feedback", "retrain-trigger"}
 INFRA = {"kafka": "apache/kafka:", "clickhouse": "clickhouse/clickhouse-server:", "grafana": "grafana/grafana-oss:"}
+READER_XML = ROOT / "deploy" / "clickhouse" / "users.d" / "grafana-reader.xml"
 SERVICE_DIRS = sorted(p.parent.name for p in (ROOT / "services").glob("*/pyproject.toml"))
 
 
@@ -144,7 +146,29 @@ def test_grafana_gets_the_plugin_and_the_generated_provisioning():
     # Every ${VAR} the datasource file reads is set on the container.
     datasource = (generate.ROOT / generate.DATASOURCE_FILE).read_text()
     assert set(re.findall(r"\$\{(\w+)\}", datasource)) <= set(env)
-    assert env["CLICKHOUSE_PASSWORD"] == SERVICES["clickhouse"]["environment"]["CLICKHOUSE_PASSWORD"]
+
+
+def test_grafana_reads_clickhouse_as_the_read_only_user_not_as_the_services():
+    grafana, clickhouse = SERVICES["grafana"], SERVICES["clickhouse"]
+    ds = yaml.safe_load((generate.ROOT / generate.DATASOURCE_FILE).read_text())["datasources"][0]
+    user_var = re.fullmatch(r"\$\{(\w+)\}", ds["jsonData"]["username"]).group(1)
+    password_var = re.fullmatch(r"\$\{(\w+)\}", ds["secureJsonData"]["password"]).group(1)
+    reader = grafana["environment"][user_var]
+    services_user = clickhouse["environment"]["CLICKHOUSE_USER"]
+    assert reader != services_user
+    for name in LOOKOUT:
+        dsn = lookout_env(SERVICES[name])["LOOKOUT_CLICKHOUSE_DSN"]
+        assert dsn.startswith(f"http://{services_user}:"), (name, dsn)
+    # The reader is the user the mounted users.d file defines, with the password both
+    # containers take from the same required variable.
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in clickhouse["volumes"]}
+    assert (ROOT / mounts[f"/etc/clickhouse-server/users.d/{READER_XML.name}"]).resolve() == READER_XML
+    (user,) = ET.parse(READER_XML).getroot().findall("users/*")
+    assert user.tag == reader
+    password = user.find("password")
+    assert password.get("from_env") == password_var and not (password.text or "").strip()
+    assert grafana["environment"][password_var] == clickhouse["environment"][password_var]
+    assert grafana["environment"][password_var].startswith("${" + password_var + ":?")
 
 
 def test_named_volumes_are_declared():
@@ -165,6 +189,9 @@ REQUIRED_SECRETS = {
     "LOOKOUT_FEEDBACK_TOKEN_SECRET": "t" * 32,
     "LOOKOUT_REVIEW_ADMIN_PASSWORD": "a-strong-password",
     "LOOKOUT_PII_SECRET": "p" * 32,
+    "GRAFANA_ADMIN_PASSWORD": "another-strong-password",
+    "CLICKHOUSE_READER_PASSWORD": "r" * 32,
+    "LOOKOUT_REVIEW_SIGNING_SECRET": "s" * 32,
 }
 
 
@@ -181,7 +208,7 @@ def compose_check() -> Path:
 
 
 def load_with_compose_go(binary: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("LOOKOUT_")}
+    clean = {k: v for k, v in os.environ.items() if k not in REQUIRED_SECRETS and not k.startswith("LOOKOUT_")}
     return subprocess.run([str(binary), str(ROOT / "compose.yaml")], env={**clean, **env},
                           capture_output=True, text=True, timeout=60)
 
@@ -219,3 +246,185 @@ def test_compose_go_loads_the_stack_with_every_build_healthcheck_and_volume(comp
     assert services["ingest"]["environment"]["LOOKOUT_PII_SECRET"] == REQUIRED_SECRETS["LOOKOUT_PII_SECRET"]
     assert services["feedback"]["environment"]["LOOKOUT_FEEDBACK_TOKEN_SECRET"] == \
         REQUIRED_SECRETS["LOOKOUT_FEEDBACK_TOKEN_SECRET"]
+
+
+@pytest.mark.parametrize("missing", ["GRAFANA_ADMIN_PASSWORD", "CLICKHOUSE_READER_PASSWORD"])
+def test_compose_refuses_to_start_grafana_without_its_secret(compose_check, missing):
+    # No default admin/admin on a published port, and no known password for the reader.
+    result = load_with_compose_go(compose_check, {k: v for k, v in REQUIRED_SECRETS.items() if k != missing})
+    assert result.returncode == 1
+    assert f"required variable {missing} is missing a value" in result.stderr
+    assert [v for v in REQUIRED_SECRETS if f"variable {v} " in result.stderr] == [missing]
+
+
+def test_compose_go_gives_grafana_its_own_password_and_the_read_only_clickhouse_user(compose_check):
+    result = load_with_compose_go(compose_check, REQUIRED_SECRETS)
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    grafana = services["grafana"]["environment"]
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD"] == REQUIRED_SECRETS["GRAFANA_ADMIN_PASSWORD"]
+    assert grafana["CLICKHOUSE_READER_PASSWORD"] == REQUIRED_SECRETS["CLICKHOUSE_READER_PASSWORD"]
+    assert services["clickhouse"]["environment"]["CLICKHOUSE_READER_PASSWORD"] == \
+        REQUIRED_SECRETS["CLICKHOUSE_READER_PASSWORD"]
+    services_user = services["clickhouse"]["environment"]["CLICKHOUSE_USER"]
+    assert grafana["CLICKHOUSE_READER_USER"] == "grafana" != services_user
+    assert "CLICKHOUSE_USER" not in grafana and "CLICKHOUSE_PASSWORD" not in grafana
+    mounted = {m["target"]: Path(m["source"]) for m in services["clickhouse"]["volumes"] if m["type"] == "bind"}
+    assert mounted[f"/etc/clickhouse-server/users.d/{READER_XML.name}"] == READER_XML
+
+
+# --- The reader's grants, for real: the same users.d definition loaded into chdb -----------
+# chdb cannot log in as another user, so a chdb process is started whose only user (the one
+# chdb runs as) carries the reader's profile and grants, taken from the file the server
+# mounts. Two things differ, both because chdb is not a server: no password (chdb has no
+# login), and no changeable_in_readonly on max_execution_time (chdb's embedded server does
+# not read access_control_improvements; the server image's config.xml enables the flag that
+# constraint needs). Everything else is checked by ClickHouse's own access control.
+
+_WRITER = """
+import sys
+from datetime import datetime
+from lookout.core import clickhouse, migrations
+from lookout.core.settings import CommonSettings
+from dashboards import sample
+settings = CommonSettings(clickhouse_dsn="chdb://" + sys.argv[1], clickhouse_database="lookout")
+client = clickhouse.connect(settings)
+migrations.apply(client, settings.retention_days)
+sample.seed(client, datetime.fromisoformat(sys.argv[2]))
+client.command("CREATE DATABASE IF NOT EXISTS other")
+client.command("CREATE TABLE other.secret (x UInt8) ENGINE = MergeTree ORDER BY x")
+"""
+
+_READER = """
+import json, sys
+from chdb import session
+db = session.Session(sys.argv[1] + "?--config-file=" + sys.argv[2] + "&database=lookout")
+out = []
+for sql in json.load(open(sys.argv[3])):
+    try:
+        data = json.loads(db.query(sql, "JSONCompact").bytes() or b'{"data": []}')["data"]
+        out.append({"rows": len(data), "first": data[0] if data else None, "error": None})
+    except Exception as exc:
+        out.append({"rows": None, "first": None, "error": str(exc)})
+print(json.dumps(out))
+"""
+
+
+def _reader_config(folder: Path) -> Path:
+    """A chdb config whose `default` user is the server's `grafana` user, as described above."""
+    folder.mkdir()
+    source = ET.parse(READER_XML).getroot()
+    (user,) = source.findall("users/*")
+    user.tag = "default"
+    user.remove(user.find("password"))
+    ET.SubElement(user, "password")
+    for constraint in source.iter("constraints"):
+        for setting in constraint:
+            for flag in setting.findall("changeable_in_readonly"):
+                setting.remove(flag)
+    profiles = source.find("profiles")
+    ET.SubElement(profiles, "default")
+    users_xml = ET.Element("clickhouse")
+    users_xml.append(profiles)
+    ET.SubElement(ET.SubElement(users_xml, "quotas"), "default")
+    ET.SubElement(users_xml, "users").append(user)
+    ET.ElementTree(users_xml).write(folder / "users.xml")
+    config = folder / "config.xml"
+    config.write_text(f"<clickhouse><users_config>{folder / 'users.xml'}</users_config></clickhouse>")
+    return config
+
+
+def test_reader_profile_needs_only_max_execution_time_changeable():
+    profile = ET.parse(READER_XML).getroot().find("profiles/lookout_reader")
+    assert profile.findtext("readonly") == "1"
+    (constraint,) = profile.find("constraints")
+    assert constraint.tag == "max_execution_time"
+    assert constraint.find("changeable_in_readonly") is not None
+    assert int(constraint.findtext("max")) <= 300
+
+
+@pytest.fixture(scope="module")
+def reader_db(tmp_path_factory):
+    """A chdb database with the schema and the dashboards' sample, and a config to read it
+    as Grafana's user; `run(statements)` answers each with its row count or its error."""
+    from datetime import UTC, datetime
+
+    folder = tmp_path_factory.mktemp("reader")
+    path = folder / "chdb"
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKOUT_")}
+    python = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else "python"
+    subprocess.run([python, "-c", _WRITER, str(path), now.isoformat()], env=env, cwd=ROOT, check=True, timeout=300)
+    config = _reader_config(folder / "config")
+    cwd = folder / "cwd"  # not the config's folder: clickhouse-local reads a config.xml it finds in its cwd
+    cwd.mkdir()
+
+    def run(statements: list[str]) -> list[dict]:
+        listing = folder / "statements.json"
+        listing.write_text(json.dumps(statements))
+        done = subprocess.run([python, "-c", _READER, str(path), str(config), str(listing)], env=env, cwd=cwd,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    return now, run
+
+
+REFUSED = {
+    "insert": "INSERT INTO llm_calls (event_id, ts, app_id, model) VALUES (generateUUIDv4(), now(), 'x', 'm')",
+    "alter delete": "ALTER TABLE llm_calls DELETE WHERE 1",
+    "alter add column": "ALTER TABLE scores ADD COLUMN pwned UInt8",
+    "drop": "DROP TABLE feedback",
+    "truncate": "TRUNCATE TABLE calls_1m",
+    "create": "CREATE TABLE pwned (x UInt8) ENGINE = Memory",
+    "create temporary": "CREATE TEMPORARY TABLE pwned (x UInt8)",
+    "optimize": "OPTIMIZE TABLE llm_calls FINAL",
+    "system": "SYSTEM STOP MERGES llm_calls",
+    "set readonly": "SELECT 1 SETTINGS readonly = 0",
+    "raise a limit": "SELECT 1 SETTINGS max_memory_usage = 100000000000",
+    "another database": "SELECT count() FROM other.secret",
+    "api key hashes": "SELECT count() FROM api_keys",
+    "password hashes": "SELECT count() FROM reviewers",
+    "session hashes": "SELECT count() FROM review_sessions",
+    "users": "SELECT count() FROM system.users",
+    "read a file": "SELECT * FROM file('/etc/passwd', 'LineAsString')",
+    "write a file": "INSERT INTO FUNCTION file('pwned.csv', 'CSV', 'x UInt8') SELECT 1",
+    "fetch a url": "SELECT * FROM url('http://127.0.0.1:9/', 'LineAsString')",
+}
+
+
+def test_grafanas_clickhouse_user_reads_lookout_and_cannot_write_or_read_credentials(reader_db):
+    _, run = reader_db
+    count = "SELECT count() FROM llm_calls"
+    results = run([count, *REFUSED.values(), count])
+    before, *refused, after = results
+    assert before["error"] is None and before["first"][0] > 1000
+    assert after == before
+    for (what, sql), result in zip(REFUSED.items(), refused, strict=True):
+        assert result["error"], f"{what} was allowed: {sql}"
+        assert re.search(r"ACCESS_DENIED|READONLY|readonly mode|Not enough privileges", result["error"]), (
+            what, result["error"][:300])
+
+
+def test_every_panel_variable_and_alert_query_runs_as_grafanas_user(reader_db):
+    from datetime import timedelta
+
+    from dashboards import alerts, macros, panels
+    from dashboards.settings import DashboardSettings
+
+    now, run = reader_db
+    variables = {"app": macros.ALL, "model": macros.ALL, "environment": macros.ALL, "daily_budget": 100.0}
+    ctx = macros.QueryContext(now - timedelta(hours=2), now, 60, variables)
+    some = macros.QueryContext(now - timedelta(hours=2), now, 60, {
+        **variables, "app": ["support-bot"], "model": ["gpt-4o-mini"], "environment": ["prod"]})
+    named = [(f"panel {p.id}", macros.expand(p.sql, c)) for p in panels.PANELS for c in (ctx, some)]
+    named += [(f"variable {v.name}", macros.expand(v.sql, some)) for v in panels.VARIABLES if v.sql]
+    settings = DashboardSettings(_env_file=None)
+    named += [(f"alert {r.uid}", macros.expand(r.render_sql(settings), macros.QueryContext(
+        now - timedelta(seconds=r.window_s), now, 60))) for r in alerts.RULES]
+    results = run([sql for _, sql in named])
+    for (what, _), result in zip(named, results, strict=True):
+        assert result["error"] is None, (what, result["error"][:300])
+    answered = {what.split()[1] for (what, _), r in zip(named, results, strict=True) if what.startswith("panel")
+                and r["rows"]}
+    assert answered == {p.id for p in panels.PANELS}  # the reader sees the sample's rows

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import yaml
 
-from dashboards import alerts, generate, macros, sample
+from dashboards import alerts, generate, macros, panels, sample
 from dashboards.macros import ALL, MacroError, QueryContext
 from dashboards.panels import PANELS, VARIABLES, panel, spec_json
 from dashboards.settings import DashboardSettings
@@ -40,6 +40,10 @@ def now() -> datetime:
 @pytest.fixture
 def seeded(ch, now):
     return ch, sample.seed(ch, now)
+
+
+def panel_variable(name: str):
+    return next(v for v in VARIABLES if v.name == name)
 
 
 def ctx(s: sample.Sample, **variables) -> QueryContext:
@@ -366,6 +370,220 @@ def test_a_hostile_variable_value_matches_nothing(seeded):
     assert client.query(sql, parameters=params).result_rows == [(0,)]
 
 
+# ---- hostile variable values ------------------------------------------------------------------
+# Model names and environments are written by whoever holds an ingest key, and a Grafana URL
+# can carry any value (var-app=...), so every value the plugin can substitute is hostile.
+# The panels' SQL is expanded exactly as Grafana sends it (macros.expand: the plugin's
+# $__conditionalAll, Grafana's formatter, the backend macros) and run on the real schema.
+
+HOSTILE = [
+    "x\\",  # a trailing backslash: escapes the closing quote under singlequote/sqlstring
+    "x'",
+    "x\\' OR 1=1 --",
+    "') OR 1=1 --",
+    "a'); DROP TABLE llm_calls; --",
+    "x\\\nOR 1=1",
+    "line\nbreak\r\ttab",
+    "/* comment */ search",
+    "-- comment",
+    "# hash",
+    "$__timeFilter(ts)",
+    "${app}",
+    "{v_app:String}",
+    "%27%20OR%201%3D1",
+    "\x00nul",
+    "é ☃ 𝔘 \u202e rtl",
+    "search ",  # near a real app's name
+]
+
+
+def _vars_referenced(sql: str) -> list[tuple[int, int, str]]:
+    names = {v.name for v in VARIABLES}
+    return [(m.start(), m.end(), m.group(0)) for m in re.finditer(r"\$\{?(\w+)(?::\w+)?\}?", sql)
+            if m.group(1) in names]
+
+
+def test_panels_use_variables_only_percent_encoded_between_quotes():
+    sql_of = [(p.id, p.sql) for p in PANELS] + [(v.name, v.sql) for v in VARIABLES if v.sql]
+    sql_of += [(r.uid, r.sql) for r in alerts.RULES]
+    for name, sql in sql_of:
+        for start, end, ref in _vars_referenced(sql):
+            quoted = sql[start - 1:end + 1] == f"'{ref}'" and ref.endswith(":percentencode}")
+            # The only other place: naming the variable to $__conditionalAll, which never prints it.
+            tail = re.match(r"\$\w+\)", sql[start:]) and sql[:start].rstrip().endswith(",")
+            assert quoted or tail, (name, ref)
+
+
+def test_percent_encoding_is_grafanas_and_leaves_nothing_sql_could_read():
+    # Grafana's own examples (scenes' formatRegistry tests): lists as {a,b}, then encoded.
+    assert macros.percent_encode(["foo()bar BAZ", "test2"]) == "%7Bfoo%28%29bar%20BAZ%2Ctest2%7D"
+    assert macros.percent_encode("it's!*~._-") == "it%27s%21%2A~._-"
+    assert macros.percent_encode(100.0) == "100"
+    for value in HOSTILE:
+        for rendered in (macros.percent_encode(value), macros.percent_encode([value, "b"])):
+            assert re.fullmatch(r"[A-Za-z0-9._~%-]*", rendered), value
+    with pytest.raises(MacroError, match="cannot be percent-encoded"):
+        macros.percent_encode(["\ud800"])  # encodeURIComponent throws on a lone surrogate
+
+
+def test_the_panels_decode_every_hostile_value_back_exactly(ch):
+    values = [*HOSTILE, "", "{braced}", "%", "a%2Cb"]
+    for selection in ([v] for v in values):
+        expr = macros.expand(panels.decoded_values("app"), QueryContext(T0, T1, variables={"app": selection}))
+        assert ch.query(f"SELECT {expr}").result_rows == [(selection,)], selection
+    both = macros.expand(panels.decoded_values("app"), QueryContext(T0, T1, variables={"app": HOSTILE}))
+    assert ch.query(f"SELECT {both}").result_rows == [(HOSTILE,)]
+    single = macros.expand(panels.decoded_values("app"), QueryContext(T0, T1, variables={"app": "x\\' --"}))
+    assert ch.query(f"SELECT {single}").result_rows == [(["x\\' --"],)]  # a bare string, not a list
+
+
+def test_grafanas_quoting_formats_let_a_backslash_break_out(seeded):
+    """Why the panels do not quote: the old form, ${app:singlequote}, on two hostile values."""
+    client, s = seeded
+    old = "SELECT countMerge(calls) FROM calls_1m WHERE $__timeFilter(minute) AND " \
+        "$__conditionalAll(app_id IN (${app:singlequote}), $app)"
+    attack = ["x\\", ") OR 1=1 --"]
+    sql = macros.expand(old, ctx(s, app=attack))
+    assert client.query(sql).result_rows == [(len(s.calls),)]  # every app's calls
+    (row,) = run(client, "calls_total", ctx(s, app=attack))
+    assert row["calls"] == 0
+
+
+def assert_same_rows(got: list, expected: list, what: str) -> None:
+    """Equal rows; sums of floats only up to their summation order (threads may add in any)."""
+    assert len(got) == len(expected), what
+    for a, b in zip(got, expected, strict=True):
+        assert [pytest.approx(x, rel=1e-9, nan_ok=True) if isinstance(x, float) else x for x in a] == list(b), what
+
+
+def _reference(sql: str, context: QueryContext) -> tuple[str, dict]:
+    """The panel with each decoded list replaced by a plain Array(String) parameter: what
+    "only that value's rows" means, without the decoding under test."""
+    params = {}
+    for name, value in context.variables.items():
+        if name in ("app", "model", "environment"):
+            sql = sql.replace(panels.decoded_values(name), "{r_" + name + ":Array(String)}")
+            if value is not ALL:
+                params["r_" + name] = list(value)
+    expanded, more = macros.expand_parameterized(sql, context)
+    return expanded, {**params, **more}
+
+
+@pytest.fixture
+def hostile_seeded(seeded):
+    """The sample, plus a stream of calls for each hostile value as its app, model and
+    environment (rows stored before intake checked them, or by a writer that does not)."""
+    client, s = seeded
+    rows = []
+    for i, value in enumerate(HOSTILE):
+        for n in range(i + 1):
+            rows.append(sample.call(s.start + timedelta(minutes=n + 1), value, value, environment=value))
+    sample.insert_calls(client, rows)
+    return client, s
+
+
+def test_a_hostile_value_selects_only_its_own_rows_in_every_panel(hostile_seeded):
+    client, s = hostile_seeded
+    for n, value in enumerate(HOSTILE, start=1):
+        (row,) = run(client, "calls_total", ctx(s, app=[value]))
+        assert row["calls"] == n, value
+        (row,) = run(client, "calls_total", ctx(s, app=[value, "search"], model=[value, "gpt-4o"]))
+        assert row["calls"] == n + len(s.calls_where(app_id="search")), value
+        (row,) = run(client, "calls_total", ctx(s, environment=[value]))
+        assert row["calls"] == n, value
+        benign = ctx(s, app=["zz", "search"], model=["zz", "gpt-4o", "gpt-4o-mini"], environment=["zz", "prod"])
+        hostile = ctx(s, app=[value, "search"], model=[value, "gpt-4o", "gpt-4o-mini"],
+                      environment=[value, "prod"])
+        for p in PANELS:
+            sql = macros.expand(p.sql, hostile)
+            # The value changed nothing but the text between its quotes: no new token, no comment.
+            shape = sql
+            for name in ("app", "model", "environment"):
+                shape = shape.replace(macros.percent_encode(hostile.variables[name]),
+                                      macros.percent_encode(benign.variables[name]))
+            assert shape == macros.expand(p.sql, benign), (p.id, value)
+            ref_sql, ref_params = _reference(p.sql, hostile)
+            assert_same_rows(client.query(sql).result_rows,
+                             client.query(ref_sql, parameters=ref_params).result_rows, f"{p.id} {value!r}")
+
+
+def test_variables_offer_hostile_values_verbatim_but_not_ones_a_list_cannot_carry(hostile_seeded):
+    client, s = hostile_seeded
+    sample.insert_calls(client, [sample.call(s.start + timedelta(minutes=1), app, "m")
+                                 for app in ("a,b", "{braced}", "a", "b")])
+    app = panel_variable("app")
+    offered = [r[0] for r in client.query(macros.expand(app.sql, ctx(s))).result_rows]
+    # A value with a comma, or wrapped in braces, would read as a list: not offered (All counts it).
+    listlike = {"a,b", "{braced}", "{v_app:String}"}
+    assert set(offered) == (set(HOSTILE) | {"a", "b", "a,b", "{braced}", "search", "support-bot"}) - listlike
+    for value in set(HOSTILE) - listlike:  # an offered option, selected, gives back that app's calls
+        models = [r[0] for r in client.query(macros.expand(panel_variable("model").sql, ctx(s, app=[value])))
+                  .result_rows]
+        assert models == [value]
+
+
+def test_decoded_filters_still_use_the_primary_key(seeded):
+    client, s = seeded
+    for panel_id in ("calls_total", "model_versions", "drift_state"):
+        sql = macros.expand(panel(panel_id).sql, ctx(s, app=["search", "x\\'"], model=["gpt-4o"]))
+        plan = "\n".join(r[0] for r in client.query(f"EXPLAIN indexes = 1 {sql}").result_rows)
+        assert "(app_id in 2-element set)" in plan and "(model in 1-element set)" in plan, (panel_id, plan)
+
+
+def test_a_value_that_cannot_be_encoded_fails_closed(seeded):
+    _, s = seeded
+    with pytest.raises(MacroError):
+        macros.expand(panel("calls_total").sql, ctx(s, app=["\ud800"]))
+
+
+# ---- two apps, one event id -------------------------------------------------------------------
+
+
+def _copy(client, table: str, select: str) -> None:
+    # The source rows sit in a subquery: the new app_id's alias would shadow the column in WHERE.
+    result = client.query(select)
+    assert result.result_rows, select
+    client.insert(table, [list(r) for r in result.result_rows], column_names=list(result.column_names))
+
+
+def _twin(client, victim: str, twin: str) -> None:
+    """`twin` stores rows with the victim's event ids: its own calls (staging), toxic scores,
+    opposite votes by the same author a moment later, and every review task done."""
+    _copy(client, "llm_calls", f"SELECT * REPLACE ('{twin}' AS app_id, 'staging' AS environment) "
+          f"FROM (SELECT * FROM llm_calls WHERE app_id = '{victim}')")
+    _copy(client, "scores", f"SELECT * REPLACE ('{twin}' AS app_id, generateUUIDv4() AS score_id, 0.99 AS value, "
+          f"'staging' AS environment) FROM (SELECT * FROM scores WHERE app_id = '{victim}')")
+    _copy(client, "feedback", f"SELECT * REPLACE ('{twin}' AS app_id, generateUUIDv4() AS feedback_id, "
+          "ts + INTERVAL 5 SECOND AS ts, if(thumbs = 1, -1, 1) AS thumbs) "
+          f"FROM (SELECT * FROM feedback WHERE app_id = '{victim}')")
+    _copy(client, "review_tasks", f"SELECT * REPLACE ('{twin}' AS app_id) "
+          f"FROM (SELECT * FROM review_tasks WHERE app_id = '{victim}')")
+    _copy(client, "review_done", f"SELECT event_id, '{twin}' AS app_id, 'r9' AS reviewer, generateUUIDv4() AS "
+          f"feedback_id, 1 AS needed, created_at AS ts FROM (SELECT * FROM review_tasks WHERE app_id = '{victim}')")
+
+
+def test_an_app_storing_another_apps_event_ids_changes_none_of_its_panels(seeded):
+    client, s = seeded
+    selections = [
+        {"app": ["support-bot"]},
+        {"app": ["support-bot"], "environment": ["staging"]},
+        {"app": ["support-bot"], "model": ["gpt-4o-mini"], "environment": ["prod"]},
+    ]
+    before = {(p.id, i): run(client, p.id, ctx(s, **sel)) for p in PANELS for i, sel in enumerate(selections)}
+    queue_all = run(client, "review_queue_depth", ctx(s))
+    votes_all = sum(r["votes"] for r in run(client, "thumbs_down", ctx(s)))
+    _twin(client, "support-bot", "twin")
+    for (panel_id, i), rows in before.items():
+        if panel_id == "dead_letters":
+            continue  # not per app
+        assert run(client, panel_id, ctx(s, **selections[i])) == rows, (panel_id, selections[i])
+    # Across all apps the twin's rows count as its own: its done tasks close none of the
+    # victim's, and its votes replace none of the victim's.
+    assert run(client, "review_queue_depth", ctx(s)) == queue_all
+    twin_votes = len({c["event_id"] for c in s.calls_where(app_id="support-bot")} & set(s.latest_thumbs))
+    assert sum(r["votes"] for r in run(client, "thumbs_down", ctx(s))) == votes_all + twin_votes
+
+
 # ---- alerts --------------------------------------------------------------------------------
 
 
@@ -566,7 +784,9 @@ def test_datasource_provisioning_reads_its_settings_from_the_environment():
     (ds,) = doc["datasources"]
     assert ds["type"] == "grafana-clickhouse-datasource" and ds["uid"] == "lookout-clickhouse"
     assert ds["jsonData"]["host"] == "${CLICKHOUSE_HOST}"
-    assert ds["secureJsonData"]["password"] == "${CLICKHOUSE_PASSWORD}"
+    # Grafana's own read-only ClickHouse user (compose.yaml, deploy/clickhouse/users.d).
+    assert ds["jsonData"]["username"] == "${CLICKHOUSE_READER_USER}"
+    assert ds["secureJsonData"]["password"] == "${CLICKHOUSE_READER_PASSWORD}"
     provider = yaml.safe_load((generate.ROOT / generate.PROVIDER_FILE).read_text())
     assert provider["providers"][0]["options"]["path"].startswith("/var/lib/grafana/dashboards")
 

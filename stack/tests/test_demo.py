@@ -16,6 +16,7 @@ from datetime import datetime
 import httpx
 
 from lookout.stack import demo
+from lookout.stack.demo_evaluator import DEMO_MODEL
 from lookout.testing.brokers import free_port
 from lookout.testing.embedded import start_lookout_up as start
 from lookout.testing.embedded import wait_ready
@@ -40,8 +41,9 @@ def ts(call: dict) -> datetime:
     return datetime.fromisoformat(call["ts"])
 
 
-def panel(base: str, panel_id: str) -> list[dict]:
-    body = httpx.get(f"{base}/overview/api/panels/{panel_id}", params={"from": "now-15m"}, timeout=30).json()
+def panel(base: str, headers: dict, panel_id: str) -> list[dict]:
+    body = httpx.get(f"{base}/overview/api/panels/{panel_id}", params={"from": "now-15m"}, headers=headers,
+                     timeout=30).json()
     names = [c["name"] for c in body["columns"]]
     return [dict(zip(names, row, strict=True)) for row in body["rows"]]
 
@@ -85,6 +87,18 @@ def test_demo_phases_show_in_the_stored_data_and_the_quality_loop_closes(tmp_pat
         assert error_share("incident") > 0.1 > error_share("normal")
         assert error_share("incident") > 3 * max(error_share("normal"), error_share("recovery"), 0.01)
 
+        # The judge ran on the demo evaluator: relevance scores, named as the demo evaluator
+        # (MiniLM cosine, not an LLM), and the overview's judge panel draws them.
+        judged = []
+        for c in calls[:400]:  # a tenth of the calls is sampled, and every call rated down
+            body = httpx.get(f"{base}/v1/calls/{c['event_id']}", headers=headers, timeout=30).json()
+            judged += [s for s in body["scores"] if s["name"] == "judge.relevance"]
+            if len(judged) >= 5:
+                break
+        assert judged and {(s["evaluator"], s["source"]) for s in judged} == {(DEMO_MODEL, "llm_judge")}
+        assert all("not an LLM" in s["explanation"] for s in judged)
+        assert {r["rubric"] for r in panel(base, "judge_scores")} == {"judge.relevance"}
+
         # The quality loop: the reviewer corrected support-bot answers; the surge tripped the
         # thumbs-down rule once; the local launcher's job fine-tuned the tiny base model on the
         # reviewed snapshot and registered a candidate version.
@@ -92,11 +106,11 @@ def test_demo_phases_show_in_the_stored_data_and_the_quality_loop_closes(tmp_pat
         loop = stats.loop
         assert loop.version is not None and loop.version.startswith("gpt-4o-mini+lora-"), loop
         deadline = time.monotonic() + 30
-        runs = panel(base, "retrain_runs")
+        runs = panel(base, headers, "retrain_runs")
         while not any(r["status"] == "succeeded" for r in runs):
             assert time.monotonic() < deadline, runs
             time.sleep(1)
-            runs = panel(base, "retrain_runs")
+            runs = panel(base, headers, "retrain_runs")
         (run,) = runs
         assert (run["app_id"], run["model"], run["rule"]) == ("support-bot", "gpt-4o-mini",
                                                                "demo-support-quality/thumbs-down")
@@ -135,17 +149,17 @@ def test_demo_phases_show_in_the_stored_data_and_the_quality_loop_closes(tmp_pat
         assert surge_down + surge_up > normal_down + normal_up
         assert surge_down / (surge_down + surge_up) > 0.5 > normal_down / max(normal_down + normal_up, 1)
         deadline = time.monotonic() + 30
-        rows = panel(base, "thumbs_down")
+        rows = panel(base, headers, "thumbs_down")
         while sum(r["votes"] for r in rows) < accepted:
             assert time.monotonic() < deadline, rows
             time.sleep(1)
-            rows = panel(base, "thumbs_down")
+            rows = panel(base, headers, "thumbs_down")
         assert sum(r["votes"] for r in rows) == accepted
         down = sum(n for (_, _, thumbs), n in stats.votes.items() if thumbs == -1)
         assert round(sum(r["thumbs_down_rate"] * r["votes"] for r in rows)) == down
 
         # The overview compares the old and the retrained support-bot version.
-        versions = {(r["app_id"], r["model_version"]) for r in panel(base, "model_versions")}
+        versions = {(r["app_id"], r["model_version"]) for r in panel(base, headers, "model_versions")}
         assert {("support-bot", demo.BASE_VERSION), ("support-bot", loop.version)} <= versions
     finally:
         proc.send_signal(signal.SIGINT)

@@ -1,9 +1,11 @@
 """The embedded overview page renders real data, in Debian's chromium driven by Playwright.
 
 The router runs under uvicorn on a free port over a chdb database seeded through the real
-schema (dashboards.sample). The API half checks the JSON contract and that request values
-cannot reach SQL; the browser half checks every panel draws and refreshes, and saves a
-screenshot to test-artifacts/overview.png.
+schema (dashboards.sample), beside the review UI's login (the feedback service's own
+router and Accounts), as `lookout up` mounts them. The API half checks the JSON contract,
+who may read it (a read key or a review session, each seeing only its apps), the Host
+check and the bounds on the time range; the browser half signs in as a user would and
+checks every panel draws and refreshes, and saves a screenshot to test-artifacts/overview.png.
 """
 
 from __future__ import annotations
@@ -22,10 +24,20 @@ from fastapi.testclient import TestClient
 
 from dashboards import sample
 from dashboards.panels import PANELS
+from lookout.core.api_errors import install_error_handlers
+from lookout.core.auth import ApiKeyStore
+from lookout.feedback import review
+from lookout.feedback.accounts import Accounts
+from lookout.feedback.settings import FeedbackSettings
+from lookout.feedback.store import Db
 from lookout.stack import overview
+from lookout.stack.overview_access import REVIEW_COOKIE, OverviewSettings, host_name
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+BASE = "http://127.0.0.1:8000"
+PASSWORD = "a-long-reviewer-password"
+PER_APP = [p.id for p in PANELS if p.per_app]
 
 
 @pytest.fixture
@@ -34,90 +46,257 @@ def seeded(ch):
     return ch, sample.seed(ch, now)
 
 
+class Stack:
+    """The overview and the review login on one app, with keys and reviewers to sign in as."""
+
+    def __init__(self, client, access: OverviewSettings | None = None):
+        self.keys = ApiKeyStore(client)
+        accounts = Accounts(Db(client), session_ttl_s=3600)
+        self.every, self.all_key = self.keys.create("*", ["read"], name="on-call")
+        self.bot, self.bot_key = self.keys.create("support-bot", ["read"], name="bot team")
+        self.ingest, self.ingest_key = self.keys.create("*", ["ingest"], name="sdk")
+        accounts.upsert("admin", password=PASSWORD, role="admin", apps=["*"])
+        accounts.upsert("searcher", password=PASSWORD, role="viewer", apps=["search"])
+        accounts.upsert("idle", password=PASSWORD, role="reviewer", apps=[])
+        self.app = FastAPI()
+        install_error_handlers(self.app)
+        self.app.include_router(review.build_router(review.ReviewContext(FeedbackSettings(), Db(client), accounts)))
+        self.app.include_router(overview.router(lambda: client, keys=self.keys, sessions=accounts.session,
+                                                bound_host="127.0.0.1", access=access))
+
+    def http(self, key: str | None = None, base_url: str = BASE) -> TestClient:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return TestClient(self.app, base_url=base_url, headers=headers)
+
+    def signed_in(self, username: str) -> TestClient:
+        http = self.http()
+        assert http.post("/review/api/login", json={"username": username, "password": PASSWORD}).status_code == 200
+        return http
+
+
 @pytest.fixture
-def app(seeded) -> FastAPI:
-    client, _ = seeded
-    app = FastAPI()
-    app.include_router(overview.router(lambda: client))
-    return app
+def stack(ch) -> Stack:
+    """Tests that need rows ask for `seeded` too (the same database)."""
+    return Stack(ch)
+
+
+def rows(http: TestClient, panel_id: str, *params: tuple[str, str], s: sample.Sample | None = None) -> list:
+    """A panel's rows over the last 6 h, or over the sample's fixed range (for comparing two
+    answers: "now" moves between them)."""
+    when = [("from", "now-6h")] if s is None else [("from", s.start.isoformat()), ("to", s.end.isoformat())]
+    r = http.get(f"/overview/api/panels/{panel_id}", params=[*when, *params])
+    assert r.status_code == 200, r.text
+    return r.json()["rows"]
 
 
 # ---- the JSON API ------------------------------------------------------------------------
 
 
-def test_spec_lists_every_panel(app):
-    spec = TestClient(app).get("/overview/api/panels").json()
+def test_spec_lists_every_panel(stack):
+    spec = stack.http(stack.all_key).get("/overview/api/panels").json()
     assert [p["id"] for p in spec["panels"]] == [p.id for p in PANELS]
     assert spec["refresh_s"] == 5
     assert {v["name"] for v in spec["variables"]} >= {"app", "model", "environment"}
+    assert spec["viewer"] == {"name": f"key {stack.every.key_id} (on-call)", "via": "key", "apps": None}
 
 
-def test_panel_data_is_columns_and_rows(app, seeded):
+def test_panel_data_is_columns_and_rows(stack, seeded):
     _, s = seeded
-    http = TestClient(app)
+    http = stack.http(stack.all_key)
     body = http.get("/overview/api/panels/calls_total", params={"from": "now-6h"}).json()
     assert body["columns"] == [{"name": "calls", "type": "number", "unit": None}]
     assert body["rows"] == [[len(s.calls)]]
-    body = http.get("/overview/api/panels/calls_total", params=[("from", "now-6h"), ("app", "search")]).json()
-    assert body["rows"] == [[len(s.calls_where(app_id="search"))]]
-    body = http.get(
-        "/overview/api/panels/calls_total",
-        params=[("from", "now-6h"), ("model", "gpt-4o"), ("model", "claude-3-5-haiku")],
-    ).json()
-    assert body["rows"] == [[len(s.calls_where(model="gpt-4o")) + len(s.calls_where(model="claude-3-5-haiku"))]]
+    assert rows(http, "calls_total", ("app", "search")) == [[len(s.calls_where(app_id="search"))]]
+    assert rows(http, "calls_total", ("model", "gpt-4o"), ("model", "claude-3-5-haiku")) == [
+        [len(s.calls_where(model="gpt-4o")) + len(s.calls_where(model="claude-3-5-haiku"))]]
     traffic = http.get("/overview/api/panels/traffic", params={"from": "now-6h"}).json()
     assert traffic["series_column"] == "series" and traffic["interval_s"] == 120
     assert all(isinstance(r[0], float) for r in traffic["rows"])  # epoch seconds for the chart
 
 
-def test_time_range_accepts_epoch_ms_and_iso(app, seeded):
+def test_time_range_accepts_epoch_ms_and_iso(stack, seeded):
     _, s = seeded
-    http = TestClient(app)
     params = {"from": str(int(s.start.timestamp() * 1000)), "to": s.end.isoformat()}
-    body = http.get("/overview/api/panels/calls_total", params=params).json()
+    body = stack.http(stack.all_key).get("/overview/api/panels/calls_total", params=params).json()
     assert body["from"] == s.start.timestamp() and body["to"] == s.end.timestamp()
     assert body["rows"] == [[len(s.calls)]]
 
 
 @pytest.mark.parametrize(
-    "params",
+    ("params", "field", "says"),
     [
-        {"from": "yesterday"},
-        {"from": "now", "to": "now-1h"},
-        {"from": "now-200d"},
-        {"from": "2025-01-01T00:00:00"},  # no zone
-        {"app": "a\x00b"},
-        {"app": "x" * 300},
+        ({"from": "yesterday"}, "from", "bad time"),
+        ({"from": "now", "to": "now-1h"}, "from", "before"),
+        ({"from": "now-200d"}, "from", "at most 93 days"),
+        ({"from": "2025-01-01T00:00:00Z", "to": "2025-06-01T00:00:00Z"}, "from", "at most 93 days"),
+        ({"from": "2025-01-01T00:00:00"}, "from", "zone"),
+        ({"from": "0224-01-01T00:00:00Z"}, "from", "outside 1970-2105"),
+        ({"from": "now-999999d"}, "from", "bad time"),  # before year 1: an overflow, not a 500
+        ({"from": "now-1h", "to": "999999999999999"}, "to", "bad time"),  # after year 9999
+        ({"from": "now-1h", "to": "9999999999999"}, "to", "outside 1970-2105"),
+        ({"app": "a\x00b"}, "app", "control characters"),
+        ({"app": "x" * 300}, "app", "256"),
+        ({"model": "a,b"}, "model", "list"),
+        ({"environment": "{prod}"}, "environment", "list"),
     ],
 )
-def test_bad_parameters_are_rejected(app, params):
-    assert TestClient(app).get("/overview/api/panels/calls_total", params=params).status_code in (400, 422)
+def test_bad_parameters_are_a_422_naming_the_field(stack, params, field, says):
+    r = stack.http(stack.all_key).get("/overview/api/panels/calls_total", params=params)
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["field"] == field and says in error["message"], error
 
 
-def test_unknown_panels_and_variables_are_404(app):
-    http = TestClient(app)
+def test_too_many_filter_values_are_a_422(stack):
+    r = stack.http(stack.all_key).get("/overview/api/panels/calls_total", params=[("app", f"a{i}") for i in range(51)])
+    assert r.status_code == 422
+
+
+def test_unknown_panels_and_variables_are_404(stack):
+    http = stack.http(stack.all_key)
     assert http.get("/overview/api/panels/nope").status_code == 404
     assert http.get("/overview/api/variables/daily_budget").status_code == 404
     assert http.get("/overview/static/../overview.py").status_code == 404
     assert http.get("/overview/static/vendor/uplot/uPlot.iife.min.js").status_code == 200
 
 
-def test_filter_values_never_become_sql(app, seeded):
+def test_filter_values_never_become_sql(stack, seeded):
     client, s = seeded
-    http = TestClient(app)
-    for hostile in ("x') OR 1=1 --", "support-bot'", "{v_app:String}", "$__timeFilter(ts)", "${model}"):
-        body = http.get("/overview/api/panels/calls_total", params={"from": "now-6h", "app": hostile}).json()
-        assert body["rows"] == [[0]], hostile
+    http = stack.http(stack.all_key)
+    for hostile in ("x') OR 1=1 --", "support-bot'", "x\\", "v_app:String}", "$__timeFilter(ts)", "${model}",
+                    "%7Bsearch%7D", "search\\' OR 1=1 --", "é☃"):
+        assert rows(http, "calls_total", ("app", hostile)) == [[0]], hostile
+        assert rows(http, "calls_total", ("model", hostile)) == [[0]], hostile
     assert client.query("SELECT count() FROM llm_calls").result_rows == [(len(s.calls),)]
 
 
-def test_variable_options_follow_the_selection(app):
-    http = TestClient(app)
+def test_variable_options_follow_the_selection(stack, seeded):
+    http = stack.http(stack.all_key)
     assert http.get("/overview/api/variables/app", params={"from": "now-6h"}).json()["options"] == [
         "search", "support-bot",
     ]
     models = http.get("/overview/api/variables/model", params={"from": "now-6h", "app": "search"}).json()
     assert models["options"] == ["gpt-4o"]
+
+
+# ---- who may read it ---------------------------------------------------------------------
+
+ROUTES = ["/overview/api/me", "/overview/api/panels", "/overview/api/panels/calls_total",
+          "/overview/api/variables/app"]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_the_data_needs_a_read_key_or_a_review_session(stack, route):
+    anonymous = stack.http().get(route)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"] == "Bearer"
+    assert "sign in to the review UI" in anonymous.json()["error"]["message"]
+    for authorization in ("Bearer lk_nope", "Basic YWRtaW46YWRtaW4=", "Bearer ", f"Token {stack.all_key}",
+                          "Bearer lk_é".encode()):  # a non-ASCII header: 401, not 500
+        r = TestClient(stack.app, base_url=BASE).get(route, headers={"Authorization": authorization})
+        assert r.status_code == 401, (authorization, r.text)
+    no_read = stack.http(stack.ingest_key).get(route)
+    assert no_read.status_code == 403 and "'read' scope" in no_read.json()["error"]["message"]
+    assert stack.http(stack.all_key).get(route).status_code == 200
+
+
+def test_a_revoked_key_and_an_ended_session_are_refused(stack):
+    http = stack.signed_in("admin")
+    assert http.get("/overview/api/me").json() == {"name": "admin", "via": "session", "apps": None}
+    cookie = http.cookies[REVIEW_COOKIE]
+    csrf = http.get("/review/api/me").json()["csrf"]
+    assert http.post("/review/api/logout", headers={"X-CSRF-Token": csrf}).status_code == 200
+    copied = stack.http()
+    copied.cookies.set(REVIEW_COOKIE, cookie)  # the cookie as it was before the logout
+    assert copied.get("/overview/api/me").status_code == 401
+    keys = stack.keys
+    created, key = keys.create("*", ["read"])
+    assert stack.http(key).get("/overview/api/me").status_code == 200
+    keys.revoke(created.key_id)
+    assert stack.http(key).get("/overview/api/me").status_code == 401
+
+
+def test_a_bad_key_is_not_rescued_by_a_good_session(stack):
+    http = stack.signed_in("admin")
+    assert http.get("/overview/api/me", headers={"Authorization": "Bearer lk_nope"}).status_code == 401
+
+
+def test_a_forged_session_cookie_is_refused(stack):
+    http = stack.http()
+    http.cookies.set(REVIEW_COOKIE, "forged")
+    r = http.get("/overview/api/panels")
+    assert r.status_code == 401 and "session has ended" in r.json()["error"]["message"]
+
+
+def test_the_cookie_is_the_review_uis():
+    assert REVIEW_COOKIE == review.COOKIE
+
+
+def test_a_key_bound_to_one_app_sees_only_that_app(stack, seeded):
+    _, s = seeded
+    mine, every = stack.http(stack.bot_key), stack.http(stack.all_key)
+    assert mine.get("/overview/api/me").json()["apps"] == ["support-bot"]
+    assert rows(mine, "calls_total") == [[len(s.calls_where(app_id="support-bot"))]]
+    for panel_id in PER_APP:  # All, for this key, is its one app in every panel
+        assert rows(mine, panel_id, s=s) == rows(every, panel_id, ("app", "support-bot"), s=s), panel_id
+    refused = mine.get("/overview/api/panels/calls_total", params=[("app", "support-bot"), ("app", "search")])
+    assert refused.status_code == 403 and refused.json()["error"]["field"] == "app"
+    assert "'search'" in refused.json()["error"]["message"]
+    options = mine.get("/overview/api/variables/app", params={"from": "now-6h"}).json()["options"]
+    assert options == ["support-bot"]
+    # Dead letters are not kept per app: not in its spec, and refused when asked for.
+    assert [p["id"] for p in mine.get("/overview/api/panels").json()["panels"]] == PER_APP
+    assert mine.get("/overview/api/panels/dead_letters").status_code == 403
+
+
+def test_a_reviewer_sees_only_the_apps_assigned_to_them(stack, seeded):
+    _, s = seeded
+    searcher, every = stack.signed_in("searcher"), stack.http(stack.all_key)
+    assert searcher.get("/overview/api/me").json() == {"name": "searcher", "via": "session", "apps": ["search"]}
+    assert rows(searcher, "calls_total") == [[len(s.calls_where(app_id="search"))]]
+    for panel_id in ("drift_state", "retrain_runs", "review_queue_depth", "thumbs_down", "model_versions"):
+        assert rows(searcher, panel_id, s=s) == rows(every, panel_id, ("app", "search"), s=s), panel_id
+    assert {r[0] for r in rows(searcher, "drift_state")} == {"search"}
+    assert searcher.get("/overview/api/panels/calls_total", params={"app": "support-bot"}).status_code == 403
+    idle = stack.signed_in("idle").get("/overview/api/panels/calls_total")
+    assert idle.status_code == 403 and "may read no app" in idle.json()["error"]["message"]
+
+
+# ---- which Host names it answers to ------------------------------------------------------
+
+
+def test_a_rebound_host_name_is_refused_even_with_a_key(stack):
+    http = stack.http(stack.all_key)
+    for route in ("/", "/overview/static/overview.js", "/overview/api/auth", *ROUTES):
+        for host in ("evil.example", "evil.example:8000", "127.0.0.1.nip.io", "localhost.evil.example"):
+            r = http.get(route, headers={"Host": host})
+            assert r.status_code == 421, (route, host, r.status_code)
+            assert r.json()["error"]["field"] == "host"
+        for host in ("", "a b", "evil.example:port", "[::1", "x" * 301):
+            assert http.get(route, headers={"Host": host}).status_code == 400, (route, host)
+
+
+def test_localhost_names_ip_addresses_the_bound_host_and_configured_names_are_served(ch):
+    stack = Stack(ch, OverviewSettings(overview_allowed_hosts="Lookout.Example.com, ops.internal"))
+    for host in ("localhost", "localhost:8000", "LOCALHOST.", "app.localhost", "127.0.0.1:8000", "10.1.2.3",
+                 "[::1]:8000", "lookout.example.com", "ops.internal:443"):
+        assert stack.http(stack.all_key).get("/overview/api/me", headers={"Host": host}).status_code == 200, host
+    assert stack.http(stack.all_key).get("/overview/api/me", headers={"Host": "other.example.com"}).status_code == 421
+
+
+def test_host_names_parse_like_browsers_send_them():
+    assert host_name("Example.COM:8080") == "example.com"
+    assert host_name("[::1]:80") == "::1"
+    assert host_name("[not-an-ip]") is None
+    assert host_name("a.b.:1") == "a.b"
+    assert host_name(None) is None and host_name("h:1:2") is None
+
+
+def test_the_sign_in_options_are_public_and_the_page_holds_no_data(stack):
+    http = stack.http()
+    assert http.get("/overview/api/auth").json() == {"review_login": True, "key": True}
+    page = http.get("/")
+    assert page.status_code == 200 and 'id="sign-in"' in page.text
 
 
 # ---- the page in chromium ------------------------------------------------------------------
@@ -130,9 +309,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def base_url(app):
+def base_url(stack):
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(stack.app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -160,7 +339,19 @@ def _wait_all_ok(page) -> None:
     )
 
 
-def test_overview_renders_live_data_in_chromium(base_url, seeded):
+def _signed_out(page) -> None:
+    page.wait_for_function("document.body.dataset.auth === 'signed-out'", timeout=30_000)
+    assert page.locator("#sign-in").is_visible() and not page.locator("#panels").is_visible()
+
+
+def _sign_in(page, username: str) -> None:
+    page.fill("#login input[name=username]", username)
+    page.fill("#login input[name=password]", PASSWORD)
+    page.click("#login button[type=submit]")
+    page.wait_for_function("document.body.dataset.auth === 'signed-in'", timeout=30_000)
+
+
+def test_overview_renders_live_data_in_chromium(base_url, stack, seeded):
     if shutil.which(CHROMIUM) is None:
         pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium (CI needs the Debian package)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
@@ -174,7 +365,16 @@ def test_overview_renders_live_data_in_chromium(base_url, seeded):
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
             page.on("pageerror", lambda exc: errors.append(str(exc)))
+            # A first visit asks who you are before it shows anything.
             page.goto(base_url + "/")
+            _signed_out(page)
+            page.fill("#login input[name=username]", "admin")
+            page.fill("#login input[name=password]", "wrong")
+            page.click("#login button[type=submit]")
+            page.wait_for_function("document.getElementById('sign-in-error').textContent.includes('wrong')",
+                                   timeout=30_000)
+            _sign_in(page, "admin")
+            assert page.text_content("#viewer-name") == "admin · all apps"
             page.wait_for_function("Number(document.body.dataset.refreshes) >= 1", timeout=30_000)
             page.select_option("select[name=range]", "now-6h")
             _wait_for_calls(page, len(s.calls))
@@ -207,6 +407,37 @@ def test_overview_renders_live_data_in_chromium(base_url, seeded):
             assert page.locator('[data-panel-id="toxicity_rate"] .u-axis').count() == 3
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "overview.png"), full_page=True)
+
+            # Signing out ends the review session, here and for the API.
+            page.click("#sign-out")
+            _signed_out(page)
+            assert page.request.get(base_url + "/overview/api/me").status == 401
+            page.reload()
+            _signed_out(page)
+
+            # A read key bound to one app, pasted into the prompt: that app only, no dead letters.
+            page.fill("#key-login input[name=key]", stack.bot_key)
+            page.click("#key-login button[type=submit]")
+            page.wait_for_function("document.body.dataset.auth === 'signed-in'", timeout=30_000)
+            page.select_option("select[name=range]", "now-6h")
+            _wait_for_calls(page, len(s.calls_where(app_id="support-bot")))
+            assert page.locator("select[name=app] option").all_text_contents() == ["All", "support-bot"]
+            assert page.locator('[data-panel-id="dead_letters"]').count() == 0
+            page.click("#sign-out")
+            _signed_out(page)
+
+            # A key that cannot read is refused with the reason, and not kept.
+            page.fill("#key-login input[name=key]", stack.ingest_key)
+            page.click("#key-login button[type=submit]")
+            page.wait_for_function("document.getElementById('sign-in-error').textContent.includes('read')",
+                                   timeout=30_000)
+            assert page.evaluate("sessionStorage.getItem('lookout.overview.key')") is None
+
+            # A reviewer assigned one app sees that app.
+            _sign_in(page, "searcher")
+            page.select_option("select[name=range]", "now-6h")
+            _wait_for_calls(page, len(s.calls_where(app_id="search")))
+            assert page.text_content("#viewer-name") == "searcher · search"
         finally:
             browser.close()
     assert errors == []

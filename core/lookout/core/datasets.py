@@ -10,10 +10,13 @@ snapshot, so the same reviews and filters give the same bytes and the same hash 
   correction, rejected the original. (A low rating without a correction has no chosen
   answer, so it yields no pair.)
 
-The review used is the latest reviewer feedback per call; end-user thumbs say something is
-wrong, not what is right, so they are never training data. Lines are ordered by event_id,
-and the content hash is sha256 over both files, so the same reviews and filters always give
-the same hash.
+The review used is the latest reviewer feedback per call whose signature verifies
+(lookout.core.review_signing: the feedback service signs what its reviewers submit, so a
+row anyone else wrote onto llm.feedback never becomes training data); end-user thumbs say
+something is wrong, not what is right, so they are never training data. A call is its
+(app_id, event_id): two apps' calls with the same event id never lend each other reviews.
+Lines are ordered by event_id, and the content hash is sha256 over both files, so the same
+reviews and filters always give the same hash.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from pathlib import Path
 
 import orjson
 from clickhouse_connect.driver.client import Client
+
+from . import review_signing
+from .review_signing import ReviewContent
 
 APPROVED_RATING = 4
 FILES = ("sft.jsonl", "preference.jsonl")
@@ -66,6 +72,9 @@ class Built:
     preference: bytes
     sft_count: int
     preference_count: int
+    # Reviewer rows left out because their signature did not verify (forged, or stored
+    # before reviews were signed).
+    unverified: int = 0
 
     @property
     def sha256(self) -> str:
@@ -107,10 +116,14 @@ def _messages(input_json: str, prompt: str) -> list[dict]:
 def _query(filters: DatasetFilters) -> tuple[str, dict]:
     # Filters on the calls go inside their subquery, and only reviewed calls are read, so an
     # export costs the reviewed rows rather than a scan and GROUP BY of every call stored.
-    calls, params = ["event_id IN (SELECT event_id FROM feedback WHERE source = 'reviewer')"], {}
+    # Every reviewer row of those calls comes back (not just the latest): which one counts
+    # is decided after the signatures are checked.
+    reviews, params = ["source = 'reviewer'"], {}
     if filters.app_id:
-        calls.append("app_id = {app_id:String}")
+        reviews.append("app_id = {app_id:String}")
         params["app_id"] = filters.app_id
+    calls = [*reviews[1:], f"(app_id, event_id) IN (SELECT app_id, event_id FROM feedback WHERE "
+                           f"{' AND '.join(reviews)})"]
     if filters.model:
         calls.append("model = {model:String}")
         params["model"] = filters.model
@@ -120,40 +133,76 @@ def _query(filters: DatasetFilters) -> tuple[str, dict]:
     if filters.until:
         calls.append("ts < {until:DateTime64(3, 'UTC')}")
         params["until"] = filters.until
-    label = "1"
-    if filters.label:
-        label = "has(tupleElement(f.r, 4), {label:String})"
-        params["label"] = filters.label
     sql = f"""
-        SELECT toString(f.event_id) AS id, c.input, c.prompt, c.output,
-               tupleElement(f.r, 1), tupleElement(f.r, 2), tupleElement(f.r, 3)
-        FROM (
-            SELECT event_id, argMax(tuple(rating, thumbs, corrected_output, labels), (ts, author)) AS r
-            FROM feedback_latest WHERE source = 'reviewer' GROUP BY event_id
-        ) AS f
-        INNER JOIN (SELECT event_id, any(input) AS input, any(prompt) AS prompt, any(output) AS output
-                    FROM llm_calls WHERE {' AND '.join(calls)} GROUP BY event_id) AS c
-            ON c.event_id = f.event_id
-        WHERE {label}
-        ORDER BY id
+        SELECT f.feedback_id, f.event_id, f.app_id, f.source, f.author, f.ts, f.thumbs, f.rating, f.labels,
+               f.corrected_output, f.comment, f.signature, c.input, c.prompt, c.output
+        FROM (SELECT feedback_id, event_id, app_id, source, author, ts, thumbs, rating, labels, corrected_output,
+                     comment, signature
+              FROM feedback WHERE {' AND '.join(reviews)}) AS f
+        INNER JOIN (SELECT app_id, event_id, any(input) AS input, any(prompt) AS prompt, any(output) AS output
+                    FROM llm_calls WHERE {' AND '.join(calls)} GROUP BY app_id, event_id) AS c
+            ON c.app_id = f.app_id AND c.event_id = f.event_id
     """
     return sql, params
 
 
-def build(client: Client, filters: DatasetFilters) -> Built:
+@dataclass(frozen=True)
+class _Review:
+    content: ReviewContent
+    call: tuple[str, str, str]  # input, prompt, output
+
+
+def latest_verified(rows, signing_secret: str) -> tuple[list[_Review], int]:
+    """Per call, the review that counts: each reviewer's latest row (by ts, then id) among the
+    rows whose signature verifies, then the latest of those (by ts, then reviewer), as the
+    feedback_latest view would pick were there no forged rows. Also the number of rows left
+    out. `rows` are the columns of `_query`; a row stored twice (not yet merged) counts once."""
+    seen: set = set()
+    per_author: dict[tuple[str, uuid.UUID, str], _Review] = {}
+    unverified = 0
+    for (fid, event_id, app_id, source, author, ts, thumbs, rating, labels, corrected, comment, signature,
+         input_json, prompt, output) in rows:
+        if fid in seen:
+            continue
+        seen.add(fid)
+        content = ReviewContent(fid, event_id, app_id, source, author, ts, thumbs, rating, tuple(labels),
+                                corrected or "", comment or "")
+        if not review_signing.verify(signing_secret, content, signature):
+            unverified += 1
+            continue
+        key = (app_id, event_id, author)
+        held = per_author.get(key)
+        if held is None or (held.content.ts, str(held.content.feedback_id)) < (ts, str(fid)):
+            per_author[key] = _Review(content, (input_json, prompt, output))
+    per_call: dict[tuple[str, uuid.UUID], _Review] = {}
+    for (app_id, event_id, author), review in per_author.items():
+        held = per_call.get((app_id, event_id))
+        if held is None or (held.content.ts, held.content.author) < (review.content.ts, author):
+            per_call[(app_id, event_id)] = review
+    ordered = sorted(per_call.values(), key=lambda r: (str(r.content.event_id), r.content.app_id))
+    return ordered, unverified
+
+
+def build(client: Client, filters: DatasetFilters, signing_secret: str) -> Built:
+    review_signing.check_secret(signing_secret)
     sql, params = _query(filters)
+    reviews, unverified = latest_verified(client.query(sql, parameters=params).result_rows, signing_secret)
     sft, pref = [], []
-    for event_id, input_json, prompt, output, rating, thumbs, corrected in client.query(
-        sql, parameters=params
-    ).result_rows:
+    for review in reviews:
+        r = review.content
+        if filters.label and filters.label not in r.labels:
+            continue
+        input_json, prompt, output = review.call
+        event_id = str(r.event_id)
         messages = _messages(input_json, prompt)
+        corrected = r.corrected_output
         if corrected:
             sft.append({"messages": messages, "completion": corrected, "event_id": event_id})
             if output and corrected != output:
                 pref.append({"messages": messages, "chosen": corrected, "rejected": output, "event_id": event_id})
-        elif output and ((rating is not None and rating >= APPROVED_RATING) or thumbs == 1):
+        elif output and ((r.rating is not None and r.rating >= APPROVED_RATING) or r.thumbs == 1):
             sft.append({"messages": messages, "completion": output, "event_id": event_id})
-    return Built(_jsonl(sft), _jsonl(pref), len(sft), len(pref))
+    return Built(_jsonl(sft), _jsonl(pref), len(sft), len(pref), unverified)
 
 
 def _jsonl(items: list[dict]) -> bytes:
@@ -175,10 +224,10 @@ def write(built: Built, folder: str | os.PathLike, filters: DatasetFilters) -> E
     _write(folder / FILES[1], built.preference)
     exported = Exported(folder, built.sha256, built.counts)
     manifest = {"uri": str(folder), "sha256": exported.sha256, "counts": exported.counts,
-                "filters": filters.as_dict()}
+                "filters": filters.as_dict(), "unverified_reviews": built.unverified}
     _write(folder / MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
     return exported
 
 
-def export(client: Client, filters: DatasetFilters, folder: str | os.PathLike) -> Exported:
-    return write(build(client, filters), folder, filters)
+def export(client: Client, filters: DatasetFilters, folder: str | os.PathLike, signing_secret: str) -> Exported:
+    return write(build(client, filters, signing_secret), folder, filters)

@@ -227,6 +227,9 @@ class Feedback(_Wire):
     # The thumbs of this author's earlier vote on the call that this vote replaces: the
     # per-version rollup takes that vote back, so it keeps only each author's latest.
     replaces_thumbs: Literal[-1, 1] | None = None
+    # Reviewer rows: HMAC of the row by the feedback service (lookout.core.review_signing);
+    # datasets take only reviewer rows whose signature verifies.
+    signature: ShortText | None = None
 
     _ts = field_validator("ts")(_utc)
     _call_ts = field_validator("call_ts")(_utc_or_none)

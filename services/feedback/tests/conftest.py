@@ -25,6 +25,8 @@ from lookout.testing.stack import IngestStack, ingest_settings_for
 
 ADMIN = ("admin", "admin-password-1")
 TOKEN_SECRET = "token-secret-0123456789"
+PII_SECRET = "test-secret-0123456789"  # ingest_settings_for's, so pseudonyms match ingest's
+SIGNING_SECRET = "review-signing-secret-0123"
 
 
 class Instance:
@@ -72,8 +74,12 @@ class LoggedIn(httpx.Client):
 class FeedbackStack:
     def __init__(self, common, instances: int = 1, **extra):
         self.ingest = IngestStack(ingest_settings_for(common)).start()
+        # Tests load tasks in bulk through one key: its rate limit is raised (the limit's own
+        # tests set theirs).
         values = {**common.model_dump(), "feedback_token_secret": TOKEN_SECRET, "review_admin_user": ADMIN[0],
-                  "review_admin_password": ADMIN[1], "review_audit_rate": 0.0, **extra}
+                  "review_admin_password": ADMIN[1], "review_audit_rate": 0.0, "pii_secret": PII_SECRET,
+                  "review_signing_secret": SIGNING_SECRET, "feedback_key_rate_per_s": 10_000.0,
+                  "feedback_key_burst": 10_000, **extra}
         self.settings = FeedbackSettings(**values)
         self.instances = [Instance(self.settings, build_tasks=i == 0) for i in range(instances)]
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from lookout.feedback.datasets import DatasetFilters, export_dataset
 
+from .conftest import SIGNING_SECRET
+
 
 def _lines(data: bytes) -> list[dict]:
     return [json.loads(line) for line in data.splitlines()]
@@ -44,7 +46,7 @@ def test_export_matches_reviews_and_a_second_export_has_the_same_hash(kafka_feed
         return [{"role": "user", "content": f"question {i} of shop"}]
 
     out = tmp_path / "datasets"
-    version = export_dataset(stack.client, DatasetFilters(app_id="shop"), out)
+    version = export_dataset(stack.client, DatasetFilters(app_id="shop"), out, SIGNING_SECRET)
     sft = _lines(Path(version.files["sft.jsonl"]).read_bytes())
     pref = _lines(Path(version.files["preference.jsonl"]).read_bytes())
     i = {e: calls.index(e) for e in calls}
@@ -57,14 +59,14 @@ def test_export_matches_reviews_and_a_second_export_has_the_same_hash(kafka_feed
                      "event_id": str(ordered[1])}]
     assert (version.sft_count, version.preference_count) == (3, 1)
 
-    again = export_dataset(stack.client, DatasetFilters(app_id="shop"), out)
+    again = export_dataset(stack.client, DatasetFilters(app_id="shop"), out, SIGNING_SECRET)
     assert again.sha256 == version.sha256 and again.dataset_id == version.dataset_id
     stored = stack.client.query("SELECT sha256, sft_count, preference_count, filters FROM dataset_versions FINAL")
     assert stored.result_rows == [(version.sha256, 3, 1, DatasetFilters(app_id="shop").as_json())]
 
-    labelled = export_dataset(stack.client, DatasetFilters(app_id="shop", label="hallucination"), out)
+    labelled = export_dataset(stack.client, DatasetFilters(app_id="shop", label="hallucination"), out, SIGNING_SECRET)
     assert (labelled.sft_count, labelled.preference_count) == (1, 1)
-    everything = export_dataset(stack.client, DatasetFilters(), out)
+    everything = export_dataset(stack.client, DatasetFilters(), out, SIGNING_SECRET)
     assert everything.sft_count == 4  # the bank call too
 
     # Download over HTTP: an API key with the review scope; one bound to another app gets its own app only.

@@ -40,7 +40,7 @@ def test_signals_make_one_task_per_call_with_every_reason_and_severity_order(kaf
     try:
         toxic, judged, drifted, audited = stack.add_calls("shop", 4)
         _produce(stack, topics.SCORES, [
-            _score(toxic, "toxicity.insult", 0.9),
+            _score(toxic, "toxicity.insult", 0.97),  # over the default threshold (0.9)
             _score(toxic, "judge.relevance", 0.1),
             _score(judged, "judge.relevance", 0.3),
             _score(judged, "toxicity.insult", 0.1),  # below threshold: no reason
@@ -206,7 +206,8 @@ def test_a_restarted_instance_rebuilds_every_claim_from_the_log(kafka_feedback_s
     fresh = Instance(stack.settings, build_tasks=False)
     try:
         now_ms = time.time_ns() // 1_000_000
-        assert fresh.service.claims.state.holding("ann", now_ms) == held
+        # The claim log names a task by its call: app and event id.
+        assert fresh.service.claims.state.holding("ann", now_ms) == f"shop/{held}"
         with stack.login("ben", "password-123", base_url=fresh.url) as ben:
             got = ben.post("/review/api/next", json={}).json()["task"]["event_id"]
             assert got != held

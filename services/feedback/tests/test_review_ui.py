@@ -69,6 +69,13 @@ def test_reviewer_logs_in_and_reviews_by_keyboard_and_an_unassigned_reviewer_see
             expect(other.locator("#empty")).to_be_visible()
             expect(other.locator("#task")).to_be_hidden()
             expect(other.locator("#progress")).to_contain_text("0 reviewed · 0 open")
+            # Zed changes their password from the page; the session that did it stays.
+            other.click("#account summary")
+            other.fill("#current-password", "password-123")
+            other.fill("#new-password", "zed-new-password")
+            other.click("#password-form button")
+            expect(other.locator("#password-note")).to_contain_text("other sessions were ended")
+            stack.login("zed", "zed-new-password").close()
         finally:
             browser.close()
 

@@ -20,7 +20,8 @@ def test_python_m_lookout_feedback_serves_ops_and_the_review_page(tansu_broker, 
     port = free_port()
     env = {**os.environ, "LOOKOUT_KAFKA_BOOTSTRAP": tansu_broker.bootstrap, "LOOKOUT_KAFKA_IDEMPOTENCE": "off",
            "LOOKOUT_TOPIC_PREFIX": f"m{port}.", "LOOKOUT_CLICKHOUSE_DSN": f"chdb://{tmp_path}/chdb",
-           "LOOKOUT_HTTP_HOST": "127.0.0.1", "LOOKOUT_HTTP_PORT": str(port), "LOOKOUT_KAFKA_TOPIC_PARTITIONS": "1"}
+           "LOOKOUT_HTTP_HOST": "127.0.0.1", "LOOKOUT_HTTP_PORT": str(port), "LOOKOUT_KAFKA_TOPIC_PARTITIONS": "1",
+           "LOOKOUT_PII_SECRET": "pii-secret-0123456789", "LOOKOUT_REVIEW_SIGNING_SECRET": "signing-secret-0123456789"}
     proc = subprocess.Popen([sys.executable, "-m", "lookout.feedback"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     try:

@@ -5,15 +5,21 @@ from __future__ import annotations
 import time
 import uuid
 
+from lookout.core.pii import pseudonymise
 from lookout.feedback import tokens
 
-from .conftest import TOKEN_SECRET
+from .conftest import PII_SECRET, TOKEN_SECRET
 
 
-def _stored(stack, event_id, author):
+def pseudonym(user_id: str) -> str:
+    """What ingest stores for this user_id, and so what a vote's author is."""
+    return pseudonymise(user_id, PII_SECRET.encode())
+
+
+def _stored(stack, event_id, user):
     return stack.client.query(
         "SELECT thumbs, comment FROM feedback_latest WHERE event_id = {e:UUID} AND author = {a:String}",
-        parameters={"e": str(event_id), "a": author},
+        parameters={"e": str(event_id), "a": pseudonym(user)},
     ).result_rows
 
 
@@ -42,8 +48,8 @@ def test_thumbs_by_key_is_stored_and_a_new_vote_replaces_the_old(feedback_stack)
         for thumbs in (1, -1, 1):
             assert http.post("/v1/feedback", json={"event_id": str(event_id), "thumbs": thumbs,
                                                    "user_id": "carol"}).status_code == 200
-    stack.wait_rows("SELECT count() FROM feedback WHERE event_id = {e:UUID} AND author = 'carol'", 3,
-                    e=str(event_id))
+    stack.wait_rows("SELECT count() FROM feedback WHERE event_id = {e:UUID} AND author = {a:String}", 3,
+                    e=str(event_id), a=pseudonym("carol"))
     assert _stored(stack, event_id, "carol") == [(1, "")]
 
 
@@ -97,4 +103,4 @@ def test_feedback_tokens_forged_expired_or_for_another_call_are_401_valid_is_sto
     stack.wait_rows("SELECT count() FROM feedback WHERE event_id = {e:UUID}", 1, e=str(call))
     time.sleep(1)
     assert stack.client.query("SELECT count(), any(author) FROM feedback WHERE event_id = {e:UUID}",
-                              parameters={"e": str(call)}).result_rows == [(1, "bob")]
+                              parameters={"e": str(call)}).result_rows == [(1, pseudonym("bob"))]

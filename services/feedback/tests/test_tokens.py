@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 import time
 import uuid
 
 import pytest
+from argon2 import PasswordHasher
 
 from lookout.feedback import accounts, tokens
 
@@ -42,9 +46,25 @@ def test_a_token_signed_with_another_secret_is_refused():
         tokens.verify(SECRET, token)
 
 
-def test_passwords_are_salted_scrypt_and_check_in_constant_time():
+def test_passwords_are_salted_argon2id_and_old_scrypt_hashes_still_check():
     h1, h2 = accounts.hash_password("correct horse"), accounts.hash_password("correct horse")
-    assert h1 != h2 and h1.startswith("scrypt$16384$8$1$")
+    assert h1 != h2 and h1.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     assert accounts.check_password("correct horse", h1)
     assert not accounts.check_password("correct horsE", h1)
     assert not accounts.check_password("x", "not-a-hash")
+    assert not accounts.needs_rehash(h1)
+    # A hash made before argon2id (scrypt n=2**14) verifies, and asks to be replaced.
+    legacy = _scrypt("correct horse")
+    assert accounts.check_password("correct horse", legacy) and not accounts.check_password("wrong", legacy)
+    assert accounts.needs_rehash(legacy)
+    # So does an argon2 hash of a lower cost than today's.
+    assert accounts.needs_rehash(PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash("x"))
+    # A stored scrypt hash that asks for absurd work is refused rather than computed.
+    assert not accounts.check_password("correct horse", legacy.replace("$16384$", f"${2**24}$", 1))
+
+
+def _scrypt(password: str) -> str:
+    """A hash as this service made them before argon2id."""
+    salt = os.urandom(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
+    return f"scrypt$16384$8$1${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"

@@ -17,6 +17,8 @@ from lookout.core.events import Feedback, LlmCall, Message, Score
 from lookout.core.ids import uuid7
 from lookout.judge.scores import Measurement, to_score
 
+from .test_thumbs import pseudonym
+
 
 def _call(version: str) -> LlmCall:
     return LlmCall(event_id=uuid7(), ts=datetime.now(UTC), app_id="shop", model="m1", model_version=version,
@@ -94,7 +96,7 @@ def test_scores_and_votes_on_a_call_land_in_the_rollup_under_its_model_version(f
     assert sorted(stack.client.query("SELECT author, model, model_version, environment, call_ts = "
                                      "{v2:DateTime64(3, 'UTC')} FROM feedback WHERE event_id = {e:UUID}",
                                      parameters={"e": str(new.event_id), "v2": new.ts}).result_rows) == [
-        ("bob", "m1", "v2", "prod", 1), ("r1", "m1", "v2", "prod", 1),
+        *sorted([(pseudonym("bob"), "m1", "v2", "prod", 1), ("r1", "m1", "v2", "prod", 1)]),
     ]
 
     rows = _panel_rows(stack.client)

@@ -52,20 +52,23 @@ def test_batched_scores_equal_detoxify_predict_on_the_same_texts(tiny_detoxify):
             assert scores[label] == pytest.approx(raw[label][i], abs=1e-5)
 
 
-def test_long_text_is_chunked_and_scored_as_the_max_over_chunks(tiny_detoxify):
+def test_long_text_is_chunked_and_scored_as_the_token_weighted_mean_over_chunks(tiny_detoxify):
     # 10 tokens a chunk: [CLS] + 8 words + [SEP]; each word of the vocab is one token.
     model = toxicity.load(_settings(tiny_detoxify, toxicity_max_tokens=10, toxicity_stride=0))
     pieces = ["you are a stupid idiot please go away", "have a nice day and thanks for help",
-              "the weather today is sunny and cloudy it"]
-    assert all(len(p.split()) == 8 for p in pieces)
+              "the weather today is sunny and cloudy it", "good"]
+    assert all(len(p.split()) == 8 for p in pieces[:3])
 
     (whole,) = model.predict([" ".join(pieces)])
     parts = model.predict(pieces)
 
+    weights = [10, 10, 10, 3]  # the last chunk: [CLS] good [SEP]
     for label in DETOXIFY_LABELS:
-        assert whole[label] == pytest.approx(max(p[label] for p in parts), abs=1e-5)
+        mean = sum(w * p[label] for w, p in zip(weights, parts, strict=True)) / sum(weights)
+        assert whole[label] == pytest.approx(mean, abs=1e-5)
     # Not truncated: detoxify's own predict would have seen only the first chunk.
     assert any(whole[label] != pytest.approx(parts[0][label], abs=1e-6) for label in DETOXIFY_LABELS)
+    assert model.version.endswith("/whole<=10t|wmean(10t/0t)")
 
 
 def test_profanity_fallback_runs_when_no_detoxify_checkpoint_is_configured():
@@ -78,12 +81,31 @@ def test_profanity_fallback_runs_when_no_detoxify_checkpoint_is_configured():
     assert profane["profanity"] > clean["profanity"]
 
 
-def test_profanity_in_a_long_text_is_not_diluted_away():
+def test_profanity_scores_a_text_of_up_to_256_words_whole_exactly_as_the_model_does():
+    from profanity_check import predict_prob
+
     model = ProfanityModel()
+    texts = ["Thank you, that was very helpful.", "you are a stupid idiot " * 51]  # 255 words
+    ours = model.predict(texts)
+    assert [s["profanity"] for s in ours] == [float(p) for p in predict_prob(texts)]
+    assert model.version.endswith("/whole<=256w|wmean(8w/4w)")
+
+
+def test_profanity_scores_a_longer_text_as_the_word_weighted_mean_over_8_word_windows():
+    from profanity_check import predict_prob
+
+    model = ProfanityModel()
+    words = [f"w{i}" for i in range(258)]  # 258 words: windows start at 0, 4, ..., 248 and 250
+    assert model.chunks(" ".join(words)) == [" ".join(words[s : s + 8]) for s in [*range(0, 250, 4), 250]]
     calm = "The meeting covers the budget, the roadmap and the hiring plan for next quarter. " * 30
-    (long_profane,) = model.predict([calm + "This plan is total shit."])
+    (long_profane,) = model.predict([calm + "This plan is total shit, you fucking idiots."])
     (long_calm,) = model.predict([calm])
-    assert long_profane["profanity"] > 0.5 > long_calm["profanity"]
+    windows = model.chunks(calm)
+    expected = sum(p * len(w.split()) for p, w in zip(predict_prob(windows), windows, strict=True)) / sum(
+        len(w.split()) for w in windows)
+    assert long_calm["profanity"] == pytest.approx(expected, abs=1e-12)
+    # A profane passage still moves a long answer up, in proportion to its share of the text.
+    assert long_profane["profanity"] > long_calm["profanity"]
 
 
 def test_a_configured_checkpoint_that_cannot_load_is_reported_not_replaced(tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from lookout.core import clickhouse, kafka, topics
+from lookout.core import clickhouse, kafka, review_signing, topics
 from lookout.core.events import Feedback, LlmCall, Message, Score
 from lookout.core.ids import uuid7
 from lookout.retrain_trigger.app import build_app
@@ -22,6 +22,7 @@ from lookout.retrain_trigger.settings import RetrainSettings
 from lookout.testing.brokers import free_port
 from lookout.testing.stack import IngestStack, ingest_settings_for
 
+SIGNING_SECRET = "review-signing-secret-0123"
 QA = [("What is the capital of France?", "Lyon.", "Paris is the capital of France."),
       ("How many legs does a spider have?", "Six.", "A spider has eight legs."),
       ("Who wrote Hamlet?", "Dickens.", "William Shakespeare wrote Hamlet.")]
@@ -52,7 +53,8 @@ class Harness:
         common = self.stack.settings.model_dump(include=set(RetrainSettings.model_fields) - {"http_port", "http_host"})
         values = dict(common, retrain_policies=str(path), retrain_dataset_dir=str(self.tmp / "datasets"),
                       retrain_output_dir=str(self.tmp / "runs"), retrain_base_model=str(self.base_model),
-                      retrain_job_args="--max-steps 3 --batch-size 4 --device cpu", retrain_watchdog_s=0.5)
+                      retrain_job_args="--max-steps 3 --batch-size 4 --device cpu", retrain_watchdog_s=0.5,
+                      review_signing_secret=SIGNING_SECRET)
         values.update(extra)
         return RetrainSettings(**values)
 
@@ -115,10 +117,10 @@ class Harness:
         assert self.stack.wait_for(sql, before + len(calls), a=calls[0].app_id) == before + len(calls)
 
     def _produce_reviews(self, calls: list[LlmCall], fixes: dict[str, str]) -> None:
-        self.produce(topics.FEEDBACK, [
-            Feedback(feedback_id=uuid7(), event_id=c.event_id, ts=c.ts + timedelta(seconds=1), app_id=c.app_id,
-                     source="reviewer", author="rev", rating=2, corrected_output=fixes[c.input[0].content])
-            for c in calls])
+        """Reviews as the feedback service produces them: signed with the shared secret."""
+        self.produce(topics.FEEDBACK, [review_signing.signed(SIGNING_SECRET, Feedback(
+            feedback_id=uuid7(), event_id=c.event_id, ts=c.ts + timedelta(seconds=1), app_id=c.app_id,
+            source="reviewer", author="rev", rating=2, corrected_output=fixes[c.input[0].content])) for c in calls])
 
     def thumbs(self, calls: list[LlmCall], down: list[bool], at: float = 60.0) -> None:
         self.produce(topics.FEEDBACK, [

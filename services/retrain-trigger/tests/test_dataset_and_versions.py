@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from lookout.core import topics
+from lookout.core import review_signing, topics
 from lookout.core.events import Feedback, LlmCall, Message, Score
 from lookout.feedback.datasets import export_dataset
 from lookout.ingest.rows import TABLES
@@ -20,6 +20,7 @@ from lookout.retrain_trigger.dataset import ClickHouseSnapshot, DatasetFilters, 
 
 # Recent: rows older than the retention TTL would be dropped on insert.
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+SECRET = "review-signing-secret-0123"
 
 
 def store(ch, topic: str, events: list) -> None:
@@ -36,9 +37,11 @@ def call(i: int, model: str = "m1", version: str = "v1", output: str = "bad answ
     return LlmCall(**{**values, **kw})
 
 
-def review(c: LlmCall, at: int, **kw) -> Feedback:
-    return Feedback(feedback_id=uuid.uuid4(), event_id=c.event_id, ts=T0 + timedelta(seconds=at), app_id="shop",
-                    source="reviewer", author="r", **kw)
+def review(c: LlmCall, at: int, *, signed: bool = True, **kw) -> Feedback:
+    """A reviewer row as the feedback service produces it (signed), or as anyone else could."""
+    f = Feedback(feedback_id=uuid.uuid4(), event_id=c.event_id, ts=T0 + timedelta(seconds=at), app_id=c.app_id,
+                 source="reviewer", author=kw.pop("author", "r"), **kw)
+    return review_signing.signed(SECRET, f) if signed else f
 
 
 def lines(path) -> list[dict]:
@@ -59,7 +62,7 @@ def test_snapshot_turns_reviews_into_sft_and_preference_lines(ch, tmp_path):
         Feedback(feedback_id=uuid.uuid4(), event_id=calls[4].event_id, ts=T0, app_id="shop", source="end_user",
                  author="u", thumbs=-1),                                  # thumbs are not training data
     ])
-    src = ClickHouseSnapshot(ch)
+    src = ClickHouseSnapshot(ch, SECRET)
     v = src.snapshot(DatasetFilters("shop", "m1"), tmp_path / "a")
     assert v.counts == {"sft": 4, "preference": 3}
     sft = lines(tmp_path / "a" / "sft.jsonl")
@@ -74,7 +77,7 @@ def test_snapshot_turns_reviews_into_sft_and_preference_lines(ch, tmp_path):
     assert manifest["sha256"] == v.sha256 == content_hash(tmp_path / "a") and manifest["counts"] == v.counts
 
     # The feedback service's export with the same filters is the same dataset: one implementation.
-    exported = export_dataset(ch, DatasetFilters("shop", "m1"), tmp_path / "exports")
+    exported = export_dataset(ch, DatasetFilters("shop", "m1"), tmp_path / "exports", SECRET)
     assert exported.sha256 == v.sha256
     for name in ("sft.jsonl", "preference.jsonl"):
         assert (tmp_path / "exports" / exported.dataset_id / name).read_bytes() == (tmp_path / "a" / name).read_bytes()
@@ -83,6 +86,52 @@ def test_snapshot_turns_reviews_into_sft_and_preference_lines(ch, tmp_path):
     assert src.snapshot(DatasetFilters("shop", "m1"), tmp_path / "b").sha256 == v.sha256
     store(ch, topics.FEEDBACK, [review(calls[5], 30, rating=4)])
     assert src.snapshot(DatasetFilters("shop", "m1"), tmp_path / "c").sha256 != v.sha256
+
+
+def test_only_reviews_whose_signature_verifies_become_training_data(ch, tmp_path):
+    calls = [call(i) for i in range(4)]
+    store(ch, topics.EVENTS, calls)
+    signed_fix = review(calls[0], 10, corrected_output="a fix the feedback service signed")
+    tampered = review(calls[1], 10, corrected_output="the reviewer's fix")
+    tampered = tampered.model_copy(update={"corrected_output": "text an attacker swapped in"})
+    store(ch, topics.FEEDBACK, [
+        signed_fix,
+        review(calls[0], 20, signed=False, corrected_output="a later forged fix"),  # must not win by being later
+        tampered,
+        review(calls[2], 10, signed=False, rating=5),  # forged approval
+        review(calls[3], 10, rating=5).model_copy(update={"app_id": "shop", "author": "someone-else"}),
+    ])
+    src = ClickHouseSnapshot(ch, SECRET)
+    v = src.snapshot(DatasetFilters("shop"), tmp_path / "a")
+    sft = lines(tmp_path / "a" / "sft.jsonl")
+    assert [x["completion"] for x in sft] == ["a fix the feedback service signed"]
+    assert v.counts == {"sft": 1, "preference": 1}
+    assert json.loads((tmp_path / "a" / "manifest.json").read_text())["unverified_reviews"] == 4
+    # Every row is still stored: the forgery is evidence, it just trains nothing.
+    assert ch.query("SELECT count() FROM feedback WHERE source = 'reviewer'").result_rows[0][0] == 5
+    # Another secret verifies nothing.
+    assert ClickHouseSnapshot(ch, "another-secret-0123456789").snapshot(
+        DatasetFilters("shop"), tmp_path / "b").counts == {"sft": 0, "preference": 0}
+    with pytest.raises(ValueError, match="LOOKOUT_REVIEW_SIGNING_SECRET"):
+        ClickHouseSnapshot(ch, "").snapshot(DatasetFilters("shop"), tmp_path / "c")
+
+
+def test_a_dataset_takes_its_own_apps_reviews_when_two_apps_share_an_event_id(ch, tmp_path):
+    shared = uuid.UUID(int=77)
+    a = call(0, event_id=shared, app_id="app-a", output="answer of a")
+    b = call(0, event_id=shared, app_id="app-b", output="answer of b")
+    store(ch, topics.EVENTS, [a])
+    store(ch, topics.EVENTS, [b])
+    store(ch, topics.FEEDBACK, [review(a, 10, corrected_output="fix for a"),
+                                review(b, 20, corrected_output="fix for b")])  # later, but app b's
+    for app, fix, answer in (("app-a", "fix for a", "answer of a"), ("app-b", "fix for b", "answer of b")):
+        ClickHouseSnapshot(ch, SECRET).snapshot(DatasetFilters(app), tmp_path / app)
+        assert [x["completion"] for x in lines(tmp_path / app / "sft.jsonl")] == [fix]
+        assert [x["rejected"] for x in lines(tmp_path / app / "preference.jsonl")] == [answer]
+    # Without an app filter each app's call still gets its own review: two lines, never crossed.
+    ClickHouseSnapshot(ch, SECRET).snapshot(DatasetFilters(), tmp_path / "all")
+    pairs = {(x["chosen"], x["rejected"]) for x in lines(tmp_path / "all" / "preference.jsonl")}
+    assert pairs == {("fix for a", "answer of a"), ("fix for b", "answer of b")}
 
 
 def test_two_proportion_z_matches_the_textbook():

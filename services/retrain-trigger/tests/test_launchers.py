@@ -32,7 +32,7 @@ REQ = LaunchRequest(run_id=RUN, app_id="Support.Bot", model="gpt-4o", rule="qual
 def settings(**extra) -> RetrainSettings:
     values = dict(kafka_bootstrap="kafka:9092", topic_prefix="prod.", kafka_sasl_password="s3cret",
                   kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="PLAIN", retrain_k8s_namespace="ml",
-                  retrain_k8s_image="reg/finetune:1.2", retrain_k8s_gpus=2)
+                  retrain_k8s_image="reg/finetune:1.2", retrain_k8s_gpus=2, retrain_k8s_sasl_secret="kafka-creds")
     return RetrainSettings(**{**values, **extra})
 
 
@@ -57,9 +57,28 @@ def test_kubernetes_manifest_field_by_field():
                          "--run-id", str(RUN), "--app-id", "Support.Bot", "--model", "gpt-4o", "--rule",
                          "quality/thumbs", "--dataset-hash", "ab" * 32, "--max-steps", "100"]
     assert c["resources"]["limits"]["nvidia.com/gpu"] == "2" and c["resources"]["requests"]["nvidia.com/gpu"] == "2"
-    env = {e["name"]: e["value"] for e in c["env"]}
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in c["env"]}
     assert env["LOOKOUT_KAFKA_BOOTSTRAP"] == "kafka:9092" and env["LOOKOUT_TOPIC_PREFIX"] == "prod."
     assert env["LOOKOUT_RUN_ID"] == str(RUN) and env["LOOKOUT_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+
+
+def test_the_kubernetes_job_reads_the_sasl_password_from_a_secret_never_from_the_manifest():
+    m = k8s_manifest(REQ, settings(retrain_k8s_sasl_secret_key="password"))
+    assert "s3cret" not in json.dumps(m)
+    (c,) = m["spec"]["template"]["spec"]["containers"]
+    (entry,) = [e for e in c["env"] if e["name"] == "LOOKOUT_KAFKA_SASL_PASSWORD"]
+    assert entry == {"name": "LOOKOUT_KAFKA_SASL_PASSWORD",
+                     "valueFrom": {"secretKeyRef": {"name": "kafka-creds", "key": "password"}}}
+    # Without SASL there is nothing secret to reference.
+    plain = k8s_manifest(REQ, settings(kafka_sasl_password=None, kafka_security_protocol="PLAINTEXT"))
+    assert all("valueFrom" not in e for e in plain["spec"]["template"]["spec"]["containers"][0]["env"])
+
+
+def test_the_kubernetes_launcher_refuses_to_start_with_a_sasl_password_but_no_secret_name():
+    with pytest.raises(ValueError, match="LOOKOUT_RETRAIN_K8S_SASL_SECRET"):
+        KubernetesLauncher(settings(retrain_k8s_sasl_secret=""))
+    with pytest.raises(ValueError, match="LOOKOUT_RETRAIN_K8S_SASL_SECRET"):
+        k8s_manifest(REQ, settings(retrain_k8s_sasl_secret=""))
 
 
 def test_no_gpu_no_gpu_resources():
@@ -218,3 +237,38 @@ async def test_local_launcher_reports_the_exit_of_its_job(tmp_path):
     ((run_id, code, tail),) = exits
     assert run_id == RUN and code == 7 and "-m lookout_finetune --dataset /data/datasets/r1" in tail
     await launcher.close()
+
+
+async def test_a_local_job_gets_an_allow_listed_environment_not_the_services(tmp_path, monkeypatch):
+    from lookout.retrain_trigger.launchers import LocalLauncher
+
+    # What the service's own environment holds: secrets the job must never see, and what it needs.
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "cloud-secret")
+    monkeypatch.setenv("LOOKOUT_PII_SECRET", "pii-secret-0123456789")
+    monkeypatch.setenv("LOOKOUT_REVIEW_SIGNING_SECRET", "signing-secret-0123456789")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    monkeypatch.setenv("MY_EXTRA", "passed-on-request")
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/sh\nenv\n")
+    script.chmod(0o755)
+    done = asyncio.Event()
+
+    async def on_exit(run_id, code, tail):
+        done.set()
+
+    s = RetrainSettings(retrain_job_python=str(script), kafka_bootstrap="broker:9092", topic_prefix="t.",
+                        retrain_job_env="MY_EXTRA")
+    launcher = LocalLauncher(s, on_exit)
+    out = tmp_path / "out"
+    await launcher.launch(REQ.__class__(**{**REQ.__dict__, "output_dir": str(out)}))
+    await asyncio.wait_for(done.wait(), 10)
+    await launcher.close()
+    env = dict(line.split("=", 1) for line in (out / "job.log").read_text().splitlines() if "=" in line)
+    assert env["LOOKOUT_KAFKA_BOOTSTRAP"] == "broker:9092" and env["LOOKOUT_TOPIC_PREFIX"] == "t."
+    assert env["LOOKOUT_RUN_ID"] == str(RUN)
+    assert env["HF_HUB_OFFLINE"] == "1" and env["CUDA_VISIBLE_DEVICES"] == "0"
+    assert env["MY_EXTRA"] == "passed-on-request"
+    assert "PATH" in env
+    for leaked in ("AWS_SECRET_ACCESS_KEY", "LOOKOUT_PII_SECRET", "LOOKOUT_REVIEW_SIGNING_SECRET"):
+        assert leaked not in env, leaked

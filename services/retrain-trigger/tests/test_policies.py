@@ -47,6 +47,8 @@ def test_durations_hysteresis_defaults_and_matching():
     assert [x.name for x in pf.for_stream("support-bot", "gpt-4o")] == ["p"]
     assert pf.for_stream("support-bot", "gpt-4o-mini") == []
     assert pf.for_stream("sales", "gpt-4o") == []
+    # Left out, approval is required: launching a run on its own needs an explicit false.
+    assert p.require_approval is True and p.dry_run is False
 
 
 def test_errors_name_line_and_field():

@@ -17,6 +17,7 @@ from lookout.feedback.app import FeedbackService, build_app
 from lookout.feedback.settings import FeedbackSettings
 from lookout.testing.brokers import free_port
 
+from .conftest import SIGNING_SECRET
 from .test_closed_loop import THUMBS
 
 ADMIN = ("admin", "admin-password-1")
@@ -27,7 +28,8 @@ def review_url(harness):
     """A feedback service (review UI API) on the harness's broker, store and loop."""
     s = harness.stack.settings
     settings = FeedbackSettings(**s.model_dump(include=set(FeedbackSettings.model_fields) - {"http_port", "http_host"}),
-                                review_admin_user=ADMIN[0], review_admin_password=ADMIN[1], review_audit_rate=0.0)
+                                review_admin_user=ADMIN[0], review_admin_password=ADMIN[1], review_audit_rate=0.0,
+                                review_signing_secret=SIGNING_SECRET)
     service = FeedbackService(settings, client=clickhouse.connect(settings), build_tasks=False)
     harness.stack._run(service.start())
     port = free_port()

@@ -28,9 +28,9 @@ def engine(rules: str, cooldown: str = "1h") -> RuleEngine:
     return RuleEngine(policies.parse(textwrap.dedent(text)))
 
 
-def thumbs(ts: float, down: bool) -> Observation:
+def thumbs(ts: float, down: bool, event: str | None = None, voter: str | None = None) -> Observation:
     i = next(_ids)
-    return Observation(ts, f"f{i}", "thumbs", "thumbs", 1.0 if down else 0.0, f"e{i}")
+    return Observation(ts, f"f{i}", "thumbs", "thumbs", 1.0 if down else 0.0, event or f"e{i}", voter or f"u{i}")
 
 
 def score(ts: float, name: str, value: float, event: str | None = None) -> Observation:
@@ -111,6 +111,32 @@ def test_replayed_records_count_once():
     e.observe(APP, MODEL, batch)
     assert e.observe(APP, MODEL, batch) == 0
     assert e.evaluate(APP, MODEL) == []  # still 9 samples, not 18
+
+
+def test_sixty_thumbs_down_of_one_voter_on_one_call_are_one_vote():
+    e = engine(THUMBS)
+    # One end user re-posts the same call's thumbs down 60 times (each with a new comment,
+    # so each is its own record): the rule sees one vote, far below min_samples.
+    flood = [thumbs(t, True, event="e-attacked", voter="u-attacker") for t in range(60)]
+    assert feed(e, flood) == []
+    w = e.windows[(APP, MODEL)]
+    assert [o.obs_id for o in w.items] == [flood[-1].obs_id]
+    # Replays of the superseded records change nothing, in any order.
+    assert e.observe(APP, MODEL, list(reversed(flood))) == 0 and len(w.items) == 1
+    # Ten different voters on ten calls still fire (the rule is not blunted).
+    fired = feed(e, [thumbs(100 + i, True) for i in range(10)])
+    assert fired and fired[0].evidence["rules"][0]["samples"] == 10
+
+
+def test_a_voters_latest_vote_on_a_call_is_the_one_counted():
+    e = engine(THUMBS)
+    e.observe(APP, MODEL, [thumbs(1, True, "e1", "u1"), thumbs(5, False, "e1", "u1"),
+                           thumbs(3, True, "e1", "u1")])  # arrives late, older than the thumbs up
+    (only,) = e.windows[(APP, MODEL)].items
+    assert only.ts == 5 and only.value == 0.0
+    # Another voter on the same call, and the same voter on another call, are votes of their own.
+    e.observe(APP, MODEL, [thumbs(6, True, "e1", "u2"), thumbs(7, True, "e2", "u1")])
+    assert len(e.windows[(APP, MODEL)].items) == 3
 
 
 def test_toxicity_share_counts_answers_not_scores():

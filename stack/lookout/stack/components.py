@@ -2,8 +2,9 @@
 start/stop in the one asyncio loop, its HTTP routers mounted on the one port, its
 readiness checks added to /readyz.
 
-With `--demo`, builders get the demo's speed (else None); only the retrain trigger uses it,
-to run the demo policy (see demo_retrain.py).
+With `--demo`, builders get the demo's speed (else None): the retrain trigger runs the demo
+policy (see demo_retrain.py), and the judge gets the demo evaluator (demo_evaluator.py)
+when no LOOKOUT_JUDGE_BASE_URL is set.
 
 Each service gets its own ClickHouse client on the stack's chdb path: clients on one
 path share the engine but not a session, so one service's queries never interleave with
@@ -49,9 +50,30 @@ def judge(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
     from lookout.judge.service import JudgeService
     from lookout.judge.settings import JudgeSettings
 
-    settings = _settings(JudgeSettings, base, judge_sampling_secret=secret("judge-sampling-secret"))
+    evaluator = None
+    if demo_speed is not None and not JudgeSettings().judge_base_url:
+        # The demo's own evaluator (relevance as MiniLM cosine, named so in every score),
+        # unless LOOKOUT_JUDGE_BASE_URL points the judge at a real model.
+        from .demo_evaluator import DemoEvaluator
+
+        evaluator = DemoEvaluator()
+    settings = _settings(
+        JudgeSettings, base, judge_sampling_secret=secret("judge-sampling-secret"),
+        **(evaluator.judge_settings() if evaluator else {}),
+    )
     service = JudgeService(settings, client=clickhouse.connect(settings))
-    return Component("judge", service.start, service.stop, [agreement_router(service)],
+
+    async def start() -> None:
+        if evaluator is not None:
+            await evaluator.start()
+        await service.start()
+
+    async def stop() -> None:
+        await service.stop()
+        if evaluator is not None:
+            await evaluator.stop()
+
+    return Component("judge", start, stop, [agreement_router(service)],
                      {f"judge.{k}": v for k, v in service.checks().items()})
 
 
@@ -80,7 +102,8 @@ def retrain(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
     demo = retrain_settings(data_dir, demo_speed) if demo_speed else {}
     settings = _settings(
         RetrainSettings, base,
-        retrain_dataset_dir=str(data_dir / "datasets"), retrain_output_dir=str(data_dir / "runs"), **demo,
+        retrain_dataset_dir=str(data_dir / "datasets"), retrain_output_dir=str(data_dir / "runs"),
+        review_signing_secret=secret("review-signing-secret"), **demo,
     )
     service = RetrainService(settings, client=clickhouse.connect(settings))
     return Component("retrain-trigger", service.start, service.stop, [service.router()],
@@ -95,6 +118,7 @@ def feedback(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
     settings = _settings(
         FeedbackSettings, base,
         feedback_token_secret=secret("feedback-token-secret"),
+        review_signing_secret=secret("review-signing-secret"),
         review_admin_user="admin",
         review_admin_password=secret("review-admin-password"),
     )

@@ -29,6 +29,7 @@ from lookout.ingest.settings import IngestSettings
 from lookout.ingest.sink import SinkRunner
 
 from .components import BUILDERS, Component
+from .overview import review_sessions
 from .overview import router as overview_router
 from .tansu import Tansu
 
@@ -155,7 +156,10 @@ class EmbeddedStack:
             for router in component.routers:
                 app.include_router(router)
         app.include_router(ops_router(checks))
-        app.include_router(overview_router(lambda: client))
+        overview_client = clickhouse.connect(settings)
+        app.include_router(overview_router(lambda: overview_client, keys=ApiKeyStore(overview_client),
+                                           sessions=review_sessions(clickhouse.connect(settings)),
+                                           bound_host=self.host))
         return app
 
     def stop_broker(self) -> None:

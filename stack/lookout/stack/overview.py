@@ -5,7 +5,12 @@ same SQL, expanded by dashboards.macros. Filter values from the request never be
 text: they travel as ClickHouse query parameters (macros.expand_parameterized), and the
 time range and bucket size are numbers this module computes.
 
-Mount it with `app.include_router(overview.router(lambda: client))`.
+The data needs a viewer (overview_access): a read key or a review UI session, and a viewer
+limited to some apps sees only theirs, whatever the request's filters say. Every route,
+the page included, answers only to allowed Host names (DNS rebinding). The page and its
+static files are public (they hold no data); the page asks the viewer to sign in.
+
+Mount it with `app.include_router(overview.router(lambda: client, keys=ApiKeyStore(client)))`.
 """
 
 from __future__ import annotations
@@ -22,19 +27,27 @@ from pathlib import Path
 from typing import Annotated
 
 from clickhouse_connect.driver.client import Client
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse
 
 from dashboards import macros
-from dashboards.panels import PANELS, VARIABLES, panel, spec_json
+from dashboards.panels import PANELS, VARIABLES, Panel, panel, spec_json
 from dashboards.settings import DashboardSettings
+from lookout.core.api_errors import ApiError, error_router
+from lookout.core.auth import ApiKeyStore
+from lookout.core.session import Session
+
+from .overview_access import OverviewSettings, SessionLookup, Viewer, host_check, viewer_of
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(str(resources.files("lookout.stack").joinpath("static")))
 REFRESH_S = 5
 MAX_RANGE = timedelta(days=93)
+# The panels compare with toDateTime (seconds, 1970 to 2106): a time outside that is the
+# caller's 422, not a wrapped or failed query.
+EARLIEST, LATEST = datetime(1970, 1, 2, tzinfo=UTC), datetime(2105, 12, 31, tzinfo=UTC)
 MAX_VALUES = 50
 _MEDIA = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".txt": "text/plain"}
 _RELATIVE = re.compile(r"^now(?:-(\d{1,6})([smhd]))?$")
@@ -46,46 +59,34 @@ _PANEL_IDS = [p.id for p in PANELS]
 Values = Annotated[list[str] | None, Query(max_length=MAX_VALUES)]
 
 
-# What ClickHouse's DateTime64 holds: a time outside it is the caller's 400, not a failed query.
-EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
-LATEST = datetime(2299, 12, 31, 23, 59, 59, tzinfo=UTC)
-
-
-def parse_time(value: str, now: datetime, field: str = "time") -> datetime:
-    """`now`, `now-15m` (s, m, h, d), epoch milliseconds, or ISO 8601 with a zone, between
-    EARLIEST and LATEST; `field` names the parameter in the 400."""
-    try:
-        parsed = _parse_time(value, now)
-    except (OverflowError, OSError, ValueError):  # past the ends of datetime itself
-        parsed = None
-    if parsed is None or not EARLIEST <= parsed <= LATEST:
-        raise HTTPException(400, f"`{field}`: time {value[:40]!r} is outside {EARLIEST:%Y-%m-%d}..{LATEST:%Y-%m-%d}")
-    return parsed
-
-
-def _parse_time(value: str, now: datetime) -> datetime:
+def parse_time(value: str, now: datetime, field: str = "from") -> datetime:
+    """`now`, `now-15m` (s, m, h, d), epoch milliseconds, or ISO 8601 with a zone."""
     m = _RELATIVE.match(value)
-    if m:
-        amount, unit = m.groups()
-        return now - timedelta(seconds=int(amount) * _UNITS[unit]) if amount else now
-    if value.isdigit() and len(value) <= 15:
-        return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise HTTPException(400, f"bad time {value[:40]!r}: use now, now-15m, epoch ms or ISO 8601") from None
-    if parsed.tzinfo is None:
-        raise HTTPException(400, "ISO 8601 times need a zone (Z or +00:00)")
-    return parsed.astimezone(UTC)
+        if m:
+            amount, unit = m.groups()
+            parsed = now - timedelta(seconds=int(amount) * _UNITS[unit]) if amount else now
+        elif value.isdigit() and len(value) <= 15:
+            parsed = datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+        else:
+            parsed = datetime.fromisoformat(value)
+            if parsed.tzinfo is None:
+                raise ApiError(422, "ISO 8601 times need a zone (Z or +00:00)", field=field)
+            parsed = parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ApiError(422, f"bad time {value[:40]!r}: use now, now-15m, epoch ms or ISO 8601", field=field) from None
+    if not EARLIEST <= parsed <= LATEST:
+        raise ApiError(422, f"time {value[:40]!r} is outside {EARLIEST.year}-{LATEST.year}", field=field)
+    return parsed
 
 
 def _time_range(from_: str, to: str) -> tuple[datetime, datetime]:
     now = datetime.now(UTC)
     start, end = parse_time(from_, now, "from"), parse_time(to, now, "to")
     if not start < end:
-        raise HTTPException(400, "`from` must be before `to`")
+        raise ApiError(422, "`from` must be before `to`", field="from")
     if end - start > MAX_RANGE:
-        raise HTTPException(400, f"the range may span at most {MAX_RANGE.days} days")
+        raise ApiError(422, f"the range may span at most {MAX_RANGE.days} days", field="from")
     return start, end
 
 
@@ -94,8 +95,31 @@ def _values(name: str, values: list[str] | None) -> list[str] | macros._All:
         return macros.ALL
     for v in values:
         if not 0 < len(v) <= 256 or any(ord(ch) < 32 for ch in v):
-            raise HTTPException(400, f"bad value for {name}")
+            raise ApiError(422, f"bad value for {name}: 1 to 256 characters, no control characters", field=name)
+        if "," in v or (v.startswith("{") and v.endswith("}")):
+            # The panels' SQL reads Grafana's percent-encoded {a,b}: such a value is a list there.
+            raise ApiError(422, f"bad value for {name}: a comma, or braces around it, would read as a list",
+                           field=name)
     return list(dict.fromkeys(values))
+
+
+def scoped_apps(viewer: Viewer, requested: list[str] | macros._All) -> list[str] | macros._All:
+    """The apps a request may filter by: what it asked, within what the viewer may read;
+    All is every app for a viewer of every app, else exactly the viewer's apps."""
+    if viewer.apps is None:
+        return requested
+    if not viewer.apps:
+        raise ApiError(403, f"{viewer.name} may read no app: an admin assigns apps to reviewers")
+    if requested is macros.ALL:
+        return sorted(viewer.apps)
+    outside = [a for a in requested if a not in viewer.apps]
+    if outside:
+        raise ApiError(403, f"{viewer.name} may not read app {outside[0][:128]!r}", field="app")
+    return requested
+
+
+def visible(p: Panel, viewer: Viewer) -> bool:
+    return p.per_app or viewer.apps is None
 
 
 def _json_value(value: object) -> object:
@@ -113,46 +137,91 @@ def _json_value(value: object) -> object:
     return value
 
 
-def router(client_factory: Callable[[], Client], *, settings: DashboardSettings | None = None) -> APIRouter:
+def review_sessions(client: Client) -> SessionLookup | None:
+    """The feedback service's own session check (Accounts.session) on this client (one of
+    its own: Accounts' store takes its own lock), when the feedback service is installed;
+    the overview then takes review UI cookies too."""
+    try:
+        from lookout.feedback.accounts import Accounts
+        from lookout.feedback.store import Db
+    except ImportError:
+        return None
+    # The TTL is for sessions Accounts creates at login; this one only verifies. Its 5 s
+    # cache means a logout on the review UI reaches the overview within 5 s.
+    return Accounts(Db(client), session_ttl_s=3600).session
+
+
+def router(
+    client_factory: Callable[[], Client],
+    *,
+    keys: ApiKeyStore,
+    sessions: SessionLookup | None = None,
+    bound_host: str = "127.0.0.1",
+    settings: DashboardSettings | None = None,
+    access: OverviewSettings | None = None,
+) -> APIRouter:
+    """The page, its static files and /overview/api/*. `keys` verifies Bearer keys;
+    `sessions` (the feedback service's Accounts.session) verifies review UI cookies, and
+    without it only keys are accepted."""
     settings = settings or DashboardSettings()
-    api = APIRouter(tags=["overview"])
+    access = access or OverviewSettings()
+    check_host = host_check(bound_host, access.allowed_names())
+    api = error_router(tags=["overview"], dependencies=[Depends(check_host)])
+
+    async def viewer(request: Request) -> Viewer:
+        return await viewer_of(request, keys, sessions)
 
     def run(sql: str, context: macros.QueryContext) -> tuple[list[str], list[list[object]]]:
         try:
             expanded, params = macros.expand_parameterized(sql, context)
         except macros.MacroError as exc:
-            raise HTTPException(400, str(exc)) from exc
+            raise ApiError(422, str(exc)) from exc
         try:
-            result = client_factory().query(expanded, parameters=params)
+            # The client's one Session: its lock is the one the key store takes on it too.
+            result = Session.of(client_factory()).query(expanded, parameters=params)
         except Exception as exc:  # the store's message may quote SQL; log it, answer plainly
             log.exception("overview query failed")
-            raise HTTPException(502, f"ClickHouse query failed: {type(exc).__name__}") from exc
+            raise ApiError(502, f"ClickHouse query failed: {type(exc).__name__}") from exc
         return list(result.column_names), [[_json_value(v) for v in row] for row in result.result_rows]
 
-    def context(from_: str, to: str, filters: dict[str, list[str] | None]) -> macros.QueryContext:
+    def context(who: Viewer, from_: str, to: str, filters: dict[str, list[str] | None]) -> macros.QueryContext:
         start, end = _time_range(from_, to)
         variables: dict[str, macros.VarValue] = {k: _values(k, v) for k, v in filters.items()}
+        variables["app"] = scoped_apps(who, variables["app"])
         variables["daily_budget"] = float(settings.daily_budget_usd)
         return macros.QueryContext(start, end, macros.interval_for(start, end), variables)
 
     @api.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> HTMLResponse:
-        return HTMLResponse((STATIC / "index.html").read_text())
+        return HTMLResponse((STATIC / "index.html").read_text(), headers={"Cache-Control": "no-cache"})
 
     @api.get("/overview/static/{path:path}", include_in_schema=False)
     def static(path: str) -> FileResponse:
         target = (STATIC / path).resolve()
         if not target.is_relative_to(STATIC.resolve()) or not target.is_file() or target.suffix not in _MEDIA:
-            raise HTTPException(404)
+            raise ApiError(404, "no such file")
         return FileResponse(target, media_type=_MEDIA[target.suffix], headers={"Cache-Control": "no-cache"})
 
+    @api.get("/overview/api/auth")
+    def auth() -> dict:
+        """How a viewer may sign in here (public: the page asks before it has a viewer)."""
+        return {"review_login": sessions is not None, "key": True}
+
+    @api.get("/overview/api/me")
+    def me(who: Viewer = Depends(viewer)) -> dict:
+        return who.to_json()
+
     @api.get("/overview/api/panels")
-    def panels() -> dict:
-        return {**spec_json(), "refresh_s": REFRESH_S, "daily_budget_usd": settings.daily_budget_usd}
+    def panels(who: Viewer = Depends(viewer)) -> dict:
+        spec = spec_json()
+        spec["panels"] = [p for p in spec["panels"] if visible(panel(p["id"]), who)]
+        return {**spec, "refresh_s": REFRESH_S, "daily_budget_usd": settings.daily_budget_usd,
+                "viewer": who.to_json()}
 
     @api.get("/overview/api/panels/{panel_id}")
     def panel_data(
         panel_id: Annotated[str, PathParam(json_schema_extra={"enum": _PANEL_IDS})],
+        who: Viewer = Depends(viewer),
         from_: Annotated[str, Query(alias="from", max_length=40)] = "now-1h",
         to: Annotated[str, Query(max_length=40)] = "now",
         app: Values = None,
@@ -160,14 +229,16 @@ def router(client_factory: Callable[[], Client], *, settings: DashboardSettings 
         environment: Values = None,
     ) -> dict:
         if panel_id not in {p.id for p in PANELS}:
-            raise HTTPException(404, "no such panel")
+            raise ApiError(404, "no such panel")
         p = panel(panel_id)
-        ctx = context(from_, to, {"app": app, "model": model, "environment": environment})
+        if not visible(p, who):
+            raise ApiError(403, f"{p.title} is not kept per app: only a viewer of every app sees it")
+        ctx = context(who, from_, to, {"app": app, "model": model, "environment": environment})
         names, rows = run(p.sql, ctx)
         declared = [c.name for c in p.columns]
         if rows and names != declared:  # the spec is the contract the page draws by
             log.error("panel %s returned %s, declared %s", panel_id, names, declared)
-            raise HTTPException(500, "panel returned unexpected columns")
+            raise ApiError(500, "panel returned unexpected columns")
         return {
             "id": p.id,
             "kind": p.kind,
@@ -183,16 +254,20 @@ def router(client_factory: Callable[[], Client], *, settings: DashboardSettings 
     @api.get("/overview/api/variables/{name}")
     def variable_options(
         name: Annotated[str, PathParam(json_schema_extra={"enum": sorted(_QUERY_VARIABLES)})],
+        who: Viewer = Depends(viewer),
         from_: Annotated[str, Query(alias="from", max_length=40)] = "now-1h",
         to: Annotated[str, Query(max_length=40)] = "now",
         app: Values = None,
         model: Values = None,
     ) -> dict:
         if name not in _QUERY_VARIABLES:
-            raise HTTPException(404, "no such variable")
+            raise ApiError(404, "no such variable")
         (variable,) = [v for v in VARIABLES if v.name == name]
-        ctx = context(from_, to, {"app": app, "model": model, "environment": None})
+        ctx = context(who, from_, to, {"app": app, "model": model, "environment": None})
         _, rows = run(variable.sql or "", ctx)
-        return {"name": name, "options": [r[0] for r in rows]}
+        options = [r[0] for r in rows]
+        if name == "app" and who.apps is not None:  # the app list is the one query without $app
+            options = [o for o in options if o in who.apps]
+        return {"name": name, "options": options}
 
     return api

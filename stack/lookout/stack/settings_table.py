@@ -16,6 +16,7 @@ SERVICES = [
     ("judge", "lookout.judge.settings", "JudgeSettings"),
     ("feedback", "lookout.feedback.settings", "FeedbackSettings"),
     ("retrain-trigger", "lookout.retrain_trigger.settings", "RetrainSettings"),
+    ("stack", "lookout.stack.overview_access", "OverviewSettings"),
 ]
 
 

@@ -20,7 +20,7 @@ from clickhouse_connect.driver.client import Client
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse, RedirectResponse
 
-from lookout.core import clickhouse, kafka, migrations
+from lookout.core import clickhouse, kafka, migrations, review_signing
 from lookout.core.api_errors import ApiError, ErrorRoute, install_error_handlers
 from lookout.core.auth import ApiKeyStore
 from lookout.core.body_limit import install_body_limit
@@ -29,6 +29,7 @@ from lookout.core.ops import lifespan_of, ops_router
 from . import datasets_api, review, signals, thumbs
 from .accounts import Accounts
 from .claims import ClaimLog
+from .privacy import Privacy
 from .publish import FeedbackPublisher
 from .runtime import RuntimeSettings
 from .settings import FeedbackSettings
@@ -56,6 +57,9 @@ class FeedbackService:
 
     async def start(self) -> None:
         s = self.settings
+        # Both before anything starts: without them feedback would be stored in clear or unsigned.
+        privacy = Privacy.from_settings(s)
+        review_signing.check_secret(s.review_signing_secret)
         if self.client is None:
             self.client = clickhouse.connect(s)
         # Idempotent; also brings 0004_feedback to a shared client that was migrated earlier.
@@ -72,6 +76,7 @@ class FeedbackService:
         publisher = FeedbackPublisher(self.producer, s.topic_prefix, s.produce_timeout_s)
         await self.claims.start(self.producer)
         self.thumbs.db, self.thumbs.keys, self.thumbs.publisher = db, keys, publisher
+        self.thumbs.privacy = self.review.privacy = privacy
         self.review.db, self.review.accounts, self.review.runtime = db, accounts, runtime
         self.review.claims, self.review.publisher = self.claims, publisher
         self.review.producer = self.producer

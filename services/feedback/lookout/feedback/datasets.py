@@ -29,17 +29,20 @@ class DatasetVersion:
     preference_count: int
     location: str
     files: dict[str, str] = field(default_factory=dict)
+    unverified: int = 0
 
 
-def export_dataset(client: Client, filters: DatasetFilters, out_dir: str | os.PathLike) -> DatasetVersion:
+def export_dataset(client: Client, filters: DatasetFilters, out_dir: str | os.PathLike,
+                   signing_secret: str) -> DatasetVersion:
     """Write sft.jsonl and preference.jsonl under out_dir/<dataset_id>/ and record the
     version in dataset_versions. The id is the content hash's prefix, so exporting the
-    same reviews again lands in the same folder with the same hash."""
-    built = build(client, filters)
+    same reviews again lands in the same folder with the same hash. Only reviews whose
+    signature verifies under `signing_secret` are in it."""
+    built = build(client, filters, signing_secret)
     dataset_id = built.sha256[:16]
     done = write(built, Path(out_dir) / dataset_id, filters)
     version = DatasetVersion(dataset_id, done.sha256, datetime.now(UTC), filters, built.sft_count,
-                             built.preference_count, str(done.folder), done.files)
+                             built.preference_count, str(done.folder), done.files, built.unverified)
     client.insert(
         "dataset_versions",
         [[dataset_id, version.sha256, version.created_at, filters.as_json(), built.sft_count,

@@ -64,10 +64,12 @@ def build_router(ctx: DatasetContext) -> APIRouter:
     ) -> Response:
         key = await bearer_key(ctx.keys, authorization)
         filters = _filters(key, app_id, model, since, until, label)
-        built = await run_in_threadpool(store.locked, ctx.db, datasets.build, filters)
+        built = await run_in_threadpool(store.locked, ctx.db, datasets.build, filters,
+                                        ctx.settings.review_signing_secret)
         body = built.sft if kind == "sft" else built.preference
         headers = {"X-Dataset-Sha256": built.sha256, "X-Dataset-Count": str(
-            built.sft_count if kind == "sft" else built.preference_count)}
+            built.sft_count if kind == "sft" else built.preference_count),
+            "X-Dataset-Unverified-Reviews": str(built.unverified)}
         return Response(body, media_type="application/x-ndjson", headers=headers)
 
     @router.post("/v1/datasets", status_code=201)
@@ -83,8 +85,10 @@ def build_router(ctx: DatasetContext) -> APIRouter:
         if not key.allows("admin"):
             raise ApiError(403, "writing a dataset needs the 'admin' scope")
         filters = _filters(key, app_id, model, since, until, label)
-        v = await run_in_threadpool(store.locked, ctx.db, datasets.export_dataset, filters, ctx.settings.dataset_dir)
+        v = await run_in_threadpool(store.locked, ctx.db, datasets.export_dataset, filters, ctx.settings.dataset_dir,
+                                    ctx.settings.review_signing_secret)
         return {"dataset_id": v.dataset_id, "sha256": v.sha256, "sft_count": v.sft_count,
-                "preference_count": v.preference_count, "location": v.location}
+                "preference_count": v.preference_count, "location": v.location,
+                "unverified_reviews": v.unverified}
 
     return router

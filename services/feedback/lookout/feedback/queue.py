@@ -1,9 +1,10 @@
 """The review queue: which open task a reviewer gets next, and what the form shows.
 
 ClickHouse ranks open tasks (reasons grouped per call, minus completed ones); the claim
-log (claims.py) decides who gets one. A reviewer tries a random one of the first few
-available tasks rather than the very first, so many reviewers asking at once mostly
-claim different tasks instead of all racing for one.
+log (claims.py) decides who gets one. A task is a call, and a call is (app_id, event_id):
+two apps may store the same event id, so every read and join here is by both. A reviewer
+tries a random one of the first few available tasks rather than the very first, so many
+reviewers asking at once mostly claim different tasks instead of all racing for one.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from .claims import ClaimLog, ClaimTimeout
 from .store import Db
 
 _ATTEMPTS = 50
-_FINISHED = "SELECT event_id FROM review_done WHERE {where} GROUP BY event_id HAVING uniqExact(reviewer) >= max(needed)"
+_FINISHED = ("SELECT app_id, event_id FROM review_done WHERE {where} GROUP BY app_id, event_id "
+             "HAVING uniqExact(reviewer) >= max(needed)")
+
+
+def task_key(app_id: str, event_id: uuid.UUID | str) -> str:
+    """The claim log's name of a task."""
+    return f"{app_id}/{event_id}"
 
 
 def reviews_needed(event_id: uuid.UUID, overlap: float) -> int:
@@ -46,6 +53,10 @@ class Candidate:
     reasons: list[str] = field(default_factory=list)
     kinds: list[str] = field(default_factory=list)
 
+    @property
+    def key(self) -> str:
+        return task_key(self.app_id, self.event_id)
+
 
 def _where(f: QueueFilter) -> tuple[str, dict]:
     clauses, params = [], {}
@@ -66,15 +77,16 @@ def candidates(db: Db, f: QueueFilter, age_weight: float, reviewer: str = "", li
         params["kind"] = f.kind
     rows = db.rows(
         f"""
-        SELECT event_id, any(app_id) AS app, groupUniqArray(reason) AS reasons, groupUniqArray(kind) AS kinds,
+        SELECT event_id, app_id, groupUniqArray(reason) AS reasons, groupUniqArray(kind) AS kinds,
                max(severity) + {{w:Float64}} * dateDiff('second', min(created_at), now64(3)) / 3600 AS priority
         FROM review_tasks
         WHERE {where}
-          AND event_id NOT IN (SELECT event_id FROM review_done WHERE {where} GROUP BY event_id
-                               HAVING uniqExact(reviewer) >= max(needed) OR countIf(reviewer = {{me:String}}) > 0)
-        GROUP BY event_id
+          AND (app_id, event_id) NOT IN (
+              SELECT app_id, event_id FROM review_done WHERE {where} GROUP BY app_id, event_id
+              HAVING uniqExact(reviewer) >= max(needed) OR countIf(reviewer = {{me:String}}) > 0)
+        GROUP BY app_id, event_id
         HAVING {having}
-        ORDER BY priority DESC, event_id
+        ORDER BY priority DESC, event_id, app_id
         LIMIT {{limit:UInt32}}
         """,
         w=age_weight,
@@ -90,15 +102,16 @@ def open_count(db: Db, f: QueueFilter) -> int:
     if f.kind:
         params["kind"] = f.kind
     rows = db.rows(
-        f"SELECT uniqExact(event_id) FROM review_tasks WHERE {where}{kind} "
-        f"AND event_id NOT IN ({_FINISHED.format(where=where)})",
+        f"SELECT uniqExact(app_id, event_id) FROM review_tasks WHERE {where}{kind} "
+        f"AND (app_id, event_id) NOT IN ({_FINISHED.format(where=where)})",
         **params,
     )
     return int(rows[0][0])
 
 
 def done_count(db: Db, reviewer: str) -> int:
-    return int(db.rows("SELECT uniqExact(event_id) FROM review_done WHERE reviewer = {r:String}", r=reviewer)[0][0])
+    return int(db.rows("SELECT uniqExact(app_id, event_id) FROM review_done WHERE reviewer = {r:String}",
+                       r=reviewer)[0][0])
 
 
 def agreement(db: Db, apps: list[str] | None) -> dict:
@@ -106,12 +119,12 @@ def agreement(db: Db, apps: list[str] | None) -> dict:
     the first two reviews of each such call, compared on rating, thumbs and labels."""
     where = "source = 'reviewer'" + (" AND app_id IN {apps:Array(String)}" if apps is not None else "")
     rows = db.rows(
-        f"SELECT event_id, groupArray(2)((rating, thumbs, labels)) FROM "
+        f"SELECT app_id, event_id, groupArray(2)((rating, thumbs, labels)) FROM "
         f"(SELECT * FROM feedback_latest WHERE {where} ORDER BY ts, author) "
-        f"GROUP BY event_id HAVING count() >= 2",
+        f"GROUP BY app_id, event_id HAVING count() >= 2",
         **({"apps": apps} if apps is not None else {}),
     )
-    pairs = [(a, b) for _, (a, b) in rows]
+    pairs = [(a, b) for _, _, (a, b) in rows]
     ratings = [(a[0], b[0]) for a, b in pairs if a[0] is not None and b[0] is not None]
     thumbs = [(a[1], b[1]) for a, b in pairs if a[1] is not None and b[1] is not None]
     jaccard = [len(set(a[2]) & set(b[2])) / len(set(a[2]) | set(b[2])) for a, b in pairs if a[2] or b[2]]
@@ -128,10 +141,11 @@ def agreement(db: Db, apps: list[str] | None) -> dict:
     }
 
 
-def task_app(db: Db, event_id: uuid.UUID) -> str | None:
-    rows = db.rows("SELECT any(app_id) FROM review_tasks WHERE event_id = {id:UUID} HAVING count() > 0",
+def task_apps(db: Db, event_id: uuid.UUID) -> list[str]:
+    """The apps that have a review task for this event id (usually one)."""
+    rows = db.rows("SELECT DISTINCT app_id FROM review_tasks WHERE event_id = {id:UUID} ORDER BY app_id LIMIT 100",
                    id=str(event_id))
-    return rows[0][0] if rows else None
+    return [r[0] for r in rows]
 
 
 class RankCache:
@@ -166,25 +180,27 @@ async def claim_next(
         now_ms = time.time_ns() // 1_000_000
         held = log.state.holding(reviewer, now_ms)
         if held is not None:
-            mine = [c for c in ranked if str(c.event_id) == held]
+            mine = [c for c in ranked if c.key == held]
             if mine:
                 return mine[0], log.state.tasks[held].expires_ms
-        open_ = [c for c in ranked if log.state.available(str(c.event_id), reviewer, now_ms)]
+        open_ = [c for c in ranked if log.state.available(c.key, reviewer, now_ms)]
         if not open_:
             return None
         pick = open_[0] if attempt == 0 else rng.choice(open_[: 2 ** min(attempt, 6)])
-        verdict = await log.request("claim", pick.event_id, reviewer, reviews_needed(pick.event_id, overlap))
+        verdict = await log.request("claim", pick.key, reviewer, reviews_needed(pick.event_id, overlap))
         if verdict.won:
             return pick, verdict.expires_ms
     raise ClaimTimeout(f"no claim won in {_ATTEMPTS} tries; retry")
 
 
-def call_detail(db: Db, event_id: uuid.UUID) -> dict | None:
-    """What the review form shows (PII was redacted by ingest before storage)."""
+def call_detail(db: Db, app_id: str, event_id: uuid.UUID) -> dict | None:
+    """What the review form shows (PII was redacted by ingest before storage): the call of
+    this app only, never another app's call with the same id."""
     rows = db.named(
         "SELECT event_id, ts, app_id, model, prompt_version, input, prompt, output, context, reference, status, "
-        "error, latency_ms, tokens_in, tokens_out FROM llm_calls WHERE event_id = {id:UUID} LIMIT 1",
-        id=str(event_id),
+        "error, latency_ms, tokens_in, tokens_out FROM llm_calls WHERE app_id = {app:String} AND event_id = {id:UUID} "
+        "LIMIT 1",
+        app=app_id, id=str(event_id),
     )
     if not rows:
         return None
@@ -195,8 +211,9 @@ def call_detail(db: Db, event_id: uuid.UUID) -> dict | None:
     call["scores"] = [
         {"name": r[0], "value": r[1], "label": r[2], "explanation": r[3]}
         for r in db.rows(
-            "SELECT name, value, label, explanation FROM scores WHERE event_id = {id:UUID} ORDER BY name",
-            id=str(event_id),
+            "SELECT name, value, label, explanation FROM scores WHERE app_id = {app:String} AND event_id = {id:UUID} "
+            "ORDER BY name",
+            app=app_id, id=str(event_id),
         )
     ]
     return call

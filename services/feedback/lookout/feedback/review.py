@@ -1,8 +1,23 @@
 """The reviewer API behind the /review page: login, claim the next task, submit, skip,
 release, progress, and admin management of reviewer accounts.
 
-Auth is a session cookie (HttpOnly, SameSite=Strict); every state-changing request must
-also carry the session's CSRF token in X-CSRF-Token, which a cross-site page cannot read.
+Auth is a session cookie (HttpOnly, SameSite=Strict, Secure over https: see login.py);
+every state-changing request must also carry the session's CSRF token in X-CSRF-Token,
+which a cross-site page cannot read.
+
+Login limits (in memory, per instance): LOOKOUT_REVIEW_LOGIN_MAX_FAILURES failed logins to
+one account name within LOOKOUT_REVIEW_LOGIN_WINDOW_S lock that name, and
+LOOKOUT_REVIEW_LOGIN_ADDRESS_MAX_FAILURES from one client address block the address, both
+for LOOKOUT_REVIEW_LOGIN_LOCKOUT_S: every login there gets 429 with Retry-After, a right
+password too. Names that are no account count and lock the same way, and the answers do
+not differ, so the limits tell nobody which accounts exist. A successful login clears its
+account's count; an admin setting a new password unlocks the account.
+
+Tasks are calls, (app_id, event_id): the task routes take `app_id` as a query parameter,
+which may be left out when one app only has a task with that event id.
+
+Reviews are redacted with the app's PII policy (comment and corrected answer become
+training data) and signed (lookout.core.review_signing) before they are produced.
 """
 
 from __future__ import annotations
@@ -13,11 +28,11 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from aiokafka import AIOKafkaProducer
-from fastapi import APIRouter, Cookie, Depends, Header, Response
+from fastapi import APIRouter, Cookie, Depends, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from lookout.core import ids
+from lookout.core import ids, review_signing
 from lookout.core.api_errors import ApiError, ErrorRoute
 from lookout.core.auth import same_secret
 from lookout.core.events import Feedback, ShortText, now_utc
@@ -25,6 +40,9 @@ from lookout.core.events import Feedback, ShortText, now_utc
 from . import queue, retrain_ui
 from .accounts import Accounts, Reviewer, Session
 from .claims import ClaimLog, ClaimTimeout
+from .limits import FailureCounter, retry_after
+from .login import Proxies, parse_networks
+from .privacy import Privacy
 from .publish import FeedbackPublisher, Unavailable
 from .runtime import RuntimeSettings
 from .settings import FeedbackSettings
@@ -36,6 +54,11 @@ COOKIE = "lookout_review"
 class LoginIn(BaseModel):
     username: Annotated[str, Field(min_length=1, max_length=128)]
     password: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class PasswordIn(BaseModel):
+    current_password: Annotated[str, Field(min_length=1, max_length=1024)]
+    new_password: Annotated[str, Field(min_length=8, max_length=1024)]
 
 
 class NextIn(BaseModel):
@@ -101,6 +124,7 @@ class ReviewContext:
     publisher: FeedbackPublisher | None = None
     runtime: RuntimeSettings | None = None
     producer: AIOKafkaProducer | None = None  # retrain decisions go to llm.retrain.status
+    privacy: Privacy | None = None
 
     async def current(self) -> FeedbackSettings:
         """The settings with the admin's run-time changes (labels, thresholds, rates)."""
@@ -144,6 +168,18 @@ def build_router(ctx: ReviewContext) -> APIRouter:
         return c
 
     ranked = queue.RankCache()
+    s = ctx.settings
+    proxies = Proxies(parse_networks(s.review_trusted_proxies))
+    accounts_failed = FailureCounter(s.review_login_max_failures, s.review_login_window_s, s.review_login_lockout_s)
+    addresses_failed = FailureCounter(s.review_login_address_max_failures, s.review_login_window_s,
+                                      s.review_login_lockout_s)
+    # Password hashing is memory-hard CPU work: a few at once, so a login flood cannot take
+    # every worker thread from the other requests.
+    hashing = asyncio.Semaphore(4)
+
+    def locked(seconds: float) -> ApiError:
+        return ApiError(429, f"too many failed logins; try again in {retry_after(seconds)} s",
+                        headers={"Retry-After": retry_after(seconds)})
 
     def fetcher(username: str):
         # Without overlap the ranking is the same for every reviewer of the same filter.
@@ -155,12 +191,17 @@ def build_router(ctx: ReviewContext) -> APIRouter:
 
         return fetch
 
-    async def visible_task(c: Caller, event_id: uuid.UUID) -> str:
-        app_id = await run_in_threadpool(queue.task_app, ctx.db, event_id)
+    async def visible_task(c: Caller, event_id: uuid.UUID, app_id: str | None) -> str:
         # A task of an app the reviewer is not assigned to does not exist for them.
-        if app_id is None or not c.reviewer.sees(app_id):
+        apps = [a for a in await run_in_threadpool(queue.task_apps, ctx.db, event_id) if c.reviewer.sees(a)]
+        if app_id is not None:
+            apps = [a for a in apps if a == app_id]
+        if not apps:
             raise ApiError(404, f"no review task for {event_id}", field="event_id")
-        return app_id
+        if len(apps) > 1:
+            raise ApiError(409, f"several apps have a review task for {event_id}; name the app in app_id",
+                           field="app_id")
+        return apps[0]
 
     async def progress(c: Caller, f: queue.QueueFilter) -> dict:
         done = await run_in_threadpool(queue.done_count, ctx.db, c.reviewer.username)
@@ -168,15 +209,45 @@ def build_router(ctx: ReviewContext) -> APIRouter:
         return {"done": done, "open": left}
 
     @router.post("/login")
-    async def login(body: LoginIn, response: Response) -> dict:
-        found = await run_in_threadpool(ctx.accounts.login, body.username, body.password)
+    async def login(body: LoginIn, request: Request, response: Response) -> dict:
+        origin = proxies.origin(request)
+        account = body.username.casefold()
+        wait = max(accounts_failed.locked_for(account), addresses_failed.locked_for(origin.address))
+        if wait:
+            raise locked(wait)
+        async with hashing:
+            found = await run_in_threadpool(ctx.accounts.login, body.username, body.password)
         if found is None:
+            wait = max(accounts_failed.fail(account), addresses_failed.fail(origin.address))
+            if wait:
+                raise locked(wait)
             raise ApiError(401, "wrong user name or password")
+        accounts_failed.clear(account)
         cookie, session = found
         response.set_cookie(COOKIE, cookie, max_age=ctx.settings.session_ttl_s, httponly=True, samesite="strict",
-                            secure=ctx.settings.cookie_secure, path="/")
+                            secure=ctx.settings.cookie_secure or origin.https, path="/")
         reviewer = await run_in_threadpool(ctx.accounts.get, body.username)
         return _me(Caller(session, reviewer), await ctx.current())
+
+    @router.post("/password")
+    async def change_password(body: PasswordIn, request: Request, c: Caller = Depends(writer),
+                              lookout_review: Annotated[str | None, Cookie()] = None) -> dict:
+        """The caller's own password; every other session of the account ends."""
+        account = c.reviewer.username.casefold()
+        origin = proxies.origin(request)
+        wait = max(accounts_failed.locked_for(account), addresses_failed.locked_for(origin.address))
+        if wait:
+            raise locked(wait)
+        async with hashing:
+            ok = await run_in_threadpool(ctx.accounts.change_password, c.reviewer.username, body.current_password,
+                                         body.new_password, lookout_review or "")
+        if not ok:
+            # A stolen session must not become a way around the login limits.
+            wait = max(accounts_failed.fail(account), addresses_failed.fail(origin.address))
+            if wait:
+                raise locked(wait)
+            raise ApiError(403, "the current password is wrong", field="current_password")
+        return {"ok": True}
 
     @router.post("/logout")
     async def logout(response: Response, c: Caller = Depends(writer),
@@ -204,17 +275,17 @@ def build_router(ctx: ReviewContext) -> APIRouter:
         if got is None:
             return {"task": None, "progress": await progress(c, f)}
         task, expires_ms = got
-        call = await run_in_threadpool(queue.call_detail, ctx.db, task.event_id)
+        call = await run_in_threadpool(queue.call_detail, ctx.db, task.app_id, task.event_id)
         return {
             "task": {"event_id": str(task.event_id), "app_id": task.app_id, "reasons": task.reasons,
                      "kinds": task.kinds, "priority": task.priority, "lease_expires_ms": expires_ms, "call": call},
             "progress": await progress(c, f),
         }
 
-    async def _simple(op: Literal["skip", "release"], event_id: uuid.UUID, c: Caller) -> dict:
-        await visible_task(c, event_id)
+    async def _simple(op: Literal["skip", "release"], event_id: uuid.UUID, app_id: str | None, c: Caller) -> dict:
+        app_id = await visible_task(c, event_id, app_id)
         try:
-            verdict = await ctx.claims.request(op, event_id, c.reviewer.username)
+            verdict = await ctx.claims.request(op, queue.task_key(app_id, event_id), c.reviewer.username)
         except ClaimTimeout as exc:
             raise ApiError(503, str(exc), headers={"Retry-After": "2"}) from None
         if not verdict.won:
@@ -222,34 +293,41 @@ def build_router(ctx: ReviewContext) -> APIRouter:
         return {"ok": True}
 
     @router.post("/tasks/{event_id}/skip")
-    async def skip(event_id: uuid.UUID, c: Caller = Depends(reviewer)) -> dict:
-        return await _simple("skip", event_id, c)
+    async def skip(event_id: uuid.UUID, c: Caller = Depends(reviewer), app_id: str | None = None) -> dict:
+        return await _simple("skip", event_id, app_id, c)
 
     @router.post("/tasks/{event_id}/release")
-    async def release(event_id: uuid.UUID, c: Caller = Depends(reviewer)) -> dict:
-        return await _simple("release", event_id, c)
+    async def release(event_id: uuid.UUID, c: Caller = Depends(reviewer), app_id: str | None = None) -> dict:
+        return await _simple("release", event_id, app_id, c)
 
     @router.post("/tasks/{event_id}/submit")
-    async def submit(event_id: uuid.UUID, body: ReviewIn, c: Caller = Depends(reviewer)) -> dict:
-        app_id = await visible_task(c, event_id)
+    async def submit(event_id: uuid.UUID, body: ReviewIn, c: Caller = Depends(reviewer),
+                     app_id: str | None = None) -> dict:
+        app_id = await visible_task(c, event_id, app_id)
+        task = queue.task_key(app_id, event_id)
         labels = (await ctx.current()).labels()
         bad = [label for label in body.labels if label not in labels]
         if bad:
             raise ApiError(422, f"unknown label {bad[0]!r}", field="labels")
         if body.rating is None and body.thumbs is None and not body.labels and not body.corrected_output:
             raise ApiError(422, "a review needs a rating, thumbs, labels or a corrected answer")
+        # Redacted before the claim is spent: the texts become training data, and a 1 MB
+        # answer's redaction runs in a worker thread, not on the loop.
+        corrected = await run_in_threadpool(ctx.privacy.redact, app_id, body.corrected_output or "")
+        note = await run_in_threadpool(ctx.privacy.redact, app_id, body.comment or "")
         try:
-            verdict = await ctx.claims.request("done", event_id, c.reviewer.username)
+            verdict = await ctx.claims.request("done", task, c.reviewer.username)
         except ClaimTimeout as exc:
             raise ApiError(503, str(exc), headers={"Retry-After": "2"}) from None
         if not verdict.won:
             raise ApiError(409, f"cannot submit: {verdict.reason}")
         # The log accepted this review and no other: only now is it produced and recorded.
-        fid = ids.uuid_from(f"review/{event_id}/{c.reviewer.username}")
-        ts = now_utc()
-        record = Feedback(feedback_id=fid, event_id=event_id, ts=ts, app_id=app_id, source="reviewer",
-                          author=c.reviewer.username, thumbs=body.thumbs, rating=body.rating, labels=body.labels,
-                          corrected_output=body.corrected_output or None, comment=body.comment or None)
+        fid = ids.uuid_from(f"review/{app_id}/{event_id}/{c.reviewer.username}")
+        unsigned = Feedback(feedback_id=fid, event_id=event_id, ts=now_utc(), app_id=app_id, source="reviewer",
+                            author=c.reviewer.username, thumbs=body.thumbs, rating=body.rating, labels=body.labels,
+                            corrected_output=corrected or None, comment=note or None)
+        record = review_signing.signed(ctx.settings.review_signing_secret, unsigned)
+        ts = record.ts
         for attempt in range(3):
             try:
                 await ctx.publisher.publish(record)
@@ -258,7 +336,7 @@ def build_router(ctx: ReviewContext) -> APIRouter:
                 if attempt == 2:
                     raise ApiError(503, f"review accepted but not yet stored: {exc}") from None
                 await asyncio.sleep(1)
-        needed = ctx.claims.state.tasks[str(event_id)].need
+        needed = ctx.claims.state.tasks[task].need
         await run_in_threadpool(ctx.db.insert, "review_done",
                                 [[event_id, app_id, c.reviewer.username, fid, needed, ts]],
                                 ["event_id", "app_id", "reviewer", "feedback_id", "needed", "ts"])
@@ -287,11 +365,17 @@ def build_router(ctx: ReviewContext) -> APIRouter:
         return {"username": r.username, "role": r.role, "apps": list(r.apps)}
 
     @router.patch("/admin/reviewers/{username}")
-    async def patch_reviewer(username: str, body: ReviewerPatch, c: Caller = Depends(admin)) -> dict:
+    async def patch_reviewer(username: str, body: ReviewerPatch, c: Caller = Depends(admin),
+                             lookout_review: Annotated[str | None, Cookie()] = None) -> dict:
         if not await run_in_threadpool(ctx.accounts.get, username):
             raise ApiError(404, f"no reviewer {username!r}", field="username")
+        # An admin changing their own password keeps the session they did it from.
+        keep = lookout_review if username == c.reviewer.username else None
         r = await run_in_threadpool(lambda: ctx.accounts.upsert(
-            username, password=body.password, role=body.role, apps=body.apps, disabled=body.disabled))
+            username, password=body.password, role=body.role, apps=body.apps, disabled=body.disabled,
+            keep_session=keep))
+        if body.password is not None:
+            accounts_failed.clear(username.casefold())  # a new password unlocks the account
         return {"username": r.username, "role": r.role, "apps": list(r.apps), "disabled": r.disabled}
 
     @router.get("/admin/retrain/runs")

@@ -16,9 +16,33 @@ class FeedbackSettings(CommonSettings):
         "every feedback instance needs the same one.",
     )
     feedback_token_ttl_s: int = Field(86_400, ge=1, description="How long a minted feedback token stays valid.")
+    # Rate limits: token buckets held in memory, per instance (N instances allow N times the rate).
+    feedback_token_rate_per_min: float = Field(
+        10.0, gt=0, description="Votes one feedback token may post per minute (per instance); beyond it 429.")
+    feedback_token_burst: int = Field(5, ge=1, description="Votes one feedback token may post at once.")
+    feedback_key_rate_per_s: float = Field(
+        200.0, gt=0, description="/v1/feedback and /v1/feedback/token requests per second per API key "
+        "(per instance); beyond it 429.")
+    feedback_key_burst: int = Field(400, ge=1, description="Requests one API key may make at once.")
+    pii_mode: str = Field("mask", pattern="^(off|mask|hash)$", description="PII redaction: off, mask or hash.")
+    pii_app_modes: str = Field("", description="Per-app PII modes, e.g. 'app1=off,app2=hash'.")
+    pii_secret: str = Field(
+        "",
+        description="Secret (16+ chars) for PII hash tokens and user/session id pseudonyms. Required; "
+        "`lookout up` generates one under its data dir.",
+    )
+    review_signing_secret: str = Field(
+        "", description="Secret (16+ chars) that signs reviewer feedback; datasets take only reviews whose "
+        "signature verifies. Required; the same on the feedback service and the retrain trigger.")
     produce_timeout_s: float = Field(10.0, gt=0, description="How long a request waits for Kafka acks before 503.")
     review_lease_s: int = Field(600, ge=1, description="How long a claimed review task stays with its reviewer.")
-    review_toxicity_threshold: float = Field(0.5, description="toxicity.* scores above this queue the call.")
+    # Calibrated in bench/bench_toxicity.py on real text (profanity-check, the default model):
+    # the lowest threshold that queued no benign call of the dev split (0 of 11 985 calls of
+    # Debian descriptions and synopses; held out: 1 of 12 006); 58 % of held-out insults
+    # exceed it. At 0.5, 0.19 % of benign calls would queue.
+    review_toxicity_threshold: float = Field(
+        0.9, description="toxicity.* scores above this queue the call (benign calls over 0.9: 0 of 11 985; "
+        "bench/RESULTS.md).")
     review_judge_threshold: float = Field(0.5, description="judge.* scores below this queue the call.")
     review_audit_rate: float = Field(
         0.01, ge=0, le=1, description="Share of all calls queued as a random audit (per app)."
@@ -39,7 +63,19 @@ class FeedbackSettings(CommonSettings):
     review_admin_user: str = Field("", description="Admin account created at start when missing (with the password).")
     review_admin_password: str = Field("", description="Password of that admin account.")
     session_ttl_s: int = Field(12 * 3600, ge=60, description="Reviewer session lifetime.")
-    cookie_secure: bool = Field(False, description="Mark the session cookie Secure (serve the UI over https).")
+    cookie_secure: bool = Field(
+        False, description="Always mark the session cookie Secure. Without it the cookie is Secure whenever the "
+        "login came over https: directly, or through a trusted proxy's X-Forwarded-Proto.")
+    review_trusted_proxies: str = Field(
+        "", description="Reverse proxies (IPs or CIDRs, comma separated) whose X-Forwarded-For and "
+        "X-Forwarded-Proto the review login believes; from anyone else those headers are ignored.")
+    review_login_max_failures: int = Field(
+        5, ge=1, description="Failed logins to one account within the login window that lock it (per instance).")
+    review_login_address_max_failures: int = Field(
+        20, ge=1, description="Failed logins from one client address within the login window that block it.")
+    review_login_window_s: int = Field(900, ge=1, description="The window failed logins are counted in.")
+    review_login_lockout_s: int = Field(
+        900, ge=1, description="How long a locked account or blocked address gets 429 (a right password too).")
     dataset_dir: str = Field(".lookout/datasets", description="Where exported datasets are written.")
 
     def labels(self) -> list[str]:

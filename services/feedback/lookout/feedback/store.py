@@ -48,16 +48,31 @@ class CallRef:
     ts: datetime
 
 
-def call_ref(db: Db, event_id: uuid.UUID) -> CallRef | None:
-    """The stored call with this id, None when there is none (yet)."""
-    rows = db.rows(
-        "SELECT app_id, model, model_version, environment, ts FROM llm_calls WHERE event_id = {id:UUID} LIMIT 1",
-        id=str(event_id),
-    )
-    if not rows:
-        return None
-    app_id, model, version, environment, ts = rows[0]
+def _ref(row: tuple) -> CallRef:
+    app_id, model, version, environment, ts = row
     return CallRef(app_id, model, version, environment, ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts)
+
+
+def call_ref(db: Db, app_id: str, event_id: uuid.UUID) -> CallRef | None:
+    """The stored call of `app_id` with this id, None when there is none (yet). Always by
+    app: another app may have stored a call with the same event id."""
+    rows = db.rows(
+        "SELECT app_id, model, model_version, environment, ts FROM llm_calls "
+        "WHERE app_id = {app:String} AND event_id = {id:UUID} LIMIT 1",
+        app=app_id, id=str(event_id),
+    )
+    return _ref(rows[0]) if rows else None
+
+
+def call_refs(db: Db, event_id: uuid.UUID, limit: int = 10) -> list[CallRef]:
+    """The stored calls with this id, one per app (for a caller allowed on every app that
+    did not name one: more than one means the caller must)."""
+    rows = db.rows(
+        "SELECT app_id, any(model), any(model_version), any(environment), any(ts) FROM llm_calls "
+        "WHERE event_id = {id:UUID} GROUP BY app_id ORDER BY app_id LIMIT {n:UInt32}",
+        id=str(event_id), n=limit,
+    )
+    return [_ref(r) for r in rows]
 
 
 @dataclass(frozen=True)
@@ -68,11 +83,12 @@ class Vote:
     ts: datetime | None = None
 
 
-def latest_vote(db: Db, event_id: uuid.UUID, source: str, author: str) -> Vote | None:
+def latest_vote(db: Db, app_id: str, event_id: uuid.UUID, source: str, author: str) -> Vote | None:
     rows = db.rows(
-        "SELECT feedback_id, thumbs, comment, ts FROM feedback_latest "
-        "WHERE event_id = {id:UUID} AND source = {source:String} AND author = {author:String}",
+        "SELECT feedback_id, thumbs, comment, ts FROM feedback_latest WHERE event_id = {id:UUID} "
+        "AND source = {source:String} AND author = {author:String} AND app_id = {app:String}",
         id=str(event_id),
+        app=app_id,
         source=source,
         author=author,
     )

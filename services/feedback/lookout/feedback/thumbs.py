@@ -18,13 +18,25 @@ under the call's version without reading llm_calls or feedback_latest.
 
 Duplicates: re-posting the vote an author already has (same thumbs and comment) is an
 idempotent 200 with `"duplicate": true` and the stored feedback_id; nothing is produced.
+
+Calls: a call is (app_id, event_id), since two apps may store the same event id. A token
+names its app; a key bound to one app means that app; a key for every app ('*') names it
+in `app_id`, or leaves it out when only one app has a call with that id (else 409).
+
+Limits: each feedback token and each API key has a token bucket (LOOKOUT_FEEDBACK_TOKEN_*,
+LOOKOUT_FEEDBACK_KEY_*; in memory, per instance); past it the answer is 429 with
+Retry-After. The retrain rules count one vote per (author, call) whatever gets through.
+
+PII: the comment is redacted with the app's PII policy (LOOKOUT_PII_*, the one ingest
+applies to calls) and the end user's id is pseudonymised as ingest pseudonymises user_id,
+before anything is produced, so neither reaches Kafka or storage in clear.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, Literal
 
@@ -34,20 +46,26 @@ from pydantic import BaseModel, Field
 
 from lookout.core import ids
 from lookout.core.api_errors import CHALLENGE, ApiError, ErrorRoute, bearer_key, require
-from lookout.core.auth import ApiKeyStore
-from lookout.core.events import Feedback, ShortText, now_utc
+from lookout.core.auth import ApiKey, ApiKeyStore
+from lookout.core.events import AppId, Feedback, ShortText, now_utc
 
 from . import store, tokens
+from .limits import TokenBuckets, retry_after
+from .privacy import Privacy
 from .publish import FeedbackPublisher, Unavailable
 from .settings import FeedbackSettings
+
+ANONYMOUS = "anonymous"  # the author of a token minted without a user_id
 
 
 class ThumbsIn(BaseModel):
     event_id: uuid.UUID
     thumbs: Literal[-1, 1]
     comment: Annotated[str, Field(max_length=10_000)] | None = None
-    # With an API key: the end user who voted (pseudonymised by the app). Ignored with a token.
+    # With an API key: the end user who voted (pseudonymised here). Ignored with a token.
     user_id: ShortText | None = None
+    # The call's app: needed only with a key for every app, when several apps have this event id.
+    app_id: AppId | None = None
 
 
 class ThumbsOut(BaseModel):
@@ -61,6 +79,7 @@ class TokenIn(BaseModel):
     event_id: uuid.UUID
     user_id: ShortText | None = None
     ttl_s: Annotated[int, Field(ge=1, le=30 * 86_400)] | None = None
+    app_id: AppId | None = None
 
 
 class TokenOut(BaseModel):
@@ -78,11 +97,19 @@ class ThumbsContext:
     db: store.Db | None = None
     keys: ApiKeyStore | None = None
     publisher: FeedbackPublisher | None = None
+    privacy: Privacy | None = None
     # Votes this instance produced recently, so a quick re-post is recognised as a
     # duplicate before the sink has stored the first one.
     recent: OrderedDict[tuple, store.Vote] | None = None
-    # event_id -> the calls seen: a stored call never changes, so hits need no query.
-    apps: OrderedDict[uuid.UUID, store.CallRef] | None = None
+    # (app_id, event_id) -> the call: a stored call never changes, so hits need no query.
+    apps: OrderedDict[tuple[str, uuid.UUID], store.CallRef] | None = None
+    token_buckets: TokenBuckets = field(init=False)
+    key_buckets: TokenBuckets = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.token_buckets = TokenBuckets(s.feedback_token_rate_per_min / 60, s.feedback_token_burst)
+        self.key_buckets = TokenBuckets(s.feedback_key_rate_per_s, s.feedback_key_burst)
 
 
 def _remember(ctx: ThumbsContext, key: tuple, vote: store.Vote) -> None:
@@ -94,39 +121,63 @@ def _remember(ctx: ThumbsContext, key: tuple, vote: store.Vote) -> None:
         ctx.recent.popitem(last=False)
 
 
+def _limit(buckets: TokenBuckets, key: str, what: str) -> None:
+    wait = buckets.take(key)
+    if wait:
+        raise ApiError(429, f"too many requests for this {what}; retry in {retry_after(wait)} s",
+                       headers={"Retry-After": retry_after(wait)})
+
+
 def build_router(ctx: ThumbsContext) -> APIRouter:
     router = APIRouter(tags=["feedback"], route_class=ErrorRoute)
 
-    known: OrderedDict[uuid.UUID, store.CallRef] = ctx.apps if ctx.apps is not None else OrderedDict()
+    known: OrderedDict[tuple[str, uuid.UUID], store.CallRef] = ctx.apps if ctx.apps is not None else OrderedDict()
     ctx.apps = known
 
-    async def call_or_404(event_id: uuid.UUID) -> store.CallRef:
-        call = known.get(event_id)
+    def missing(event_id: uuid.UUID) -> ApiError:
+        # Another app's call is reported as missing: its existence is not this caller's business.
+        return ApiError(404, f"no call with event_id {event_id}", field="event_id")
+
+    async def app_call(app_id: str, event_id: uuid.UUID) -> store.CallRef:
+        call = known.get((app_id, event_id))
         if call is None:
-            call = await run_in_threadpool(store.call_ref, ctx.db, event_id)
+            call = await run_in_threadpool(store.call_ref, ctx.db, app_id, event_id)
         if call is None:
-            raise ApiError(404, f"no call with event_id {event_id}", field="event_id")
-        known[event_id] = call
-        known.move_to_end(event_id)
+            raise missing(event_id)
+        known[(app_id, event_id)] = call
+        known.move_to_end((app_id, event_id))
         if len(known) > 100_000:
             known.popitem(last=False)
         return call
+
+    async def key_call(key: ApiKey, event_id: uuid.UUID, app_id: str | None) -> store.CallRef:
+        """The call a key acts on: in the key's app, or the one named, or the only one."""
+        if app_id is not None:
+            require(key, "feedback", app_id)
+            return await app_call(app_id, event_id)
+        if key.app_id != "*":
+            return await app_call(key.app_id, event_id)
+        found = await run_in_threadpool(store.call_refs, ctx.db, event_id)
+        if not found:
+            raise missing(event_id)
+        if len(found) > 1:
+            raise ApiError(409, f"several apps have a call with event_id {event_id}; name the app in app_id",
+                           field="app_id")
+        return found[0]
 
     @router.post("/v1/feedback/token")
     async def mint_token(body: TokenIn, authorization: Annotated[str | None, Header()] = None) -> TokenOut:
         key = await bearer_key(ctx.keys, authorization)
         require(key, "feedback")
+        _limit(ctx.key_buckets, key.key_id, "API key")
         if not ctx.settings.feedback_token_secret:
             raise ApiError(503, "feedback tokens are off: LOOKOUT_FEEDBACK_TOKEN_SECRET is not set")
-        app_id = (await call_or_404(body.event_id)).app_id
-        if not key.allows("feedback", app_id):
-            # Another app's call is reported as missing: its existence is not this key's business.
-            raise ApiError(404, f"no call with event_id {body.event_id}", field="event_id")
+        app_id = (await key_call(key, body.event_id, body.app_id)).app_id
         token, expires = tokens.mint(
             ctx.settings.feedback_token_secret,
             body.event_id,
             app_id,
-            body.user_id or "anonymous",
+            body.user_id or ANONYMOUS,
             body.ttl_s or ctx.settings.feedback_token_ttl_s,
         )
         return TokenOut(token=token, expires_at=expires)
@@ -146,17 +197,20 @@ def build_router(ctx: ThumbsContext) -> APIRouter:
                 raise ApiError(401, str(exc), headers=CHALLENGE) from None
             if claims.event_id != body.event_id:
                 raise ApiError(401, "this feedback token is for another call", field="event_id", headers=CHALLENGE)
-            author = claims.author
-            call = await call_or_404(body.event_id)
-            if call.app_id != claims.app_id:
-                raise ApiError(401, "this feedback token is for another app", headers=CHALLENGE)
+            if body.app_id is not None and body.app_id != claims.app_id:
+                raise ApiError(401, "this feedback token is for another app", field="app_id", headers=CHALLENGE)
+            # Per token: one browser cannot flood a call's votes however it varies the comment.
+            _limit(ctx.token_buckets, x_feedback_token.rpartition(".")[2], "feedback token")
+            call = await app_call(claims.app_id, body.event_id)
+            user, fallback = (None if claims.author == ANONYMOUS else claims.author), ANONYMOUS
         else:
             key = await bearer_key(ctx.keys, authorization)
             require(key, "feedback")
-            call = await call_or_404(body.event_id)
-            if not key.allows("feedback", call.app_id):
-                raise ApiError(404, f"no call with event_id {body.event_id}", field="event_id")
-            author = body.user_id or f"key:{key.key_id}"
+            _limit(ctx.key_buckets, key.key_id, "API key")
+            call = await key_call(key, body.event_id, body.app_id)
+            user, fallback = body.user_id, f"key:{key.key_id}"
+        # The end user's id as ingest stores the call's user_id, so the two still join.
+        author = ctx.privacy.pseudonym(user) if user else fallback
         return await _vote(ctx, body, call, author)
 
     return router
@@ -164,10 +218,12 @@ def build_router(ctx: ThumbsContext) -> APIRouter:
 
 async def _vote(ctx: ThumbsContext, body: ThumbsIn, call: store.CallRef, author: str) -> ThumbsOut:
     comment = body.comment or ""
-    memo_key = (body.event_id, author)
+    if comment:
+        comment = await run_in_threadpool(ctx.privacy.redact, call.app_id, comment)
+    memo_key = (call.app_id, body.event_id, author)
     previous = (ctx.recent or {}).get(memo_key)
     if previous is None:
-        previous = await run_in_threadpool(store.latest_vote, ctx.db, body.event_id, "end_user", author)
+        previous = await run_in_threadpool(store.latest_vote, ctx.db, call.app_id, body.event_id, "end_user", author)
     if previous is not None and previous.thumbs == body.thumbs and previous.comment == comment:
         return ThumbsOut(feedback_id=previous.feedback_id, event_id=body.event_id, duplicate=True, replaced=False)
     ts = now_utc()
@@ -184,7 +240,7 @@ async def _vote(ctx: ThumbsContext, body: ThumbsIn, call: store.CallRef, author:
         source="end_user",
         author=author,
         thumbs=body.thumbs,
-        comment=body.comment,
+        comment=comment or None,
         model=call.model,
         model_version=call.model_version,
         environment=call.environment,

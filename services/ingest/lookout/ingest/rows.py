@@ -86,7 +86,7 @@ def _feedback_row(f: events.Feedback) -> dict:
         "author": f.author, "thumbs": f.thumbs, "rating": f.rating, "labels": f.labels,
         "corrected_output": _s(f.corrected_output), "comment": _s(f.comment), "model": _s(f.model),
         "model_version": _s(f.model_version), "environment": _s(f.environment), "call_ts": f.call_ts,
-        "replaces_thumbs": f.replaces_thumbs,
+        "replaces_thumbs": f.replaces_thumbs, "signature": _s(f.signature),
     }
 
 

@@ -21,3 +21,6 @@ UNPRICED = Counter("lookout_judge_unpriced_requests_total", "Judge requests whos
 TOKENS = Counter("lookout_judge_tokens_total", "Tokens used by the evaluator LLM", ["direction"])
 BUDGET_PAUSED = Gauge("lookout_judge_budget_paused", "1 while the daily budget is spent and judging is paused")
 SPENT_TODAY = Gauge("lookout_judge_spent_today_usd", "Judge spend in the current UTC day")
+RATED_DOWN = Counter("lookout_judge_rated_down_total",
+                     "Thumbs-down calls on llm.feedback, by outcome (judged, sampled, already_judged, "
+                     "call_not_found, unreadable)", ["outcome"])

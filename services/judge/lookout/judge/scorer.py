@@ -12,6 +12,7 @@ from lookout.core.events import LlmCall, Score
 from . import metrics
 from .evaluator import LlmJudge
 from .prompt import CallText
+from .rated_down import JudgedSet
 from .reference import ReferenceMetrics
 from .rubrics import Rubric, RubricSet
 from .sampling import Sampler
@@ -41,6 +42,16 @@ class Scorer:
     sampler: Sampler = field(default_factory=Sampler)
     reference: ReferenceMetrics = field(default_factory=ReferenceMetrics)
     toxic_threshold: float = 0.5
+    judged: JudgedSet = field(default_factory=JudgedSet)  # calls sent to the evaluator by this process
+
+    async def judge_calls(self, calls: list[LlmCall]) -> list[Score]:
+        """Evaluator-LLM scores of these calls, sampled or not (calls rated down)."""
+        results: list[list[Measurement]] = [[] for _ in calls]
+        async with asyncio.TaskGroup() as group:
+            for call, out in zip(calls, results, strict=True):
+                if self._applicable(call):
+                    self._start_judging(group, call, out)
+        return [to_score(call, m) for call, ms in zip(calls, results, strict=True) for m in ms]
 
     async def score(self, calls: list[LlmCall]) -> list[Score]:
         results: list[list[Measurement]] = [[] for _ in calls]
@@ -69,6 +80,7 @@ class Scorer:
         return any(r.applies_to(call) for r in self.rubrics.rubrics)
 
     def _start_judging(self, group: asyncio.TaskGroup, call: LlmCall, out: list[Measurement]) -> None:
+        self.judged.add((call.app_id, call.event_id))
         group.create_task(self._judge_call(call, out))
 
     async def _judge_call(self, call: LlmCall, out: list[Measurement]) -> None:

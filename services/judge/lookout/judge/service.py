@@ -1,7 +1,9 @@
 """The judge as a startable unit: consumes llm.events (group lookout-judge), produces Score
 records to llm.scores keyed by event id, and commits a batch's offsets only after the
 broker acknowledged all of its scores. A crash replays the batch; score ids are
-deterministic, so stored scores collapse instead of doubling.
+deterministic, so stored scores collapse instead of doubling. With an evaluator LLM it also
+consumes llm.feedback (group lookout-judge-feedback): calls rated down are judged whatever
+the sampling rate, once each (rated_down.py).
 
 `python -m lookout.judge` runs it with its HTTP server; the embedded stack awaits
 start()/stop() inside its own loop."""
@@ -26,6 +28,7 @@ from .evaluator import LlmJudge
 from .limits import DailyBudget, RateLimiter
 from .pricing import JudgePricer
 from .prompt import Prompter
+from .rated_down import JudgedSet, RatedDownJudge, RecentCalls
 from .rubrics import RubricSet
 from .sampling import Sampler
 from .scorer import Scorer
@@ -59,6 +62,10 @@ class JudgeService:
         self._loop: kafka.CommitAfterLoop | None = None
         self._task: asyncio.Task | None = None
         self._stopping = False
+        self.recent = RecentCalls(settings.judge_recent_calls, settings.judge_recent_chars)
+        self._feedback_consumer: AIOKafkaConsumer | None = None
+        self._feedback_loop: kafka.CommitAfterLoop | None = None
+        self._feedback_task: asyncio.Task | None = None
         self._scores_topic = topics.resolve(settings.topic_prefix, topics.SCORES)
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -73,11 +80,11 @@ class JudgeService:
         if self.judge is None:
             log.info("LOOKOUT_JUDGE_BASE_URL is not set: evaluator-LLM judging is off")
         self.scorer = Scorer(
-            toxicity=model, judge=self.judge, rubrics=rubrics,
-            sampler=sampler,
-            toxic_threshold=settings.toxic_threshold,
+            toxicity=model, judge=self.judge, rubrics=rubrics, sampler=sampler,
+            toxic_threshold=settings.toxic_threshold, judged=JudgedSet(),
         )
-        await kafka.ensure_topics(settings, [topics.EVENTS, topics.SCORES])
+        rated_down = self.judge is not None and settings.judge_rated_down
+        await kafka.ensure_topics(settings, [topics.EVENTS, topics.SCORES, *([topics.FEEDBACK] if rated_down else [])])
         self._producer = await kafka.start_producer(settings)
         self._consumer = kafka.make_consumer(
             settings, settings.judge_group, topics.resolve(settings.topic_prefix, topics.EVENTS),
@@ -89,29 +96,48 @@ class JudgeService:
         self._loop = kafka.CommitAfterLoop(
             self._consumer, self.handle, max_records=settings.judge_batch_max, linger_ms=settings.judge_batch_ms
         )
-        self._task = asyncio.create_task(self._run(), name="lookout-judge")
+        self._task = asyncio.create_task(self._run(self._loop), name="lookout-judge")
         log.info("judge consuming %s as %s", topics.resolve(settings.topic_prefix, topics.EVENTS), settings.judge_group)
+        if rated_down:
+            await self._start_rated_down(sampler)
+
+    async def _start_rated_down(self, sampler: Sampler) -> None:
+        settings = self.settings
+        handler = RatedDownJudge(sampler=sampler, recent=self.recent, judged=self.scorer.judged,
+                                 judge_calls=self.scorer.judge_calls, send=self._send,
+                                 client=self.clickhouse_client)
+        name = topics.resolve(settings.topic_prefix, topics.FEEDBACK)
+        self._feedback_consumer = kafka.make_consumer(settings, settings.judge_feedback_group, name,
+                                                      max_poll_interval_ms=settings.judge_max_poll_interval_s * 1000)
+        await self._feedback_consumer.start()
+        self._feedback_loop = kafka.CommitAfterLoop(self._feedback_consumer, handler.handle, max_records=256,
+                                                    linger_ms=settings.judge_batch_ms)
+        self._feedback_task = asyncio.create_task(self._run(self._feedback_loop), name="lookout-judge-rated-down")
+        log.info("judge consuming %s as %s: calls rated down are judged", name, settings.judge_feedback_group)
 
     async def stop(self, *, graceful: bool = True) -> None:
         """Finish (graceful) or abandon the batch in hand, then close. Abandoned batches are
         not committed and are scored again by whoever consumes the partition next."""
         self._stopping = True
-        if self._task and not graceful:
-            self._task.cancel()
+        for task in (self._task, self._feedback_task):
+            if task and not graceful:
+                task.cancel()
         await kafka.finish(self._loop, self._task, 60)
-        if self._consumer:
-            await self._consumer.stop()
+        await kafka.finish(self._feedback_loop, self._feedback_task, 60)
+        for consumer in (self._consumer, self._feedback_consumer):
+            if consumer:
+                await consumer.stop()
         if self._producer:
             await self._producer.stop()
         if self.judge:
             await self.judge.client.aclose()
 
-    async def _run(self) -> None:
+    async def _run(self, loop: kafka.CommitAfterLoop) -> None:
         # CommitAfterLoop ends on a failed commit (the group rebalanced while a long batch was
         # judged); the uncommitted batch is replayed, so starting over is safe.
         while not self._stopping:
             try:
-                await self._loop.run()
+                await loop.run()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -165,6 +191,7 @@ class JudgeService:
                 log.warning("unreadable record %s[%d]@%d skipped: %s",
                             record.topic, record.partition, record.offset, exc)
         metrics.EVENTS.inc(len(calls))
+        self.recent.add(calls)  # for thumbs down on them, without a store read
         try:
             scores = await self.scorer.score(calls)
         except* JudgeUnavailable as group:
@@ -174,6 +201,9 @@ class JudgeService:
             self.judge_problem = str(first)
             raise JudgeUnavailable(f"batch not judged, will be retried: {self.judge_problem}") from None
         self.judge_problem = None
+        await self._send(scores)
+
+    async def _send(self, scores: list) -> None:
         send = self._producer.send
         acks = [await send(self._scores_topic, s.to_bytes(), key=str(s.event_id).encode()) for s in scores]
         await asyncio.gather(*acks)  # every score acknowledged by the broker before the commit
@@ -185,6 +215,9 @@ class JudgeService:
     def consumer_ready(self) -> str | None:
         return kafka.loop_problem(self._task)
 
+    def rated_down_ready(self) -> str | None:
+        return kafka.loop_problem(self._feedback_task) if self._feedback_task is not None else None
+
     def toxicity_ready(self) -> str | None:
         return self.toxicity_problem
 
@@ -192,10 +225,12 @@ class JudgeService:
         return self.judge_problem
 
     def checks(self) -> dict[str, Callable[[], str | None]]:
-        return {"consumer": self.consumer_ready, "toxicity": self.toxicity_ready, "judge": self.judge_ready}
+        return {"consumer": self.consumer_ready, "rated_down": self.rated_down_ready, "toxicity": self.toxicity_ready,
+                "judge": self.judge_ready}
 
     def clickhouse_client(self) -> Client:
-        """For the agreement report; opened on first use (the judge needs no store to score)."""
+        """For the agreement report and calls rated down; opened on first use (the judge
+        needs no store to score what it consumes)."""
         if self._clickhouse is None:
             self._clickhouse = clickhouse.connect(self.settings)
         return self._clickhouse

@@ -40,11 +40,17 @@ class JudgeSettings(CommonSettings):
     detoxify_device: str = Field("cpu", description="torch device for detoxify (cpu, cuda, cuda:1...).")
     toxicity_batch_size: int = Field(32, ge=1, description="Texts (chunks) per toxicity inference batch.")
     toxicity_max_tokens: int = Field(
-        512, ge=8, description="Tokens per chunk; longer texts are split and scored as the max over chunks."
+        512, ge=8, description="Tokens per chunk; longer texts are split and scored as the token-weighted mean "
+        "over chunks (see the judge README)."
     )
     toxicity_stride: int = Field(32, ge=0, description="Tokens two neighbouring chunks share.")
+    # Calibrated in bench/bench_toxicity.py on real text: on benign calls (Debian package
+    # descriptions as answers, their synopses as prompts) 0.19 % of dev / 0.15 % of held-out
+    # calls reach 0.5, a negligible extra judging load; 75 % of held-out insults do.
     toxic_threshold: float = Field(
-        0.5, ge=0, le=1, description="A call with any toxicity score at or above this is judged regardless of sampling."
+        0.5, ge=0, le=1,
+        description="A call with any toxicity score at or above this is judged regardless of sampling "
+        "(profanity-check: 0.15 % of benign calls, 75 % of insults reach 0.5; bench/RESULTS.md).",
     )
 
     judge_base_url: str | None = Field(
@@ -99,6 +105,20 @@ class JudgeSettings(CommonSettings):
         "o200k_base",
         description="How the budget counts tokens: an OpenAI encoding (exact for OpenAI models, offline), or "
         "bytes (a bound that holds for any byte-level BPE model).",
+    )
+    judge_rated_down: bool = Field(
+        True, description="Judge every call an end user rated down (llm.feedback), whatever the sample rate, once."
+    )
+    judge_feedback_group: str = Field(
+        "lookout-judge-feedback", description="Consumer group of the judge on llm.feedback (thumbs down)."
+    )
+    judge_recent_calls: int = Field(
+        10_000, ge=0,
+        description="Calls kept from llm.events for judging thumbs-down without a store read (older: one "
+        "batched ClickHouse read).",
+    )
+    judge_recent_chars: int = Field(
+        50_000_000, ge=0, description="Most characters of text those kept calls may hold together."
     )
 
     def app_sample_rates(self) -> dict[str, float]:

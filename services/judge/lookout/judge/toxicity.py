@@ -2,8 +2,16 @@
 checkpoint is configured, alt-profanity-check, which ships its trained weights.
 
 Each model scores a list of texts at once and returns one {label: probability} per text.
-A text longer than one model input is split into overlapping chunks and scored as the
-max over its chunks: a toxic sentence at the end of a long answer still counts.
+
+How a text's score comes from the model (one rule for both models, chosen on real labelled
+text by bench/bench_toxicity.py; every score's evaluator version names it):
+- a text that fits one model input is scored whole, exactly as the model scores it;
+- a longer text is split into overlapping windows and scored as the mean of the windows'
+  scores, each window weighted by its length.
+A max over windows, the earlier rule, raised benign answers more than toxic ones on real
+text (AUROC below the model's own on whole texts): the more windows a text has, the more
+chances one of them scores high by chance. The weighted mean keeps the model's ranking on
+ordinary texts and still moves a long answer up when a passage of it is toxic.
 """
 
 from __future__ import annotations
@@ -46,9 +54,22 @@ def _file_digest(path: str) -> str:
     return h.hexdigest()[:12]
 
 
-def _max_per_text(chunk_scores: np.ndarray, owner: Sequence[int], n_texts: int) -> np.ndarray:
-    out = np.full((n_texts, chunk_scores.shape[1]), -np.inf, dtype=np.float64)
-    np.maximum.at(out, np.asarray(owner, dtype=np.int64), chunk_scores)
+def weighted_mean_per_text(chunk_scores: np.ndarray, owner: Sequence[int], weights: Sequence[float],
+                           n_texts: int) -> np.ndarray:
+    """Per text, the mean of its chunks' scores weighted by `weights` (chunk lengths); a
+    text of one chunk gets that chunk's scores unchanged."""
+    owner_ = np.asarray(owner, dtype=np.int64)
+    w = np.asarray(weights, dtype=np.float64)
+    total = np.zeros((n_texts, chunk_scores.shape[1]), dtype=np.float64)
+    np.add.at(total, owner_, chunk_scores * w[:, None])
+    mass = np.zeros(n_texts, dtype=np.float64)
+    np.add.at(mass, owner_, w)
+    out = total / mass[:, None]
+    single = np.bincount(owner_, minlength=n_texts) == 1
+    # One chunk: the model's own number, bit for bit (no multiply-divide rounding).
+    index = np.zeros(n_texts, dtype=np.int64)
+    index[owner_] = np.arange(len(owner_))  # for a text of one chunk: that chunk
+    out[single] = chunk_scores[index[single]]
     return out
 
 
@@ -70,6 +91,13 @@ class DetoxifyModel:
         self.max_tokens = min(self.max_tokens, self._model_limit())
         # Overlap must leave room for new tokens in every chunk.
         self.stride = max(0, min(self.stride, self.max_tokens // 2))
+        self.version = f"{self.version}/{self.aggregation}"
+
+    @property
+    def aggregation(self) -> str:
+        """The rule in the evaluator version: whole when it fits max_tokens, else the
+        token-weighted mean over chunks of max_tokens sharing `stride` tokens."""
+        return f"whole<={self.max_tokens}t|wmean({self.max_tokens}t/{self.stride}t)"
 
     def _model_limit(self) -> int:
         limit = getattr(self.tokenizer, "model_max_length", None)
@@ -99,8 +127,9 @@ class DetoxifyModel:
                 batch = self.tokenizer.pad([features[i] for i in idx], return_tensors="pt").to(self.device)
                 logits = self.model(**batch)[0]
                 probs[idx] = torch.sigmoid(logits).float().cpu().numpy()
-        best = _max_per_text(probs, owner, len(texts))
-        return [dict(zip(self.labels, map(float, row), strict=True)) for row in best]
+        lengths = [len(f["input_ids"]) for f in features]
+        per_text = weighted_mean_per_text(probs, owner, lengths, len(texts))
+        return [dict(zip(self.labels, map(float, row), strict=True)) for row in per_text]
 
     @classmethod
     def load(cls, settings: JudgeSettings) -> DetoxifyModel:
@@ -148,14 +177,25 @@ def _load_offline(checkpoint: str, hf_config: str, device: str):
     return model, tokenizer, names
 
 
+def word_windows(words: Sequence[str], size: int, step: int) -> list[list[str]]:
+    """Windows of `size` words every `step` words; the last one ends at the last word."""
+    last = max(len(words) - size, 0)
+    starts = [*range(0, last, step), last]
+    return [list(words[s : s + size]) for s in starts]
+
+
 @dataclass
 class ProfanityModel:
-    """alt-profanity-check: a linear model on TF-IDF features, trained weights in the wheel."""
+    """alt-profanity-check: a linear model on TF-IDF features, trained weights in the wheel.
 
-    # Its TF-IDF features are normalised per text, so one slur in a long answer is diluted
-    # to nothing (p 0.99 alone, 0.08 among 64 other words): score short overlapping windows.
-    window_words: int = 16
-    step_words: int = 8
+    Its features are normalised per text, so one slur in a long answer is diluted (p 0.99
+    alone, 0.08 among 64 other words). On the labelled comments of bench/toxicity_corpus.py
+    the whole-text score was still the best up to `whole_words` words; longer texts are
+    scored as the word-weighted mean over windows of `window_words` (bench/RESULTS.md)."""
+
+    whole_words: int = 256
+    window_words: int = 8
+    step_words: int = 4
     evaluator: str = "alt-profanity-check"
     labels: tuple[str, ...] = ("profanity",)
     version: str = ""
@@ -164,24 +204,34 @@ class ProfanityModel:
         import profanity_check
 
         self._predict_prob = profanity_check.predict_prob
-        self.version = self.version or metadata.version("alt-profanity-check")
+        self.version = self.version or f"{metadata.version('alt-profanity-check')}/{self.aggregation}"
+
+    @property
+    def aggregation(self) -> str:
+        return f"whole<={self.whole_words}w|wmean({self.window_words}w/{self.step_words}w)"
+
+    def chunks(self, text: str) -> list[str]:
+        """What the model scores for one text: the text itself when it has at most
+        whole_words words, else its windows (words joined by single spaces)."""
+        words = text.split()
+        if len(words) <= self.whole_words:
+            return [text]
+        return [" ".join(w) for w in word_windows(words, self.window_words, self.step_words)]
 
     def predict(self, texts: Sequence[str]) -> list[dict[str, float]]:
         if not texts:
             return []
         chunks: list[str] = []
         owner: list[int] = []
+        weights: list[float] = []
         for i, text in enumerate(texts):
-            words = text.split()
-            last = max(len(words) - self.window_words, 0)
-            for start in range(0, last + self.step_words, self.step_words):
-                chunks.append(" ".join(words[start : start + self.window_words]))
+            for chunk in self.chunks(text):
+                chunks.append(chunk)
                 owner.append(i)
-                if start >= last:
-                    break
+                weights.append(max(len(chunk.split()), 1))
         probs = np.asarray(self._predict_prob(chunks), dtype=np.float64).reshape(-1, 1)
-        best = _max_per_text(probs, owner, len(texts))
-        return [{"profanity": float(row[0])} for row in best]
+        per_text = weighted_mean_per_text(probs, owner, weights, len(texts))
+        return [{"profanity": float(row[0])} for row in per_text]
 
 
 def load(settings: JudgeSettings) -> ToxicityModel | None:

@@ -31,9 +31,14 @@ class DatasetSource(Protocol):
 
 
 class ClickHouseSnapshot:
-    def __init__(self, client: Client):
+    """Snapshots of the reviews whose signature verifies under `signing_secret` (the
+    feedback service's LOOKOUT_REVIEW_SIGNING_SECRET): a row someone wrote straight onto
+    llm.feedback is never trained on."""
+
+    def __init__(self, client: Client, signing_secret: str):
         self.client = client
+        self.signing_secret = signing_secret
 
     def snapshot(self, filters: DatasetFilters, out_dir: Path) -> DatasetVersion:
-        done = export(self.client, filters, out_dir)
+        done = export(self.client, filters, out_dir, self.signing_secret)
         return DatasetVersion(str(done.folder), done.sha256, done.counts)

@@ -65,13 +65,40 @@ class Launcher(Protocol):
     async def close(self) -> None: ...
 
 
+_KAFKA_KEYS = ("kafka_bootstrap", "kafka_idempotence", "kafka_security_protocol", "kafka_sasl_mechanism",
+               "kafka_sasl_username", "kafka_sasl_password", "kafka_ssl_cafile", "kafka_ssl_certfile",
+               "kafka_ssl_keyfile", "topic_prefix")
+SASL_PASSWORD_VAR = "LOOKOUT_KAFKA_SASL_PASSWORD"
+
+
 def kafka_env(settings: CommonSettings) -> dict[str, str]:
     """The LOOKOUT_* variables a job needs to report on the same broker and topics."""
-    keys = ("kafka_bootstrap", "kafka_idempotence", "kafka_security_protocol", "kafka_sasl_mechanism",
-            "kafka_sasl_username", "kafka_sasl_password", "kafka_ssl_cafile", "kafka_ssl_certfile",
-            "kafka_ssl_keyfile", "topic_prefix")
     values = settings.model_dump()
-    return {f"LOOKOUT_{k.upper()}": str(values[k]) for k in keys if values.get(k) not in (None, "")}
+    return {f"LOOKOUT_{k.upper()}": str(values[k]) for k in _KAFKA_KEYS if values.get(k) not in (None, "")}
+
+
+# What a local job inherits from this service's environment besides its own LOOKOUT_*
+# variables: enough to find its Python and libraries, its GPU, and the model caches (and
+# to stay offline). Everything else (other services' secrets, cloud credentials, the
+# service's own LOOKOUT_* settings such as the PII or signing secrets) stays behind.
+JOB_ENV_ALLOW = (
+    "PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH",
+    "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "NVIDIA_VISIBLE_DEVICES", "LD_LIBRARY_PATH",
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TORCH_HOME",
+    "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE",
+    "TRANSFORMERS_CACHE", "HF_HUB_DISABLE_TELEMETRY",
+)
+
+
+def local_job_env(settings: RetrainSettings, run_id: uuid.UUID, parent: dict[str, str] | None = None) -> dict[str, str]:
+    """The whole environment of a local job: the allow-listed variables of this process
+    (plus LOOKOUT_RETRAIN_JOB_ENV's names), then the job's Kafka settings and run id."""
+    parent = os.environ if parent is None else parent
+    names = {*JOB_ENV_ALLOW, *(n.strip() for n in settings.retrain_job_env.split(",") if n.strip())}
+    env = {name: parent[name] for name in sorted(names) if name in parent}
+    env.update(kafka_env(settings))
+    env["LOOKOUT_RUN_ID"] = str(run_id)
+    return env
 
 
 def _open_log(out: Path):
@@ -95,7 +122,7 @@ class LocalLauncher:
 
     async def launch(self, req: LaunchRequest) -> str:
         out = Path(req.output_dir)
-        env = {**os.environ, **kafka_env(self.settings)}
+        env = local_job_env(self.settings, req.run_id)
         argv = [self.python, "-m", "lookout_finetune", *req.job_argv()]
         log_file = await asyncio.to_thread(_open_log, out)
         proc = await asyncio.create_subprocess_exec(*argv, env=env, stdout=log_file, stderr=log_file)
@@ -139,8 +166,18 @@ def _label(value: str) -> str:
 
 def k8s_manifest(req: LaunchRequest, settings: RetrainSettings) -> dict[str, Any]:
     """The batch/v1 Job for one run: one pod, never restarted (a retry is a new run), GPU
-    limits, the run's deadline as activeDeadlineSeconds, status reported on Kafka."""
-    env = [{"name": k, "value": v} for k, v in sorted(kafka_env(settings).items())]
+    limits, the run's deadline as activeDeadlineSeconds, status reported on Kafka. The SASL
+    password never appears in the manifest (which anyone who may read Jobs can see): the
+    pod reads it from the Secret LOOKOUT_RETRAIN_K8S_SASL_SECRET names."""
+    values = kafka_env(settings)
+    has_password = values.pop(SASL_PASSWORD_VAR, None) is not None
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(values.items())]
+    if has_password:
+        if not settings.retrain_k8s_sasl_secret:
+            raise ValueError("the Kafka SASL password must reach the job through a Kubernetes Secret: set "
+                             "LOOKOUT_RETRAIN_K8S_SASL_SECRET to its name (key: LOOKOUT_RETRAIN_K8S_SASL_SECRET_KEY)")
+        env.append({"name": SASL_PASSWORD_VAR, "valueFrom": {"secretKeyRef": {
+            "name": settings.retrain_k8s_sasl_secret, "key": settings.retrain_k8s_sasl_secret_key}}})
     env.append({"name": "LOOKOUT_RUN_ID", "value": str(req.run_id)})
     resources: dict[str, Any] = {"requests": {"cpu": "4", "memory": "32Gi"}, "limits": {"memory": "64Gi"}}
     tolerations = []
@@ -190,6 +227,10 @@ class KubernetesLauncher:
     token and CA come from the service account; settings override them."""
 
     def __init__(self, settings: RetrainSettings, transport: httpx.AsyncBaseTransport | None = None):
+        if settings.kafka_sasl_password and not settings.retrain_k8s_sasl_secret:
+            # At start, not at the first firing: a run should never fail for a setting.
+            raise ValueError("the kubernetes launcher passes the Kafka SASL password as a Secret reference: set "
+                             "LOOKOUT_RETRAIN_K8S_SASL_SECRET to the name of a Secret that holds it")
         self.settings = settings
         self.api = settings.retrain_k8s_api or "https://kubernetes.default.svc"
         token = settings.retrain_k8s_token

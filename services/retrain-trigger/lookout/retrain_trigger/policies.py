@@ -141,7 +141,9 @@ class Policy(_Strict):
     match: Match = Match()
     rules: Annotated[list[Rule], Field(min_length=1)]
     cooldown: Duration = 6 * 3600.0
-    require_approval: bool = False
+    # A person approves a run unless the policy says otherwise: a run trains on text that end
+    # users and reviewers wrote, so launching one is never the silent default.
+    require_approval: bool = True
     dry_run: bool = False
     # Job settings for runs of this policy; the launcher's defaults fill what is absent.
     base_model: str | None = None

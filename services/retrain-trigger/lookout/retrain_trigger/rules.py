@@ -3,7 +3,9 @@ stream's event time (the newest observation seen), so a replay of the same evide
 gives the same decisions, and tests need no sleeping.
 
 State per (app, model) stream: its observations inside the longest window, deduplicated by
-id (a replayed record counts once). State per (policy, rule, stream): latched after a
+id (a replayed record counts once). Thumbs count one vote per (call, voter): a voter's later
+vote on the same call replaces the earlier one, so one end user re-posting a thumbs down
+(with a new comment each time) is one vote however often it arrives. State per (policy, rule, stream): latched after a
 firing until the statistic crosses the clear level (hysteresis). State per (policy,
 stream): the time of its last firing (cooldown). A policy fires at most once per
 evaluation; every rule that tripped is in the evidence and latches.
@@ -33,31 +35,52 @@ class Observation:
     name: str  # score name, drift signal, "thumbs"
     value: float  # thumbs: 1.0 = down; score value; drift: 1.0 = drifted
     event_id: str = ""  # the LLM call it is about (drift: "")
+    voter: str = ""  # thumbs: the vote's author; "" (records stored before voters were kept): no replacing
 
 
 @dataclass
 class StreamWindow:
-    """One stream's observations, sorted by time, kept for `horizon` seconds of event time."""
+    """One stream's observations, sorted by time, kept for `horizon` seconds of event time.
+    Of the thumbs of one voter on one call only the latest (by ts, then id) is kept."""
 
     horizon: float
     items: list[Observation] = field(default_factory=list)
     ids: set[str] = field(default_factory=set)
+    votes: dict[tuple[str, str], Observation] = field(default_factory=dict)  # (event_id, voter) -> latest
     now: float = 0.0
 
     def add(self, obs: Observation) -> bool:
+        """Whether the window changed: False for a replay, a record older than the horizon,
+        or a vote older than the one its voter already has on the call."""
         if obs.obs_id in self.ids:
             return False
         if self.now and obs.ts < self.now - self.horizon:
             return False  # older than any window: cannot change a decision
+        if obs.kind == "thumbs" and obs.voter:
+            key = (obs.event_id, obs.voter)
+            held = self.votes.get(key)
+            if held is not None:
+                if (held.ts, held.obs_id) >= (obs.ts, obs.obs_id):
+                    return False  # superseded already
+                self._remove(held)
+            self.votes[key] = obs
         self.ids.add(obs.obs_id)
         bisect.insort(self.items, obs)
         self.now = max(self.now, obs.ts)
         return True
 
+    def _remove(self, obs: Observation) -> None:
+        i = bisect.bisect_left(self.items, obs)
+        if i < len(self.items) and self.items[i] == obs:
+            del self.items[i]
+        self.ids.discard(obs.obs_id)
+
     def prune(self) -> None:
         cut = bisect.bisect_left(self.items, (self.now - self.horizon,), key=lambda o: (o.ts,))
         for old in self.items[:cut]:
             self.ids.discard(old.obs_id)
+            if old.kind == "thumbs" and old.voter and self.votes.get((old.event_id, old.voter)) is old:
+                del self.votes[(old.event_id, old.voter)]
         del self.items[:cut]
 
     def since(self, start: float) -> list[Observation]:

@@ -29,7 +29,7 @@ from fastapi import APIRouter
 from prometheus_client import Counter
 from pydantic import ValidationError
 
-from lookout.core import clickhouse, kafka, migrations, topics
+from lookout.core import clickhouse, kafka, migrations, review_signing, topics
 from lookout.core.events import TOPIC_SCHEMAS, DriftResult, Feedback, Retrain, RetrainState, Score
 from lookout.core.ids import uuid7
 
@@ -76,6 +76,7 @@ class RetrainService:
         self.loop: kafka.CommitAfterLoop | None = None
         self.runs: dict[uuid.UUID, Run] = {}
         self.registered: set[uuid.UUID] = set()
+        self._pending: dict[uuid.UUID, float] = {}  # feedback waiting for its call: first seen (unix s)
         self._tasks: list[asyncio.Task] = []
         self._lock = asyncio.Lock()  # one transition at a time: consumer, API and watchdog
 
@@ -83,6 +84,8 @@ class RetrainService:
 
     async def start(self) -> None:
         s = self.settings
+        if self.dataset is None:
+            review_signing.check_secret(s.review_signing_secret)  # before anything starts
         if self.policies is None:
             self.policies = policy_file.load(s.retrain_policies)  # a bad file stops the start here
         self.engine = RuleEngine(self.policies)
@@ -91,7 +94,7 @@ class RetrainService:
             await asyncio.to_thread(migrations.apply, self.client, s.retention_days)
         self.store = await asyncio.to_thread(Store, self.client, s.retention_days, self.engine.horizon)
         if self.dataset is None:
-            self.dataset = ClickHouseSnapshot(self.client)
+            self.dataset = ClickHouseSnapshot(self.client, s.review_signing_secret)
         if self.launcher is None:
             self.launcher = make_launcher(s, on_exit=self._on_job_exit)
         await kafka.ensure_topics(s)
@@ -192,22 +195,29 @@ class RetrainService:
         if not votes:
             return []
         assert self.store is not None
-        models = await asyncio.to_thread(self.store.models_of, sorted({v.event_id for v in votes}))
+        models = await asyncio.to_thread(self.store.models_of, sorted({(v.app_id, v.event_id) for v in votes}))
         grace = self.settings.retrain_feedback_grace_s
+        now = time.time()
         out = []
         for v in votes:
-            stream = models.get(v.event_id)
-            if stream is None:
-                if time.time() - v.ts.timestamp() < grace:
-                    raise RetryLater(f"the call {v.event_id} of feedback {v.feedback_id} is not stored yet")
-                log.warning("feedback %s: no stored call %s after %.0fs; skipped", v.feedback_id, v.event_id, grace)
+            model = models.get((v.app_id, v.event_id))
+            if model is None:
+                # The grace runs from the vote's ts, or from when this service first saw it if
+                # that is earlier: a ts in the future must not hold the consumer forever.
+                first = self._pending.setdefault(v.feedback_id, now)
+                if now - min(v.ts.timestamp(), first) < grace:
+                    raise RetryLater(f"the call {v.event_id} of app {v.app_id} (feedback {v.feedback_id}) "
+                                     "is not stored yet")
+                log.warning("feedback %s: no stored call %s of app %s after %.0fs; skipped", v.feedback_id,
+                            v.event_id, v.app_id, grace)
+                self._pending.pop(v.feedback_id, None)
                 continue
-            if stream[0] != v.app_id:
-                log.warning("feedback %s names app %s but its call belongs to %s; skipped", v.feedback_id,
-                            v.app_id, stream[0])
-                continue
-            out.append((stream, Observation(v.ts.timestamp(), str(v.feedback_id), "thumbs", "thumbs",
-                                            1.0 if v.thumbs == -1 else 0.0, str(v.event_id))))
+            self._pending.pop(v.feedback_id, None)
+            # The voter makes the rules count one vote per (author, call): the latest.
+            out.append(((v.app_id, model), Observation(v.ts.timestamp(), str(v.feedback_id), "thumbs", "thumbs",
+                                                       1.0 if v.thumbs == -1 else 0.0, str(v.event_id), v.author)))
+        if len(self._pending) > 100_000:  # ids of votes that were since skipped elsewhere
+            self._pending.clear()
         return out
 
     # -- runs ----------------------------------------------------------------------------

@@ -23,6 +23,9 @@ class RetrainSettings(CommonSettings):
     retrain_base_model: str = Field("", description="Base model path or id handed to the fine-tuning job.")
     retrain_job_python: str = Field("", description="Python that runs jobs/finetune locally (default: this one).")
     retrain_job_args: str = Field("", description="Extra arguments for the fine-tuning job, space separated.")
+    retrain_job_env: str = Field(
+        "", description="Names of further environment variables a local job inherits, comma separated (it gets "
+        "PATH, HOME, CUDA/HF cache and offline variables and its Kafka LOOKOUT_* settings, nothing else).")
     retrain_run_timeout_s: float = Field(
         3600.0, gt=0, description="A launched run that reports nothing for this long is marked timed_out."
     )
@@ -35,7 +38,14 @@ class RetrainSettings(CommonSettings):
     retrain_k8s_namespace: str = Field("default", description="Namespace of fine-tuning Jobs.")
     retrain_k8s_image: str = Field("ghcr.io/lookout/finetune:latest", description="Image of the fine-tuning Job.")
     retrain_k8s_gpus: int = Field(1, ge=0, description="nvidia.com/gpu per fine-tuning Job.")
+    retrain_k8s_sasl_secret: str = Field(
+        "", description="Kubernetes Secret holding the Kafka SASL password for fine-tuning Jobs (needed when "
+        "LOOKOUT_KAFKA_SASL_PASSWORD is set; the password never goes into the Job manifest).")
+    retrain_k8s_sasl_secret_key: str = Field("kafka-sasl-password", description="Key of the password in that Secret.")
     retrain_k8s_token: str | None = Field(None, description="Kubernetes API bearer token (default: in-cluster).")
     retrain_k8s_ca_cert: str | None = Field(None, description="CA bundle of the Kubernetes API (default: in-cluster).")
+    review_signing_secret: str = Field(
+        "", description="Secret (16+ chars) that signs reviewer feedback; datasets take only reviews whose "
+        "signature verifies. Required; the same on the feedback service and the retrain trigger.")
     retrain_webhook_url: str = Field("", description="URL the webhook launcher POSTs run requests to.")
     retrain_webhook_secret: str = Field("", description="HMAC-SHA256 key that signs webhook launcher requests.")

@@ -33,7 +33,9 @@ from lookout.core.events import Retrain
 from .rules import Observation, Stream
 from .versions import VERSIONS_DDL
 
-_OBS_COLUMNS = ["obs_id", "ts", "app_id", "model", "kind", "name", "value", "event_id"]
+_OBS_COLUMNS = ["obs_id", "ts", "app_id", "model", "kind", "name", "value", "event_id", "voter"]
+# Tables made before votes kept their voter get the column ('' for their old rows).
+_OBS_VOTER = "ALTER TABLE retrain_observations ADD COLUMN IF NOT EXISTS voter String"
 
 
 def obs_ddl(retention_days: int) -> str:
@@ -47,7 +49,8 @@ CREATE TABLE IF NOT EXISTS retrain_observations
     kind LowCardinality(String),
     name LowCardinality(String),
     value Float64,
-    event_id String
+    event_id String,
+    voter String
 )
 ENGINE = ReplacingMergeTree
 ORDER BY (app_id, model, obs_id)
@@ -101,36 +104,43 @@ class Store:
         days = max(retention_days, math.ceil(horizon_s / 86400) + 1)
         with self.lock:
             client.command(obs_ddl(days))
+            client.command(_OBS_VOTER)
             client.command(VERSIONS_DDL)
 
     def add_observations(self, rows: list[tuple[Stream, Observation]]) -> None:
         if not rows:
             return
-        data = [[o.obs_id, datetime.fromtimestamp(o.ts, UTC), app, model, o.kind, o.name, o.value, o.event_id]
-                for (app, model), o in rows]
+        data = [[o.obs_id, datetime.fromtimestamp(o.ts, UTC), app, model, o.kind, o.name, o.value, o.event_id,
+                 o.voter] for (app, model), o in rows]
         with self.lock:
             self.client.insert("retrain_observations", data, column_names=_OBS_COLUMNS)
 
     def load_observations(self) -> dict[Stream, list[Observation]]:
         with self.lock:
             rows = self.client.query(
-                "SELECT obs_id, ts, app_id, model, kind, name, value, event_id FROM retrain_observations FINAL "
+                "SELECT obs_id, ts, app_id, model, kind, name, value, event_id, voter FROM retrain_observations FINAL "
                 "WHERE ts >= now64(3) - toIntervalSecond({h:UInt64})", parameters={"h": int(self.horizon_s) + 60},
             ).result_rows
         out: dict[Stream, list[Observation]] = {}
-        for obs_id, ts, app, model, kind, name, value, event_id in rows:
-            out.setdefault((app, model), []).append(Observation(_ts(ts), obs_id, kind, name, value, event_id))
+        for obs_id, ts, app, model, kind, name, value, event_id, voter in rows:
+            out.setdefault((app, model), []).append(Observation(_ts(ts), obs_id, kind, name, value, event_id, voter))
         return out
 
-    def models_of(self, event_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[str, str]]:
-        """(app_id, model) of stored LLM calls: feedback names the call, not the model."""
-        if not event_ids:
+    def models_of(self, calls: list[tuple[str, uuid.UUID]]) -> dict[tuple[str, uuid.UUID], str]:
+        """The model of each stored LLM call, by (app_id, event_id): feedback names its call
+        and app, not the model. Scoped by app, so another app's call with the same event id
+        never lends a vote its model (nor its stream)."""
+        if not calls:
             return {}
+        apps = sorted({app for app, _ in calls})
+        ids = sorted({str(e) for _, e in calls})
         with self.lock:
             rows = self.client.query(
-                "SELECT event_id, any(app_id), any(model) FROM llm_calls WHERE event_id IN {ids:Array(UUID)} "
-                "GROUP BY event_id", parameters={"ids": event_ids}).result_rows
-        return {r[0]: (r[1], r[2]) for r in rows}
+                "SELECT app_id, event_id, any(model) FROM llm_calls WHERE app_id IN {apps:Array(String)} "
+                "AND event_id IN {ids:Array(UUID)} GROUP BY app_id, event_id",
+                parameters={"apps": apps, "ids": ids}).result_rows
+        wanted = set(calls)
+        return {(r[0], r[1]): r[2] for r in rows if (r[0], r[1]) in wanted}
 
     def record(self, ev: Retrain) -> None:
         row = [ev.run_id, ev.ts, ev.app_id, ev.model, ev.status, ev.rule, orjson.dumps(ev.evidence).decode(),

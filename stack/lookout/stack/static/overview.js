@@ -1,19 +1,37 @@
 // Lookout overview: draws the panel specification from /overview/api/panels with uPlot
 // and refreshes every few seconds. No build step, no framework: one file the stack serves.
+// The data needs a viewer: the review UI's session cookie (signed in here or on /review),
+// or an API key with the read scope, kept in sessionStorage (this tab only) and sent as
+// a Bearer header.
 "use strict";
 
 const PALETTE = ["#73bf69", "#f2cc0c", "#5794f2", "#ff9830", "#f2495c", "#b877d9", "#8ab8ff", "#96d98d"];
 const FILTERS = ["app", "model", "environment"];
+const KEY_ITEM = "lookout.overview.key";
 // `generation` grows with every refresh; a slow answer from an older one (before a filter
 // changed) is dropped instead of drawn over a newer one.
-const state = { spec: null, panels: new Map(), refreshes: 0, timer: null, generation: 0 };
+const state = { spec: null, panels: new Map(), refreshes: 0, timer: null, generation: 0, listening: false };
+
+class AuthError extends Error {}
+
+function authHeaders() {
+  const key = sessionStorage.getItem(KEY_ITEM);
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+async function errorText(response) {
+  const text = await response.text();
+  try {
+    return JSON.parse(text).error.message;
+  } catch {
+    return text.slice(0, 200);
+  }
+}
 
 async function getJSON(url) {
-  const response = await fetch(url);
-  if (!response.ok) {
-    const text = await response.text();
-    throw new Error(`${response.status}: ${text.slice(0, 200)}`);
-  }
+  const response = await fetch(url, { headers: authHeaders(), credentials: "same-origin" });
+  if (response.status === 401) throw new AuthError(await errorText(response));
+  if (!response.ok) throw new Error(`${response.status}: ${await errorText(response)}`);
   return response.json();
 }
 
@@ -198,6 +216,7 @@ async function refreshPanel(entry, q, generation) {
     entry.el.dataset.state = "ok";
   } catch (err) {
     if (generation !== state.generation) return;
+    if (err instanceof AuthError) state.signedOut = err.message;
     setMessage(entry, "error-text", String(err.message || err));
     entry.el.dataset.state = "error";
   }
@@ -207,8 +226,13 @@ async function refresh() {
   clearTimeout(state.timer);
   const generation = ++state.generation;
   const q = query();
+  state.signedOut = null;
   await Promise.all([...state.panels.values()].map((entry) => refreshPanel(entry, q, generation)));
   if (generation !== state.generation) return;  // a newer refresh owns the page and the timer
+  if (state.signedOut) {  // the session ended or the key was revoked while the page was open
+    showSignIn(state.signedOut);
+    return;
+  }
   state.refreshes += 1;
   document.body.dataset.refreshes = String(state.refreshes);
   const failed = [...state.panels.values()].filter((e) => e.el.dataset.state === "error").length;
@@ -247,27 +271,128 @@ function onResize() {
   }
 }
 
-async function main() {
+// ---- signing in -------------------------------------------------------------------------
+
+function show(id, visible) {
+  document.getElementById(id).hidden = !visible;
+}
+
+async function showSignIn(message) {
+  state.generation += 1;
+  clearTimeout(state.timer);
+  document.body.dataset.auth = "signed-out";
+  show("panels", false);
+  show("filters", false);
+  show("viewer", false);
+  show("sign-in", true);
+  document.getElementById("status").textContent = "";
+  document.getElementById("sign-in-error").textContent = message || "";
+  try {
+    const how = await getJSON("/overview/api/auth");
+    show("login", how.review_login);
+  } catch (err) {
+    show("login", false);
+  }
+}
+
+async function signInWithPassword(event) {
+  event.preventDefault();
+  const f = event.target;
+  sessionStorage.removeItem(KEY_ITEM);
+  const response = await fetch("/review/api/login", {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ username: f.username.value, password: f.password.value }),
+  });
+  f.password.value = "";
+  if (!response.ok) {
+    document.getElementById("sign-in-error").textContent = await errorText(response);
+    return;
+  }
+  await main();
+}
+
+async function signInWithKey(event) {
+  event.preventDefault();
+  const f = event.target;
+  sessionStorage.setItem(KEY_ITEM, f.key.value.trim());
+  f.key.value = "";
+  await main();
+}
+
+async function signOut() {
+  if (sessionStorage.getItem(KEY_ITEM)) {
+    sessionStorage.removeItem(KEY_ITEM);
+  } else {
+    // The session's CSRF token, which only a same-origin page can read, authorises the logout.
+    try {
+      const me = await getJSON("/review/api/me");
+      await fetch("/review/api/logout", { method: "POST", credentials: "same-origin",
+        headers: { "X-CSRF-Token": me.csrf } });
+    } catch (err) {
+      console.warn("logout:", err);
+    }
+  }
+  await showSignIn("Signed out.");
+}
+
+// ---- start -----------------------------------------------------------------------------
+
+async function start(viewer) {
   state.spec = await getJSON("/overview/api/panels");
   const container = document.getElementById("panels");
+  state.panels.clear();
+  container.replaceChildren();
   for (const spec of state.spec.panels) {
     const entry = buildPanel(spec);
     state.panels.set(spec.id, entry);
     container.append(entry.el);
   }
-  form().addEventListener("change", async (event) => {
-    state.generation += 1;  // answers for the old filters, still in flight, are stale now
-    clearTimeout(state.timer);
-    const name = event.target.name;
-    if (name === "range" || name === "app") await loadOptions("model", ["app"]);
-    if (name !== "environment") await loadOptions("environment", ["app", "model"]);
-    refresh();
-  });
-  window.addEventListener("resize", onResize);
+  const apps = viewer.apps === null ? "all apps" : viewer.apps.join(", ") || "no apps";
+  document.getElementById("viewer-name").textContent = `${viewer.name} · ${apps}`;
+  show("sign-in", false);
+  show("panels", true);
+  show("filters", true);
+  show("viewer", true);
+  document.body.dataset.auth = "signed-in";
+  if (!state.listening) {
+    state.listening = true;
+    form().addEventListener("change", async (event) => {
+      state.generation += 1;  // answers for the old filters, still in flight, are stale now
+      clearTimeout(state.timer);
+      const name = event.target.name;
+      if (name === "range" || name === "app") await loadOptions("model", ["app"]);
+      if (name !== "environment") await loadOptions("environment", ["app", "model"]);
+      refresh();
+    });
+    window.addEventListener("resize", onResize);
+  }
   await loadAllOptions();
   await refresh();
 }
 
+async function main() {
+  let viewer;
+  try {
+    viewer = await getJSON("/overview/api/me");
+  } catch (err) {
+    if (err instanceof AuthError) {
+      const hadKey = sessionStorage.getItem(KEY_ITEM);
+      sessionStorage.removeItem(KEY_ITEM);
+      await showSignIn(hadKey ? err.message : "");
+      return;
+    }
+    if (sessionStorage.getItem(KEY_ITEM)) sessionStorage.removeItem(KEY_ITEM);  // e.g. a key without read
+    await showSignIn(String(err.message || err));
+    return;
+  }
+  await start(viewer);
+}
+
+document.getElementById("login").addEventListener("submit", signInWithPassword);
+document.getElementById("key-login").addEventListener("submit", signInWithKey);
+document.getElementById("sign-out").addEventListener("click", signOut);
 main().catch((err) => {
   const status = document.getElementById("status");
   status.className = "error";

@@ -74,19 +74,24 @@ async function next() {
   } catch (e) { text($("form-error"), e.message); }
 }
 
+// A task is a call of one app: the app goes with the event id (two apps may share an id).
+function taskPath(op) {
+  return `/tasks/${state.task.event_id}/${op}?app_id=${encodeURIComponent(state.task.app_id)}`;
+}
+
 async function submit() {
   if (!state.task) return;
   const body = { rating: state.rating, thumbs: state.thumbs, labels: [...state.labels],
     corrected_output: $("corrected").value || null, comment: $("note").value || null };
   try {
-    await api("POST", `/tasks/${state.task.event_id}/submit`, body);
+    await api("POST", taskPath("submit"), body);
     await next();
   } catch (e) { text($("form-error"), e.message); }
 }
 
 async function act(op) {
   if (!state.task) return;
-  try { await api("POST", `/tasks/${state.task.event_id}/${op}`); await next(); }
+  try { await api("POST", taskPath(op)); await next(); }
   catch (e) { text($("form-error"), e.message); }
 }
 
@@ -172,6 +177,15 @@ $("login-form").addEventListener("submit", async (e) => {
   catch (err) { text($("login-error"), err.message); }
 });
 $("review-form").addEventListener("submit", (e) => { e.preventDefault(); submit(); });
+$("password-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  try {
+    await api("POST", "/password", { current_password: $("current-password").value,
+      new_password: $("new-password").value });
+    text($("password-note"), "Password changed; your other sessions were ended.");
+    $("password-form").reset();
+  } catch (err) { text($("password-note"), err.message); }
+});
 $("skip").onclick = () => act("skip");
 $("release").onclick = () => act("release");
 $("logout").onclick = async () => { await api("POST", "/logout").catch(() => {}); location.reload(); };

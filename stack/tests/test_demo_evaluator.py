@@ -1,0 +1,57 @@
+"""The demo evaluator through the judge's own client: relevance is the MiniLM cosine of the
+user input and the response mapped by the documented cut points, named as the demo
+evaluator (not an LLM) in the score; a rubric it cannot compute is refused, never scored."""
+
+from __future__ import annotations
+
+import pytest
+
+from lookout.core.events import LlmCall, Message
+from lookout.core.ids import uuid7
+from lookout.drift.encoder import SentenceEncoder
+from lookout.judge.chat import ChatClient
+from lookout.judge.evaluator import LlmJudge
+from lookout.judge.pricing import JudgePricer
+from lookout.judge.rubrics import RubricSet
+from lookout.judge.settings import JudgeSettings
+from lookout.stack.demo_evaluator import CUTS, DEMO_MODEL, DemoEvaluator, relevance_score
+
+
+def call(prompt: str, output: str) -> LlmCall:
+    from datetime import UTC, datetime
+
+    return LlmCall(event_id=uuid7(), ts=datetime.now(UTC), app_id="demo", model="m",
+                   input=[Message(role="user", content=prompt)], output=output)
+
+
+def test_cut_points_map_the_cosine_to_the_rubric_scale():
+    assert [relevance_score(c) for c in (-0.2, 0.09, 0.1, 0.3, 0.45, 0.9)] == [1, 1, 2, 3, 4, 5]
+    assert CUTS == tuple(sorted(CUTS))
+
+
+async def test_relevance_is_the_minilm_cosine_named_as_the_demo_evaluator():
+    evaluator = DemoEvaluator()
+    await evaluator.start()
+    settings = JudgeSettings(**evaluator.judge_settings())
+    client = ChatClient(base_url=settings.judge_base_url, model=settings.judge_model, max_retries=0)
+    judge = LlmJudge(client=client, pricer=JudgePricer.from_settings(settings))
+    rubrics = RubricSet.load()
+    on_topic = call("How do I reset my password?", "Open Settings > Security and choose 'Reset password'.")
+    off_topic = call("How do I reset my password?", "Demand outpacing supply usually drives inflation.")
+    try:
+        good = await judge.judge(on_topic, rubrics.by_name("relevance"))
+        bad = await judge.judge(off_topic, rubrics.by_name("relevance"))
+        refused = await judge.judge(on_topic, rubrics.by_name("fluency"))
+    finally:
+        await client.aclose()
+        await evaluator.stop()
+
+    encoder = SentenceEncoder(device="cpu")
+    for measured, c in ((good, on_topic), (bad, off_topic)):
+        a, b = encoder.encode([c.input[0].content, c.output])
+        cosine = float(a @ b)
+        assert measured.value == pytest.approx((relevance_score(cosine) - 1) / 4)
+        assert measured.evaluator == DEMO_MODEL and "not an LLM" in measured.evaluator
+        assert f"{cosine:.3f}" in measured.explanation and measured.cost_usd == 0
+    assert good.value > bad.value
+    assert refused is None  # fluency: refused with a 400, a judge error, never a made-up score
