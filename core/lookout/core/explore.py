@@ -68,7 +68,7 @@ class Cursor:
             raise BadCursor("cursor is not one this API returned; pass the `next` of the previous page") from None
 
 
-def _apps_clause(apps: Apps, params: dict[str, Any], column: str = "app_id") -> str:
+def apps_clause(apps: Apps, params: dict[str, Any], column: str = "app_id") -> str:
     if apps is None:
         return "1"
     params["apps"] = sorted(apps)
@@ -122,7 +122,7 @@ def _like(text: str) -> str:
 
 
 def _filters(q: CallQuery, params: dict[str, Any]) -> list[str]:
-    where = [_apps_clause(q.apps, params)]
+    where = [apps_clause(q.apps, params)]
     for column, value in (("app_id", q.app_id), ("model", q.model), ("model_version", q.model_version),
                           ("environment", q.environment), ("status", q.status), ("session_id", q.session_id),
                           ("trace_id", q.trace_id)):
@@ -140,7 +140,7 @@ def _filters(q: CallQuery, params: dict[str, Any]) -> list[str]:
         # lower(...) LIKE uses the ngram bloom-filter indexes of migration 0013.
         where.append("(lower(output) LIKE {text:String} OR lower(input) LIKE {text:String})")
     if q.score_name is not None or q.score_min is not None or q.score_max is not None:
-        inner = [_apps_clause(q.apps, params)]
+        inner = [apps_clause(q.apps, params)]
         if q.score_name is not None:
             params["s_name"] = q.score_name
             inner.append("name = {s_name:String}")
@@ -154,7 +154,7 @@ def _filters(q: CallQuery, params: dict[str, Any]) -> list[str]:
             inner.append("ts >= {since:DateTime64(3, 'UTC')}")
         where.append(f"(app_id, event_id) IN (SELECT app_id, event_id FROM scores WHERE {' AND '.join(inner)})")
     if q.feedback is not None:
-        inner = [_apps_clause(q.apps, params)]
+        inner = [apps_clause(q.apps, params)]
         if q.feedback == "up":
             inner.append("thumbs = 1")
         elif q.feedback == "down":
@@ -245,7 +245,7 @@ _CALL_COLUMNS = (
 def apps_with_call(client: Any, apps: Apps, event_id: uuid.UUID, limit: int = 10) -> list[str]:
     params: dict[str, Any] = {"id": str(event_id), "n": limit}
     rows = Session.of(client).query(
-        f"SELECT DISTINCT app_id FROM llm_calls WHERE event_id = {{id:UUID}} AND {_apps_clause(apps, params)} "
+        f"SELECT DISTINCT app_id FROM llm_calls WHERE event_id = {{id:UUID}} AND {apps_clause(apps, params)} "
         "ORDER BY app_id LIMIT {n:UInt32}", parameters=params).result_rows
     return [r[0] for r in rows]
 
@@ -295,7 +295,7 @@ def trace(client: Any, apps: Apps, trace_id: str, *, max_spans: int = TRACE_MAX_
     SDK stored with this trace id (no OTLP span) join as LLM steps."""
     session = Session.of(client)
     params: dict[str, Any] = {"t": trace_id, "n": max_spans + 1}
-    apps_sql = _apps_clause(apps, params)
+    apps_sql = apps_clause(apps, params)
     steps = session.query(
         "SELECT span_key, app_id, span_id, parent_span_id, ts, duration_ms, kind, name, status, "
         "substring(error, 1, 2000) AS error, event_id, provider, model, tokens_in, tokens_out, cost_usd, "
@@ -377,7 +377,7 @@ def session_calls(client: Any, apps: Apps, session_id: str, *, limit: int = 100,
     session = Session.of(client)
     limit = max(1, min(limit, PAGE_MAX))
     params: dict[str, Any] = {"s": session_id, "n": limit + 1}
-    where = [_apps_clause(apps, params), "session_id = {s:String}"]
+    where = [apps_clause(apps, params), "session_id = {s:String}"]
     if cursor is not None:
         where.append("(ts > {c_ts:DateTime64(3, 'UTC')} OR (ts = {c_ts:DateTime64(3, 'UTC')} "
                      "AND (event_id, app_id) > ({c_id:UUID}, {c_app:String})))")

@@ -26,7 +26,7 @@ from lookout.core.auth import ApiKeyStore
 from lookout.core.body_limit import install_body_limit
 from lookout.core.ops import lifespan_of, ops_router
 
-from . import datasets_api, review, signals, thumbs
+from . import datasets_api, explorer, review, signals, thumbs
 from .accounts import Accounts
 from .claims import ClaimLog
 from .privacy import Privacy
@@ -49,6 +49,7 @@ class FeedbackService:
         self.thumbs = thumbs.ThumbsContext(settings)
         self.review = review.ReviewContext(settings)
         self.datasets = datasets_api.DatasetContext(settings)
+        self.explorer = explorer.ExplorerContext()
         self.claims = ClaimLog(settings, settings.review_claims_topic, settings.review_lease_s)
         self.producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -81,6 +82,7 @@ class FeedbackService:
         self.review.claims, self.review.publisher = self.claims, publisher
         self.review.producer = self.producer
         self.datasets.db, self.datasets.keys = db, keys
+        self.explorer.db, self.explorer.accounts = db, accounts
         if self.build_tasks:
             self._consumer = kafka.make_consumer(s, s.review_signals_group, *signals.signal_topics(s))
             await self._consumer.start()
@@ -124,6 +126,8 @@ class FeedbackService:
         router.include_router(thumbs.build_router(self.thumbs))
         router.include_router(review.build_router(self.review))
         router.include_router(datasets_api.build_router(self.datasets))
+        router.include_router(explorer.build_router(self.explorer))
+        router.include_router(explorer.pages_router())
 
         @router.get("/review", include_in_schema=False)
         async def page() -> FileResponse:

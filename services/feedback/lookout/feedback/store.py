@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +29,11 @@ class Db:
         with self._lock:
             result = self.client.query(sql, parameters=params)
         return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+
+    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """`fn(client, ...)` under this Db's lock (helpers that take a raw client)."""
+        with self._lock:
+            return fn(self.client, *args, **kwargs)
 
     def insert(self, table: str, rows: Sequence[Sequence], columns: Sequence[str]) -> None:
         if rows:
