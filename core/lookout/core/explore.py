@@ -36,6 +36,12 @@ ATTACHED_MAX = 500  # scores and feedback rows with one call
 TRACE_MAX_SPANS = 2000
 PAGE_MAX = 200
 TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+# A call's question: its prompt's last user message (else its last message, else the prompt).
+_QUESTION = (
+    "if(input = '', prompt, JSONExtractString(if(arrayExists(m -> JSONExtractString(m, 'role') = 'user', "
+    "JSONExtractArrayRaw(input)), arrayLast(m -> JSONExtractString(m, 'role') = 'user', JSONExtractArrayRaw(input)), "
+    "arrayElement(JSONExtractArrayRaw(input), -1)), 'content'))"
+)
 _WINDOWS = (timedelta(hours=1), timedelta(days=1), timedelta(days=7), timedelta(days=31), None)
 
 
@@ -218,8 +224,7 @@ def search_calls(client: Any, q: CallQuery, *, limit: int = 50, cursor: Cursor |
         "SELECT event_id, ts, app_id, environment, provider, model, model_version, prompt_version, status, "
         "error, latency_ms, tokens_in, tokens_out, cost_usd, session_id, trace_id, "
         f"substring(output, 1, {PREVIEW_CHARS}) AS answer, "
-        f"substring(JSONExtractString(arrayElement(JSONExtractArrayRaw(input), -1), 'content'), 1, {PREVIEW_CHARS}) "
-        "AS question "
+        f"substring({_QUESTION}, 1, {PREVIEW_CHARS}) AS question "
         "FROM llm_calls WHERE app_id IN {apps:Array(String)} "
         "AND ts BETWEEN {lo:DateTime64(3, 'UTC')} AND {hi:DateTime64(3, 'UTC')} "
         "AND (app_id, event_id) IN {pairs:Array(Tuple(String, UUID))} LIMIT 1 BY app_id, event_id",
@@ -372,20 +377,23 @@ def _tree(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def session_calls(client: Any, apps: Apps, session_id: str, *, limit: int = 100,
                   cursor: Cursor | None = None) -> Page:
-    """The calls of a session (conversation) oldest first, as turns: the prompt's last
+    """The calls of a session (conversation) oldest first, as turns: the prompt's last user
     message, the answer, and ids to open each call or its trace."""
     session = Session.of(client)
     limit = max(1, min(limit, PAGE_MAX))
     params: dict[str, Any] = {"s": session_id, "n": limit + 1}
-    where = [apps_clause(apps, params), "session_id = {s:String}"]
+    # A call belongs to the session named on it, or on any step of its trace (an agent run's
+    # conversation id, exported apart from the model calls below it).
+    where = [apps_clause(apps, params),
+             "(session_id = {s:String} OR (trace_id != '' AND (app_id, trace_id) IN (SELECT app_id, trace_id "
+             f"FROM trace_spans WHERE session_id = {{s:String}} AND {apps_clause(apps, params)})))"]
     if cursor is not None:
         where.append("(ts > {c_ts:DateTime64(3, 'UTC')} OR (ts = {c_ts:DateTime64(3, 'UTC')} "
                      "AND (event_id, app_id) > ({c_id:UUID}, {c_app:String})))")
         params.update(c_ts=cursor.ts, c_id=str(cursor.event_id), c_app=cursor.app_id)
     result = session.query(
         "SELECT event_id, ts, app_id, model, status, latency_ms, tokens_in, tokens_out, cost_usd, trace_id, "
-        f"substring(JSONExtractString(arrayElement(JSONExtractArrayRaw(input), -1), 'content'), 1, {TEXT_MAX}) "
-        f"AS question, JSONExtractString(arrayElement(JSONExtractArrayRaw(input), -1), 'role') AS question_role, "
+        f"substring({_QUESTION}, 1, {TEXT_MAX}) AS question, "
         f"substring(output, 1, {TEXT_MAX}) AS answer FROM llm_calls WHERE {' AND '.join(where)} "
         "ORDER BY ts, event_id, app_id LIMIT 1 BY app_id, event_id LIMIT {n:UInt32}", parameters=params)
     rows = [{k: _iso(v) for k, v in zip(result.column_names, r, strict=True)} for r in result.result_rows]

@@ -10,7 +10,9 @@ CREATE TABLE IF NOT EXISTS trace_spans
     trace_id String,
     span_id String,
     parent_span_id String,
-    ts DateTime64(3, 'UTC'),
+    -- Microseconds: steps of one trace often start within the same millisecond, and the tree
+    -- orders siblings by start.
+    ts DateTime64(6, 'UTC'),
     duration_ms Nullable(Float64),
     kind LowCardinality(String),
     name String,
