@@ -4,7 +4,9 @@ the real path (OTLP spans from the OpenTelemetry SDK, events, thumbs) on Apache 
 
 from __future__ import annotations
 
+import os
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -146,3 +148,72 @@ def test_bad_filters_are_a_4xx_naming_the_field(explorer_stack):
             reply = http.get("/calls/api/calls", params=params)
             assert reply.status_code == 422, (params, reply.text)
             assert field in reply.json()["error"].get("field", "") + reply.json()["error"]["message"], params
+
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed")
+def test_in_chromium_a_reviewer_filters_opens_a_call_and_sees_its_trace_tree_and_session_by_keyboard(
+        explorer_stack):
+    from playwright.sync_api import expect, sync_playwright
+
+    stack = explorer_stack
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1200})
+            page.goto(f"{stack.url}/calls")
+            page.locator("#username").wait_for()
+            page.keyboard.type("kim")
+            page.keyboard.press("Tab")
+            page.keyboard.type("password-123")
+            page.keyboard.press("Enter")
+            rows = page.locator("#calls tbody tr")
+            expect(rows).to_have_count(4)  # shop's calls only
+            expect(page.locator("#calls")).not_to_contain_text("bank")
+
+            page.keyboard.press("/")
+            page.keyboard.type("umbrellas in lyon")
+            page.keyboard.press("Enter")
+            expect(rows).to_have_count(1)
+            expect(page).to_have_url(f"{stack.url}/calls?q=umbrellas+in+lyon")
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "explorer-list.png"), full_page=True)
+            page.keyboard.press("Escape")
+            page.keyboard.press("o")
+
+            expect(page.locator("#c-output")).to_have_text("We have 3 umbrellas in Lyon.")
+            expect(page.locator("#c-scores")).to_contain_text("relevance")
+            expect(page.locator("#c-scores")).to_contain_text("shop.agent 1.2.0")
+            steps = page.locator("#c-trace .step")
+            expect(steps).to_have_count(5)
+            expect(steps.nth(0)).to_contain_text("agent")
+            expect(steps.nth(4)).to_have_class("step current")
+            expect(page.locator("#c-trace")).to_contain_text("3 umbrellas in Lyon")  # the tool's result
+            turns = page.locator("#c-session .turn")
+            expect(turns).to_have_count(4)  # both agent turns' calls, one conversation
+            expect(turns.nth(3)).to_have_class("turn current")
+            page.screenshot(path=str(ARTIFACTS / "explorer.png"), full_page=True)
+
+            page.keyboard.press("p")  # the previous turn of the session: the tool-calling call
+            expect(page.locator("#c-output")).to_contain_text("tool_call")
+            expect(turns.nth(2)).to_have_class("turn current")
+            page.keyboard.press("u")
+            expect(rows).to_have_count(1)
+
+            other = browser.new_page()
+            other.goto(f"{stack.url}/calls")
+            other.locator("#username").wait_for()
+            other.fill("#username", "zed")
+            other.fill("#password", "password-123")
+            other.keyboard.press("Enter")
+            expect(other.locator("#calls tbody tr")).to_have_count(3)
+            expect(other.locator("#calls")).not_to_contain_text("shop")
+            other.goto(f"{stack.url}/calls/{stack.turns[0].call_ids[1]}")
+            expect(other.locator("#call-error")).to_contain_text("no call with event_id")
+            expect(other.locator("#call")).to_be_hidden()
+        finally:
+            browser.close()
