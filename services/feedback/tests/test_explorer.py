@@ -217,3 +217,34 @@ def test_in_chromium_a_reviewer_filters_opens_a_call_and_sees_its_trace_tree_and
             expect(other.locator("#call")).to_be_hidden()
         finally:
             browser.close()
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
+def test_fuzzing_the_explorer_api_from_its_openapi_gets_no_5xx_and_reaches_the_handlers(explorer_stack):
+    import requests
+    import schemathesis
+
+    from lookout.testing.fuzz import fuzz_operations
+
+    stack = explorer_stack
+    schema = schemathesis.openapi.from_url(f"{stack.url}/openapi.json")
+    others = {op.ok().path for op in schema.get_all_operations() if not op.ok().path.startswith("/calls/api/")}
+    callers = {"anonymous": requests.Session()}
+    for name, (user, password) in {"admin": ADMIN, "kim": ("kim", "password-123")}.items():
+        session = requests.Session()
+        assert session.post(f"{stack.url}/review/api/login", json={"username": user, "password": password},
+                            timeout=30).status_code == 200
+        callers[name] = session
+    seen: dict = {}
+    try:
+        failures = fuzz_operations(schema, stack.url, callers, skip=others, seen=seen)
+    finally:
+        for session in callers.values():
+            session.close()
+    assert not failures, "\n\n".join(failures[:5])
+    for path in ("/calls/api/calls", "/calls/api/facets", "/calls/api/coverage"):
+        assert seen[f"admin GET {path}"][200] > 0, (path, seen[f"admin GET {path}"])
+    # Without a session nothing is read: 401 (or 422 where the query itself is bad).
+    assert set(seen["anonymous GET /calls/api/calls"]) <= {401, 422}
+    assert seen["kim GET /calls/api/calls/{event_id}"][404] > 0  # random ids: no such call for kim
