@@ -17,6 +17,7 @@ import json
 import subprocess
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
 
@@ -206,3 +207,54 @@ def test_coverage_per_source_is_counted_on_metrics(runs, stack):
     dropped = [line for line in text.splitlines() if line.startswith("lookout_ingest_otlp_attributes_total{")
                and 'outcome="dropped"' in line]
     assert any('attribute="server.address"' in line for line in dropped)
+
+
+def test_a_provider_swapping_the_model_behind_a_name_raises_a_model_identity_result(pythons, stack, fake_openai):
+    """OpenInference-instrumented calls ask for gpt-4o; the provider answers with one model,
+    then silently with another (another response model and fingerprint). The drift
+    service's identity watch, reading what the sink stored, raises one result naming both."""
+    import asyncio
+
+    from lookout.core import kafka
+    from lookout.drift.identity import IdentityWatch
+
+    def call(conversation: str) -> None:
+        config = {"library": "openinference", "scenario": "chat", "openai_url": fake_openai.base_url,
+                  "ingest_url": stack.url, "api_key": stack.api_key, "app": "identity-app", "model": "gpt-4o",
+                  "conversation": conversation}
+        done = subprocess.run([pythons["openinference"], str(CLIENT_APP), json.dumps(config)], capture_output=True,
+                              text=True, timeout=240)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    fake_openai.swap["gpt-4o"] = "gpt-4o-2024-08-06"
+    call("before")
+    assert stack.wait_for_calls("identity-app", 1) == 1
+    fake_openai.swap["gpt-4o"] = "gpt-4o-2024-11-20"
+    fake_openai.fingerprints["gpt-4o-2024-11-20"] = "fp_new_weights"
+    call("after")
+    assert stack.wait_for_calls("identity-app", 2) == 2
+    with stack.http() as http:
+        calls = http.get("/v1/calls", params={"app_id": "identity-app"}).json()["calls"]
+    assert {c["metadata"]["gen_ai.request.model"] for c in calls} == {"gpt-4o"}  # what was asked for, kept
+
+    async def poll():
+        producer = await kafka.start_producer(stack.settings)
+        try:
+            watch = IdentityWatch(stack.client, producer, stack.settings.topic_prefix, poll_s=60,
+                                  lookback=timedelta(hours=1))
+            first, again = await watch.poll(), await watch.poll()
+            return first, again
+        finally:
+            await producer.stop()
+
+    first, again = asyncio.run(poll())
+    (result,) = first
+    assert again == []  # produced once per change, not once per poll
+    assert (result.app_id, result.model, result.signal) == ("identity-app", "gpt-4o", "model_identity")
+    assert result.details["old"]["model"] == "gpt-4o-2024-08-06"
+    assert (result.details["new"]["model"], result.details["new"]["fingerprint"]) == ("gpt-4o-2024-11-20",
+                                                                                      "fp_new_weights")
+    newest = max(calls, key=lambda c: c["ts"])
+    assert [str(e) for e in result.examples] == [newest["event_id"]]
+    assert stack.wait_for("SELECT count() FROM drift_results WHERE app_id = 'identity-app' "
+                          "AND signal = 'model_identity' AND drifted", 1) == 1
