@@ -180,12 +180,13 @@ class Page:
 
 
 def _upper_bound(q: CallQuery, cursor: Cursor | None, session: Session) -> datetime:
-    if cursor is not None:
-        return cursor.ts
-    if q.until is not None:
-        return q.until
+    for bound in (cursor.ts if cursor is not None else None, q.until):
+        if bound is not None:
+            return bound if bound.tzinfo else bound.replace(tzinfo=UTC)
     newest = session.query("SELECT max(ts) FROM llm_calls").result_rows[0][0]
-    return newest if isinstance(newest, datetime) and newest.year > 1970 else datetime.now(UTC)
+    if not isinstance(newest, datetime) or newest.year <= 1970:  # an empty table's max
+        return datetime.now(UTC)
+    return newest if newest.tzinfo else newest.replace(tzinfo=UTC)  # chdb hands back naive UTC
 
 
 def search_calls(client: Any, q: CallQuery, *, limit: int = 50, cursor: Cursor | None = None) -> Page:

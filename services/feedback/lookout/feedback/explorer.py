@@ -256,7 +256,8 @@ _FILLED = (
 
 
 def pages_router() -> APIRouter:
-    """The explorer's pages: one HTML file; the script reads the path it was opened at."""
+    """The explorer's pages (one HTML file; the script reads the path it was opened at) and
+    its assets."""
     router = APIRouter(route_class=ErrorRoute)
 
     def page() -> FileResponse:
@@ -269,6 +270,14 @@ def pages_router() -> APIRouter:
     @router.get("/calls/coverage", include_in_schema=False)
     async def coverage_page() -> FileResponse:
         return page()
+
+    assets = {name: STATIC / name for name in ("explorer.js", "explorer.css", "review.css")}
+
+    @router.get("/calls/static/{name}", include_in_schema=False)
+    async def asset(name: str) -> FileResponse:
+        if name not in assets:
+            raise ApiError(404, f"no asset {name}")
+        return FileResponse(assets[name])
 
     @router.get("/calls/{event_id:uuid}", include_in_schema=False)
     async def call_page(event_id: uuid.UUID) -> FileResponse:
