@@ -258,3 +258,22 @@ def test_a_provider_swapping_the_model_behind_a_name_raises_a_model_identity_res
     assert [str(e) for e in result.examples] == [newest["event_id"]]
     assert stack.wait_for("SELECT count() FROM drift_results WHERE app_id = 'identity-app' "
                           "AND signal = 'model_identity' AND drifted", 1) == 1
+
+
+def test_a_key_reads_only_its_own_apps_traces_and_sessions(runs, stack):
+    mine, theirs = runs[("openinference", "agent")]["trace_id"], runs[("otel_genai", "agent")]["trace_id"]
+    stored_trace(stack, mine, 5)
+    stored_trace(stack, theirs, 5)
+    _, read_key = stack.keys.create(app_of("openinference", "agent"), ["read"], name="one app")
+    _, ingest_key = stack.keys.create("*", ["ingest"], name="no read")
+    with stack.http(headers={"Authorization": f"Bearer {read_key}"}) as http:
+        assert http.get(f"/v1/traces/{mine}").status_code == 200
+        assert http.get(f"/v1/traces/{theirs}").status_code == 404  # another app's trace does not exist here
+        assert http.get(f"/v1/traces/{theirs}", params={"app_id": "otel-genai-agent"}).status_code == 403
+        assert http.get("/v1/sessions/conv-openinference-agent").status_code == 200
+        assert http.get("/v1/sessions/conv-otel_genai-agent").status_code == 404
+        bad = http.get("/v1/sessions/x", params={"cursor": "nope"})
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == "cursor"
+        assert http.get("/v1/traces/not-a-trace-id").status_code == 422
+    with stack.http(headers={"Authorization": f"Bearer {ingest_key}"}) as http:
+        assert http.get(f"/v1/traces/{mine}").status_code == 403
