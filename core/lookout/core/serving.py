@@ -24,16 +24,18 @@ import importlib
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar, cast
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .api_errors import ApiError, error_response, install_error_handlers
+from .body_limit import install_body_limit
 from .logs import configure_logging
 from .ops import ReadinessCheck, ops_router
 from .service import Service
+from .settings import CommonSettings
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +116,18 @@ def _checks(services: Sequence[Service], lifecycle: Lifecycle) -> dict[str, Read
     return checks
 
 
-def _install_middleware(app: FastAPI) -> None:
-    """Middleware every service's app has. The request-size limit (core/body_limit.py)
-    is installed here once it lands; nothing else yet."""
+def _install_middleware(app: FastAPI, services: Sequence[Service]) -> None:
+    """Middleware every service's app has: the request-size limit (body_limit.py), from the
+    first service's settings, with the larger limits services declare for their own routes
+    (an optional `body_limits()` -> {path: bytes}, e.g. ingest's batch routes)."""
+    found = [getattr(s, "settings", None) for s in services]
+    settings = next((s for s in found if isinstance(s, CommonSettings)), None) or CommonSettings()
+    routes: dict[str, int] = {}
+    for service in services:
+        limits = getattr(service, "body_limits", None)
+        if callable(limits):
+            routes.update(cast("Mapping[str, int]", limits()))
+    install_body_limit(app, settings, routes)
 
 
 def service_app(
@@ -141,7 +152,7 @@ def service_app(
     app = FastAPI(title=title or f"Lookout {' + '.join(s.name for s in found)}",
                   lifespan=run if lifespan else None, **fastapi_kwargs)
     install_error_handlers(app)
-    _install_middleware(app)
+    _install_middleware(app, found)
     app.add_middleware(_StartGate, lifecycle=life)
     for service in found:
         for router in service.routers():

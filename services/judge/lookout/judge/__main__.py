@@ -5,8 +5,8 @@ the judge-vs-reviewer agreement of one rubric as JSON."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
+import sys
 from datetime import UTC, datetime, timedelta
 
 from .settings import JudgeSettings
@@ -14,15 +14,12 @@ from .settings import JudgeSettings
 log = logging.getLogger("lookout.judge")
 
 
-async def _serve(settings: JudgeSettings) -> None:
-    from lookout.core.ops import serve_until_signal
+def _serve(settings: JudgeSettings) -> int:
+    from lookout.core.serving import run_service
 
-    from .app import create_app
     from .service import JudgeService
 
-    service = JudgeService(settings)
-    await service.start()
-    await serve_until_signal(create_app(service), settings.http_host, settings.http_port, service)
+    return run_service(JudgeService, settings)
 
 
 def _agreement(settings: JudgeSettings, rubric_name: str, days: int, evaluator: str) -> None:
@@ -46,12 +43,11 @@ def main(argv: list[str] | None = None) -> None:
     agree.add_argument("--evaluator", default="", help="one judge model only")
     args = parser.parse_args(argv)
     settings = JudgeSettings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per judge request otherwise
     if args.command == "agreement":
+        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         _agreement(settings, args.rubric, args.days, args.evaluator)
     else:
-        asyncio.run(_serve(settings))
+        sys.exit(_serve(settings))
 
 
 if __name__ == "__main__":

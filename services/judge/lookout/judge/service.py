@@ -41,6 +41,8 @@ _LOAD = object()  # default for toxicity_model: load what the settings say
 
 
 class JudgeService:
+    name = "judge"
+
     def __init__(
         self,
         settings: JudgeSettings,
@@ -227,6 +229,11 @@ class JudgeService:
     def checks(self) -> dict[str, Callable[[], str | None]]:
         return {"consumer": self.consumer_ready, "rated_down": self.rated_down_ready, "toxicity": self.toxicity_ready,
                 "judge": self.judge_ready}
+
+    def routers(self) -> list:
+        from .app import agreement_router  # the routes import this module
+
+        return [agreement_router(self)]
 
     def clickhouse_client(self) -> Client:
         """For the agreement report and calls rated down; opened on first use (the judge
