@@ -49,6 +49,9 @@ _ALSO_KEPT = frozenset({"gen_ai.operation.name", "gen_ai.response.id", "gen_ai.a
 _NEVER_KEPT = frozenset({"gen_ai.conversation.id", "session.id", "user.id", "enduser.id", "llm.user",
                          "gen_ai.request.user", "gen_ai.tool.definitions"})
 _NEVER_KEPT_FAMILIES = ("traceloop.association.properties.",)
+# Span events that only mark streaming progress (OpenLLMetry, OpenInference).
+_MARKER_EVENTS = frozenset({"llm.content.completion.chunk", "gen_ai.content.completion.chunk",
+                            "First Token Stream Event"})
 _METADATA_VALUE_MAX = 1024  # metadata values are ShortText
 _METADATA_ENTRIES_MAX = 256
 _TEXT_MAX = 1_000_000  # LongText
@@ -307,8 +310,13 @@ def _count_attributes(coverage: Coverage, source: tuple[str, str], view: SpanVie
     for name, outcome in outcomes.items():
         coverage.attribute(source, name, outcome)
     for _, name, _ in view.events():
-        known = name in genai.CONTENT_EVENTS or name in (genai.EVALUATION_EVENT, "exception")
-        coverage.attribute(source, f"event:{name}", "mapped" if known else "dropped")
+        if name in genai.CONTENT_EVENTS or name in (genai.EVALUATION_EVENT, "exception"):
+            outcome = "mapped"
+        elif name in _MARKER_EVENTS:
+            outcome = "ignored"  # streaming progress marks: nothing in them to map
+        else:
+            outcome = "dropped"
+        coverage.attribute(source, f"event:{name}", outcome)
 
 
 # --- trace steps ---------------------------------------------------------------------------------
