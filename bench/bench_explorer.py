@@ -20,6 +20,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 from lookout.core import clickhouse, explore, migrations
@@ -120,10 +121,11 @@ def main() -> None:
         deep = explore.search_calls(client, every, limit=50, cursor=deep.next)
     sample = first.rows[0]
     call_id, app = uuid.UUID(sample["event_id"]), sample["app_id"]
+    call_ts = datetime.fromisoformat(sample["ts"])
     detail = explore.call(client, app, call_id)
     assert detail is not None
-    trace_id = client.query("SELECT trace_id FROM trace_spans WHERE app_id = 'app-0' ORDER BY ts DESC LIMIT 1"
-                            ).result_rows[0][0]
+    trace_id, around = client.query(
+        "SELECT trace_id, ts FROM trace_spans WHERE app_id = 'app-0' ORDER BY ts DESC LIMIT 1").result_rows[0]
     figures = {
         "rows": client.query("SELECT count() FROM llm_calls").result_rows[0][0],
         "list_first_page": timed(lambda: explore.search_calls(client, every, limit=50), args.repeat),
@@ -139,13 +141,19 @@ def main() -> None:
             client, explore.CallQuery(apps=None, feedback="down"), limit=50), args.repeat),
         "list_text_search": timed(lambda: explore.search_calls(
             client, explore.CallQuery(apps=frozenset({"app-3"}), text="refunds"), limit=50), args.repeat),
-        "call_page": timed(lambda: (explore.call(client, app, call_id), explore.trace(client, None, trace_id),
-                                    explore.session_calls(client, frozenset({app}), detail["session_id"])),
-                           args.repeat),
-        "call_only": timed(lambda: explore.call(client, app, call_id), args.repeat),
-        "trace_only": timed(lambda: explore.trace(client, None, trace_id), args.repeat),
-        "session_only": timed(lambda: explore.session_calls(client, frozenset({app}), detail["session_id"]),
-                              args.repeat),
+        # What the call page asks for: the call (by app and id), then its trace and session near it.
+        "call_page": timed(lambda: (explore.call(client, app, call_id, around=call_ts),
+                                    explore.trace(client, None, trace_id, around=around),
+                                    explore.session_calls(client, frozenset({app}), detail["session_id"],
+                                                          around=around)), args.repeat),
+        "call_only": timed(lambda: explore.call(client, app, call_id, around=call_ts), args.repeat),
+        "call_without_a_time_hint": timed(lambda: explore.call(client, app, call_id), args.repeat),
+        "trace_only": timed(lambda: explore.trace(client, None, trace_id, around=around), args.repeat),
+        "trace_without_a_time_hint": timed(lambda: explore.trace(client, None, trace_id), args.repeat),
+        "session_only": timed(lambda: explore.session_calls(client, frozenset({app}), detail["session_id"],
+                                                            around=around), args.repeat),
+        "session_without_a_time_hint": timed(lambda: explore.session_calls(client, frozenset({app}),
+                                                                           detail["session_id"]), args.repeat),
         "baseline_naive_list": timed(lambda: client.query(
             "SELECT app_id, ts, event_id FROM llm_calls ORDER BY ts DESC, event_id LIMIT 51"), args.repeat),
     }

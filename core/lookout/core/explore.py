@@ -20,7 +20,7 @@ import base64
 import binascii
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -179,14 +179,13 @@ class Page:
     truncated: bool = False
 
 
-def _upper_bound(q: CallQuery, cursor: Cursor | None, session: Session) -> datetime:
+def _upper_bound(q: CallQuery, cursor: Cursor | None) -> datetime:
+    # Not max(ts): that reads the ts of every row. A store whose newest calls are older than
+    # an hour costs one more (empty, partition-pruned) window query instead.
     for bound in (cursor.ts if cursor is not None else None, q.until):
         if bound is not None:
             return bound if bound.tzinfo else bound.replace(tzinfo=UTC)
-    newest = session.query("SELECT max(ts) FROM llm_calls").result_rows[0][0]
-    if not isinstance(newest, datetime) or newest.year <= 1970:  # an empty table's max
-        return datetime.now(UTC)
-    return newest if newest.tzinfo else newest.replace(tzinfo=UTC)  # chdb hands back naive UTC
+    return datetime.now(UTC)
 
 
 def search_calls(client: Any, q: CallQuery, *, limit: int = 50, cursor: Cursor | None = None) -> Page:
@@ -201,8 +200,8 @@ def search_calls(client: Any, q: CallQuery, *, limit: int = 50, cursor: Cursor |
             "(ts < {c_ts:DateTime64(3, 'UTC')} OR (ts = {c_ts:DateTime64(3, 'UTC')} "
             "AND (event_id, app_id) > ({c_id:UUID}, {c_app:String})))")
         params.update(c_ts=cursor.ts, c_id=str(cursor.event_id), c_app=cursor.app_id)
-    upper = _upper_bound(q, cursor, session)
-    keys: list[tuple] = []
+    upper = _upper_bound(q, cursor)
+    keys: Sequence[Sequence[Any]] = []
     for window in _WINDOWS:
         clause = list(where)
         if window is not None:
@@ -213,7 +212,7 @@ def search_calls(client: Any, q: CallQuery, *, limit: int = 50, cursor: Cursor |
                 params["w_lo"] = lower
                 clause.append("ts >= {w_lo:DateTime64(3, 'UTC')}")
         keys = session.query(
-            f"SELECT app_id, ts, event_id FROM llm_calls WHERE {' AND '.join(clause)} "
+            f"SELECT app_id, ts, event_id, model FROM llm_calls WHERE {' AND '.join(clause)} "
             "ORDER BY ts DESC, event_id, app_id LIMIT 1 BY app_id, event_id LIMIT {n:UInt32}",
             parameters=params).result_rows
         if len(keys) > limit or window is None:
@@ -226,14 +225,16 @@ def search_calls(client: Any, q: CallQuery, *, limit: int = 50, cursor: Cursor |
         "error, latency_ms, tokens_in, tokens_out, cost_usd, session_id, trace_id, "
         f"substring(output, 1, {PREVIEW_CHARS}) AS answer, "
         f"substring({_QUESTION}, 1, {PREVIEW_CHARS}) AS question "
-        "FROM llm_calls WHERE app_id IN {apps:Array(String)} "
+        # (app, model, ts) bounds follow the sort key, so only the page's granules are read.
+        "FROM llm_calls WHERE app_id IN {apps:Array(String)} AND model IN {models:Array(String)} "
         "AND ts BETWEEN {lo:DateTime64(3, 'UTC')} AND {hi:DateTime64(3, 'UTC')} "
         "AND (app_id, event_id) IN {pairs:Array(Tuple(String, UUID))} LIMIT 1 BY app_id, event_id",
-        parameters={"apps": sorted({r[0] for r in chosen}), "lo": min(r[1] for r in chosen),
-                    "hi": max(r[1] for r in chosen), "pairs": [(r[0], str(r[2])) for r in chosen]})
+        parameters={"apps": sorted({r[0] for r in chosen}), "models": sorted({r[3] for r in chosen}),
+                    "lo": min(r[1] for r in chosen), "hi": max(r[1] for r in chosen),
+                    "pairs": [(r[0], str(r[2])) for r in chosen]})
     names = rows.column_names
     found = {(r[2], r[0]): {k: _iso(v) for k, v in zip(names, r, strict=True)} for r in rows.result_rows}
-    summaries = [found[(app, event)] for app, _, event in chosen if (app, event) in found]
+    summaries = [found[(app, event)] for app, _, event, _ in chosen if (app, event) in found]
     last = chosen[-1]
     return Page(summaries, Cursor(last[1], last[2], last[0]) if len(keys) > limit else None)
 
@@ -256,14 +257,42 @@ def apps_with_call(client: Any, apps: Apps, event_id: uuid.UUID, limit: int = 10
     return [r[0] for r in rows]
 
 
-def call(client: Any, app_id: str, event_id: uuid.UUID) -> dict[str, Any] | None:
+def _near(event_id: uuid.UUID, around: datetime | None, days: int = 1) -> tuple[datetime, datetime] | None:
+    """A time window that holds the call: around a time the caller knows (a list row, the
+    call a trace or session was opened from), or the time inside a UUIDv7 event id (the
+    SDK's); None when neither is known (the bloom-filter index alone finds it)."""
+    if around is None and event_id.version == 7:
+        around = datetime.fromtimestamp((event_id.int >> 80) / 1000, UTC)
+    if around is None:
+        return None
+    around = around if around.tzinfo else around.replace(tzinfo=UTC)
+    return around - timedelta(days=days), around + timedelta(days=days)
+
+
+def call(client: Any, app_id: str, event_id: uuid.UUID, *, around: datetime | None = None) -> dict[str, Any] | None:
     """App `app_id`'s call with this id, its scores (with evaluators), votes and reviews,
     and the open review task if there is one."""
     session = Session.of(client)
-    params = {"id": str(event_id), "app": app_id, "n": ATTACHED_MAX + 1}
+    params: dict[str, Any] = {"id": str(event_id), "app": app_id, "n": ATTACHED_MAX + 1}
+    window = _near(event_id, around)
+    where = "app_id = {app:String} AND event_id = {id:UUID}"
+    # First the call's sort key from small columns (the bloom index finds its granules), then
+    # the whole row by that key: one granule of the big text columns, not the index block's four.
+    found: Sequence[Sequence[Any]] = []
+    if window:
+        params.update(w_lo=window[0], w_hi=window[1])
+        found = session.query(
+            f"SELECT model, ts FROM llm_calls WHERE {where} "
+            "AND ts BETWEEN {w_lo:DateTime64(3, 'UTC')} AND {w_hi:DateTime64(3, 'UTC')} LIMIT 1",
+            parameters=params).result_rows
+    if not found:  # no hint, or a wrong one (a stale link, a UUIDv7 minted apart from the call's ts)
+        found = session.query(f"SELECT model, ts FROM llm_calls WHERE {where} LIMIT 1", parameters=params).result_rows
+    if not found:
+        return None
+    params.update(model=found[0][0], ts=found[0][1], after=found[0][1] - timedelta(days=1))
     result = session.query(
-        f"SELECT {_CALL_COLUMNS} FROM llm_calls WHERE app_id = {{app:String}} AND event_id = {{id:UUID}} LIMIT 1",
-        parameters=params)
+        f"SELECT {_CALL_COLUMNS} FROM llm_calls WHERE app_id = {{app:String}} AND model = {{model:String}} "
+        "AND ts = {ts:DateTime64(3, 'UTC')} AND event_id = {id:UUID} LIMIT 1", parameters=params)
     if not result.result_rows:
         return None
     record = {k: _iso(v) for k, v in zip(result.column_names, result.result_rows[0], strict=True)}
@@ -276,6 +305,7 @@ def call(client: Any, app_id: str, event_id: uuid.UUID) -> dict[str, Any] | None
     scores = session.query(
         "SELECT score_id, name, value, label, source, evaluator, evaluator_version, substring(explanation, 1, 4000), "
         "cost_usd, ts FROM scores WHERE app_id = {app:String} AND event_id = {id:UUID} "
+        "AND ts >= {after:DateTime64(3, 'UTC')} "
         "ORDER BY ts DESC LIMIT 1 BY score_id LIMIT {n:UInt32}", parameters=params)
     names = ("score_id", "name", "value", "label", "source", "evaluator", "evaluator_version", "explanation",
              "cost_usd", "ts")
@@ -283,6 +313,7 @@ def call(client: Any, app_id: str, event_id: uuid.UUID) -> dict[str, Any] | None
     feedback = session.query(
         "SELECT feedback_id, source, author, thumbs, rating, labels, substring(corrected_output, 1, 65536), "
         "substring(comment, 1, 4000), ts FROM feedback WHERE app_id = {app:String} AND event_id = {id:UUID} "
+        "AND ts >= {after:DateTime64(3, 'UTC')} "
         "ORDER BY ts DESC LIMIT 1 BY feedback_id LIMIT {n:UInt32}", parameters=params)
     names = ("feedback_id", "source", "author", "thumbs", "rating", "labels", "corrected_output", "comment", "ts")
     record["feedback"] = [{k: _iso(v) for k, v in zip(names, r, strict=True)}
@@ -295,13 +326,27 @@ def call(client: Any, app_id: str, event_id: uuid.UUID) -> dict[str, Any] | None
 # --- traces --------------------------------------------------------------------------------------
 
 
-def trace(client: Any, apps: Apps, trace_id: str, *, max_spans: int = TRACE_MAX_SPANS) -> dict[str, Any] | None:
+def trace(client: Any, apps: Apps, trace_id: str, *, max_spans: int = TRACE_MAX_SPANS,
+          around: datetime | None = None) -> dict[str, Any] | None:
     """The steps of a trace as a tree: `spans` in depth-first order, each with its `depth`,
     `offset_ms` from the trace's start, `duration_ms` and `children` (span ids); calls the
     SDK stored with this trace id (no OTLP span) join as LLM steps."""
+    if around is not None:  # the trace of a call the caller opened: its days' partitions only
+        around = around if around.tzinfo else around.replace(tzinfo=UTC)
+        near = _trace(client, apps, trace_id, max_spans, (around - timedelta(days=1), around + timedelta(days=1)))
+        if near is not None:
+            return near
+    return _trace(client, apps, trace_id, max_spans, None)  # a wrong hint costs one more read
+
+
+def _trace(client: Any, apps: Apps, trace_id: str, max_spans: int,
+           window: tuple[datetime, datetime] | None) -> dict[str, Any] | None:
     session = Session.of(client)
     params: dict[str, Any] = {"t": trace_id, "n": max_spans + 1}
     apps_sql = apps_clause(apps, params)
+    if window is not None:
+        params.update(w_lo=window[0], w_hi=window[1])
+        apps_sql += " AND ts BETWEEN {w_lo:DateTime64(3, 'UTC')} AND {w_hi:DateTime64(3, 'UTC')}"
     steps = session.query(
         "SELECT span_key, app_id, span_id, parent_span_id, ts, duration_ms, kind, name, status, "
         "substring(error, 1, 2000) AS error, event_id, provider, model, tokens_in, tokens_out, cost_usd, "
@@ -377,30 +422,48 @@ def _tree(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def session_calls(client: Any, apps: Apps, session_id: str, *, limit: int = 100,
-                  cursor: Cursor | None = None) -> Page:
+                  cursor: Cursor | None = None, around: datetime | None = None) -> Page:
     """The calls of a session (conversation) oldest first, as turns: the prompt's last user
-    message, the answer, and ids to open each call or its trace."""
+    message, the answer, and ids to open each call or its trace. A call belongs to the
+    session named on it, or on any step of its trace (an agent run's conversation id,
+    exported apart from the model calls below it). `around`: a time in the session (the
+    call it was opened from); the session is then read within a week of it."""
     session = Session.of(client)
     limit = max(1, min(limit, PAGE_MAX))
-    params: dict[str, Any] = {"s": session_id, "n": limit + 1}
-    # A call belongs to the session named on it, or on any step of its trace (an agent run's
-    # conversation id, exported apart from the model calls below it).
-    where = [apps_clause(apps, params),
-             "(session_id = {s:String} OR (trace_id != '' AND (app_id, trace_id) IN (SELECT app_id, trace_id "
-             f"FROM trace_spans WHERE session_id = {{s:String}} AND {apps_clause(apps, params)})))"]
+    params: dict[str, Any] = {"s": session_id, "n": limit + 1, "traces_max": 1000}
+    scope = apps_clause(apps, params)
+    if around is not None:
+        around = around if around.tzinfo else around.replace(tzinfo=UTC)
+        params.update(w_lo=around - timedelta(days=7), w_hi=around + timedelta(days=7))
+        scope += " AND ts BETWEEN {w_lo:DateTime64(3, 'UTC')} AND {w_hi:DateTime64(3, 'UTC')}"
+    where = [scope]
     if cursor is not None:
         where.append("(ts > {c_ts:DateTime64(3, 'UTC')} OR (ts = {c_ts:DateTime64(3, 'UTC')} "
                      "AND (event_id, app_id) > ({c_id:UUID}, {c_app:String})))")
         params.update(c_ts=cursor.ts, c_id=str(cursor.event_id), c_app=cursor.app_id)
-    result = session.query(
-        "SELECT event_id, ts, app_id, model, status, latency_ms, tokens_in, tokens_out, cost_usd, trace_id, "
-        f"substring({_QUESTION}, 1, {TEXT_MAX}) AS question, "
-        f"substring(output, 1, {TEXT_MAX}) AS answer FROM llm_calls WHERE {' AND '.join(where)} "
-        "ORDER BY ts, event_id, app_id LIMIT 1 BY app_id, event_id LIMIT {n:UInt32}", parameters=params)
-    rows = [{k: _iso(v) for k, v in zip(result.column_names, r, strict=True)} for r in result.result_rows]
-    page = rows[:limit]
+    columns = ("SELECT event_id, ts, app_id, model, status, latency_ms, tokens_in, tokens_out, cost_usd, trace_id, "
+               f"substring({_QUESTION}, 1, {TEXT_MAX}) AS question, substring(output, 1, {TEXT_MAX}) AS answer "
+               "FROM llm_calls WHERE ")
+    order = " ORDER BY ts, event_id, app_id LIMIT 1 BY app_id, event_id LIMIT {n:UInt32}"
+    named = session.query(columns + " AND ".join([*where, "session_id = {s:String}"]) + order, parameters=params)
+    traces = session.query(
+        f"SELECT DISTINCT app_id, trace_id FROM trace_spans WHERE {scope} AND session_id = {{s:String}} "
+        "LIMIT {traces_max:UInt32}", parameters=params).result_rows
+    found = {(r[2], r[0]): r for r in named.result_rows}
+    if traces:
+        params["traces"] = [(app, trace) for app, trace in traces]
+        params["trace_ids"] = sorted({trace for _, trace in traces})
+        joined = session.query(
+            columns + " AND ".join([*where, "trace_id IN {trace_ids:Array(String)}",
+                                    "(app_id, trace_id) IN {traces:Array(Tuple(String, String))}"]) + order,
+            parameters=params)
+        found.update({(r[2], r[0]): r for r in joined.result_rows})
+    ordered = sorted(found.values(), key=lambda r: (r[1], str(r[0]), r[2]))[: limit + 1]
+    page = [{k: _iso(v) for k, v in zip(named.column_names, r, strict=True)} for r in ordered[:limit]]
+    if not page and around is not None and cursor is None:  # a wrong hint: the whole store
+        return session_calls(client, apps, session_id, limit=limit)
     if not page:
         return Page([], None)
-    last = result.result_rows[len(page) - 1]
-    return Page(page, Cursor(last[1], last[0], last[2]) if len(rows) > limit else None)
+    last = ordered[len(page) - 1]
+    return Page(page, Cursor(last[1], last[0], last[2]) if len(ordered) > limit else None)
 

@@ -28,7 +28,10 @@ function link(href, text) {
   return a;
 }
 
-function callHref(eventId, appId) { return `/calls/${encodeURIComponent(eventId)}?app_id=${encodeURIComponent(appId)}`; }
+// `ts`, where known, lets the server look the call up in its day's partitions only.
+function callHref(eventId, appId, ts) {
+  return `/calls/${encodeURIComponent(eventId)}?app_id=${encodeURIComponent(appId)}` + (ts ? `&ts=${encodeURIComponent(ts)}` : "");
+}
 function fmtTime(iso) { return iso ? new Date(iso).toLocaleString() : ""; }
 function fmtMs(v) { return v == null ? "–" : v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${Math.round(v)} ms`; }
 function fmtCost(v) { return v == null ? "–" : `$${Number(v).toFixed(v < 0.01 ? 5 : 3)}`; }
@@ -48,7 +51,10 @@ async function go(href, push = true) {
 async function route() {
   const path = location.pathname;
   const match = /^\/calls\/([0-9a-fA-F-]{36})$/.exec(path);
-  if (match) { show("call-view"); await openCall(match[1], new URLSearchParams(location.search).get("app_id")); }
+  if (match) {
+    const params = new URLSearchParams(location.search);
+    show("call-view"); await openCall(match[1], params.get("app_id"), params.get("ts"));
+  }
   else if (path === "/calls/coverage") { show("coverage-view"); await loadCoverage(); }
   else { show("list-view"); fillForm(new URLSearchParams(location.search)); await search(false); }
 }
@@ -132,7 +138,7 @@ function select(index) {
 
 function openSelected() {
   const call = state.rows[state.selected];
-  if (call) go(callHref(call.event_id, call.app_id));
+  if (call) go(callHref(call.event_id, call.app_id, call.ts));
 }
 
 async function loadFacets() {
@@ -151,11 +157,14 @@ async function loadFacets() {
 
 // ---- one call ------------------------------------------------------------------------------
 
-async function openCall(eventId, appId) {
+async function openCall(eventId, appId, ts) {
   text($("call-error"), "");
   $("call").hidden = true;
   let call;
-  try { call = await api(`/calls/${encodeURIComponent(eventId)}` + (appId ? `?app_id=${encodeURIComponent(appId)}` : "")); }
+  const q = new URLSearchParams();
+  if (appId) q.set("app_id", appId);
+  if (ts) q.set("around", ts);
+  try { call = await api(`/calls/${encodeURIComponent(eventId)}?${q}`); }
   catch (e) { if (e.status === 401) return signIn(); text($("call-error"), e.message); return; }
   state.call = call;
   $("call").hidden = false;
@@ -207,7 +216,7 @@ async function loadTrace(call) {
   box.replaceChildren();
   if (!call.trace_id) { box.append(el("p", "This call has no trace id.", "muted")); return; }
   let trace;
-  try { trace = await api(`/traces/${encodeURIComponent(call.trace_id)}`); }
+  try { trace = await api(`/traces/${encodeURIComponent(call.trace_id)}?around=${encodeURIComponent(call.ts)}`); }
   catch (e) { box.append(el("p", e.status === 404 ? "No steps of this trace are stored." : e.message, "muted")); return; }
   const total = Math.max(1, ...trace.spans.map((s) => (s.offset_ms || 0) + (s.duration_ms || 0)));
   for (const span of trace.spans) {
@@ -216,7 +225,7 @@ async function loadTrace(call) {
     row.style.paddingLeft = `${span.depth * 1.2}rem`;
     const label = el("span", null, "step-label");
     label.append(el("span", span.kind, `kind ${span.kind}`), " ");
-    if (span.kind === "llm" && span.event_id && span.event_id !== call.event_id) label.append(link(callHref(span.event_id, span.app_id), span.name || span.model));
+    if (span.kind === "llm" && span.event_id && span.event_id !== call.event_id) label.append(link(callHref(span.event_id, span.app_id, span.ts), span.name || span.model));
     else label.append(el("span", span.name || span.model || span.kind));
     if (span.status === "error") label.append(el("span", " error", "bad"));
     const bar = el("span", null, "bar");
@@ -241,14 +250,14 @@ async function loadSession(call) {
   state.session = [];
   if (!call.session_id) { box.append(el("p", "This call belongs to no session.", "muted")); return; }
   let page;
-  try { page = await api(`/sessions/${encodeURIComponent(call.session_id)}?limit=200`); }
+  try { page = await api(`/sessions/${encodeURIComponent(call.session_id)}?limit=200&around=${encodeURIComponent(call.ts)}`); }
   catch (e) { box.append(el("p", e.message, "muted")); return; }
   state.session = page.calls;
   for (const turn of page.calls) {
     const current = turn.event_id === call.event_id;
     const d = el("div", null, "turn" + (current ? " current" : ""));
     const head = el("div", null, "meta");
-    head.append(current ? el("span", fmtTime(turn.ts)) : link(callHref(turn.event_id, turn.app_id), fmtTime(turn.ts)), ` · ${turn.model}`);
+    head.append(current ? el("span", fmtTime(turn.ts)) : link(callHref(turn.event_id, turn.app_id, turn.ts), fmtTime(turn.ts)), ` · ${turn.model}`);
     d.append(head, el("div", turn.question, "msg q"), el("div", turn.answer, "msg a"));
     box.append(d);
   }
@@ -258,13 +267,13 @@ async function loadSession(call) {
 function stepSession(delta) {
   const at = state.session.findIndex((t) => t.event_id === state.call.event_id);
   const turn = state.session[at + delta];
-  if (at >= 0 && turn) go(callHref(turn.event_id, turn.app_id));
+  if (at >= 0 && turn) go(callHref(turn.event_id, turn.app_id, turn.ts));
 }
 
 function stepList(delta) {
   const at = state.rows.findIndex((r) => r.event_id === state.call.event_id);
   const next = state.rows[at + delta];
-  if (at >= 0 && next) { state.selected = at + delta; go(callHref(next.event_id, next.app_id)); }
+  if (at >= 0 && next) { state.selected = at + delta; go(callHref(next.event_id, next.app_id, next.ts)); }
 }
 
 // ---- coverage ------------------------------------------------------------------------------
