@@ -31,7 +31,7 @@ def write(tmp_path, body: str) -> str:
 
 def test_the_packaged_table_loads_with_its_version_and_prices_the_common_models():
     packaged = PriceTable.load()
-    assert packaged.version == "2026-11-01"
+    assert packaged.version == "2026-12-01"
     for provider, model in [
         ("openai", "gpt-4o"),
         ("openai", "gpt-4o-mini"),
@@ -161,3 +161,49 @@ def test_an_unquoted_date_version_is_read_as_that_date(tmp_path):
     entry = "{provider: p, model: m, input_per_mtok: 1, output_per_mtok: 1}"
     path = write(tmp_path, f"version: 2030-01-01\nmodels:\n  - {entry}\n")
     assert PriceTable.load(path).version == "2030-01-01"
+
+
+def test_cached_prompt_tokens_are_priced_at_the_cached_input_price_and_the_rest_at_the_input_price():
+    table = PriceTable.from_data({"version": "t", "models": [
+        {"provider": "openai", "model": "m", "input_per_mtok": 2.0, "output_per_mtok": 8.0,
+         "cached_input_per_mtok": 0.5},
+    ]})
+    # 1000 prompt tokens of which 400 came from the cache, 100 answer tokens.
+    expected = (600 * 2.0 + 400 * 0.5 + 100 * 8.0) / 1e6
+    assert table.cost("openai", "m", 1000, 100, cache_read=400) == pytest.approx(expected)
+    assert table.cost("openai", "m", 1000, 100) == pytest.approx((1000 * 2.0 + 100 * 8.0) / 1e6)
+
+
+def test_cache_writes_have_their_own_price_and_an_entry_without_cache_prices_charges_cached_tokens_as_input():
+    table = PriceTable.from_data({"version": "t", "models": [
+        {"provider": "anthropic", "model": "c", "input_per_mtok": 3.0, "output_per_mtok": 15.0,
+         "cached_input_per_mtok": 0.3, "cache_write_per_mtok": 3.75},
+        {"provider": "mistral", "model": "plain", "input_per_mtok": 1.0, "output_per_mtok": 1.0},
+    ]})
+    expected = (500 * 3.0 + 300 * 0.3 + 200 * 3.75 + 10 * 15.0) / 1e6
+    assert table.cost("anthropic", "c", 1000, 10, cache_read=300, cache_write=200) == pytest.approx(expected)
+    assert table.cost("mistral", "plain", 1000, 10, cache_read=900) == pytest.approx(1010 / 1e6)
+
+
+def test_cache_tokens_reported_beside_the_prompt_rather_than_inside_it_are_not_subtracted_below_zero():
+    table = PriceTable.from_data({"version": "t", "models": [
+        {"provider": "anthropic", "model": "c", "input_per_mtok": 3.0, "output_per_mtok": 15.0,
+         "cached_input_per_mtok": 0.3},
+    ]})
+    # Anthropic's own API: input_tokens excludes the 5000 cache-read tokens.
+    assert table.cost("anthropic", "c", 20, 0, cache_read=5000) == pytest.approx((20 * 3.0 + 5000 * 0.3) / 1e6)
+
+
+def test_a_negative_or_non_numeric_cache_price_is_refused_naming_the_field():
+    with pytest.raises(PriceTableError, match=r"models\[0\]\.cached_input_per_mtok"):
+        PriceTable.from_data({"version": "t", "models": [
+            {"provider": "p", "model": "m", "input_per_mtok": 1, "output_per_mtok": 1, "cached_input_per_mtok": -1},
+        ]})
+
+
+def test_the_packaged_table_prices_cached_tokens_below_plain_input_for_openai_and_anthropic():
+    packaged = PriceTable.load()
+    for provider, model in [("openai", "gpt-4o-mini"), ("anthropic", "claude-sonnet-4-5")]:
+        price = packaged.lookup(provider, model)
+        assert price is not None and price.cached_input_per_mtok is not None
+        assert price.cached_input_per_mtok < price.input_per_mtok

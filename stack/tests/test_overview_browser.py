@@ -31,7 +31,7 @@ from dashboards.panels import PANELS
 from lookout.core.api_errors import install_error_handlers
 from lookout.core.auth import ApiKeyStore
 from lookout.core.session import Session
-from lookout.feedback import review
+from lookout.feedback import explorer, review
 from lookout.feedback.accounts import Accounts
 from lookout.feedback.settings import FeedbackSettings
 from lookout.stack import overview
@@ -68,6 +68,9 @@ class Stack:
         self.app.include_router(review.build_router(context))
         self.app.include_router(overview.router(lambda: client, keys=self.keys, sessions=accounts.session,
                                                 bound_host="127.0.0.1", access=access))
+        # The call explorer the panels link to, on the same sign-in.
+        self.app.include_router(explorer.build_router(explorer.ExplorerContext(Session.of(client), accounts)))
+        self.app.include_router(explorer.pages_router())
 
     def http(self, key: str | None = None, base_url: str = BASE) -> TestClient:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -460,6 +463,11 @@ def test_overview_renders_live_data_in_chromium(base_url, stack, seeded):
             drift_rows = page.locator('[data-panel-id="drift_state"] tbody tr')
             assert drift_rows.count() == 3
             assert "support-bot" in drift_rows.first.text_content()
+            # Every panel and every stream row opens its calls in the call explorer.
+            row_link = drift_rows.first.locator("a.explore").get_attribute("href")
+            assert row_link.startswith("/calls?") and "app_id=support-bot" in row_link and "since=" in row_link
+            errors_link = page.locator('[data-panel-id="error_rate"] h2 a.explore').get_attribute("href")
+            assert "status=error" in errors_link
 
             # It refreshes by itself (every 5 s), without a reload.
             seen = int(page.get_attribute("body", "data-refreshes"))
@@ -480,6 +488,12 @@ def test_overview_renders_live_data_in_chromium(base_url, stack, seeded):
             assert page.locator('[data-panel-id="toxicity_rate"] .u-axis').count() == 3
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "overview.png"), full_page=True)
+            # The stream's link opens its calls in the explorer, on the same sign-in.
+            page.goto(base_url + row_link)
+            page.wait_for_function("document.querySelectorAll('#calls tbody tr').length > 0", timeout=30_000)
+            assert set(page.locator("#calls tbody tr td:nth-child(2)").all_text_contents()) == {"support-bot"}
+            page.goto(base_url + "/")
+            page.wait_for_function("Number(document.body.dataset.refreshes) >= 1", timeout=30_000)
 
             # Signing out ends the review session, here and for the API.
             page.click("#sign-out")

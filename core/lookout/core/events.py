@@ -128,6 +128,11 @@ class LlmCall(_Wire):
     output: LongText | None = None
     tokens_in: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
     tokens_out: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
+    # Parts of tokens_in read from (or written to) the provider's prompt cache, and the part
+    # of tokens_out spent reasoning; priced apart where the price table knows them.
+    tokens_cache_read: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
+    tokens_cache_write: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
+    tokens_reasoning: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
     latency_ms: Annotated[float, Field(ge=0, le=86_400_000)] | None = None
     ttft_ms: Annotated[float, Field(ge=0, le=86_400_000)] | None = None
     status: Literal["ok", "error"] = "ok"
@@ -162,7 +167,8 @@ class Score(_Wire):
     name: Name
     value: float
     label: ShortText | None = None
-    source: Literal["model", "llm_judge", "human", "heuristic"]
+    # client: an evaluation the app ran itself and reported (OTLP gen_ai.evaluation.result).
+    source: Literal["model", "llm_judge", "human", "heuristic", "client"]
     evaluator: Name
     evaluator_version: ShortText = ""
     explanation: LongText | None = None
@@ -269,6 +275,46 @@ class DeadLetter(_Wire):
     _ts = field_validator("ts")(_utc)
 
 
+SpanKind = Literal["llm", "embedding", "agent", "tool", "retrieval", "chain", "workflow"]
+
+
+class TraceSpan(_Wire):
+    """One step of a trace that OTLP intake keeps beside the calls: an agent run, a tool
+    call, a retrieval, an embedding, a chain, and a row for each LLM call span too (kind
+    "llm", `event_id` naming the call), so a trace reads as one tree from one table."""
+
+    schema_: Literal["trace_span/1"] = Field("trace_span/1", alias="schema")
+    span_key: uuid.UUID  # ids.span_event_id(trace_id, span_id): the call's event_id for kind "llm"
+    app_id: AppId
+    trace_id: Annotated[str, Field(min_length=32, max_length=32, pattern=r"^[0-9a-f]{32}$")]
+    span_id: Annotated[str, Field(min_length=16, max_length=16, pattern=r"^[0-9a-f]{16}$")]
+    parent_span_id: Annotated[str, Field(max_length=16, pattern=r"^([0-9a-f]{16})?$")] = ""
+    ts: datetime  # start
+    duration_ms: Annotated[float, Field(ge=0, le=86_400_000)] | None = None
+    kind: SpanKind
+    name: Annotated[str, Field(max_length=1024)] = ""
+    status: Literal["ok", "error"] = "ok"
+    error: LongText | None = None
+    environment: EnvironmentId = "production"
+    session_id: ShortText | None = None
+    user_id: ShortText | None = None
+    event_id: uuid.UUID | None = None
+    provider: ShortText | None = None
+    model: ModelId | None = None
+    tokens_in: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
+    tokens_out: Annotated[int, Field(ge=0, le=100_000_000)] | None = None
+    cost_usd: Annotated[float, Field(ge=0)] | None = None
+    # What the step took and gave: tool arguments and result, a retrieval's query and
+    # documents, an agent's input and answer. Capped like a call's texts.
+    input: LongText | None = None
+    output: LongText | None = None
+    attributes: dict[Annotated[str, Field(max_length=1024)], ShortText] = Field(default_factory=dict, max_length=256)
+    source: ShortText = ""  # instrumentation scope name and version
+    source_version: ShortText = ""
+
+    _ts = field_validator("ts")(_utc)
+
+
 # Which schema each topic carries; llm.retrain.status carries Retrain updates too.
 TOPIC_SCHEMAS: dict[str, type[_Wire]] = {
     "llm.events": LlmCall,
@@ -278,4 +324,5 @@ TOPIC_SCHEMAS: dict[str, type[_Wire]] = {
     "llm.retrain": Retrain,
     "llm.retrain.status": Retrain,
     "llm.dlq": DeadLetter,
+    "llm.spans": TraceSpan,
 }

@@ -2,6 +2,8 @@
 
 The table lives in data/prices.yaml (list prices in USD per million tokens). Its `version`
 is stored beside each computed cost, so a cost can always be traced to the prices used.
+Entries may price prompt-cache reads and writes apart (`cached_input_per_mtok`,
+`cache_write_per_mtok`); where they do not, cached tokens cost what other input costs.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import yaml
 
 _PACKAGED = "data/prices.yaml"
 _FIELDS = ("provider", "model", "input_per_mtok", "output_per_mtok")
+_OPTIONAL = ("cached_input_per_mtok", "cache_write_per_mtok")
 # Characters that end a base model name inside a longer one: dated snapshots
 # (gpt-4o-2024-08-06), Vertex versions (claude-3-5-sonnet@20241022), tags (llama3:70b).
 _SUFFIX_MARKS = "-@:"
@@ -32,13 +35,33 @@ class ModelPrice:
     model: str
     input_per_mtok: float
     output_per_mtok: float
+    cached_input_per_mtok: float | None = None
+    cache_write_per_mtok: float | None = None
 
-    def cost(self, tokens_in: int | None, tokens_out: int | None) -> float | None:
+    def cost(
+        self, tokens_in: int | None, tokens_out: int | None, *, cache_read: int | None = None,
+        cache_write: int | None = None,
+    ) -> float | None:
+        """USD for the call. `tokens_in` counts every prompt token, cached ones included (as
+        OpenAI and the GenAI conventions report it); `cache_read` / `cache_write` say how many
+        of them came from or went into the prompt cache. A provider that reports cache
+        tokens beside the prompt instead (more cache tokens than prompt tokens) is read so."""
         # A missing count is only harmless where that side is free (embeddings have no
         # output); anywhere else the cost would be understated, so there is none.
         if (tokens_in is None and self.input_per_mtok) or (tokens_out is None and self.output_per_mtok):
             return None
-        return ((tokens_in or 0) * self.input_per_mtok + (tokens_out or 0) * self.output_per_mtok) / 1_000_000
+        read, write = cache_read or 0, cache_write or 0
+        plain = (tokens_in or 0) - read - write
+        if plain < 0:
+            plain = tokens_in or 0
+        read_price = self.input_per_mtok if self.cached_input_per_mtok is None else self.cached_input_per_mtok
+        write_price = self.input_per_mtok if self.cache_write_per_mtok is None else self.cache_write_per_mtok
+        return (plain * self.input_per_mtok + read * read_price + write * write_price
+                + (tokens_out or 0) * self.output_per_mtok) / 1_000_000
+
+
+def _prices(price: ModelPrice) -> tuple[float | None, ...]:
+    return (price.input_per_mtok, price.output_per_mtok, price.cached_input_per_mtok, price.cache_write_per_mtok)
 
 
 # One model name under several providers at different prices: a model-only lookup
@@ -71,7 +94,7 @@ class PriceTable:
             seen = self._by_model.get(model)
             if seen is None:
                 self._by_model[model] = price
-            elif (seen.input_per_mtok, seen.output_per_mtok) != (price.input_per_mtok, price.output_per_mtok):
+            elif _prices(seen) != _prices(price):
                 self._by_model[model] = _AMBIGUOUS
 
     @classmethod
@@ -118,14 +141,14 @@ class PriceTable:
             where = f"{source}: models[{i}]"
             if not isinstance(entry, dict):
                 raise PriceTableError(f"{where}: must be a mapping with {', '.join(_FIELDS)}")
-            extra = set(entry) - set(_FIELDS)
+            extra = set(entry) - set(_FIELDS) - set(_OPTIONAL)
             if extra:
                 raise PriceTableError(f"{where}: unknown field {sorted(map(str, extra))[0]!r}")
             for name in ("provider", "model"):
                 value = entry.get(name)
                 if not isinstance(value, str) or not value.strip():
                     raise PriceTableError(f"{where}.{name}: must be a non-empty string, got {value!r}")
-            for name in ("input_per_mtok", "output_per_mtok"):
+            for name in ("input_per_mtok", "output_per_mtok", *(n for n in _OPTIONAL if n in entry)):
                 value = entry.get(name)
                 is_number = isinstance(value, int | float) and not isinstance(value, bool)
                 if not (is_number and isinstance(value, int | float) and math.isfinite(value) and value >= 0):
@@ -137,6 +160,7 @@ class PriceTable:
                 entry["model"].strip(),
                 float(entry["input_per_mtok"]),
                 float(entry["output_per_mtok"]),
+                *(None if entry.get(n) is None else float(entry[n]) for n in _OPTIONAL),
             )
             key = (price.provider.lower(), price.model.lower())
             if key in seen:
@@ -163,10 +187,13 @@ class PriceTable:
         return None if found is _AMBIGUOUS else found
 
     def cost(
-        self, provider: str | None, model: str | None, tokens_in: int | None, tokens_out: int | None
+        self, provider: str | None, model: str | None, tokens_in: int | None, tokens_out: int | None, *,
+        cache_read: int | None = None, cache_write: int | None = None,
     ) -> float | None:
         """USD for the call, or None when the model is unknown or the token counts are missing."""
         if tokens_in is None and tokens_out is None:
             return None
         price = self.lookup(provider, model)
-        return None if price is None else price.cost(tokens_in, tokens_out)
+        if price is None:
+            return None
+        return price.cost(tokens_in, tokens_out, cache_read=cache_read, cache_write=cache_write)

@@ -354,7 +354,7 @@ def test_event_ids_are_the_same_on_every_conversion_so_a_retried_export_is_store
 # --- what is not a model call, and what cannot be one --------------------------------------------
 
 
-def test_spans_that_are_not_model_calls_are_counted_as_ignored():
+def test_spans_that_are_not_genai_are_ignored_and_a_tool_span_is_a_trace_step_not_a_call():
     def build(tracer: Tracer) -> None:
         finish(tracer.start_span("GET /orders", attributes={"http.request.method": "GET"}, start_time=T0))
         finish(
@@ -365,7 +365,8 @@ def test_spans_that_are_not_model_calls_are_counted_as_ignored():
         finish(chat(tracer, BASE))
 
     result = convert_spans(record(build))
-    assert (result.spans, result.ignored, len(result.calls), result.rejected) == (3, 2, 1, [])
+    assert (result.spans, result.ignored, len(result.calls), result.rejected) == (3, 1, 1, [])
+    assert sorted(step.kind for step in result.trace_spans) == ["llm", "tool"]
 
 
 def test_a_genai_span_with_an_invalid_app_id_is_rejected_with_the_field_and_the_rest_kept():

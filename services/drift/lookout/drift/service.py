@@ -30,7 +30,7 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord
@@ -45,6 +45,7 @@ from .detector import Detector, DetectorConfig
 from .encoder import Encoder, build_encoder
 from .evidence import EvidenceConfig, StreamEvidence
 from .features import FeatureExtractor, Sample, texts_of
+from .identity import IdentityWatch
 from .sampling import LagSampler, uniform_subset
 from .settings import DriftSettings
 from .store import DriftStore, ResetRequest
@@ -145,6 +146,7 @@ class DriftService:
         self._per_app: Counter[str] = Counter()  # streams tracked per app
         self.over_limit: Counter[str] = Counter()  # events skipped per app, past a stream cap
         self._warned: set[str] = set()
+        self.identity: IdentityWatch | None = None
 
     # --- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -178,6 +180,11 @@ class DriftService:
             self._consumer, self.handle, max_records=s.drift_batch_events, linger_ms=s.drift_batch_ms
         )
         self._task = asyncio.create_task(self._loop.run(), name="lookout-drift")
+        if s.drift_identity_poll_s > 0:
+            self.identity = IdentityWatch(self.store.client, self._producer, s.topic_prefix,
+                                          poll_s=s.drift_identity_poll_s,
+                                          lookback=timedelta(hours=s.drift_identity_lookback_h))
+            self.identity.start()
 
     def _load_encoder(self) -> Encoder:
         s = self.settings
@@ -194,6 +201,8 @@ class DriftService:
 
     async def stop(self) -> None:
         """Finish the batch in hand (results acked, state stored, offsets committed), then close."""
+        if self.identity is not None:
+            await self.identity.stop()
         await kafka.finish(self._loop, self._task, 60)
         if self._consumer:
             await self._consumer.stop()
@@ -201,7 +210,7 @@ class DriftService:
             await self._producer.stop()
 
     def ready(self) -> str | None:
-        return kafka.loop_problem(self._task)
+        return kafka.loop_problem(self._task) or (self.identity.problem() if self.identity else None)
 
     @property
     def stats(self) -> kafka.ConsumerStats:

@@ -115,4 +115,11 @@ class DriftSettings(CommonSettings):
     drift_reset_poll_s: float = Field(
         5.0, gt=0, description="How often a worker looks for reference resets made through any replica."
     )
+    drift_identity_poll_s: float = Field(
+        60.0, ge=0, description="How often the model identity watch compares which model (and fingerprint) answered "
+        "each requested model name; 0: off."
+    )
+    drift_identity_lookback_h: int = Field(
+        24, ge=1, le=24 * 31, description="Hours of answers the model identity watch compares."
+    )
     drift_auth: bool = Field(True, description="Require an API key (read scope to list, admin to reset).")

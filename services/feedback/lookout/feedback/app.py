@@ -29,7 +29,7 @@ from lookout.core.consumer import ConsumerWorker
 from lookout.core.ops import ReadinessCheck
 from lookout.core.session import Session
 
-from . import datasets_api, review, signals, thumbs
+from . import datasets_api, explorer, review, signals, thumbs
 from .accounts import Accounts
 from .claims import ClaimLog
 from .privacy import Privacy
@@ -59,6 +59,7 @@ class FeedbackService:
         self.thumbs = thumbs.ThumbsContext(settings)
         self.review = review.ReviewContext(settings)
         self.datasets = datasets_api.DatasetContext(settings)
+        self.explorer = explorer.ExplorerContext()
         self.claims = ClaimLog(settings, settings.review_claims_topic, settings.review_lease_s)
         self.producer: AIOKafkaProducer | None = None
         self.worker: ConsumerWorker | None = None
@@ -89,6 +90,7 @@ class FeedbackService:
         self.review.claims, self.review.publisher = self.claims, publisher
         self.review.producer = self.producer
         self.datasets.session, self.datasets.keys = session, keys
+        self.explorer.session, self.explorer.accounts = session, accounts
         if self.build_tasks:
             builder = signals.TaskBuilder(s, session, runtime)
             self.worker = ConsumerWorker(s, self.name, s.review_signals_group, signals.SIGNAL_TOPICS, builder.handle,
@@ -120,7 +122,7 @@ class FeedbackService:
 
     def routers(self) -> Sequence[APIRouter]:
         """Every route of the service but the ops routes: /v1/feedback*, /v1/datasets*,
-        /review, /review/static/*, /review/api/* (and / with serve_root)."""
+        /review, /review/static/*, /review/api/*, /calls*, /calls/api/* (and / with serve_root)."""
         pages = error_router()
 
         @pages.get("/review", include_in_schema=False)
@@ -140,4 +142,5 @@ class FeedbackService:
                 return RedirectResponse("/review")
 
         return [thumbs.build_router(self.thumbs), review.build_router(self.review),
-                datasets_api.build_router(self.datasets), pages]
+                datasets_api.build_router(self.datasets), explorer.build_router(self.explorer),
+                explorer.pages_router(), pages]

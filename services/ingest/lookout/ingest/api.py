@@ -1,4 +1,5 @@
-"""The ingest HTTP API: POST /v1/events, POST /v1/traces, GET /v1/calls[/{event_id}]."""
+"""The ingest HTTP API: POST /v1/events, POST /v1/traces, GET /v1/calls[/{event_id}],
+GET /v1/traces/{trace_id}, GET /v1/sessions/{session_id}."""
 
 from __future__ import annotations
 
@@ -11,16 +12,19 @@ from functools import partial
 from typing import Annotated
 
 from clickhouse_connect.driver.client import Client
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from prometheus_client import Counter
 
+from lookout.core import explore
 from lookout.core.api_errors import ApiError, bearer_key, require
 from lookout.core.auth import ApiKey, ApiKeyStore
+from lookout.core.pii import pseudonymise
 
-from . import otlp_response, prepare, reads
+from . import otlp, prepare, reads
 from .enrich import Enricher
+from .otlp import response as otlp_response
 from .publisher import EventPublisher, Unavailable
 from .settings import IngestSettings
 from .workers import Busy, WorkerPool
@@ -44,6 +48,9 @@ class IngestContext:
     keys: ApiKeyStore | None = None
     clickhouse: Client | None = None
     workers: WorkerPool | None = None
+    # OTLP's trace steps (llm.spans) and client evaluations (llm.scores).
+    step_publisher: EventPublisher | None = None
+    score_publisher: EventPublisher | None = None
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -97,6 +104,16 @@ def build_router(ctx: IngestContext) -> APIRouter:
                 raise ApiError(
                     503, f"{exc}; retry later", headers={"Retry-After": str(ctx.settings.retry_after_s)}
                 ) from None
+        try:
+            # OTLP's trace steps and client evaluations, after the calls they belong to.
+            if ready.step_records:
+                await ctx.step_publisher.publish_records(ready.step_records)
+            if ready.score_records:
+                await ctx.score_publisher.publish_records(ready.score_records)
+        except Unavailable as exc:
+            raise ApiError(
+                503, f"{exc}; retry later", headers={"Retry-After": str(ctx.settings.retry_after_s)}
+            ) from None
         ACCEPTED.labels(route).inc(len(ready.calls))
         REJECTED.labels(route).inc(len(ready.rejected))
         return len(ready.calls)
@@ -135,6 +152,8 @@ def build_router(ctx: IngestContext) -> APIRouter:
         )
         OTLP_IGNORED.inc(ready.ignored)
         await publish("traces", ready)
+        if ready.coverage is not None:
+            otlp.coverage.record(ready.coverage)
         return otlp_response.build(content_type, rejected=len(ready.rejected), message=_summary(ready.rejected))
 
     @router.get("/v1/calls/{event_id}", tags=["read"])
@@ -199,6 +218,52 @@ def build_router(ctx: IngestContext) -> APIRouter:
                     limit=limit, max_bytes=ctx.settings.max_response_bytes, cursor=position)
         )
         return {"calls": page.calls, "next": page.next.encode() if page.next else None, "truncated": page.truncated}
+
+    def readable_apps(key: ApiKey, app_id: str | None) -> explore.Apps:
+        require(key, "read")
+        if app_id is not None:
+            require(key, "read", app_id)
+            return frozenset({app_id})
+        return None if key.app_id == "*" else frozenset({key.app_id})
+
+    @router.get("/v1/traces/{trace_id}", tags=["read"])
+    async def get_trace(
+        trace_id: Annotated[str, Path(min_length=32, max_length=32, pattern="^[0-9a-fA-F]{32}$",
+                                      description="The trace id, 32 hex digits.")],
+        key: ApiKey = Depends(api_key),
+        app_id: Annotated[str | None, Query(max_length=128, description="Only this app's steps.")] = None,
+    ) -> dict:
+        """The trace's steps as a tree (agent runs, tool calls, retrievals, embeddings and the
+        LLM calls between them), in depth-first order with timings: `spans[].depth`,
+        `offset_ms`, `duration_ms`, `children`. At most 2000 steps (`truncated` beyond)."""
+        apps = readable_apps(key, app_id)
+        found = await run_in_threadpool(explore.trace, ctx.clickhouse, apps, trace_id.lower())
+        if found is None:
+            raise ApiError(404, f"no trace {trace_id}", field="trace_id")
+        return found
+
+    @router.get("/v1/sessions/{session_id}", tags=["read"])
+    async def get_session(
+        session_id: Annotated[str, Path(min_length=1, max_length=1024)],
+        key: ApiKey = Depends(api_key),
+        app_id: Annotated[str | None, Query(max_length=128, description="Only this app's calls.")] = None,
+        limit: Annotated[int, Query(ge=1, le=explore.PAGE_MAX)] = 100,
+        cursor: Annotated[str | None, Query(max_length=1000, description="`next` of the previous page.")] = None,
+    ) -> dict:
+        """The calls of a session (conversation id) oldest first, as turns. The id is the
+        app's own (ingest pseudonymises it the way it did when storing) or the stored one."""
+        apps = readable_apps(key, app_id)
+        try:
+            position = explore.Cursor.decode(cursor) if cursor else None
+        except explore.BadCursor as exc:
+            raise ApiError(422, str(exc), field="cursor") from None
+        stored = session_id if session_id.startswith("u_") else pseudonymise(session_id, ctx.enricher.secret)
+        page = await run_in_threadpool(partial(explore.session_calls, ctx.clickhouse, apps, stored, limit=limit,
+                                               cursor=position))
+        if not page.rows and position is None:
+            raise ApiError(404, f"no session {session_id}", field="session_id")
+        return {"session_id": stored, "calls": page.rows, "next": page.next.encode() if page.next else None,
+                "truncated": page.truncated}
 
     return router
 

@@ -8,7 +8,7 @@ from aiokafka import AIOKafkaProducer
 from clickhouse_connect.driver.client import Client
 from fastapi import FastAPI
 
-from lookout.core import clickhouse, kafka, migrations
+from lookout.core import clickhouse, kafka, migrations, topics
 from lookout.core.api_errors import install_error_handlers
 from lookout.core.auth import ApiKeyStore
 from lookout.core.body_limit import install_body_limit
@@ -39,11 +39,15 @@ class IngestService:
         self.ctx.workers = WorkerPool(settings.work_threads, settings.work_threads_per_key, settings.work_queue_per_key)
         await kafka.ensure_topics(settings)
         self.producer = await kafka.start_producer(settings)
-        self.ctx.publisher = EventPublisher(
-            self.producer,
-            topic_prefix=settings.topic_prefix,
-            max_inflight=settings.max_inflight_events,
-            timeout_s=settings.produce_timeout_s,
+        self.ctx.publisher, self.ctx.step_publisher, self.ctx.score_publisher = (
+            EventPublisher(
+                self.producer,
+                topic_prefix=settings.topic_prefix,
+                max_inflight=settings.max_inflight_events,
+                timeout_s=settings.produce_timeout_s,
+                topic=topic,
+            )
+            for topic in (topics.EVENTS, topics.SPANS, topics.SCORES)
         )
 
     async def stop(self) -> None:

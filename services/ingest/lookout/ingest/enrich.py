@@ -1,13 +1,15 @@
 """What ingest adds to an accepted call before it is produced: PII redaction (before
 anything is stored, Kafka included), pseudonymous user/session ids, and cost_usd from the
-versioned price table when the client sent none."""
+versioned price table when the client sent none (prompt-cache reads and writes priced
+apart). OTLP trace steps and client evaluations get the same redaction and pseudonyms, so
+a session id on a step is the one on its calls."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lookout.core.events import LlmCall
-from lookout.core.pii import PiiPolicy, pseudonymise, redact_call
+from lookout.core.events import LlmCall, Score, TraceSpan
+from lookout.core.pii import PiiPolicy, Redactor, pseudonymise, redact_call
 from lookout.core.pricing import PriceTable
 
 from .settings import IngestSettings
@@ -40,7 +42,8 @@ class Enricher:
         if call.session_id:
             updates["session_id"] = pseudonymise(call.session_id, self.secret)
         if call.cost_usd is None:
-            cost = self.prices.cost(call.provider, call.model, call.tokens_in, call.tokens_out)
+            cost = self.prices.cost(call.provider, call.model, call.tokens_in, call.tokens_out,
+                                    cache_read=call.tokens_cache_read, cache_write=call.tokens_cache_write)
             if cost is not None:
                 updates["cost_usd"] = cost
                 metadata["lookout.price_table"] = self.prices.version
@@ -49,3 +52,47 @@ class Enricher:
         if updates:
             call = call.model_copy(update=updates)
         return call, redactions
+
+    def step(self, step: TraceSpan) -> tuple[TraceSpan, int]:
+        """A trace step redacted (texts, error, attribute values) and pseudonymised; an
+        embedding or other step with token counts priced."""
+        redactor = self.policy.for_app(step.app_id)
+        total = 0
+
+        def clean(text: str | None, limit: int) -> str | None:
+            nonlocal total
+            if not text or redactor.mode == "off":
+                return text
+            found = _redact(redactor, text, limit)
+            total += found[1]
+            return found[0]
+
+        updates: dict = {"input": clean(step.input, _LONG), "output": clean(step.output, _LONG),
+                         "error": clean(step.error, _LONG),
+                         "attributes": {k: clean(v, _SHORT) or "" for k, v in step.attributes.items()}}
+        if step.user_id:
+            updates["user_id"] = pseudonymise(step.user_id, self.secret)
+        if step.session_id:
+            updates["session_id"] = pseudonymise(step.session_id, self.secret)
+        if step.kind != "llm" and step.cost_usd is None:
+            updates["cost_usd"] = self.prices.cost(step.provider, step.model, step.tokens_in, step.tokens_out)
+        return step.model_copy(update=updates), total
+
+    def score(self, score: Score) -> tuple[Score, int]:
+        """A client evaluation's explanation and label redacted like the call they are about."""
+        redactor = self.policy.for_app(score.app_id)
+        if redactor.mode == "off":
+            return score, 0
+        explanation, n = _redact(redactor, score.explanation, _LONG) if score.explanation else (None, 0)
+        label, m = _redact(redactor, score.label, _SHORT) if score.label else (None, 0)
+        return score.model_copy(update={"explanation": explanation, "label": label}), n + m
+
+
+_LONG, _SHORT = 1_000_000, 1024
+
+
+def _redact(redactor: Redactor, text: str, limit: int) -> tuple[str, int]:
+    result = redactor.redact(text)
+    if not result.counts:
+        return text, 0
+    return result.text[:limit], result.total

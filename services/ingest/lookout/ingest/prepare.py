@@ -15,7 +15,7 @@ from lookout.core.events import LlmCall
 
 from . import intake, otlp
 from .enrich import Enricher
-from .publisher import encode
+from .publisher import encode, encode_scores, encode_steps
 
 
 @dataclass
@@ -24,6 +24,10 @@ class Prepared:
     rejected: list[dict[str, Any]] = field(default_factory=list)  # {"index", "field", "message"}
     redactions: int = 0
     ignored: int = 0  # OTLP spans that are not GenAI calls
+    # OTLP's trace steps (llm.spans) and client evaluations (llm.scores), encoded
+    step_records: list[tuple[bytes, bytes]] = field(default_factory=list)
+    score_records: list[tuple[bytes, bytes]] = field(default_factory=list)
+    coverage: otlp.coverage.Coverage | None = None
     records: list[tuple[bytes, bytes]] = field(init=False)  # the calls as Kafka (key, value)
 
     def __post_init__(self) -> None:
@@ -77,8 +81,20 @@ def traces(
         raise ApiError(413, f"{spans} spans in one request; the limit is {max_spans} "
                             "(LOOKOUT_MAX_SPANS_PER_REQUEST): send smaller batches", field="resourceSpans")
     result = otlp.convert(decoded, default_app_id=None if key.app_id == "*" else key.app_id)
+    for step in result.trace_spans:
+        require(key, "ingest", step.app_id)
     calls, redactions = _enrich(result.calls, key, enricher)
-    return Prepared(calls, result.rejected, redactions, result.ignored)
+    steps, scores = [], []
+    for step in result.trace_spans:
+        step, n = enricher.step(step)
+        steps.append(step)
+        redactions += n
+    for score in result.scores:
+        score, n = enricher.score(score)
+        scores.append(score)
+        redactions += n
+    return Prepared(calls, result.rejected, redactions, result.ignored, encode_steps(steps), encode_scores(scores),
+                    result.coverage)
 
 
 def _enrich(calls: Iterable[LlmCall], key: ApiKey, enricher: Enricher) -> tuple[list[LlmCall], int]:

@@ -1,4 +1,5 @@
-"""Producing accepted events to llm.events, all or nothing from the caller's view."""
+"""Producing accepted events to llm.events (and OTLP's trace steps and client evaluations
+to llm.spans and llm.scores), all or nothing from the caller's view."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import Counter, Gauge
 
 from lookout.core import topics
-from lookout.core.events import LlmCall
+from lookout.core.events import LlmCall, Score, TraceSpan
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +25,10 @@ class Unavailable(Exception):
 
 
 class EventPublisher:
-    def __init__(self, producer: AIOKafkaProducer, *, topic_prefix: str, max_inflight: int, timeout_s: float):
+    def __init__(self, producer: AIOKafkaProducer, *, topic_prefix: str, max_inflight: int, timeout_s: float,
+                 topic: str = topics.EVENTS):
         self._producer = producer
-        self._topic = topics.resolve(topic_prefix, topics.EVENTS)
+        self._topic = topics.resolve(topic_prefix, topic)
         self._max_inflight = max_inflight
         self._timeout = timeout_s
         self._inflight = 0
@@ -88,3 +90,12 @@ class EventPublisher:
 def encode(calls: list[LlmCall]) -> list[tuple[bytes, bytes]]:
     """(Kafka key, record value) of each call."""
     return [(topics.event_key(call.app_id, call.model), call.to_bytes()) for call in calls]
+
+
+def encode_steps(steps: list[TraceSpan]) -> list[tuple[bytes, bytes]]:
+    """(Kafka key, record value) of each trace step: a trace's steps share a partition."""
+    return [(topics.span_key(step.app_id, step.trace_id), step.to_bytes()) for step in steps]
+
+
+def encode_scores(scores: list[Score]) -> list[tuple[bytes, bytes]]:
+    return [(topics.event_key(score.app_id, score.model), score.to_bytes()) for score in scores]

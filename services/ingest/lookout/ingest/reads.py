@@ -13,7 +13,8 @@ from clickhouse_connect.driver.client import Client
 
 _CALL_COLUMNS = (
     "event_id, ts, app_id, environment, provider, model, model_version, prompt_version, input, prompt, output, "
-    "tokens_in, tokens_out, latency_ms, ttft_ms, status, error, cost_usd, cost_source, user_id, session_id, "
+    "tokens_in, tokens_out, tokens_cache_read, tokens_cache_write, tokens_reasoning, latency_ms, ttft_ms, status, "
+    "error, cost_usd, cost_source, user_id, session_id, "
     "trace_id, span_id, tags, metadata, context, reference, pii_redactions, ingested_at"
 )
 

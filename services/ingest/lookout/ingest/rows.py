@@ -31,6 +31,9 @@ def _call_row(c: events.LlmCall) -> dict:
         "output": _s(c.output),
         "tokens_in": c.tokens_in,
         "tokens_out": c.tokens_out,
+        "tokens_cache_read": c.tokens_cache_read,
+        "tokens_cache_write": c.tokens_cache_write,
+        "tokens_reasoning": c.tokens_reasoning,
         "latency_ms": c.latency_ms,
         "ttft_ms": c.ttft_ms,
         "status": c.status,
@@ -96,6 +99,18 @@ def _retrain_row(r: events.Retrain) -> dict:
     }
 
 
+def _span_row(t: events.TraceSpan) -> dict:
+    return {
+        "span_key": t.span_key, "app_id": t.app_id, "trace_id": t.trace_id, "span_id": t.span_id,
+        "parent_span_id": t.parent_span_id, "ts": t.ts, "duration_ms": t.duration_ms, "kind": t.kind, "name": t.name,
+        "status": t.status, "error": _s(t.error), "environment": t.environment, "session_id": _s(t.session_id),
+        "user_id": _s(t.user_id), "event_id": t.event_id, "provider": _s(t.provider), "model": _s(t.model),
+        "tokens_in": t.tokens_in, "tokens_out": t.tokens_out, "cost_usd": t.cost_usd, "input": _s(t.input),
+        "output": _s(t.output), "attributes": t.attributes, "source": t.source, "source_version": t.source_version,
+        "ingested_at": datetime.now(UTC),
+    }
+
+
 def _dead_row(d: events.DeadLetter) -> dict:
     return {
         "dlq_id": d.dlq_id, "ts": d.ts, "source_topic": d.source_topic, "partition": d.partition,
@@ -144,4 +159,5 @@ TABLES: dict[str, TableSpec] = {
     topics.RETRAIN: TableSpec("retrain_runs", None, _retrain_row),
     topics.RETRAIN_STATUS: TableSpec("retrain_runs", None, _retrain_row),
     topics.DLQ: TableSpec("dead_letters", "dlq_id", _dead_row, app_scoped=False),
+    topics.SPANS: TableSpec("trace_spans", "span_key", _span_row),
 }

@@ -143,6 +143,42 @@ function formatCell(column, v) {
   return formatValue(column.unit || "short", v);
 }
 
+// ---- links to the call explorer ---------------------------------------------------------
+
+// What a panel counts, as explorer filters: its calls are one click away.
+const PANEL_CALLS = {
+  error_share: { status: "error" }, error_rate: { status: "error" }, thumbs_down: { feedback: "down" },
+  toxicity_rate: { score_name: "toxicity", score_min: "0.5" },
+};
+
+function rangeStart(range) {
+  // "Fit data" resolves to epoch milliseconds (resolveWindow); the explorer takes ISO times.
+  if (range === "fit" && state.window && /^\d+$/.test(state.window.from)) {
+    return new Date(Number(state.window.from)).toISOString();
+  }
+  const m = /^now-(\d+)([mhd])$/.exec(range || "");
+  if (!m) return null;
+  const ms = { m: 60e3, h: 3600e3, d: 86400e3 }[m[2]] * Number(m[1]);
+  return new Date(Date.now() - ms).toISOString();
+}
+
+function explorerHref(extra = {}) {
+  const q = new URLSearchParams();
+  const since = rangeStart(form().range.value);
+  if (since) q.set("since", since);
+  for (const [name, param] of [["app", "app_id"], ["model", "model"], ["environment", "environment"]]) {
+    if (form()[name].value) q.set(param, form()[name].value);
+  }
+  for (const [k, v] of Object.entries(extra)) if (v !== null && v !== undefined && v !== "") q.set(k, v);
+  return "/calls?" + q;
+}
+
+function updateLinks() {
+  for (const entry of state.panels.values()) {
+    entry.link.href = explorerHref(PANEL_CALLS[entry.spec.id] || {});
+  }
+}
+
 // ---- panels ----------------------------------------------------------------------------
 
 function buildPanel(spec) {
@@ -154,10 +190,15 @@ function buildPanel(spec) {
   const title = document.createElement("h2");
   title.textContent = spec.title;
   title.title = spec.description;
+  const link = document.createElement("a");
+  link.className = "explore";
+  link.textContent = "calls";
+  link.title = "These calls in the call explorer";
+  title.append(" ", link);
   const body = document.createElement("div");
   body.className = "body";
   el.append(title, body);
-  return { spec, el, body, chart: null, labels: null };
+  return { spec, el, body, link, chart: null, labels: null };
 }
 
 function setMessage(entry, className, text) {
@@ -292,6 +333,9 @@ function drawTable(entry, data) {
     th.textContent = c.name.replaceAll("_", " ");
     head.append(th);
   }
+  const app = data.columns.findIndex((c) => c.name === "app_id");
+  const model = data.columns.findIndex((c) => c.name === "model");
+  if (app >= 0) head.append(document.createElement("th"));
   const body = table.createTBody();
   for (const row of data.rows) {
     const tr = body.insertRow();
@@ -302,6 +346,13 @@ function drawTable(entry, data) {
         td.className = "bad";
       }
     });
+    if (app >= 0) {  // this row's calls (a drifted stream, a model version, a retrain run's model)
+      const a = document.createElement("a");
+      a.className = "explore";
+      a.textContent = "calls";
+      a.href = explorerHref({ app_id: row[app], model: model >= 0 ? row[model] : null });
+      tr.insertCell().append(a);
+    }
   }
   entry.body.firstChild.append(table);
 }
@@ -344,6 +395,7 @@ async function refresh() {
   }
   if (generation !== state.generation) return;
   const q = query();
+  updateLinks();
   await Promise.all([
     ...[...state.panels.values()].map((entry) => refreshPanel(entry, q, generation)),
     refreshAlerts(generation),

@@ -46,6 +46,8 @@ function showTask(task) {
   if (!task) return;
   const c = task.call || {};
   text($("t-app"), task.app_id); text($("t-model"), c.model); text($("t-id"), task.event_id);
+  // The call in the explorer, with its trace and session.
+  $("t-open").href = `/calls/${encodeURIComponent(task.event_id)}?app_id=${encodeURIComponent(task.app_id)}`;
   text($("t-lease"), new Date(task.lease_expires_ms).toLocaleTimeString());
   $("t-reasons").replaceChildren(...task.reasons.map((r) => { const li = document.createElement("li"); li.textContent = r; return li; }));
   const msgs = (c.input && c.input.length) ? c.input : [{ role: "prompt", content: c.prompt || "" }];
@@ -123,6 +125,26 @@ function onKey(e) {
   e.preventDefault();
 }
 
+// The calls a retrain run's evidence counted: its app and model over the window of its
+// first rule, narrowed to what the rule measured (thumbs down, toxicity, a judge's scores).
+function evidenceLink(run) {
+  const td = document.createElement("td");
+  const a = document.createElement("a");
+  const q = new URLSearchParams({ app_id: run.app_id, model: run.model });
+  const ev = run.evidence || {};
+  const rule = (ev.rules || [])[0] || {};
+  const end = typeof ev.window_end === "number" ? ev.window_end * 1000 : Date.parse(ev.window_end);
+  if (end && rule.window_s) {
+    q.set("since", new Date(end - rule.window_s * 1000).toISOString());
+    q.set("until", new Date(end + 1000).toISOString());
+  }
+  if (/thumbs|feedback/.test(rule.kind || "")) q.set("feedback", "down");
+  else if (/toxic/.test(rule.kind || "")) q.set("score_name", "toxicity");
+  a.href = "/calls?" + q; a.textContent = "evidence calls"; a.className = "retrain-evidence";
+  td.append(a);
+  return td;
+}
+
 // Admins: retrain runs whose policy waits for approval, with Approve / Reject. The decision
 // goes through this service (session + CSRF) to llm.retrain.status; the retrain-trigger applies it.
 async function loadRetrain() {
@@ -137,6 +159,7 @@ async function loadRetrain() {
     for (const value of [run.app_id, run.model, run.rule, run.message, counts, run.requested_at]) {
       const td = document.createElement("td"); text(td, value); tr.append(td);
     }
+    tr.append(evidenceLink(run));
     for (const [label, decision] of [["Approve", "approve"], ["Reject", "reject"]]) {
       const td = document.createElement("td");
       const b = document.createElement("button");
