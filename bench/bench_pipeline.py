@@ -29,7 +29,7 @@ from lookout.core import kafka, topics
 from lookout.core.events import LlmCall
 from lookout.core.ids import uuid7
 from lookout.core.settings import CommonSettings
-from lookout.ingest.rows import TABLES
+from lookout.sink.rows import TABLES
 from lookout.testing.brokers import KafkaBroker, TansuBroker
 from lookout.testing.stack import IngestStack, ingest_settings_for
 from tests.events import llm_call
@@ -177,8 +177,7 @@ def main() -> None:
         progress(f"raw aiokafka produce of {len(events)} events...")
         raw = asyncio.run(raw_produce_rate(common.model_copy(update={"topic_prefix": "raw."}), events))
         stack = IngestStack(ingest_settings_for(common))
-        stack._run(stack.service.start())
-        stack.start_http()  # no sink yet: the ingest figure is intake -> Kafka only
+        stack.start_intake()  # no sink yet: the ingest figure is intake -> Kafka only
         progress("POST /v1/events...")
         rate = ingest_rate(stack, events)
         results["ingest"] = {"events_per_s": rate, "raw_produce_per_s": raw, "ratio": rate / raw}

@@ -152,8 +152,10 @@ def service_app(
     app = FastAPI(title=title or f"Lookout {' + '.join(s.name for s in found)}",
                   lifespan=run if lifespan else None, **fastapi_kwargs)
     install_error_handlers(app)
-    _install_middleware(app, found)
+    # Added last, so outermost: an oversized body is refused (413) before anything else
+    # runs, the start gate's 503 included.
     app.add_middleware(_StartGate, lifecycle=life)
+    _install_middleware(app, found)
     for service in found:
         for router in service.routers():
             app.include_router(router)

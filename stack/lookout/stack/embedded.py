@@ -23,10 +23,12 @@ from lookout.core.api_errors import install_error_handlers
 from lookout.core.auth import ApiKeyStore
 from lookout.core.body_limit import install_body_limit
 from lookout.core.ops import ops_router
-from lookout.ingest.api import body_limits, build_router
-from lookout.ingest.app import IngestService
+from lookout.core.session import Session
+from lookout.ingest.api import body_limits
+from lookout.ingest.service import IngestService
 from lookout.ingest.settings import IngestSettings
-from lookout.ingest.sink import SinkRunner
+from lookout.sink.service import SinkService
+from lookout.sink.settings import SinkSettings
 
 from .components import BUILDERS, Component
 from .overview import review_sessions
@@ -113,8 +115,9 @@ class EmbeddedStack:
         self.dev_key = self.ensure_dev_key(ApiKeyStore(client))
         if self.dev_key is None and self.demo and self.demo_traffic:
             raise ValueError(f"the demo's traffic needs the development key: {self.dev_key_note}")
-        ingest = IngestService(settings, client=client)
-        sink = SinkRunner(settings, client=client)
+        ingest = IngestService(settings, session=Session.of(client))
+        sink = SinkService(SinkSettings(**{k: v for k, v in settings.model_dump(mode="json").items()
+                                           if k in SinkSettings.model_fields}), session=Session.of(client))
         demo_speed = self.demo_speed if self.demo else None
         components = [build(settings, self.data_dir, self.secret, demo_speed) for build in BUILDERS]
 
@@ -149,8 +152,9 @@ class EmbeddedStack:
         app = FastAPI(title="Lookout (embedded)", lifespan=lifespan)
         install_error_handlers(app)
         install_body_limit(app, settings, body_limits(settings))
-        app.include_router(build_router(ingest.ctx))
-        checks = {"kafka": ingest.ready, "clickhouse": ingest.clickhouse_ready, "sink": sink.ready}
+        for router in ingest.routers():
+            app.include_router(router)
+        checks = {**ingest.checks(), "sink": sink.worker.ready}
         for component in components:
             checks.update(component.checks)
             for router in component.routers:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lookout.core.app_map import AppMap
 from lookout.core.events import LlmCall
 from lookout.core.pii import PiiPolicy, pseudonymise, redact_call
 from lookout.core.pricing import PriceTable
 
-from .settings import IngestSettings
+from .settings import IngestSettings, PiiMode
 
 
 @dataclass
@@ -23,8 +24,11 @@ class Enricher:
     def from_settings(cls, settings: IngestSettings) -> Enricher:
         if len(settings.pii_secret) < 16:
             raise ValueError("LOOKOUT_PII_SECRET must be set to a secret of at least 16 characters")
+        modes = settings.pii_app_modes
+        if not isinstance(modes, AppMap):  # text put in by model_copy, which does not validate
+            modes = AppMap.parse(modes, PiiMode)
         return cls(
-            policy=PiiPolicy.from_settings(settings.pii_mode, settings.pii_app_modes, settings.pii_secret),
+            policy=PiiPolicy(settings.pii_mode, modes.as_dict(), settings.pii_secret.encode()),
             prices=PriceTable.load(settings.price_table),
             secret=settings.pii_secret.encode(),
         )

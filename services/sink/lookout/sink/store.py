@@ -1,0 +1,173 @@
+"""Storing a batch of records: each topic's records into its table, replays skipped, a
+record that cannot be parsed or stored dead-lettered with its error (the rest of its batch
+is stored). Rows whose (app_id, id) is already stored are skipped (two apps may pick the
+same id; each keeps its row) and tables are ReplacingMergeTree.
+
+Score and vote records that do not name their call's model_version (reviewer votes,
+producers that never saw the call) get it from the stored call, so the per-version rollup
+files them under the right version.
+
+Runs on a worker thread (the sink's handler hands it the batch): parsing and validating
+thousands of records is CPU work the event loop must not do.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC
+
+from aiokafka import ConsumerRecord
+from clickhouse_connect.driver.exceptions import OperationalError
+from prometheus_client import Counter
+
+from lookout.core import topics
+from lookout.core.dead_letters import Batch
+from lookout.core.events import TOPIC_SCHEMAS
+from lookout.core.session import Session
+
+from .rows import TABLES, TableSpec
+
+log = logging.getLogger(__name__)
+
+STORED = Counter("lookout_sink_rows_stored_total", "Rows inserted into ClickHouse", ["table"])
+SKIPPED = Counter("lookout_sink_replays_skipped_total", "Records whose id was already stored", ["table"])
+
+
+@dataclass
+class _Pending:
+    spec: TableSpec
+    rows: list[dict] = field(default_factory=list)
+    records: list[ConsumerRecord] = field(default_factory=list)
+
+
+class Store:
+    def __init__(self, session: Session, topic_prefix: str = ""):
+        self.session = session
+        self.topic_prefix = topic_prefix
+
+    def write(self, batch: Batch) -> None:
+        """Store every record of the batch; the unstorable ones become its dead letters.
+        Raises OperationalError while ClickHouse is away (the batch is retried)."""
+        for slot in self._parse(batch).values():
+            self._store(slot, batch)
+
+    def _parse(self, batch: Batch) -> dict[str, _Pending]:
+        pending: dict[str, _Pending] = {}
+        for record in batch.records:
+            base = topics.base_name(self.topic_prefix, record.topic)
+            try:
+                spec = TABLES.get(base)
+                if spec is None:
+                    raise ValueError(f"no table for topic {base}")
+                if record.value is None:
+                    raise ValueError("record has no value (a tombstone)")
+                row = spec.to_row(TOPIC_SCHEMAS[base].from_bytes(record.value))
+            except Exception as exc:
+                batch.dead_letter(record, exc)
+                continue
+            slot = pending.setdefault(spec.table, _Pending(spec))
+            slot.rows.append(row)
+            slot.records.append(record)
+        return pending
+
+    def _store(self, slot: _Pending, batch: Batch) -> None:
+        rows, records = self._without_stored(slot)
+        if not rows:
+            return
+        self._copy_from_calls(slot.spec, rows)
+        try:
+            self._insert(slot.spec.table, rows)
+        except OperationalError:
+            raise  # ClickHouse away: not the data's fault, so retry the batch later
+        except Exception as exc:
+            log.warning("batch insert into %s failed (%s); storing row by row", slot.spec.table, exc)
+            for row, record in zip(rows, records, strict=True):
+                try:
+                    self._insert(slot.spec.table, [row])
+                except OperationalError:
+                    raise
+                except Exception as row_exc:
+                    batch.dead_letter(record, row_exc)
+
+    def _copy_from_calls(self, spec: TableSpec, rows: list[dict]) -> None:
+        """Fill the call's model, version and environment into score and vote rows whose
+        producer did not send them (reviewer votes, older judges), so the per-version
+        rollup files them under their call's version. One query per batch that has any;
+        the call is the one of the row's own app (another app may use the same event id);
+        a call not stored (yet) leaves them empty."""
+        fields = spec.call_fields
+        missing = [row for row in rows if fields and not row["environment"]]
+        if not missing:
+            return
+        columns = ", ".join(f"any({'ts' if f == 'call_ts' else f})" for f in fields)
+        pairs = list({(r["app_id"], str(r["event_id"])) for r in missing})
+        found = {
+            (r[0], r[1]): r[2:]
+            for r in self.session.query(
+                # Scores and votes come after their call; the day covers producers' clock skew.
+                f"SELECT app_id, event_id, {columns} FROM llm_calls "
+                "WHERE ts <= {hi:DateTime64(3, 'UTC')} + INTERVAL 1 DAY "
+                "AND app_id IN {apps:Array(String)} AND (app_id, event_id) IN {pairs:Array(Tuple(String, UUID))} "
+                "GROUP BY app_id, event_id",
+                {"hi": max(r["ts"] for r in missing), "apps": list({a for a, _ in pairs}), "pairs": pairs},
+            ).result_rows
+        }
+        for row in missing:
+            values = found.get((row["app_id"], row["event_id"]))
+            if values is not None:
+                row.update(zip(fields, values, strict=True))
+
+    def _insert(self, table: str, rows: list[dict]) -> None:
+        columns = list(rows[0])
+        self.session.insert(table, [[row[c] for c in columns] for row in rows], column_names=columns)
+        STORED.labels(table).inc(len(rows))
+
+    def _without_stored(self, slot: _Pending) -> tuple[list[dict], list[ConsumerRecord]]:
+        """Drop rows whose key repeats in the batch or is already stored (a replay after a
+        crash between insert and commit, or a client re-posting a batch). The key is
+        (app_id, id) where rows carry an app: another app's row with the same id is not a
+        replay and is stored apart.
+
+        One query per batch, bounded: it reads only the partitions (days) of the batch's
+        rows and the primary-key ranges of its apps, and returns at most one row per key."""
+        key_columns = slot.spec.dedup_key
+        if not key_columns:
+            return slot.rows, slot.records
+        seen: set[tuple] = set()
+        rows, records = [], []
+        for row, record in zip(slot.rows, slot.records, strict=True):
+            key = tuple(row[c] for c in key_columns)
+            if key not in seen:
+                seen.add(key)
+                rows.append(row)
+                records.append(record)
+        id_col = slot.spec.id_column
+        parameters: dict = {"days": sorted({r["ts"].astimezone(UTC).date() for r in rows}), "n": len(seen)}
+        if slot.spec.app_scoped:
+            condition = (
+                f"app_id IN {{apps:Array(String)}} AND (app_id, {id_col}) IN {{keys:Array(Tuple(String, UUID))}}"
+            )
+            parameters["apps"] = sorted({app for app, _ in seen})
+            parameters["keys"] = [(app, str(i)) for app, i in seen]
+        else:
+            condition = f"{id_col} IN {{keys:Array(UUID)}}"
+            parameters["keys"] = [str(i) for (i,) in seen]
+        stored = {
+            tuple(r)
+            for r in self.session.query(
+                f"SELECT DISTINCT {', '.join(key_columns)} FROM {slot.spec.table} "
+                f"WHERE toDate(ts) IN {{days:Array(Date)}} AND {condition} LIMIT {{n:UInt32}}",
+                parameters,
+            ).result_rows
+        }
+        if stored:
+            SKIPPED.labels(slot.spec.table).inc(len(stored))
+            keep = [
+                (row, rec)
+                for row, rec in zip(rows, records, strict=True)
+                if tuple(row[c] for c in key_columns) not in stored
+            ]
+            rows = [row for row, _ in keep]
+            records = [rec for _, rec in keep]
+        return rows, records
