@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from lookout.core.app_map import AppMap
 from lookout.core.events import LlmCall
-from lookout.core.pii import PiiPolicy, pseudonymise, redact_call
+from lookout.core.pii import PiiPolicy, pseudonymise, redaction_updates
 from lookout.core.pricing import PriceTable
 
 from .settings import IngestSettings, PiiMode
@@ -34,11 +34,12 @@ class Enricher:
         )
 
     def __call__(self, call: LlmCall) -> tuple[LlmCall, int]:
-        call, redactions = redact_call(call, self.policy.for_app(call.app_id))
-        updates: dict = {}
-        metadata = dict(call.metadata)
+        """The call as it may be stored, and its redaction count. One copy of the call at
+        most (none when nothing changes), and of its metadata only when keys are added."""
+        updates, redactions = redaction_updates(call, self.policy.for_app(call.app_id))
+        added: dict[str, str] = {}
         if redactions:
-            metadata["lookout.pii_redactions"] = str(redactions)
+            added["lookout.pii_redactions"] = str(redactions)
         if call.user_id:
             updates["user_id"] = pseudonymise(call.user_id, self.secret)
         if call.session_id:
@@ -47,9 +48,10 @@ class Enricher:
             cost = self.prices.cost(call.provider, call.model, call.tokens_in, call.tokens_out)
             if cost is not None:
                 updates["cost_usd"] = cost
-                metadata["lookout.price_table"] = self.prices.version
-        if metadata != call.metadata:
-            updates["metadata"] = metadata
+                added["lookout.price_table"] = self.prices.version
+        if added:
+            metadata = updates.get("metadata", call.metadata)
+            updates["metadata"] = {**metadata, **added}  # type: ignore[dict-item]
         if updates:
             call = call.model_copy(update=updates)
         return call, redactions

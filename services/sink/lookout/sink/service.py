@@ -47,7 +47,8 @@ class SinkService:
         settings = self.settings
         if self.session is None:
             self.session = await asyncio.to_thread(Session.connect, settings, migrate=True)
-        self.store = Store(self.session, settings.topic_prefix, chdb=settings.clickhouse_dsn.startswith("chdb:"))
+        self.store = Store(self.session, settings.topic_prefix, chdb=settings.clickhouse_dsn.startswith("chdb:"),
+                           fast=settings.sink_sql_rows)
         self._producer = await kafka.start_producer(settings)
         await self.worker.start(self._producer)
         log.info("sink running: %s -> %s", settings.kafka_bootstrap, settings.clickhouse_dsn.split("@")[-1])
