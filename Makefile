@@ -38,7 +38,8 @@ test: setup kafka
 	$(BIN)/ruff check .
 	LOOKOUT_KAFKA_LIBS=$(CURDIR)/.cache/kafka/$(KAFKA_VERSION)/libs $(BIN)/python -m pytest
 
-# pyright (basic) covers core/ for now (pyrightconfig.json); the services join as they move onto the shape.
+# pyright (basic) covers core/, sdk/ (the SDK itself as Python 3.9, its oldest) and jobs/finetune/ (pyrightconfig.json);
+# the services join as they move onto the shape.
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/pyright

@@ -1,4 +1,4 @@
-"""Fine-tuning throughput of jobs/finetune (lookout_finetune.train): tokens/s and peak memory,
+"""Fine-tuning throughput of jobs/finetune (lookout.finetune.train): tokens/s and peak memory,
 LoRA vs full, per device, on a GPT-2 shaped model built from a config with random weights
 (no hub here; cost per token does not depend on the weights).
 
@@ -25,9 +25,10 @@ from pathlib import Path
 
 import orjson
 import torch
-from lookout_finetune.tiny import build_tokenizer
-from lookout_finetune.train import TrainConfig, train
 from transformers import GPT2Config, GPT2LMHeadModel
+
+from lookout.finetune.tiny import build_tokenizer
+from lookout.finetune.train import TrainConfig, train
 
 SIZES = {"tiny": dict(n_layer=2, n_embd=64, n_head=2, vocab=512),
          "100m": dict(n_layer=12, n_embd=768, n_head=12, vocab=32000)}

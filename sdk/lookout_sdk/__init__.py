@@ -12,10 +12,13 @@ Or by hand: `lookout.log_call(model=..., input=..., output=..., tokens_in=..., .
 """
 
 from ._aio import AsyncLookout
-from ._base import Stats, __version__
 from ._client import Lookout
+from ._config import __version__
+from ._context import context, last_event_id
+from ._default import get_client, init, set_client
+from ._delivery import Stats
 from ._ids import uuid7
-from ._observe import Observation, context, current_call, get_client, init, last_event_id, observe, set_client
+from ._observe import Observation, current_call, observe
 from ._openai import wrap_openai
 
 __all__ = [

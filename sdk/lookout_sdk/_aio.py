@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from typing import Any
 
-import httpx
+from . import _transport
+from ._caller import ClientBase
+from ._lifecycle import ensure_exit_hooks
 
-from ._base import _BaseClient, _ensure_exit_hooks, _Plan, _Post, logger
+logger = logging.getLogger("lookout_sdk")
 
 
-class AsyncLookout(_BaseClient):
+class AsyncLookout(ClientBase):
     """The asyncio flavour of `Lookout`: same arguments and counters, sending from a task
     on the running event loop with httpx.AsyncClient.
 
@@ -43,11 +45,11 @@ class AsyncLookout(_BaseClient):
             if loop is not None and not loop.is_closed() and loop.is_running():
                 loop.call_soon_threadsafe(self._start)
             return
-        with self._lock:
+        with self._outbox.lock:
             if self._started:
                 return
             self._started = True
-        _ensure_exit_hooks()
+        ensure_exit_hooks()
         self._loop = loop
         self._wake_event = asyncio.Event()
         self._ainterrupt = asyncio.Event()
@@ -76,54 +78,26 @@ class AsyncLookout(_BaseClient):
             except RuntimeError:  # its loop is gone (the exit-time drain)
                 pass
 
-    async def _drive_async(self, plan: _Plan, http: httpx.AsyncClient) -> Any:
-        try:
-            effect = next(plan)
-            while True:
-                if isinstance(effect, _Post):
-                    value: Any
-                    try:
-                        r = await http.post(
-                            effect.path, content=effect.body, headers=effect.headers, timeout=effect.timeout
-                        )
-                        value = (r.status_code, r.headers, r.content)
-                    except Exception as exc:  # any transport failure is "not now", never a crash
-                        value = exc
-                else:
-                    assert self._ainterrupt is not None
-                    try:
-                        await asyncio.wait_for(self._ainterrupt.wait(), max(0.0, effect.seconds))
-                        self._ainterrupt.clear()
-                        value = True
-                    except asyncio.TimeoutError:
-                        value = False
-                effect = plan.send(value)
-        except StopIteration as stop:
-            return stop.value
-
     async def _run(self) -> None:
-        assert self._wake_event is not None
-        http = httpx.AsyncClient(base_url=self.endpoint or "", headers=self._headers, timeout=self._timeout)
+        assert self._wake_event is not None and self._ainterrupt is not None
+        http = _transport.async_http_client(self._config)
+        outbox = self._outbox
         try:
-            next_drain = time.monotonic() + self._flush_interval
+            drain_due = time.monotonic() + self._config.flush_interval
             while True:
-                now = time.monotonic()
-                drain_all = self._stopping or self._flush_requested or now >= next_drain
-                if drain_all:
-                    self._flush_requested = False
-                    next_drain = now + self._flush_interval
+                drain_all, drain_due = self._next_round(drain_due)
                 try:
-                    await self._drive_async(self._pump(drain_all), http)
+                    await _transport.run_async(outbox.pump(drain_all), http, self._ainterrupt)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
                     logger.exception("lookout_sdk: sender error")
-                    self._abandon_in_flight()
-                    await asyncio.sleep(min(1.0, self._flush_interval))
-                if self._stopping and not self._queue:
+                    outbox.abandon_in_flight()
+                    await asyncio.sleep(min(1.0, self._config.flush_interval))
+                if outbox.stopping and not outbox.queue:
                     return
                 try:
-                    await asyncio.wait_for(self._wake_event.wait(), max(0.0, next_drain - time.monotonic()))
+                    await asyncio.wait_for(self._wake_event.wait(), max(0.0, drain_due - time.monotonic()))
                 except asyncio.TimeoutError:
                     pass
                 self._wake_event.clear()
@@ -131,8 +105,8 @@ class AsyncLookout(_BaseClient):
         except asyncio.CancelledError:
             # The loop is shutting down (asyncio.run's end): put the batch in hand back, so
             # the exit-time drain sends it.
-            in_flight, self._in_flight = self._in_flight, []
-            self._queue.extendleft(reversed(in_flight))
+            in_flight, outbox.in_flight = outbox.in_flight, []
+            outbox.queue.extendleft(reversed(in_flight))
             raise
         finally:
             self._started = False
@@ -144,8 +118,9 @@ class AsyncLookout(_BaseClient):
     async def flush(self, timeout: float | None = 10.0) -> bool:
         """Wait until everything logged before this call is sent, refused or spilled; False
         after `timeout` seconds."""
-        target = self._enqueued
-        if self._processed >= target:
+        outbox = self._outbox
+        target = outbox.enqueued
+        if outbox.processed >= target:
             return True
         if not self._started:
             self._start()
@@ -154,7 +129,7 @@ class AsyncLookout(_BaseClient):
             self._wake_event.set()
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        while self._processed < target:
+        while outbox.processed < target:
             waiter = loop.create_future()
             self._waiters.append(waiter)
             remaining = None if deadline is None else deadline - loop.time()
@@ -163,15 +138,16 @@ class AsyncLookout(_BaseClient):
             try:
                 await asyncio.wait_for(waiter, remaining)
             except asyncio.TimeoutError:
-                return self._processed >= target
+                return outbox.processed >= target
         return True
 
     async def aclose(self, timeout: float | None = None) -> None:
         """Flush for at most `timeout` seconds (default `shutdown_timeout`) and stop the task;
         what is left is spilled or counted as failed."""
-        if self._closed:
+        outbox = self._outbox
+        if outbox.closed:
             return
-        if self._queue and not self._started:
+        if outbox.queue and not self._started:
             self._start()
         deadline = self._begin_close(timeout)
         if self._ainterrupt is not None:
@@ -188,21 +164,22 @@ class AsyncLookout(_BaseClient):
                     await task
                 except (asyncio.CancelledError, Exception):
                     pass
-        self._give_up_items(self._drain_queue())
+        outbox.give_up_items(outbox.drain())
 
     def _close_at_exit(self) -> None:
         """The loop is gone at interpreter exit: send what is left with a blocking client."""
-        if self._closed:
+        outbox = self._outbox
+        if outbox.closed:
             return
         self._begin_close(None)
         self._interrupt.clear()  # no one will interrupt this drain; the deadline bounds it
-        if self._queue and self.enabled:
+        if outbox.queue and self._enabled:
             try:
-                with self._http_client() as http:
-                    self._drive_sync(self._pump(True), http)
+                with _transport.http_client(self._config) as http:
+                    _transport.run(outbox.pump(True), http, self._interrupt)
             except Exception:
                 logger.exception("lookout_sdk: exit-time send failed")
-        self._give_up_items(self._drain_queue())
+        outbox.give_up_items(outbox.drain())
 
     async def __aenter__(self) -> AsyncLookout:
         return self

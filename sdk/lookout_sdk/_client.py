@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
 
-from ._base import _BaseClient, _ensure_exit_hooks, logger
+from . import _transport
+from ._caller import ClientBase
+from ._lifecycle import ensure_exit_hooks
+
+logger = logging.getLogger("lookout_sdk")
 
 
-class Lookout(_BaseClient):
+class Lookout(ClientBase):
     """Sends every LLM call of an application to Lookout, from one background thread.
 
     >>> from lookout_sdk import Lookout
@@ -48,11 +53,11 @@ class Lookout(_BaseClient):
         self._progress = threading.Condition(threading.Lock())
 
     def _start(self) -> None:
-        with self._lock:
+        with self._outbox.lock:
             if self._started:
                 return
             self._started = True
-        _ensure_exit_hooks()
+        ensure_exit_hooks()
         self._thread = threading.Thread(target=self._run, name="lookout-sender", daemon=True)
         self._thread.start()
 
@@ -65,24 +70,21 @@ class Lookout(_BaseClient):
             self._progress.notify_all()
 
     def _run(self) -> None:
-        with self._http_client() as http:
-            next_drain = time.monotonic() + self._flush_interval
+        with _transport.http_client(self._config) as http:
+            drain_due = time.monotonic() + self._config.flush_interval
             while True:
-                now = time.monotonic()
-                drain_all = self._stopping or self._flush_requested or now >= next_drain
-                if drain_all:
-                    self._flush_requested = False
-                    next_drain = now + self._flush_interval
+                drain_all, drain_due = self._next_round(drain_due)
+                outbox = self._outbox
                 try:
-                    self._drive_sync(self._pump(drain_all), http)
+                    _transport.run(outbox.pump(drain_all), http, self._interrupt)
                 except Exception:
                     logger.exception("lookout_sdk: sender error")
-                    self._abandon_in_flight()
-                    self._interrupt.wait(min(1.0, self._flush_interval))
-                if self._stopping and not self._queue:
+                    outbox.abandon_in_flight()
+                    self._interrupt.wait(min(1.0, self._config.flush_interval))
+                if outbox.stopping and not outbox.queue:
                     return
                 # Woken early when a batch is full, on flush() and on close().
-                self._wakeup.wait(max(0.0, next_drain - time.monotonic()))
+                self._wakeup.wait(max(0.0, drain_due - time.monotonic()))
                 self._wakeup.clear()
 
     def flush(self, timeout: float | None = 10.0) -> bool:
@@ -94,19 +96,21 @@ class Lookout(_BaseClient):
         """
         if self._pid != os.getpid():
             self._after_fork()
-        target = self._enqueued
-        if self._processed >= target:
+        outbox = self._outbox
+        target = outbox.enqueued
+        if outbox.processed >= target:
             return True
         self._flush_requested = True
         self._wakeup.set()
         with self._progress:
-            return self._progress.wait_for(lambda: self._processed >= target, timeout)
+            return self._progress.wait_for(lambda: outbox.processed >= target, timeout)
 
     def close(self, timeout: float | None = None) -> None:
         """Flush for at most `timeout` seconds (default `shutdown_timeout`), then stop the
         sender. What could not be sent by then is spilled (with a spill directory) or counted
         as failed. Later log_call()s are dropped. Called at interpreter exit."""
-        if self._closed:
+        outbox = self._outbox
+        if outbox.closed:
             return
         deadline = self._begin_close(timeout)
         self._wakeup.set()
@@ -116,7 +120,7 @@ class Lookout(_BaseClient):
         if thread is None or thread.is_alive():
             # The sender is stuck in a request or was never started: take the leftovers.
             # Events of the request in flight may then arrive twice; the server keeps one.
-            self._give_up_items([*(self._in_flight if thread is not None else []), *self._drain_queue()])
+            outbox.give_up_items([*(outbox.in_flight if thread is not None else []), *outbox.drain()])
 
     def _close_at_exit(self) -> None:
         self.close()

@@ -44,11 +44,6 @@ CALL_FIELDS = (
     "environment",
 )
 
-# Fields `lookout_sdk.context(...)` may set for every call logged inside it.
-CONTEXT_FIELDS = frozenset(
-    {"user_id", "session_id", "trace_id", "span_id", "prompt_version", "tags", "metadata", "environment"}
-)
-
 # The server's limits (core/lookout/core/events.py). Trimming here keeps one oversized
 # field from getting a whole event rejected.
 _LONG = 1_000_000
@@ -141,7 +136,7 @@ def build_call(
 ) -> dict:
     """The wire event for one queued call; None values are left out (the server rejects nulls
     it does not expect, and absent means 'unknown')."""
-    f = dict(zip(CALL_FIELDS, values))
+    f: dict[str, Any] = dict(zip(CALL_FIELDS, values))
     if ctx:
         for key, value in ctx.items():
             if key == "tags":

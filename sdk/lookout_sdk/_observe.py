@@ -1,4 +1,4 @@
-"""`observe` (decorator and context manager), `context`, and the process-wide default client."""
+"""`observe` (decorator and context manager): any function or block recorded as one LLM call."""
 
 from __future__ import annotations
 
@@ -6,145 +6,32 @@ import contextlib
 import functools
 import inspect
 import json
+import logging
 import re
-import sys
-import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar, Token
 from typing import Any, Callable, TypeVar
 
-from ._base import _CONTEXT, _BaseClient, logger
-from ._client import Lookout
-from ._events import CONTEXT_FIELDS
+from ._context import LAST_EVENT_ID, CallLog, default_client, otel_ids
+from ._events import CALL_FIELDS
 from ._ids import uuid7
+
+logger = logging.getLogger("lookout_sdk")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _CURRENT: ContextVar[Observation | None] = ContextVar("lookout_current_call", default=None)
-_LAST_EVENT_ID: ContextVar[str | None] = ContextVar("lookout_last_event_id", default=None)
 
-# What an observation may carry besides the timings it measures itself.
-_FIELDS = (
-    "input",
-    "prompt",
-    "output",
-    "tokens_in",
-    "tokens_out",
-    "cost_usd",
-    "model_version",
-    "prompt_version",
-    "user_id",
-    "session_id",
-    "trace_id",
-    "span_id",
-    "tags",
-    "metadata",
-    "context",
-    "reference",
-    "logprobs",
-    "app_id",
-    "environment",
-)
+# What the observation measures itself; every other log_call field may be set on it.
+_MEASURED = frozenset({"model", "provider", "latency_ms", "ttft_ms", "status", "error"})
+_FIELDS = tuple(f for f in CALL_FIELDS if f not in _MEASURED)
 _TEXT_LIMIT = 100_000
-
-
-# ---------------------------------------------------------------------- default client
-
-_default: _BaseClient | None = None
-_default_lock = threading.Lock()
-
-
-def init(**kwargs: Any) -> Lookout:
-    """Create a `Lookout` (same arguments) and make it the default for `observe`,
-    `wrap_openai` and friends when they are not handed a client.
-
-    >>> import lookout_sdk
-    >>> lookout_sdk.init(app_id="support-bot")  # endpoint and key from LOOKOUT_* env vars
-    """
-    client = Lookout(**kwargs)
-    set_client(client)
-    return client
-
-
-def set_client(client: _BaseClient) -> None:
-    """Make `client` (a Lookout or an AsyncLookout) the default one."""
-    global _default
-    with _default_lock:
-        _default = client
-
-
-def get_client() -> _BaseClient:
-    """The default client; created from the LOOKOUT_* environment on first use."""
-    global _default
-    client = _default
-    if client is None:
-        with _default_lock:
-            if _default is None:
-                _default = Lookout()
-            client = _default
-    return client
-
-
-# ---------------------------------------------------------------------- context
-
-
-@contextlib.contextmanager
-def context(**fields: Any) -> Iterator[None]:
-    """Attach fields to every call logged inside the block, by any client, in this thread or
-    asyncio task: user_id, session_id, trace_id, span_id, prompt_version, environment,
-    tags (added) and metadata (merged; the call's own values win).
-
-    >>> with lookout_sdk.context(user_id=request.user_id, session_id=conversation_id, tags=["beta"]):
-    ...     reply = openai_client.chat.completions.create(model="gpt-4o-mini", messages=messages)
-    """
-    unknown = set(fields) - CONTEXT_FIELDS
-    if unknown:
-        raise TypeError(f"context() does not take {sorted(unknown)}; it takes {sorted(CONTEXT_FIELDS)}")
-    outer = _CONTEXT.get() or {}
-    merged: dict[str, Any] = {**outer, **{k: v for k, v in fields.items() if v is not None}}
-    if "tags" in fields and fields["tags"] is not None:
-        merged["tags"] = [*outer.get("tags", ()), *fields["tags"]]
-    if "metadata" in fields and fields["metadata"] is not None:
-        merged["metadata"] = {**outer.get("metadata", {}), **fields["metadata"]}
-    token = _CONTEXT.set(merged)
-    try:
-        yield
-    finally:
-        _CONTEXT.reset(token)
 
 
 def current_call() -> Observation | None:
     """The innermost call being observed in this thread or task (to set tokens, cost...)."""
     return _CURRENT.get()
-
-
-def last_event_id() -> str | None:
-    """The event_id of the last call recorded by `observe` or `wrap_openai` in this thread or
-    asyncio task, e.g. to attach end-user feedback to it later.
-
-    >>> reply = client.chat.completions.create(model="gpt-4o-mini", messages=messages)
-    >>> session["event_id"] = lookout_sdk.last_event_id()
-    """
-    return _LAST_EVENT_ID.get()
-
-
-def otel_ids() -> tuple[int | None, int | None]:
-    """trace and span ids of the active OpenTelemetry span, when the app uses OpenTelemetry
-    (only looked up if it is already imported: the SDK never pulls it in)."""
-    trace = sys.modules.get("opentelemetry.trace")
-    if trace is None:
-        return None, None
-    try:
-        ctx = trace.get_current_span().get_span_context()
-        if ctx.is_valid:
-            return ctx.trace_id, ctx.span_id
-    except Exception:
-        pass
-    return None, None
-
-
-# ---------------------------------------------------------------------- observe
 
 
 def _text(value: Any) -> str:
@@ -183,9 +70,30 @@ class Observation:
     status and error are measured; the event_id exists from the start (`call.event_id`).
     """
 
+    # The log_call fields it carries (_FIELDS), as log_call takes them.
+    input: Sequence[Any] | str | None
+    prompt: str | None
+    output: str | None
+    tokens_in: int | None
+    tokens_out: int | None
+    cost_usd: float | None
+    model_version: str | None
+    prompt_version: str | None
+    user_id: str | None
+    session_id: str | None
+    trace_id: str | int | None
+    span_id: str | int | None
+    tags: Iterable[str] | None
+    metadata: Mapping[str, Any] | None
+    context: Iterable[str] | None
+    reference: str | None
+    logprobs: Iterable[float] | None
+    app_id: str | None
+    environment: str | None
+
     def __init__(
         self,
-        client: _BaseClient | None,
+        client: CallLog | None,
         *,
         name: str | None = None,
         model: str | None = None,
@@ -212,6 +120,7 @@ class Observation:
         self._t0 = 0.0
         self._ttft: float | None = None
         self._token: Token[Observation | None] | None = None
+        self._chunks: list[Any] = []
 
     # -- the call itself
 
@@ -225,7 +134,7 @@ class Observation:
         self._t0 = time.perf_counter()
         self.event_id = uuid7(self._ts)
         self._token = _CURRENT.set(self)
-        _LAST_EVENT_ID.set(self.event_id)
+        LAST_EVENT_ID.set(self.event_id)
 
     def _end(self, exc: BaseException | None) -> None:
         elapsed = time.perf_counter() - self._t0
@@ -236,7 +145,8 @@ class Observation:
                 pass
             self._token = None
         try:
-            client = self._client or get_client()
+            # The default client is looked up now, not when the function was decorated.
+            client = self._client or default_client()
             values = {key: getattr(self, key) for key in _FIELDS}
             if values["trace_id"] is None:
                 values["trace_id"], values["span_id"] = otel_ids()
@@ -298,14 +208,8 @@ class Observation:
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 call = start(args, kwargs)
-                try:
-                    result = await func(*args, **kwargs)
-                except BaseException as exc:
-                    call._end(exc)
-                    raise
-                call._take_result(result)
-                call._end(None)
-                return result
+                with call._ending():
+                    return call._returned(await func(*args, **kwargs))
 
             return async_wrapper  # type: ignore[return-value]
 
@@ -314,18 +218,9 @@ class Observation:
             @functools.wraps(func)
             async def async_gen_wrapper(*args: Any, **kwargs: Any) -> Any:
                 call = start(args, kwargs)
-                parts: list[Any] = []
-                try:
+                with call._ending():
                     async for item in func(*args, **kwargs):
-                        call.first_token()
-                        parts.append(item)
-                        yield item
-                except BaseException as exc:
-                    call._take_chunks(parts)
-                    call._end(exc)
-                    raise
-                call._take_chunks(parts)
-                call._end(None)
+                        yield call._chunk(item)
 
             return async_gen_wrapper  # type: ignore[return-value]
 
@@ -334,34 +229,40 @@ class Observation:
             @functools.wraps(func)
             def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
                 call = start(args, kwargs)
-                parts: list[Any] = []
-                try:
+                with call._ending():
                     for item in func(*args, **kwargs):
-                        call.first_token()
-                        parts.append(item)
-                        yield item
-                except BaseException as exc:
-                    call._take_chunks(parts)
-                    call._end(exc)
-                    raise
-                call._take_chunks(parts)
-                call._end(None)
+                        yield call._chunk(item)
 
             return gen_wrapper  # type: ignore[return-value]
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             call = start(args, kwargs)
-            try:
-                result = func(*args, **kwargs)
-            except BaseException as exc:
-                call._end(exc)
-                raise
-            call._take_result(result)
-            call._end(None)
-            return result
+            with call._ending():
+                return call._returned(func(*args, **kwargs))
 
         return wrapper  # type: ignore[return-value]
+
+    @contextlib.contextmanager
+    def _ending(self) -> Iterator[None]:
+        """Around one invocation: records it when it returns, ends, or raises (re-raised)."""
+        try:
+            yield
+        except BaseException as exc:
+            self._take_chunks()
+            self._end(exc)
+            raise
+        self._take_chunks()
+        self._end(None)
+
+    def _chunk(self, item: Any) -> Any:
+        self.first_token()
+        self._chunks.append(item)
+        return item
+
+    def _returned(self, result: Any) -> Any:
+        self._take_result(result)
+        return result
 
     def _take_arguments(self, signature: inspect.Signature | None, args: tuple, kwargs: dict) -> None:
         if self.input is not None or self.prompt is not None:
@@ -402,7 +303,8 @@ class Observation:
         except Exception:
             pass
 
-    def _take_chunks(self, parts: list[Any]) -> None:
+    def _take_chunks(self) -> None:
+        parts = self._chunks
         if not self._capture_output or self.output is not None or not parts:
             return
         if all(isinstance(p, str) for p in parts):
@@ -423,7 +325,7 @@ def observe(
     *,
     model: str | None = None,
     provider: str | None = None,
-    client: _BaseClient | None = None,
+    client: CallLog | None = None,
     capture_input: bool = True,
     capture_output: bool = True,
     **fields: Any,

@@ -6,15 +6,20 @@ the application pins (and with AzureOpenAI and OpenAI-compatible servers alike).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
+import logging
 import time
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, Callable, TypeVar
 
-from ._base import _BaseClient, logger
+from ._context import LAST_EVENT_ID, CallLog, otel_ids
+from ._default import get_client
 from ._ids import uuid7
-from ._observe import _LAST_EVENT_ID, get_client, otel_ids
+
+logger = logging.getLogger("lookout_sdk")
 
 C = TypeVar("C")
 
@@ -22,8 +27,12 @@ C = TypeVar("C")
 class _Recorder:
     """Everything measured about one completion; logs it exactly once."""
 
-    def __init__(self, lookout: _BaseClient | None, kwargs: dict[str, Any], provider: str, fields: dict[str, Any]):
+    def __init__(
+        self, lookout: CallLog | None, kwargs: dict[str, Any], provider: str, fields: dict[str, Any], hide_usage: bool
+    ) -> None:
         self.lookout = lookout
+        self.streaming = bool(kwargs.get("stream"))
+        self.hide_usage = hide_usage  # usage chunks we asked for, not the caller
         self.ts = time.time()
         self.t0 = time.perf_counter()
         self.event_id = uuid7(self.ts)
@@ -40,7 +49,7 @@ class _Recorder:
         self.tokens_out: int | None = None
         self.model_version: str | None = None
         self.done = False
-        _LAST_EVENT_ID.set(self.event_id)
+        LAST_EVENT_ID.set(self.event_id)
 
     def on_response(self, response: Any) -> None:
         try:
@@ -103,6 +112,29 @@ class _Recorder:
             if isinstance(value, (int, float)):
                 self.logprobs.append(float(value))
 
+    @contextlib.contextmanager
+    def failing(self) -> Iterator[None]:
+        """Around the request: a failed one is recorded with its error (re-raised)."""
+        try:
+            yield
+        except BaseException as exc:
+            self.finish(exc)
+            raise
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[None]:
+        """Around a stream: finished when it ends, fails (re-raised) or is stopped early
+        (what was streamed so far)."""
+        try:
+            yield
+        except GeneratorExit:
+            self.finish()
+            raise
+        except BaseException as exc:
+            self.finish(exc)
+            raise
+        self.finish()
+
     def finish(self, error: BaseException | None = None) -> None:
         if self.done:
             return
@@ -140,32 +172,41 @@ def _usage_only(chunk: Any) -> bool:
     return not getattr(chunk, "choices", None) and getattr(chunk, "usage", None) is not None
 
 
-class _ObservedStream:
-    """The caller's Stream, chunk for chunk; measures as the chunks go by."""
+class _Observed:
+    """The caller's stream, chunk for chunk, measured as the chunks go by; anything else is
+    the stream's own (`.response` and friends)."""
 
-    def __init__(self, stream: Any, recorder: _Recorder, hide_usage: bool) -> None:
+    def __init__(self, stream: Any, recorder: _Recorder) -> None:
         self._stream = stream
         self._recorder = recorder
-        self._hide_usage = hide_usage
         self._iterator = self._iterate()
 
     def _iterate(self) -> Any:
-        recorder = self._recorder
-        try:
-            for chunk in self._stream:
-                recorder.on_chunk(chunk)
-                if self._hide_usage and _usage_only(chunk):
-                    continue  # we asked for it, not the caller
-                yield chunk
-        except GeneratorExit:  # the caller stopped early: what was streamed so far
-            recorder.finish()
-            raise
-        except BaseException as exc:
-            recorder.finish(exc)
-            raise
-        recorder.finish()
+        raise NotImplementedError
 
-    def __iter__(self) -> Any:
+    def _shown(self, chunk: Any) -> bool:
+        self._recorder.on_chunk(chunk)
+        return not (self._recorder.hide_usage and _usage_only(chunk))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_stream", "_recorder"):
+            raise AttributeError(name)
+        return getattr(self._stream, name)
+
+    def __del__(self) -> None:
+        recorder = self.__dict__.get("_recorder")
+        if recorder is not None and not recorder.done:
+            recorder.finish()
+
+
+class _ObservedStream(_Observed):
+    def _iterate(self) -> Iterator[Any]:
+        with self._recorder.recording():
+            for chunk in self._stream:
+                if self._shown(chunk):
+                    yield chunk
+
+    def __iter__(self) -> Iterator[Any]:
         return self._iterator
 
     def __next__(self) -> Any:
@@ -181,43 +222,15 @@ class _ObservedStream:
         self._recorder.finish()
         self._stream.close()
 
-    def __getattr__(self, name: str) -> Any:  # .response and friends
-        if name.startswith("__") or name in ("_stream", "_recorder"):
-            raise AttributeError(name)
-        return getattr(self._stream, name)
 
-    def __del__(self) -> None:
-        recorder = self.__dict__.get("_recorder")
-        if recorder is not None and not recorder.done:
-            recorder.finish()
-
-
-class _ObservedAsyncStream:
-    """The caller's AsyncStream, chunk for chunk; measures as the chunks go by."""
-
-    def __init__(self, stream: Any, recorder: _Recorder, hide_usage: bool) -> None:
-        self._stream = stream
-        self._recorder = recorder
-        self._hide_usage = hide_usage
-        self._iterator = self._iterate()
-
-    async def _iterate(self) -> Any:
-        recorder = self._recorder
-        try:
+class _ObservedAsyncStream(_Observed):
+    async def _iterate(self) -> AsyncIterator[Any]:
+        with self._recorder.recording():
             async for chunk in self._stream:
-                recorder.on_chunk(chunk)
-                if self._hide_usage and _usage_only(chunk):
-                    continue
-                yield chunk
-        except GeneratorExit:
-            recorder.finish()
-            raise
-        except BaseException as exc:
-            recorder.finish(exc)
-            raise
-        recorder.finish()
+                if self._shown(chunk):
+                    yield chunk
 
-    def __aiter__(self) -> Any:
+    def __aiter__(self) -> AsyncIterator[Any]:
         return self._iterator
 
     async def __anext__(self) -> Any:
@@ -233,20 +246,10 @@ class _ObservedAsyncStream:
         self._recorder.finish()
         await self._stream.close()
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("_stream", "_recorder"):
-            raise AttributeError(name)
-        return getattr(self._stream, name)
-
-    def __del__(self) -> None:
-        recorder = self.__dict__.get("_recorder")
-        if recorder is not None and not recorder.done:
-            recorder.finish()
-
 
 def wrap_openai(
     client: C,
-    lookout: _BaseClient | None = None,
+    lookout: CallLog | None = None,
     *,
     provider: str = "openai",
     stream_usage: bool = False,
@@ -281,43 +284,37 @@ def wrap_openai(
     original: Callable[..., Any] = completions.create
     is_async = inspect.iscoroutinefunction(inspect.unwrap(original))
 
-    def prepare(kwargs: dict[str, Any]) -> tuple[_Recorder, bool]:
+    def prepare(kwargs: dict[str, Any]) -> _Recorder:
         hide_usage = False
         if stream_usage and kwargs.get("stream") and kwargs.get("stream_options") is None:
             kwargs["stream_options"] = {"include_usage": True}
             hide_usage = True
-        return _Recorder(lookout, kwargs, provider, fields), hide_usage
+        return _Recorder(lookout, kwargs, provider, fields, hide_usage)
+
+    def answer(result: Any, recorder: _Recorder, stream_type: type[_Observed]) -> Any:
+        if recorder.streaming:
+            return stream_type(result, recorder)
+        recorder.on_response(result)
+        return result
 
     if is_async:
 
         @functools.wraps(original)
         async def acreate(*args: Any, **kwargs: Any) -> Any:
-            recorder, hide_usage = prepare(kwargs)
-            try:
+            recorder = prepare(kwargs)
+            with recorder.failing():
                 result = await original(*args, **kwargs)
-            except BaseException as exc:
-                recorder.finish(exc)
-                raise
-            if kwargs.get("stream"):
-                return _ObservedAsyncStream(result, recorder, hide_usage)
-            recorder.on_response(result)
-            return result
+            return answer(result, recorder, _ObservedAsyncStream)
 
         completions.create = acreate
     else:
 
         @functools.wraps(original)
         def create(*args: Any, **kwargs: Any) -> Any:
-            recorder, hide_usage = prepare(kwargs)
-            try:
+            recorder = prepare(kwargs)
+            with recorder.failing():
                 result = original(*args, **kwargs)
-            except BaseException as exc:
-                recorder.finish(exc)
-                raise
-            if kwargs.get("stream"):
-                return _ObservedStream(result, recorder, hide_usage)
-            recorder.on_response(result)
-            return result
+            return answer(result, recorder, _ObservedStream)
 
         completions.create = create
     completions._lookout_wrapped = True

@@ -309,18 +309,30 @@ def openai_server() -> Iterator[OpenAIServer]:
 
 
 @pytest.fixture
-def make_client(ingest: IngestServer) -> Iterator[Callable[..., Lookout]]:
+def client_options(ingest: IngestServer) -> Callable[[str, dict[str, Any]], dict[str, Any]]:
+    """The arguments of a client against `ingest` with test-sized timings; the test's own win."""
+
+    def options(app_id: str, given: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "endpoint": ingest.url,
+            "api_key": API_KEY,
+            "app_id": app_id,
+            "flush_interval": 0.05,
+            "backoff_base": 0.05,
+            "backoff_max": 0.4,
+            **given,
+        }
+
+    return options
+
+
+@pytest.fixture
+def make_client(client_options: Callable[[str, dict[str, Any]], dict[str, Any]]) -> Iterator[Callable[..., Lookout]]:
     """Lookout clients against `ingest`, with test-sized timings; closed after the test."""
     clients: list[Lookout] = []
 
     def make(**kwargs: Any) -> Lookout:
-        kwargs.setdefault("endpoint", ingest.url)
-        kwargs.setdefault("api_key", API_KEY)
-        kwargs.setdefault("app_id", "test-app")
-        kwargs.setdefault("flush_interval", 0.05)
-        kwargs.setdefault("backoff_base", 0.05)
-        kwargs.setdefault("backoff_max", 0.4)
-        client = Lookout(**kwargs)
+        client = Lookout(**client_options("test-app", kwargs))
         clients.append(client)
         return client
 

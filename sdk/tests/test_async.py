@@ -15,17 +15,11 @@ from lookout_sdk import AsyncLookout
 
 
 @pytest.fixture
-async def make_async(ingest):
+async def make_async(client_options):
     clients: list[AsyncLookout] = []
 
     def make(**kwargs) -> AsyncLookout:
-        kwargs.setdefault("endpoint", ingest.url)
-        kwargs.setdefault("api_key", ingest.api_key)
-        kwargs.setdefault("app_id", "async-app")
-        kwargs.setdefault("flush_interval", 0.05)
-        kwargs.setdefault("backoff_base", 0.05)
-        kwargs.setdefault("backoff_max", 0.4)
-        client = AsyncLookout(**kwargs)
+        client = AsyncLookout(**client_options("async-app", kwargs))
         clients.append(client)
         return client
 

@@ -314,6 +314,19 @@ def test_feedback_with_a_bad_thumbs_value_is_refused_without_raising(make_client
     assert client.feedback(client.log_call(model="m"), thumbs=0) is False
 
 
+def test_a_call_log_call_cannot_take_is_counted_as_failed_and_logged_once_without_raising(ingest, make_client, caplog):
+    client = make_client()
+    caplog.set_level(logging.WARNING, logger="lookout_sdk")
+    bad = [client.log_call(model="m", tags=5) for _ in range(3)]  # tags that are not a list of strings
+    good = client.log_call(model="m", tags=["ok"])
+    assert all(uuid.UUID(event_id).version == 7 for event_id in bad)
+    assert client.flush(5)
+    assert ingest.ids() == [good]
+    assert (client.stats.sent, client.stats.failed) == (1, 3)
+    warnings = [r for r in caplog.records if "log_call failed" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].exc_info is not None
+
+
 def test_context_fields_apply_to_every_call_inside_the_block(ingest, make_client):
     client = make_client()
     with context(user_id="u-9", session_id="s-9", tags=["beta"], metadata={"plan": "pro"}):

@@ -37,6 +37,7 @@ def test_messages_arguments_become_the_input_and_the_body_can_fill_in_the_rest(i
     @client.observe(model="m")
     def chat(messages: list[dict], temperature: float = 0.0) -> str:
         call = current_call()
+        assert call is not None
         call.tokens_in, call.tokens_out, call.cost_usd = 10, 2, 0.5
         return "ok"
 
@@ -136,7 +137,7 @@ def test_module_level_observe_uses_the_default_client_when_the_call_happens(inge
         answer("q")
         assert client.flush(5)
     finally:
-        lookout_sdk._observe._default = None
+        lookout_sdk._default._client = None
     assert ingest.events[0]["prompt"] == "q"
 
 

@@ -16,7 +16,7 @@ COMPLETION_TOKENS = 6
 
 @pytest.fixture
 def sync_clients(openai_server):
-    def make() -> openai.OpenAI:
+    def make():
         return openai.OpenAI(api_key="sk-test", base_url=f"{openai_server.url}/v1", max_retries=0)
 
     return make
@@ -24,7 +24,7 @@ def sync_clients(openai_server):
 
 @pytest.fixture
 def async_clients(openai_server):
-    def make() -> openai.AsyncOpenAI:
+    def make():
         return openai.AsyncOpenAI(api_key="sk-test", base_url=f"{openai_server.url}/v1", max_retries=0)
 
     return make

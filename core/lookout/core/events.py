@@ -114,7 +114,7 @@ class Message(_Wire):
 class LlmCall(_Wire):
     """One LLM call an application made. event_id is the client-made idempotency key."""
 
-    schema_: Literal["llm_call/1"] = Field("llm_call/1", alias="schema")
+    schema_: Literal["llm_call/1"] = Field(default="llm_call/1", alias="schema")
     event_id: uuid.UUID
     ts: datetime
     app_id: AppId
@@ -153,7 +153,7 @@ class LlmCall(_Wire):
 
 
 class Score(_Wire):
-    schema_: Literal["score/1"] = Field("score/1", alias="schema")
+    schema_: Literal["score/1"] = Field(default="score/1", alias="schema")
     score_id: uuid.UUID
     event_id: uuid.UUID
     ts: datetime
@@ -176,7 +176,7 @@ class Score(_Wire):
 
 
 class DriftResult(_Wire):
-    schema_: Literal["drift/1"] = Field("drift/1", alias="schema")
+    schema_: Literal["drift/1"] = Field(default="drift/1", alias="schema")
     result_id: uuid.UUID
     ts: datetime
     app_id: AppId
@@ -200,7 +200,7 @@ class DriftResult(_Wire):
 
 
 class Feedback(_Wire):
-    schema_: Literal["feedback/1"] = Field("feedback/1", alias="schema")
+    schema_: Literal["feedback/1"] = Field(default="feedback/1", alias="schema")
     feedback_id: uuid.UUID
     event_id: uuid.UUID
     ts: datetime
@@ -233,7 +233,7 @@ RetrainState = Literal["requested", "approved", "rejected", "launched", "running
 
 
 class Retrain(_Wire):
-    schema_: Literal["retrain/1"] = Field("retrain/1", alias="schema")
+    schema_: Literal["retrain/1"] = Field(default="retrain/1", alias="schema")
     run_id: uuid.UUID
     ts: datetime
     app_id: AppId
@@ -251,7 +251,7 @@ class Retrain(_Wire):
 
 
 class DeadLetter(_Wire):
-    schema_: Literal["dead_letter/1"] = Field("dead_letter/1", alias="schema")
+    schema_: Literal["dead_letter/1"] = Field(default="dead_letter/1", alias="schema")
     dlq_id: uuid.UUID
     ts: datetime
     source_topic: ShortText

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from lookout_finetune.tiny import build_model
+
+from lookout.finetune.tiny import build_model
 
 QA = [("What is the capital of France?", "Paris is the capital of France."),
       ("How many legs does a spider have?", "A spider has eight legs."),

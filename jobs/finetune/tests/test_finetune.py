@@ -3,18 +3,21 @@ writes the adapter, metrics.json and a model card, and reports its states."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 import uuid
 
 import pytest
-from lookout_finetune.data import Example, encode, load_sft, split
-from lookout_finetune.train import TrainConfig, train
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from lookout.core import kafka, topics
 from lookout.core.events import Retrain
+from lookout.finetune.data import Example, encode, load_sft, split
+from lookout.finetune.train import TrainConfig, train
+from lookout.testing.kafka_io import read_all
 
 
 def test_split_is_deterministic_and_never_empty(sft_dataset):
@@ -57,9 +60,9 @@ def test_lora_training_lowers_held_out_loss_and_writes_outputs(tiny_model, sft_d
     assert isinstance(PeftModel.from_pretrained(base, out / "adapter"), PeftModel)
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
-    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}  # no LOOKOUT_KAFKA_BOOTSTRAP: stdout events
-    return subprocess.run([sys.executable, "-m", "lookout_finetune", *args], capture_output=True, text=True,
+def _run(*args: str, **env: str) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", **env}  # no LOOKOUT_KAFKA_BOOTSTRAP: stdout events
+    return subprocess.run([sys.executable, "-m", "lookout.finetune", *args], capture_output=True, text=True,
                           env=env, timeout=120)
 
 
@@ -75,13 +78,30 @@ def test_cli_reports_running_then_succeeded_on_stdout(tiny_model, sft_dataset, t
     assert events[-1].evidence["metrics"]["steps"] == 3
 
 
+def test_cli_reports_its_states_on_the_status_topic_when_given_a_bootstrap(kafka_broker, settings_for, tiny_model,
+                                                                          sft_dataset, tmp_path):
+    settings = settings_for(kafka_broker)
+    asyncio.run(kafka.ensure_topics(settings, [topics.RETRAIN_STATUS]))
+    run_id = str(uuid.uuid4())
+    p = _run("--dataset", str(sft_dataset), "--base-model", str(tiny_model), "--output", str(tmp_path / "o"),
+             "--run-id", run_id, "--max-steps", "2", "--device", "cpu", "--bootstrap", settings.kafka_bootstrap,
+             LOOKOUT_TOPIC_PREFIX=settings.topic_prefix)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == ""  # the events went to Kafka instead
+    records = asyncio.run(read_all(settings, topics.RETRAIN_STATUS))
+    events = [Retrain.model_validate_json(r.value or b"") for r in records]  # a tombstone fails here
+    assert events[0].status == "running" and events[-1].status == "succeeded"
+    assert {r.key for r in records} == {run_id.encode()}  # one partition per run: its states stay in order
+    assert events[-1].evidence["metrics"]["steps"] == 2
+
+
 def test_cli_reports_failed_on_a_bad_dataset(tiny_model, tmp_path):
     bad = tmp_path / "sft.jsonl"
     bad.write_text('{"messages": "nope"}\n')
     p = _run("--dataset", str(bad), "--base-model", str(tiny_model), "--output", str(tmp_path / "o"))
     assert p.returncode == 1
     last = Retrain.model_validate_json(p.stdout.splitlines()[-1])
-    assert last.status == "failed" and "an SFT line needs" in last.message
+    assert last.status == "failed" and "an SFT line needs" in (last.message or "")
 
 
 def test_cli_builds_a_tiny_base_model_on_first_use_and_reuses_it(sft_dataset, tmp_path):

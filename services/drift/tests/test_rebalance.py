@@ -35,10 +35,6 @@ def traffic_for(apps: list[str]) -> list[list]:
     return phases
 
 
-def expected_count(apps: list[str], signals: int) -> int:
-    return len(apps) * WINDOWS_PER_STREAM * signals
-
-
 async def test_streams_move_between_two_live_workers_without_losing_or_repeating_a_window(
     broker, settings_for, encoder, tokenizer
 ):
@@ -58,8 +54,11 @@ async def test_streams_move_between_two_live_workers_without_losing_or_repeating
             expected = await results.drain(3.0)
     finally:
         await solo.stop()
-    signals = len({r.signal for r in expected})
-    assert len(expected) == expected_count(apps, signals)
+    # Every stream reported its scheduled windows (and, once the shift's evidence crossed,
+    # a window at that event too).
+    for app in apps:
+        windows = {r.details["window_index"] for r in expected if r.app_id == app}
+        assert windows == set(range(len(windows))) and len(windows) >= WINDOWS_PER_STREAM
 
     # Two workers: B joins while A works, then A leaves while traffic still flows.
     s = drift_settings(settings_for(broker))
@@ -86,12 +85,20 @@ async def test_streams_move_between_two_live_workers_without_losing_or_repeating
     assert a.produced > 0 and b.produced > 0, "both workers tested windows"
     assert len(got) == len({r.result_id for r in got}), "a result went out twice"
     # Result ids derive from (stream, reference, window, signal); compare them by content.
-    # Statistics to 4 places: a vector reloaded from storage after a hand-over, or encoded in
-    # another batch, differs from the solo run's in the last bits of float32.
+    # Statistics (log10 of the evidence): a vector reloaded from storage after a hand-over,
+    # or encoded in another batch, differs from the solo run's in the last bits of float32.
+    # The same evidence, event for event, means the new owner resumed it where the old one
+    # left it.
     def by_slot(records):
-        return {(r.app_id, r.signal, r.details["window_index"]): (round(r.statistic, 4), r.drifted, r.current_size)
-                for r in records}
+        return {(r.app_id, r.signal, r.details["window_index"]): r for r in records}
 
-    assert by_slot(got) == by_slot(expected)
+    got_slots, expected_slots = by_slot(got), by_slot(expected)
+    assert got_slots.keys() == expected_slots.keys()
+    for slot, r in got_slots.items():
+        e = expected_slots[slot]
+        assert (r.drifted, r.current_size, r.details["evidence"]["observed"]) == (
+            e.drifted, e.current_size, e.details["evidence"]["observed"]), slot
+        # A last-bit difference can move one embedding score across a grid edge.
+        assert abs(r.statistic - e.statistic) <= 0.05 + 0.02 * abs(e.statistic), slot
     # The shift in the last phase is still seen after the hand-over.
     assert {r.app_id for r in got if r.signal == "prompt_embedding" and r.drifted} == set(apps)

@@ -28,8 +28,8 @@ def drift_settings(common, **extra) -> DriftSettings:
     values = {k: v for k, v in common.model_dump().items() if k in DriftSettings.model_fields}
     values.update(
         drift_reference_size=REF, drift_window_size=WINDOW, drift_test_every_events=EVERY,
-        drift_min_window_events=EVERY, drift_consecutive_windows=2, drift_batch_events=300,
-        drift_encoder_texts_per_s=1e9,  # no sampling: exact windows
+        drift_min_window_events=EVERY, drift_batch_events=300,
+        drift_lag_budget_s=1e9,  # no sampling: exact windows
     )
     values.update(extra)
     return DriftSettings(**values)

@@ -26,9 +26,9 @@ def drift_settings(settings, **extra) -> DriftSettings:
     values = settings.model_dump()
     values.update(
         drift_reference_size=REF, drift_window_size=WINDOW, drift_test_every_events=EVERY,
-        drift_min_window_events=EVERY, drift_consecutive_windows=2, drift_auth=False, drift_batch_events=300,
-        # Sampling off: these tests produce bursts and check exact windows.
-        drift_encoder_texts_per_s=1e9,
+        drift_min_window_events=EVERY, drift_auth=False, drift_batch_events=300,
+        # Sampling off (no lag reaches the budget): these tests produce bursts and check exact windows.
+        drift_lag_budget_s=1e9,
     )
     values.update(extra)
     return DriftSettings(**values)
@@ -115,54 +115,49 @@ def has_window(signal: str, index: int):
     return lambda rs: any(r.signal == signal and r.details["window_index"] >= index for r in rs)
 
 
-async def test_a_topic_shift_is_flagged_after_m_windows_and_not_before(settings, encoder, tokenizer):
+def first_drifted(signal: str):
+    return lambda rs: any(r.signal == signal and r.drifted for r in rs)
+
+
+async def test_a_topic_shift_is_reported_as_soon_as_evidence_crosses_with_its_share_and_examples(
+    settings, encoder, tokenizer
+):
     s = drift_settings(settings)
     traffic = Traffic()
-    await produce(s, traffic.calls("cooking", REF + 4 * EVERY) + traffic.calls("tax", 4 * EVERY))
-    service = DriftService(s, encoder=encoder, tokenizer=tokenizer)
-    await service.start()
-    try:
-        async with Results(s) as results:
-            records = await results.until(has_window("prompt_embedding", 7))
-    finally:
-        await service.stop()
-
-    by_window = {}
-    for r in records:
-        by_window.setdefault(r.details["window_index"], []).append(r)
-    assert sorted(by_window) == list(range(8))
-    # Windows 0-3 are all cooking: nothing drifted, on any signal.
-    assert not [r for i in range(4) for r in by_window[i] if r.drifted]
-    prompt = {r.details["window_index"]: r for r in records if r.signal == "prompt_embedding"}
-    # Window 4 is half tax: it crosses, but one window is not enough (M=2); 5 on are drifted.
-    assert prompt[4].details["window_crossed"] and not prompt[4].drifted
-    assert all(prompt[i].drifted for i in (5, 6, 7))
-    drifted = prompt[5]
-    assert drifted.method == "mmd_rbf" and drifted.p_value < 0.01 and drifted.reference_size == REF
-    assert drifted.current_size == WINDOW and len({r.reference_id for r in records}) == 1
-    assert 1 <= len(drifted.examples) <= 5
-    token = next(r for r in records if r.signal == "prompt_token_frequency" and r.details["window_index"] == 5)
-    assert token.drifted and token.details["top_tokens"]
-    # Every result went out keyed app/model, once.
-    assert len({r.result_id for r in records}) == len(records)
-
-
-async def test_examples_of_a_drifted_window_are_calls_of_the_new_topic(kafka_broker, settings_for, encoder, tokenizer):
-    s = drift_settings(settings_for(kafka_broker))
-    traffic = Traffic(seed=5)
-    cooking = traffic.calls("cooking", REF + EVERY)
-    tax = traffic.calls("tax", 2 * EVERY)
+    cooking, tax = traffic.calls("cooking", REF + 4 * EVERY), traffic.calls("tax", 4 * EVERY)
     await produce(s, cooking + tax)
     service = DriftService(s, encoder=encoder, tokenizer=tokenizer)
     await service.start()
     try:
         async with Results(s) as results:
-            records = await results.until(has_window("prompt_embedding", 2))
+            records = await results.until(first_drifted("prompt_embedding"))
+            records = await results.drain()
     finally:
         await service.stop()
-    crossed = [r for r in records if r.signal == "prompt_embedding" and r.details["window_crossed"]]
-    assert crossed
-    assert set(crossed[-1].examples) <= {c.event_id for c in tax}
+
+    onset = tax[0].ts
+    # Nothing drifted, on any signal, while the traffic was all cooking.
+    assert not [r for r in records if r.drifted and r.window_end < onset]
+    prompt = sorted((r for r in records if r.signal == "prompt_embedding"), key=lambda r: r.details["window_index"])
+    first = next(r for r in prompt if r.drifted)
+    # Flagged by evidence, within the first EVERY calls of the shift: not at the next
+    # scheduled window.
+    assert first.details["reported_because"] == "evidence" and first.window_end < tax[EVERY].ts
+    assert first.method == "conformal_shiryaev_roberts" and first.statistic >= first.threshold
+    assert first.p_value <= s.drift_alpha and first.reference_size == REF
+    # The share of the window's events since the change that is new (calls are one second
+    # apart: the last N of the window), and examples from that part.
+    share = first.details["shift_share"]
+    used = [c for c in cooking + tax
+            if first.window_end - timedelta(seconds=share["since_change_events"]) < c.ts <= first.window_end]
+    truth = sum(c in tax for c in used) / len(used)
+    assert abs(share["share"] - truth) <= 0.25 and share["low"] <= share["share"] <= share["high"]
+    assert 1 <= len(first.examples) <= 5 and set(first.examples) <= {c.event_id for c in tax}
+    # The fixed-window test of the same window is shown beside it.
+    assert first.details["window_test"]["method"] == "mmd_rbf"
+    assert len({r.reference_id for r in records}) == 1
+    # Every result went out keyed app/model, once.
+    assert len({r.result_id for r in records}) == len(records)
 
 
 async def test_a_stream_without_shift_stays_quiet_over_many_windows(kafka_broker, settings_for, encoder, tokenizer):
@@ -288,10 +283,11 @@ async def test_reference_reset_by_api_and_pinned_upload(kafka_broker, settings_f
 
             await produce(s, traffic.calls("cooking", EVERY))
             records = await results.until(lambda rs: any(r.reference_id == pinned_ref for r in rs))
+            records = await results.drain()
             against_pinned = [r for r in records if r.reference_id == pinned_ref]
-            assert {r.details["window_index"] for r in against_pinned} == {0}
-            # Cooking traffic against a travel reference: the embedding test crosses.
-            assert next(r for r in against_pinned if r.signal == "prompt_embedding").details["window_crossed"]
+            assert 0 in {r.details["window_index"] for r in against_pinned}
+            # Cooking traffic against a travel reference: the embedding evidence crosses.
+            assert any(r.drifted for r in against_pinned if r.signal == "prompt_embedding")
 
             listed = await http.get("/v1/drift/streams", headers={"Authorization": f"Bearer {reader}"})
             assert listed.json()["streams"][0]["reference_id"] == pinned_ref
@@ -310,13 +306,14 @@ async def test_reference_reset_by_api_and_pinned_upload(kafka_broker, settings_f
         await service.stop()
 
 
-async def test_traffic_beyond_the_encoder_is_sampled_uniformly_and_the_sample_size_recorded(
+async def test_beyond_the_lag_budget_traffic_is_sampled_and_unsampled_events_still_feed_every_other_signal(
     kafka_broker, settings_for, encoder, tokenizer
 ):
-    # An encoder budget of 100 texts/s: a burst of 600 events, consumed in about a second,
-    # cannot all be embedded; small windows so that the few sampled events make some.
-    s = drift_settings(settings_for(kafka_broker), drift_encoder_texts_per_s=100.0, drift_reference_size=10,
-                       drift_window_size=20, drift_test_every_events=10, drift_min_window_events=10)
+    # A lag budget of 0 s: every batch is over it and embeds what an encoder of 100 texts/s
+    # does in the time its events took to arrive (a burst: a few events per batch).
+    s = drift_settings(settings_for(kafka_broker), drift_lag_budget_s=0.0, drift_encoder_texts_per_s=100.0,
+                       drift_reference_size=100, drift_window_size=100, drift_test_every_events=100,
+                       drift_min_window_events=100)
     traffic = Traffic(seed=8)
     calls = traffic.calls("cooking", 600)
     await produce(s, calls)
@@ -325,15 +322,20 @@ async def test_traffic_beyond_the_encoder_is_sampled_uniformly_and_the_sample_si
     try:
         async with Results(s) as results:
             await eventually(lambda: service.stats.consumed >= len(calls), 120)
-            await results.until(has_window("prompt_embedding", 0))
+            await results.until(has_window("prompt_tokens", 4))
             records = await results.drain()
     finally:
         await service.stop()
-    sampled = [r for r in records if r.details["sample_rate"] < 1]
-    assert sampled
-    r = sampled[0]
-    assert r.details["events_seen"] > r.details["events_sampled"] > 0
-    assert r.current_size <= 20
-    # Every stored event is one that was sampled; the rest were only counted.
-    stored = service.store.client.query("SELECT count() FROM drift_embeddings").result_rows[0][0]
-    assert 0 < stored < len(calls)
+    last = [r for r in records if r.details["window_index"] == 4]
+    r = next(x for x in last if x.signal == "prompt_tokens")
+    assert r.details["events_seen"] == 100 and r.details["sample_rate"] < 0.5
+    assert r.details["events_embedded"] == round(r.details["sample_rate"] * 100)
+    # Lengths saw every event since the reference; embeddings only the embedded ones.
+    assert r.details["evidence"]["observed"] == 500
+    embedded = next(x for x in last if x.signal == "prompt_embedding").details["evidence"]["observed"]
+    assert 0 < embedded < 250
+    # Every event is stored (the report needs its lengths and tokens); only sampled ones
+    # carry embeddings.
+    stored, with_vectors = service.store.client.query(
+        "SELECT count(), countIf(length(prompt_embedding) > 0) FROM drift_embeddings").result_rows[0]
+    assert stored == len(calls) and 0 < with_vectors < len(calls) / 2

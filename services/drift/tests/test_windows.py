@@ -1,11 +1,12 @@
-"""Window, reference, alerting and sampling rules, without a broker or a model."""
+"""Window, reference, evidence and sampling rules, without a broker or a model."""
 
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from lookout.drift.alerting import Streak
+import numpy as np
+
 from lookout.drift.features import Sample
-from lookout.drift.sampling import EncoderBudget, uniform_subset
+from lookout.drift.sampling import LagSampler, uniform_subset
 from lookout.drift.windows import StreamKey, StreamState, WindowConfig
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -68,15 +69,6 @@ def test_reset_starts_a_new_reference_with_a_new_id():
     assert state.collecting
 
 
-def test_drifted_only_after_m_consecutive_crossed_windows():
-    streak = Streak(needed=3)
-    history, s = [], 0
-    for crossed in [True, True, False, True, True, True, True]:
-        s, drifted = streak.step(s, crossed)
-        history.append(drifted)
-    assert history == [False, False, False, False, False, True, True]
-
-
 def test_uniform_subset_is_deterministic_and_unbiased():
     ids = [uuid.uuid4() for _ in range(10_000)]
     keep = uniform_subset(ids, 1000, seed=1)
@@ -87,9 +79,62 @@ def test_uniform_subset_is_deterministic_and_unbiased():
     assert uniform_subset(ids[:10], 50) == list(range(10))
 
 
-def test_encoder_budget_follows_elapsed_time_and_capacity():
-    budget = EncoderBudget()
-    assert budget.texts_for(1.0, measured_texts_per_s=0) == 200  # until measured: about 2 CPU cores
-    assert budget.texts_for(1.0, measured_texts_per_s=500) == 500
-    assert budget.texts_for(60.0, measured_texts_per_s=100) == 500  # a quiet spell does not bank budget
-    assert EncoderBudget(fixed=50).texts_for(2.0, measured_texts_per_s=500) == 100
+def test_everything_is_embedded_under_the_lag_budget_and_sampled_to_capacity_beyond_it():
+    sampler = LagSampler(budget_s=60)
+    assert sampler.plan(1000, lag_s=59, span_s=1, texts_per_event=2, measured_texts_per_s=10) == 1000
+    # Over budget: what the encoder does in 80 % of the time the batch took to arrive.
+    assert sampler.plan(1000, lag_s=61, span_s=5, texts_per_event=2, measured_texts_per_s=100) == 200
+    assert sampler.plan(1000, lag_s=61, span_s=5, texts_per_event=2, measured_texts_per_s=0) == 200  # initial 100/s
+    assert LagSampler(60, fixed_texts_per_s=50).plan(1000, 120, 5, 2, 500) == 100
+    assert sampler.plan(1000, lag_s=600, span_s=0, texts_per_event=2, measured_texts_per_s=1) == 1  # never zero
+
+
+def lengths(i: int, long: bool, rng) -> Sample:
+    n = int(rng.integers(200, 400) if long else rng.integers(20, 60))
+    return Sample(uuid.UUID(int=int(rng.integers(1 << 62)) << 64 | i), T0 + timedelta(seconds=i), n * 5, n * 5, n, n,
+                  False, np.arange(n, dtype=np.uint32) % 50, np.arange(n, dtype=np.uint32) % 50)
+
+
+def test_a_window_is_reported_as_soon_as_evidence_crosses_not_at_the_next_scheduled_test():
+    rng = np.random.default_rng(0)
+    cfg = WindowConfig(reference_size=200, window_size=200, test_every_events=10_000, min_window_events=10)
+    state = StreamState(KEY, cfg)
+    state.admit_many([lengths(i, False, rng) for i in range(200 + 500)])
+    assert state.index == 0  # nothing scheduled, nothing crossed
+    windows = state.admit_many([lengths(700 + i, True, rng) for i in range(300)])
+    assert windows and windows[0].cause == "evidence"
+    first = windows[0]
+    assert first.statuses["prompt_tokens"].drifted
+    # Reported within a few dozen long prompts, long before 10,000 events were due.
+    assert first.end < T0 + timedelta(seconds=700 + 50)
+    # The change-point estimate points at the first long prompt (event 700, the 500th
+    # observed by the evidence), give or take a few events.
+    assert abs(first.statuses["prompt_tokens"].change_seq - 500) <= 5
+
+
+def test_evidence_and_windows_do_not_depend_on_how_events_were_batched():
+    rng = np.random.default_rng(1)
+    events = [lengths(i, i >= 600 and i % 2 == 0, rng) for i in range(1200)]
+    cfg = WindowConfig(reference_size=100, window_size=100, test_every_events=50, min_window_events=10)
+
+    def run(sizes):
+        state, out, i = StreamState(KEY, cfg), [], 0
+        while i < len(events):
+            n = int(sizes.integers(1, 90))
+            out.extend(state.admit_many(events[i: i + n]))
+            i += n
+        return [(w.index, w.cause, len(w.current), {k: round(v.log_sr, 9) for k, v in w.statuses.items()})
+                for w in out]
+
+    assert run(np.random.default_rng(2)) == run(np.random.default_rng(3))
+
+
+def test_previous_period_restarts_the_evidence_with_each_new_reference():
+    rng = np.random.default_rng(4)
+    cfg = WindowConfig(policy="previous_period", reference_size=50, window_size=50, test_every_events=50,
+                       min_window_events=50)
+    state = StreamState(KEY, cfg, policy="previous_period")
+    windows = state.admit_many([lengths(i, False, rng) for i in range(250)])
+    assert len(windows) == 4
+    assert all(max(st.observed for st in w.statuses.values()) <= 50 for w in windows)
+    assert windows[1].evidence is not windows[0].evidence

@@ -30,7 +30,7 @@ QA = [("What is the capital of France?", "Lyon.", "Paris is the capital of Franc
 
 @pytest.fixture(scope="session")
 def tiny_base_model(tmp_path_factory) -> Path:
-    from lookout_finetune.tiny import build_model
+    from lookout.finetune.tiny import build_model
 
     texts = [" ".join(x) for x in QA] * 4
     return build_model(tmp_path_factory.mktemp("tiny") / "base", texts)

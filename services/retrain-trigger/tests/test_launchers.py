@@ -52,7 +52,7 @@ def test_kubernetes_manifest_field_by_field():
     assert pod["restartPolicy"] == "Never"
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     (c,) = pod["containers"]
-    assert c["image"] == "reg/finetune:1.2" and c["command"] == ["python", "-m", "lookout_finetune"]
+    assert c["image"] == "reg/finetune:1.2" and c["command"] == ["python", "-m", "lookout.finetune"]
     assert c["args"] == ["--dataset", "/data/datasets/r1", "--base-model", "/models/base", "--output", "/data/runs/r1",
                          "--run-id", str(RUN), "--app-id", "Support.Bot", "--model", "gpt-4o", "--rule",
                          "quality/thumbs", "--dataset-hash", "ab" * 32, "--max-steps", "100"]
@@ -200,7 +200,7 @@ async def test_webhook_launcher_posts_a_signed_request():
         assert (method, path, headers["X-Lookout-Run-Id"]) == ("POST", "/hooks/retrain", str(RUN))
         payload = json.loads(body)
         assert payload["run_id"] == str(RUN) and payload["dataset_hash"] == "ab" * 32
-        assert payload["argv"][:3] == ["python", "-m", "lookout_finetune"]
+        assert payload["argv"][:3] == ["python", "-m", "lookout.finetune"]
         assert "LOOKOUT_KAFKA_SASL_PASSWORD" not in payload["env"]  # never sent to a third party
         # The same request signed with another key is refused by the receiver.
         bad = WebhookLauncher(settings(retrain_webhook_url=server.url, retrain_webhook_secret="wrong-secret"))
@@ -235,7 +235,7 @@ async def test_local_launcher_reports_the_exit_of_its_job(tmp_path):
     assert where.startswith("local pid ")
     await asyncio.wait_for(done.wait(), 10)
     ((run_id, code, tail),) = exits
-    assert run_id == RUN and code == 7 and "-m lookout_finetune --dataset /data/datasets/r1" in tail
+    assert run_id == RUN and code == 7 and "-m lookout.finetune --dataset /data/datasets/r1" in tail
     await launcher.close()
 
 

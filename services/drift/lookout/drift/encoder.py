@@ -80,3 +80,13 @@ class SentenceEncoder:
             )
             self.throughput.observe(len(texts), time.perf_counter() - started)
         return np.asarray(out, dtype=np.float32)
+
+
+def build_encoder(backend: str = "torch", model: str = "", device: str = "auto", batch_size: int = 64,
+                  **options) -> Encoder:
+    """The encoder a setting names: torch (sentence-transformers) or ONNX Runtime."""
+    if backend == "torch":
+        return SentenceEncoder(model, device, batch_size)
+    from .onnx_encoder import OnnxEncoder
+
+    return OnnxEncoder(model, quantized=backend == "onnx-int8", batch_size=batch_size, **options)

@@ -18,3 +18,6 @@ OVER_STREAM_LIMIT = Counter("lookout_drift_over_stream_limit_events_total",
 STREAMS = Gauge("lookout_drift_streams", "Streams tracked by this worker")
 SAMPLE_RATE = Gauge("lookout_drift_sample_rate", "Share of events of the last batch that were embedded")
 ENCODER_RATE = Gauge("lookout_drift_encoder_texts_per_second", "Measured encoder throughput")
+CONSUMER_LAG = Gauge("lookout_drift_consumer_lag_seconds", "Age of the newest event of the last batch")
+EVIDENCE_SECONDS = Histogram("lookout_drift_evidence_seconds", "Time per stream and batch for the sequential evidence",
+                             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5))

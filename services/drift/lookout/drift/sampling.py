@@ -1,10 +1,13 @@
-"""Uniform sampling when traffic outgrows the encoder.
+"""Sampling by consumer lag: embed everything while the consumer keeps up, sample only
+when it falls behind.
 
-Each consumer batch may embed as many texts as the encoder manages in the time since the
-previous batch. Past that, the batch keeps a uniform random subset of its events, the same
-share of every stream, so each window stays an unbiased sample of its traffic. Which
-events are kept is decided by a hash of the event id: uniform, and the same on a replay
-of the same batch."""
+While the newest event of a batch is at most `budget_s` old (the consumer lag, from the
+Kafka record timestamps), every event is embedded. Beyond that, a batch embeds what the
+encoder manages in `headroom` of the time its events took to arrive, so the worker keeps
+pace with the traffic and the lag comes back under the budget; the rest is a uniform
+subset, chosen by a hash of the event id (the same share of every stream, the same on a
+replay). Signals that need no encoder (lengths, tokens, empty/refused share) use every
+event either way; each result records the share that was embedded."""
 
 from __future__ import annotations
 
@@ -27,17 +30,20 @@ def uniform_subset(event_ids: Sequence[uuid.UUID], keep: int, seed: int = 0) -> 
 
 
 @dataclass
-class EncoderBudget:
-    """Texts the encoder may take now. `fixed` (texts/s) wins over the measured rate; the
-    measured rate starts at `initial`, about what all-MiniLM-L6-v2 does on two CPU cores."""
+class LagSampler:
+    """How many events of a batch to embed. `fixed_texts_per_s` (texts/s) wins over the
+    measured encoder rate; the measured rate starts at `initial`."""
 
-    fixed: float = 0.0
-    initial: float = 200.0
-    # A batch after a long quiet spell may not embed an unbounded backlog at once.
-    max_interval_s: float = 5.0
-    min_interval_s: float = 0.2
+    budget_s: float = 60.0
+    fixed_texts_per_s: float = 0.0
+    initial: float = 100.0
+    headroom: float = 0.8
+    min_span_s: float = 0.2
 
-    def texts_for(self, elapsed_s: float, measured_texts_per_s: float) -> int:
-        rate = self.fixed or measured_texts_per_s or self.initial
-        interval = min(max(elapsed_s, self.min_interval_s), self.max_interval_s)
-        return max(int(rate * interval), 1)
+    def plan(self, events: int, lag_s: float, span_s: float, texts_per_event: float,
+             measured_texts_per_s: float) -> int:
+        if lag_s <= self.budget_s or events == 0:
+            return events
+        rate = self.fixed_texts_per_s or measured_texts_per_s or self.initial
+        capacity = rate / max(texts_per_event, 1.0) * self.headroom * max(span_s, self.min_span_s)
+        return max(1, min(events, int(capacity)))

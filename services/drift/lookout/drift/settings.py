@@ -9,6 +9,7 @@ from pydantic import Field
 from lookout.core.settings import CommonSettings
 
 EmbeddingMethod = Literal["mmd", "classifier", "ks_projection", "evidently"]
+EncoderBackend = Literal["torch", "onnx", "onnx-int8"]
 
 
 class DriftSettings(CommonSettings):
@@ -37,10 +38,22 @@ class DriftSettings(CommonSettings):
     drift_encoder_device: str = Field(
         "auto", description="Encoder device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps."
     )
+    drift_encoder_backend: EncoderBackend = Field(
+        "onnx-int8",
+        description="Encoder runtime: onnx-int8 (ONNX Runtime, int8 weights), onnx (fp32) or torch; "
+                    "falls back to torch if ONNX Runtime fails.",
+    )
+    drift_onnx_dir: str = Field(
+        "", description="Where the ONNX export of the encoder is cached; empty: ~/.cache/lookout/onnx."
+    )
     drift_encoder_batch_size: int = Field(64, ge=1, description="Texts per forward pass of the encoder.")
+    drift_lag_budget_s: float = Field(
+        60.0, ge=0,
+        description="Every event is embedded while the consumer lag is at most this many seconds; "
+                    "beyond it, a uniform sample the encoder keeps up with.",
+    )
     drift_encoder_texts_per_s: float = Field(
-        0.0, ge=0,
-        description="Texts/s the encoder may take before windows are filled by uniform sampling; 0: measured.",
+        0.0, ge=0, description="Encoder rate the sampling beyond the lag budget plans with; 0: measured.",
     )
     drift_max_text_chars: int = Field(
         20_000, ge=100, description="Longer texts are cut to this many characters before tokenizing and embedding."
@@ -58,17 +71,25 @@ class DriftSettings(CommonSettings):
         0.0, ge=0, description="...no older than T minutes of event time (0: no age limit)."
     )
     drift_test_every_events: int = Field(
-        250, ge=1, description="Test when K events entered the window since the last test..."
+        250, ge=1, description="Report a window when K events entered it since the last report..."
     )
     drift_test_every_seconds: float = Field(
-        0.0, ge=0, description="...or S seconds of event time passed since the last test (0: by count only)."
+        0.0, ge=0, description="...or S seconds of event time passed since the last report (0: by count only)."
     )
-    drift_min_window_events: int = Field(50, ge=5, description="Fewest events in a current window worth testing.")
+    drift_min_window_events: int = Field(50, ge=5, description="Fewest events in a current window worth reporting.")
 
     drift_embedding_method: EmbeddingMethod = Field(
-        "mmd", description="Embedding test: mmd (default, see bench/RESULTS.md), classifier, ks_projection, evidently."
+        "mmd", description="Fixed-window embedding test shown beside the evidence: mmd, classifier, ks_projection, "
+                           "evidently."
     )
-    drift_alpha: float = Field(0.01, gt=0, lt=1, description="Significance level of every test with a p-value.")
+    drift_alpha: float = Field(
+        0.01, gt=0, lt=1,
+        description="Chance that a stream that does not change raises any false alarm, on any signal, "
+                    "within LOOKOUT_DRIFT_HORIZON_EVENTS events of its reference.",
+    )
+    drift_horizon_events: float = Field(
+        1e7, ge=1000, description="Events over which LOOKOUT_DRIFT_ALPHA holds (longer: alpha * events / horizon)."
+    )
     drift_permutations: int = Field(200, ge=20, description="Permutations for permutation p-values.")
     drift_projection: Literal["pca", "random"] = Field("pca", description="Projection of the KS embedding test.")
     drift_projection_dims: int = Field(
@@ -81,9 +102,6 @@ class DriftSettings(CommonSettings):
     drift_psi_threshold: float = Field(0.2, gt=0, description="PSI that counts as drift.")
     drift_token_method: Literal["chi2", "js"] = Field("chi2", description="Test deciding token-frequency drift.")
     drift_token_bins: int = Field(200, ge=10, description="Most frequent tokens binned by the token-frequency test.")
-    drift_consecutive_windows: int = Field(
-        2, ge=1, description="A stream is drifted when a test crossed in M consecutive windows."
-    )
     drift_examples: int = Field(5, ge=0, le=16, description="Example event ids per drifted result.")
     drift_refusal_pattern: str = Field(
         r"^\W*(i'?m sorry|i am sorry|sorry,? (but )?i (can|cannot|can't|won't)"

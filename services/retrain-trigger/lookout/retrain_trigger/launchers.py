@@ -49,7 +49,7 @@ class LaunchRequest:
     job_args: list[str] = field(default_factory=list)
 
     def job_argv(self) -> list[str]:
-        """Arguments of `python -m lookout_finetune`, the same for every launcher."""
+        """Arguments of `python -m lookout.finetune`, the same for every launcher."""
         return [
             "--dataset", self.dataset_uri, "--base-model", self.base_model, "--output", self.output_dir,
             "--run-id", str(self.run_id), "--app-id", self.app_id, "--model", self.model, "--rule", self.rule,
@@ -123,7 +123,7 @@ class LocalLauncher:
     async def launch(self, req: LaunchRequest) -> str:
         out = Path(req.output_dir)
         env = local_job_env(self.settings, req.run_id)
-        argv = [self.python, "-m", "lookout_finetune", *req.job_argv()]
+        argv = [self.python, "-m", "lookout.finetune", *req.job_argv()]
         log_file = await asyncio.to_thread(_open_log, out)
         proc = await asyncio.create_subprocess_exec(*argv, env=env, stdout=log_file, stderr=log_file)
         self.procs[req.run_id] = proc
@@ -207,7 +207,7 @@ def k8s_manifest(req: LaunchRequest, settings: RetrainSettings) -> dict[str, Any
                     "containers": [{
                         "name": "finetune",
                         "image": settings.retrain_k8s_image,
-                        "command": ["python", "-m", "lookout_finetune"],
+                        "command": ["python", "-m", "lookout.finetune"],
                         "args": req.job_argv(),
                         "env": env,
                         "resources": resources,
@@ -288,7 +288,7 @@ class WebhookLauncher:
         self.http = httpx.AsyncClient(timeout=30, transport=transport)
 
     def body(self, req: LaunchRequest) -> bytes:
-        payload = {**asdict(req), "run_id": str(req.run_id), "argv": ["python", "-m", "lookout_finetune",
+        payload = {**asdict(req), "run_id": str(req.run_id), "argv": ["python", "-m", "lookout.finetune",
                                                                      *req.job_argv()],
                    "env": {k: v for k, v in kafka_env(self.settings).items() if "PASSWORD" not in k}}
         return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)

@@ -34,9 +34,9 @@ def build_model(path: str | Path, texts: Iterable[str], *, n_layer: int = 2, n_e
 
     torch.manual_seed(seed)
     tokenizer = build_tokenizer(texts, vocab_size)
+    vocab = tokenizer.get_vocab()
     config = GPT2Config(vocab_size=len(tokenizer), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
-                        n_head=n_head, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                        pad_token_id=tokenizer.pad_token_id)
+                        n_head=n_head, bos_token_id=vocab[EOS], eos_token_id=vocab[EOS], pad_token_id=vocab[PAD])
     path = Path(path)
     GPT2LMHeadModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)

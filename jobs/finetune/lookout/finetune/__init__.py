@@ -1,2 +1,2 @@
-"""lookout_finetune: the fine-tuning job a retrain run launches (LoRA SFT with transformers
+"""lookout.finetune: the fine-tuning job a retrain run launches (LoRA SFT with transformers
 + peft). Runs on GPU when present, CPU otherwise; reports progress as Retrain status events."""

@@ -29,19 +29,17 @@ class StatusReporter:
     def __init__(self, run: RunInfo, settings: CommonSettings | None = None):
         self.run = run
         self.settings = settings
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._producer = None
+        self._kafka: _KafkaSink | None = None
 
     def __enter__(self) -> StatusReporter:
         if self.settings is not None:
-            self._loop = asyncio.new_event_loop()
-            self._producer = self._loop.run_until_complete(kafka.start_producer(self.settings))
+            self._kafka = _KafkaSink(self.settings)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._producer is not None:
-            self._loop.run_until_complete(self._producer.stop())
-            self._loop.close()
+        if self._kafka is not None:
+            self._kafka.close()
+            self._kafka = None
 
     def report(self, status: RetrainState, message: str = "", evidence: dict[str, Any] | None = None,
                model_version: str | None = None) -> Retrain:
@@ -50,12 +48,31 @@ class StatusReporter:
             rule=self.run.rule, evidence=evidence or {}, dataset_uri=self.run.dataset_uri,
             dataset_hash=self.run.dataset_hash, model_version=model_version, message=message or None,
         )
-        if self._producer is None:
+        if self._kafka is None:
             sys.stdout.write(event.to_bytes().decode() + "\n")
             sys.stdout.flush()
         else:
-            topic = topics.resolve(self.settings.topic_prefix, topics.RETRAIN_STATUS)
-            self._loop.run_until_complete(
-                self._producer.send_and_wait(topic, event.to_bytes(), key=str(self.run.run_id).encode())
-            )
+            self._kafka.send(event.to_bytes(), key=str(self.run.run_id).encode())
         return event
+
+
+class _KafkaSink:
+    """A producer on llm.retrain.status, driven from this synchronous job by its own loop."""
+
+    def __init__(self, settings: CommonSettings) -> None:
+        self._topic = topics.resolve(settings.topic_prefix, topics.RETRAIN_STATUS)
+        self._loop = asyncio.new_event_loop()
+        try:
+            self._producer = self._loop.run_until_complete(kafka.start_producer(settings))
+        except BaseException:
+            self._loop.close()
+            raise
+
+    def send(self, value: bytes, key: bytes) -> None:
+        self._loop.run_until_complete(self._producer.send_and_wait(self._topic, value, key=key))
+
+    def close(self) -> None:
+        try:
+            self._loop.run_until_complete(self._producer.stop())
+        finally:
+            self._loop.close()

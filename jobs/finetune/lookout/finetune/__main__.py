@@ -1,4 +1,4 @@
-"""`python -m lookout_finetune --dataset DIR --base-model PATH --output DIR --run-id ... `
+"""`python -m lookout.finetune --dataset DIR --base-model PATH --output DIR --run-id ... `
 
 Exit status 0 after `succeeded`, 1 after `failed` (the error is in the status message).
 """
@@ -21,7 +21,7 @@ from .train import TrainConfig, train
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="lookout_finetune", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m lookout.finetune", description=__doc__)
     p.add_argument("--dataset", required=True, help="snapshot folder (with sft.jsonl) or an SFT JSONL file")
     p.add_argument("--base-model", required=True, help="base model path (or hub id where the network allows)")
     p.add_argument("--output", required=True)

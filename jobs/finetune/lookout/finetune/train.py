@@ -23,7 +23,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from .data import IGNORE, Encoded, encode, load_sft, split
 from .dpo import train_dpo
 
-Progress = Callable[[str, dict], None]
+Progress = Callable[[str, dict], object]  # what it returns is ignored
 
 
 @dataclass
@@ -119,7 +119,8 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> dict:
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     dtype = torch.bfloat16 if device.startswith("cuda") and cfg.bf16 else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(cfg.base_model, dtype=dtype).to(device)
+    # PreTrainedModel.to is wrapped with functools.wraps, which hides from type checkers that it is bound.
+    model = AutoModelForCausalLM.from_pretrained(cfg.base_model, dtype=dtype).to(device)  # pyright: ignore[reportArgumentType]
 
     examples = load_sft(cfg.dataset)
     if not examples:
@@ -131,6 +132,8 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> dict:
     train_items = [encode(tokenizer, e, cfg.max_length) for e in train_ex]
     eval_items = [encode(tokenizer, e, cfg.max_length) for e in eval_ex]
     pad = tokenizer.pad_token_id
+    if pad is None:
+        raise ValueError(f"the tokenizer of {cfg.base_model} has neither a pad nor an eos token")
 
     before = evaluate(model, eval_items, cfg.batch_size, pad, device)
     report("evaluated base model", {"eval_loss_before": before.loss})
@@ -181,8 +184,8 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> dict:
         # SFT loss after DPO too: preference training must not undo what SFT taught.
         dpo["sft_eval_after_dpo"] = asdict(evaluate(model, eval_items, cfg.batch_size, pad, device))
     adapter_dir = out / ("adapter" if cfg.method == "lora" else "model")
-    model.save_pretrained(adapter_dir)
-    tokenizer.save_pretrained(adapter_dir)
+    model.save_pretrained(str(adapter_dir))
+    tokenizer.save_pretrained(str(adapter_dir))
 
     metrics = {
         "run_id": cfg.run_id,
