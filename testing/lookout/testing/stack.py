@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
 
 from lookout.core import clickhouse, migrations
 from lookout.core.auth import ApiKeyStore
@@ -72,8 +73,12 @@ class IngestStack:
         self.start_http()
         return self
 
+    def app(self) -> FastAPI:
+        """The HTTP app of the intake, as run_service serves it (its lifecycle is the stack's)."""
+        return service_app(self.service, lifecycle=self._life)
+
     def start_http(self) -> None:
-        app = service_app(self.service, lifecycle=self._life)
+        app = self.app()
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
         self._server = uvicorn.Server(config)
         self._server_task = asyncio.run_coroutine_threadsafe(self._server.serve(), self._loop)
