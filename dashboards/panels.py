@@ -125,24 +125,18 @@ CALLS_FILTER = " AND ".join([
 # Sizes of a bucket from $__timeInterval; the rollup never has less than a minute.
 _BUCKET_MINUTES = "(greatest($__interval_s, 60) / 60)"
 
-# Retrain states in the order a run passes them, to break ties of equal timestamps.
-_RETRAIN_ORDER = (
-    "transform(status, ['requested', 'approved', 'rejected', 'launched', 'running', 'succeeded', 'failed', "
-    "'timed_out'], [1, 2, 3, 4, 5, 6, 6, 6], 0)"
-)
-
 # A call counts as toxic when any toxicity.* score reaches this (the detoxify labels are 0..1).
 TOXIC_AT = 0.5
 
-# Open review tasks at the end of the range, as the feedback service's queue counts them
-# (services/feedback queue.py): a task is a call's review_tasks rows, done once it has
-# `needed` distinct reviewers in review_done. The queue is a state, so the range's start
-# does not cut it; environment goes through the calls (their day of slack before the range).
+# Open review tasks at the end of the range, as the feedback service's queue counts them:
+# the review_task_state view (migration 0015) says when each task was finished, and a task
+# is open at the end of the range when it was created by then and not finished by then.
+# The queue is a state, so the range's start does not cut it; environment goes through
+# the calls (their day of slack before the range).
 _OPEN_TASKS = (
-    "SELECT app_id, event_id, min(created_at) AS created FROM review_tasks WHERE created_at <= $__toTime "
+    "SELECT app_id, event_id, min(created_at) AS created FROM review_task_state WHERE created_at <= $__toTime "
+    "AND (done_at IS NULL OR done_at > $__toTime) "
     f"AND {_all_or('app_id', 'app')} AND {_all_or('model', 'model')} AND {_calls_of('environment', 'environment')} "
-    "AND (app_id, event_id) NOT IN (SELECT app_id, event_id FROM review_done WHERE ts <= $__toTime "
-    f"AND {_all_or('app_id', 'app')} GROUP BY app_id, event_id HAVING uniqExact(reviewer) >= max(needed)) "
     "GROUP BY app_id, event_id"
 )
 
@@ -429,16 +423,14 @@ PANELS: tuple[Panel, ...] = (
         title="Retrain runs",
         kind="table",
         # Runs with any transition in the range, with every transition they have, so a run
-        # started before the range still shows where it began.
+        # started before the range still shows where it began: each run's latest state is
+        # the retrain_run_state view (migration 0015), as the retrain trigger reads it.
         sql=(
-            "SELECT toString(run_id) AS run_id, app_id, model, latest_status AS status, started, updated, "
-            "first_rule AS rule, new_version AS model_version FROM ("
-            f"SELECT run_id, app_id, model, argMax(status, (ts, {_RETRAIN_ORDER})) AS latest_status, "
-            "min(ts) AS started, max(ts) AS updated, anyIf(rule, rule != '') AS first_rule, "
-            "argMaxIf(model_version, ts, model_version != '') AS new_version FROM retrain_runs "
+            "SELECT toString(run_id) AS run_id, app_id, model, latest_status AS status, started, updated, rule, "
+            "trained_version AS model_version FROM retrain_run_state "
             "WHERE (app_id, run_id) IN (SELECT app_id, run_id FROM retrain_runs WHERE $__timeFilter(ts)) "
             f"AND {_all_or('app_id', 'app')} AND {_all_or('model', 'model')} "
-            "GROUP BY run_id, app_id, model) ORDER BY updated DESC LIMIT 50"
+            "ORDER BY updated DESC LIMIT 50"
         ),
         columns=(
             _c("run_id", "string"), _c("app_id", "string"), _c("model", "string"), _c("status", "string"),

@@ -14,12 +14,14 @@ EPILOG = "Every setting can also come from a LOOKOUT_* environment variable: see
 def _up(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from . import quiet_logs
     from .embedded import EmbeddedStack
 
+    quiet_logs.install()
     if args.speed <= 0:
         raise SystemExit("lookout up: --speed must be greater than 0")
     stack = EmbeddedStack(
-        data_dir=Path(args.data_dir), port=args.port, host=args.host, kafka_port=args.kafka_port,
+        data_dir=Path(args.data_dir), port=args.port, host=args.host, kafka_port=args.kafka_port, broker=args.broker,
         demo=args.demo, demo_speed=args.speed, demo_traffic=args.demo_traffic,
     )
     try:
@@ -35,6 +37,7 @@ def _up(args: argparse.Namespace) -> int:
         key_lines = f"  no development API key: {stack.dev_key_note}\n"
     print(
         f"\n  Lookout (embedded) on http://{args.host}:{args.port}\n"
+        f"  broker: {stack.broker_summary()}\n"
         f"{key_lines}"
         f"  reviewer UI: http://{args.host}:{args.port}/review  (user admin, password in "
         f"{Path(args.data_dir) / 'review-admin-password'})\n"
@@ -46,6 +49,19 @@ def _up(args: argparse.Namespace) -> int:
     finally:
         stack.stop_broker()
     return 0
+
+
+def _broker_choice(value: str) -> str:
+    from pydantic import ValidationError
+
+    from .broker import EmbeddedSettings
+
+    try:
+        EmbeddedSettings(embedded_broker=value)
+    except ValidationError:
+        raise argparse.ArgumentTypeError(f"expected auto, kafka, tansu or host:port[,host:port], got {value!r}") \
+            from None
+    return value
 
 
 def _client(args: argparse.Namespace):
@@ -106,7 +122,9 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     up = sub.add_parser("up", help="run the embedded stack on this machine", epilog=EPILOG,
-                        description="Start Tansu, an embedded ClickHouse (chdb) and every service in one process.")
+                        description="Start a Kafka-protocol broker (Apache Kafka where Java 17+ is installed, else "
+                                    "Tansu, in memory), an embedded ClickHouse (chdb) and every service in one "
+                                    "process.")
     up.add_argument("--demo", action="store_true",
                     help="also run the demo until stopped: simulated traffic and reviews, and the retrain loop "
                          "(demo policy, local fine-tuning of a tiny model on CPU)")
@@ -117,7 +135,11 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=8000, help="HTTP port for every API and the UI (default 8000)")
     up.add_argument("--host", default="127.0.0.1", help="HTTP address (default 127.0.0.1)")
     up.add_argument("--data-dir", default=".lookout", help="where chdb and the dev key live (default .lookout)")
-    up.add_argument("--kafka-port", type=int, default=0, help="port for the embedded broker (default: any free)")
+    up.add_argument("--kafka-port", type=int, default=0,
+                    help="port for the embedded broker (default: the last start's if free, else any free one)")
+    up.add_argument("--broker", type=_broker_choice, default=None, metavar="auto|kafka|tansu|HOST:PORT",
+                    help="the broker: auto (Apache Kafka when Java 17+ is there, else Tansu), kafka, tansu, or the "
+                         "bootstrap servers of an external cluster (default: LOOKOUT_EMBEDDED_BROKER, else auto)")
     up.set_defaults(func=_up)
 
     keys = sub.add_parser("keys", help="create, list or revoke API keys", epilog=EPILOG)

@@ -22,6 +22,7 @@ from fastapi import APIRouter
 
 from lookout.core import clickhouse
 from lookout.core.auth import ApiKeyStore
+from lookout.core.service import Service
 from lookout.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,13 @@ class Component:
     stop: Callable[[], Awaitable[None]]
     routers: list[APIRouter] = field(default_factory=list)
     checks: dict[str, Check] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, service: Service) -> Component:
+        """A service in the one shape (lookout.core.service) as it is: its start and stop,
+        its routers, its checks named after it (feedback.kafka, ...)."""
+        return cls(service.name, service.start, service.stop, list(service.routers()),
+                   {f"{service.name}.{name}": check for name, check in service.checks().items()})
 
 
 def _settings(cls, base: IngestSettings, **extra):
@@ -106,9 +114,7 @@ def retrain(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
         retrain_dataset_dir=str(data_dir / "datasets"), retrain_output_dir=str(data_dir / "runs"),
         review_signing_secret=secret("review-signing-secret"), **demo,
     )
-    service = RetrainService(settings, client=clickhouse.connect(settings))
-    return Component("retrain-trigger", service.start, service.stop, [service.router()],
-                     {"retrain": service.ready})
+    return Component.of(RetrainService(settings))
 
 
 def feedback(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
@@ -123,8 +129,8 @@ def feedback(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
         review_admin_user="admin",
         review_admin_password=secret("review-admin-password"),
     )
-    service = FeedbackService(settings, client=clickhouse.connect(settings))
-    return Component("feedback", service.start, service.stop, [service.router()], {"feedback": service.ready})
+    # The overview's page owns / here.
+    return Component.of(FeedbackService(settings, serve_root=False))
 
 
 # Started in this order after ingest and the sink, stopped in reverse.

@@ -18,6 +18,7 @@ SERVICES = [
     ("feedback", "lookout.feedback.settings", "FeedbackSettings"),
     ("retrain-trigger", "lookout.retrain_trigger.settings", "RetrainSettings"),
     ("stack", "lookout.stack.overview_access", "OverviewSettings"),
+    ("stack", "lookout.stack.broker", "EmbeddedSettings"),
 ]
 
 

@@ -8,6 +8,10 @@
 
 Severity (higher first): thumbs down 3, toxicity 2 + score, judge 2 + shortfall, drift 1,
 audit 0.5. The queue adds age on top (see queue.py).
+
+Each record says which call it is about and that call's model (identity on the record), so
+no signal reads a call back. A record that does not decode with its topic's schema is
+dead-lettered by the ConsumerWorker (lookout.core.dead_letters), like everywhere else.
 """
 
 from __future__ import annotations
@@ -18,15 +22,16 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from aiokafka import ConsumerRecord
 from prometheus_client import Counter
+from pydantic import BaseModel
 
 from lookout.core import topics
+from lookout.core.dead_letters import Batch
 from lookout.core.events import DriftResult, Feedback, LlmCall, Score
+from lookout.core.session import Session
 
 from .runtime import RuntimeSettings
 from .settings import FeedbackSettings
-from .store import Db
 
 QUEUED = Counter("lookout_review_reasons_total", "Reasons a call was queued for review", ["kind"])
 COLUMNS = ["event_id", "app_id", "model", "kind", "reason", "severity", "created_at"]
@@ -51,57 +56,52 @@ def audit_draw(event_id: uuid.UUID) -> float:
     return int.from_bytes(hashlib.sha256(event_id.bytes).digest()[:8], "big") / 2**64
 
 
-def reasons_for(settings: FeedbackSettings, base_topic: str, value: bytes) -> list[Reason]:
-    if base_topic == topics.FEEDBACK:
-        f = Feedback.from_bytes(value)
+def reasons_for(settings: FeedbackSettings, message: BaseModel) -> list[Reason]:
+    """The reasons one decoded record gives to review its call (usually none)."""
+    if isinstance(message, Feedback):
+        f = message
         if f.source == "end_user" and f.thumbs == -1:
-            return [Reason(f.event_id, f.app_id, "", "thumbs_down", "thumbs down from an end user", 3.0, f.ts)]
-    elif base_topic == topics.SCORES:
-        s = Score.from_bytes(value)
+            return [Reason(f.event_id, f.app_id, f.model or "", "thumbs_down", "thumbs down from an end user", 3.0,
+                           f.ts)]
+    elif isinstance(message, Score):
+        s = message
         if s.name.startswith("toxicity.") and s.value > settings.review_toxicity_threshold:
             return [Reason(s.event_id, s.app_id, s.model, "toxicity", f"{s.name} = {s.value:.3f}", 2.0 + s.value, s.ts)]
         if s.name.startswith("judge.") and s.value < settings.review_judge_threshold:
             shortfall = settings.review_judge_threshold - s.value
             return [Reason(s.event_id, s.app_id, s.model, "judge", f"{s.name} = {s.value:.3f}", 2.0 + shortfall, s.ts)]
-    elif base_topic == topics.DRIFT:
-        d = DriftResult.from_bytes(value)
+    elif isinstance(message, DriftResult):
+        d = message
         if d.drifted:
             why = f"drift: {d.signal} ({d.method} {d.statistic:.3g})"
             return [Reason(e, d.app_id, d.model, "drift", why, 1.0, d.ts) for e in d.examples]
-    elif base_topic == topics.EVENTS:
-        c = LlmCall.from_bytes(value)
-        if audit_draw(c.event_id) < settings.audit_rate(c.app_id):
+    elif isinstance(message, LlmCall):
+        c = message
+        if audit_draw(c.event_id) < settings.review_audit_app_rates.for_app(c.app_id, settings.review_audit_rate):
             return [Reason(c.event_id, c.app_id, c.model, "audit", "random audit sample", 0.5, c.ts)]
     return []
 
 
 class TaskBuilder:
-    """The consumer handler: store the reasons of a batch; CommitAfterLoop commits after."""
+    """The consumer handler: store the reasons of a batch; the ConsumerWorker commits after."""
 
-    def __init__(self, settings: FeedbackSettings, db: Db, runtime: RuntimeSettings | None = None):
+    def __init__(self, settings: FeedbackSettings, session: Session, runtime: RuntimeSettings | None = None):
         self.settings = settings
-        self.db = db
+        self.session = session
         self.runtime = runtime  # thresholds and audit rates an admin changed at run time
 
-    async def handle(self, records: list[ConsumerRecord]) -> None:
+    async def handle(self, batch: Batch) -> None:
         rows = []
         current = self.settings if self.runtime is None else await asyncio.to_thread(self.runtime.current)
-        for record in records:
-            base = topics.base_name(self.settings.topic_prefix, record.topic)
-            try:
-                found = reasons_for(current, base, record.value)
-            except Exception:
-                # The sink dead-letters unreadable records; here they simply raise no task.
-                continue
-            for reason in found:
+        for decoded in batch.messages:
+            for reason in reasons_for(current, decoded.message):
                 QUEUED.labels(reason.kind).inc()
                 rows.append(reason.row())
         if rows:
-            await asyncio.to_thread(self.db.insert, "review_tasks", rows, COLUMNS)
+            await self.session.ainsert("review_tasks", rows, COLUMNS)
 
 
-def signal_topics(settings: FeedbackSettings) -> list[str]:
-    return [topics.resolve(settings.topic_prefix, t) for t in (topics.FEEDBACK, topics.SCORES, topics.DRIFT,
-                                                               topics.EVENTS)]
+# The topics the task builder reads (base names).
+SIGNAL_TOPICS = (topics.FEEDBACK, topics.SCORES, topics.DRIFT, topics.EVENTS)
 
 
