@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 KAFKA_VERSION ?= 4.1.1
-PACKAGES := -e core -e broker -e testing -e services/ingest -e services/drift -e services/judge \
+PACKAGES := -e core -e broker -e testing -e services/ingest -e services/sink -e services/drift -e services/judge \
             -e services/feedback -e services/retrain-trigger -e services/alerts -e jobs/finetune -e cli -e stack -e sdk
 PYPROJECTS := $(wildcard core/pyproject.toml broker/pyproject.toml cli/pyproject.toml testing/pyproject.toml \
               services/*/pyproject.toml stack/pyproject.toml \

@@ -65,8 +65,7 @@ def _serve_stack(conn: Any, broker: str) -> None:
             clickhouse_database="bench_sdk",
         )
         stack = IngestStack(ingest_settings_for(common))
-        stack._run(stack.service.start())
-        stack.start_http()  # intake -> Kafka; no sink, so ClickHouse does not compete for CPU
+        stack.start_intake()  # intake -> Kafka; no sink, so ClickHouse does not compete for CPU
         conn.send((stack.url, stack.api_key))
         conn.recv()  # "stop"
         stack.stop_http()

@@ -110,7 +110,7 @@ def _sink_process(settings, chdb_dir: str, port: int) -> subprocess.Popen:
         LOOKOUT_HTTP_PORT=str(port),
         LOOKOUT_SINK_GROUP="killed-sink",
     )
-    return subprocess.Popen([sys.executable, "-m", "lookout.ingest.sink"], env=env)
+    return subprocess.Popen([sys.executable, "-m", "lookout.sink"], env=env)
 
 
 def test_a_sink_killed_mid_stream_and_restarted_stores_every_event_once(ingest_stack):

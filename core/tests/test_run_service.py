@@ -165,3 +165,26 @@ def test_log_format_json_makes_every_line_of_a_service_one_json_object(example):
     failed = [d for d in docs if "example failed to start" in d["message"]]
     assert failed and failed[0]["level"] == "ERROR" and "RuntimeError: configured to fail" in failed[0]["message"]
     assert {"ts", "level", "logger", "message"} <= set(docs[0])
+
+
+def test_one_scrape_of_several_workers_counts_what_every_worker_did(example, tmp_path, monkeypatch):
+    # Prometheus's multiprocess mode (run_service sets it up for workers): each worker writes
+    # its counts to the folder, and /metrics, whichever worker answers, adds them all up.
+    folder = tmp_path / "metrics"
+    folder.mkdir()  # a folder the environment names exists already (prometheus_client writes there at import)
+    (folder / "counter_1.db").write_bytes(b"")  # a file of an earlier run: not counted again
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
+    proc, url, _ = example("--workers", "2", CLICKHOUSE_DSN="http://127.0.0.1:1", EXAMPLE_CLICKHOUSE="false",
+                           MAX_REQUEST_BODY_BYTES="1024")
+    _wait(lambda: httpx.get(f"{url}/readyz").status_code == 200, "ready", proc, timeout_s=90)
+    sent = 40
+    for _ in range(sent):  # a new connection each: the workers take turns accepting them
+        assert httpx.post(f"{url}/v1/example/notes", content=b"x" * 2048).status_code == 413
+    pids = {p.stem.rsplit("_", 1)[-1] for p in folder.glob("counter_*.db")}
+    metric = "lookout_http_oversized_bodies_total "
+    for _ in range(5):  # every scrape, whichever worker answers it
+        lines = [ln for ln in httpx.get(f"{url}/metrics").text.splitlines() if ln.startswith(metric)]
+        assert lines and float(lines[0].split()[-1]) == sent, (lines, pids)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 0, out[-3000:]

@@ -14,6 +14,7 @@ from lookout.core.settings import CommonSettings
 # (service label, module, class); services that are not installed are left out.
 SERVICES = [
     ("ingest", "lookout.ingest.settings", "IngestSettings"),
+    ("sink", "lookout.sink.settings", "SinkSettings"),
     ("drift", "lookout.drift.settings", "DriftSettings"),
     ("judge", "lookout.judge.settings", "JudgeSettings"),
     ("feedback", "lookout.feedback.settings", "FeedbackSettings"),

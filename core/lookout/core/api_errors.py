@@ -98,14 +98,15 @@ def error_router(**kwargs: Any) -> APIRouter:
     return APIRouter(route_class=ErrorRoute, **kwargs)
 
 
-async def bearer_key(keys: ApiKeyStore, authorization: str | None) -> ApiKey:
-    """The API key of an `Authorization: Bearer <key>` header, or a 401 saying what is wrong."""
+async def bearer_key(keys: KeySource, authorization: str | None) -> ApiKey:
+    """The API key of an `Authorization: Bearer <key>` header, or a 401 saying what is wrong.
+    A missing or malformed header is a 401 whether or not the key store is there yet."""
     if not authorization:
         raise ApiError(401, "missing Authorization header (Bearer <api key>)", headers=CHALLENGE)
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "Authorization must be 'Bearer <api key>'", headers=CHALLENGE)
-    key = await run_in_threadpool(keys.verify, token.strip())
+    key = await run_in_threadpool(_store(keys).verify, token.strip())
     if key is None:
         raise ApiError(401, "unknown or revoked API key", headers=CHALLENGE)
     return key
@@ -152,7 +153,7 @@ def api_key_dependency(keys: KeySource, *, required: bool = True) -> Callable[..
         return auth_off
 
     async def api_key(authorization: Annotated[str | None, Header()] = None) -> ApiKey:
-        return await bearer_key(_store(keys), authorization)
+        return await bearer_key(keys, authorization)
 
     return api_key
 
@@ -168,7 +169,7 @@ def scope_dependency(keys: KeySource, scope: str, *, required: bool = True) -> C
         return auth_off
 
     async def scoped(authorization: Annotated[str | None, Header()] = None) -> ApiKey:
-        key = await bearer_key(_store(keys), authorization)
+        key = await bearer_key(keys, authorization)
         require(key, scope)
         return key
 

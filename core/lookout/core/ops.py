@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -10,7 +11,7 @@ from typing import Protocol
 
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
 # A readiness check returns None when fine, else the reason it is not ready.
 ReadinessCheck = Callable[[], str | None]
@@ -43,9 +44,19 @@ def ops_router(checks: dict[str, ReadinessCheck], details: Callable[[], dict] | 
 
     @router.get("/metrics")
     def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(_exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+def _exposition() -> bytes:
+    """This process's metrics; with several worker processes (PROMETHEUS_MULTIPROC_DIR, set
+    by run_service), every live worker's, so one scrape sees the whole service."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest()
 
 
 class Startable(Protocol):

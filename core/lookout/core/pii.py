@@ -536,12 +536,21 @@ def redact_call(call: LlmCall, redactor: Redactor) -> tuple[LlmCall, int]:
     Identifiers (app_id, model, environment, versions) are restricted to a character set
     at intake and left as they are. The call passed in is not modified.
     """
+    update, total = redaction_updates(call, redactor)
+    return call.model_copy(update=update), total
+
+
+def redaction_updates(call: LlmCall, redactor: Redactor) -> tuple[dict[str, object], int]:
+    """What redact_call changes, as a model_copy update ({} when nothing is found), and
+    the number of redactions: for a caller that changes more fields and copies once."""
     if redactor.mode == "off":
-        return call.model_copy(), 0
+        return {}, 0
     total = 0
 
     def clean(text: str, limit: int = _LONG_TEXT_MAX) -> str:
         nonlocal total
+        if not _MAY_HOLD_PII.search(text):  # most fields of most calls: no detector can match
+            return text
         result = redactor.redact(text)
         if not result.counts:
             return text
@@ -589,7 +598,7 @@ def redact_call(call: LlmCall, redactor: Redactor) -> tuple[LlmCall, int]:
             metadata[_unused_key(clean_key, metadata)] = clean_value
         if changed:
             update["metadata"] = metadata
-    return call.model_copy(update=update), total
+    return update, total
 
 
 # (field, limit of events.LlmCall) for the text fields redact_call cleans one by one.

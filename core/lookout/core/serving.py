@@ -13,7 +13,8 @@ service stops (finish the batch, commit), then the process exits 0. A service th
 to start exits the process with 1 after what did start is stopped.
 
 With workers > 1 (ingest: validation and redaction are CPU-bound Python) uvicorn runs that
-many processes, each building its services from the environment (`worker_app`).
+many processes, each building its services from the environment (`worker_app`), with
+Prometheus in multiprocess mode so /metrics adds up every worker.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ import contextlib
 import importlib
 import logging
 import os
+import shutil
 import signal
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar, cast
 
 from fastapi import FastAPI
@@ -155,8 +158,10 @@ def service_app(
     app = FastAPI(title=title or f"Lookout {' + '.join(s.name for s in found)}",
                   lifespan=run if lifespan else None, **fastapi_kwargs)
     install_error_handlers(app)
-    _install_middleware(app, found)
+    # Added last, so outermost: an oversized body is refused (413) before anything else
+    # runs, the start gate's 503 included.
     app.add_middleware(_StartGate, lifecycle=life)
+    _install_middleware(app, found)
     for service in found:
         for router in service.routers():
             app.include_router(router)
@@ -257,9 +262,34 @@ def _run_workers(factory: Factory[Any], settings_cls: type, settings: ServedSett
 
     # Each worker process imports these and reads its settings from the same environment.
     os.environ[_FACTORY_ENV], os.environ[_SETTINGS_ENV] = _path(factory), _path(settings_cls)
-    uvicorn.run("lookout.core.serving:worker_app", factory=True, workers=workers, host=settings.http_host,
-                port=settings.http_port, log_config=None, lifespan="on")
+    with _multiprocess_metrics():
+        uvicorn.run("lookout.core.serving:worker_app", factory=True, workers=workers, host=settings.http_host,
+                    port=settings.http_port, log_config=None, lifespan="on")
     return 0
+
+
+@contextlib.contextmanager
+def _multiprocess_metrics() -> Iterator[None]:
+    """Prometheus's multiprocess mode for the workers: each writes its metrics to files in
+    PROMETHEUS_MULTIPROC_DIR and /metrics of any worker adds them all up (ops.py), so a
+    scrape, whichever worker answers it, sees the service, not one process of it. The
+    folder is ours for this run: made and removed here, or, when the environment names
+    one, emptied at start (files of an earlier run would be counted again)."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        os.makedirs(given, exist_ok=True)
+        for name in os.listdir(given):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(given, name))
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="lookout-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    try:
+        yield
+    finally:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def worker_app() -> FastAPI:

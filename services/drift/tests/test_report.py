@@ -18,7 +18,7 @@ from lookout.core.events import DriftResult
 from lookout.drift import DriftService, DriftSettings
 from lookout.drift.api import build_router
 from lookout.drift.store import DriftStore
-from lookout.ingest.rows import TABLES
+from lookout.sink.rows import TABLES
 
 WINDOW = 60
 EMBEDDING_SECTION = "Drift in embeddings 'prompt'"

@@ -15,7 +15,7 @@ import pytest
 from lookout.core import topics
 from lookout.core.events import Feedback, LlmCall, Message
 from lookout.feedback.datasets import DatasetFilters, export_dataset
-from lookout.ingest.rows import TABLES
+from lookout.sink.rows import TABLES
 
 from .conftest import SIGNING_SECRET, FeedbackStack
 from .test_thumbs import pseudonym

@@ -122,3 +122,11 @@ def test_ops_endpoints(stack):
     assert httpx.get(f"{stack.url}/healthz").json() == {"status": "ok"}
     assert httpx.get(f"{stack.url}/readyz").json()["ready"] is True
     assert "lookout_ingest_accepted_events_total" in httpx.get(f"{stack.url}/metrics").text
+
+
+def test_every_ingest_route_answers_its_errors_in_the_one_envelope(stack):
+    from lookout.testing.envelope import assert_error_envelopes
+
+    _, weak = stack.keys.create("other-app", ["ingest"], name="weak")
+    with httpx.Client(base_url=stack.url, timeout=30) as live:
+        assert_error_envelopes(stack.app(), client=live, strong_key=stack.api_key, weak_key=weak)

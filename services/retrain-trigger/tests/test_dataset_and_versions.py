@@ -14,9 +14,9 @@ import pytest
 from lookout.core import review_signing, topics
 from lookout.core.events import Feedback, LlmCall, Message, Score
 from lookout.feedback.datasets import export_dataset
-from lookout.ingest.rows import TABLES
 from lookout.retrain_trigger import versions
 from lookout.retrain_trigger.dataset import ClickHouseSnapshot, DatasetFilters, content_hash
+from lookout.sink.rows import TABLES
 
 # Recent: rows older than the retention TTL would be dropped on insert.
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)

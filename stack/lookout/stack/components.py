@@ -50,7 +50,8 @@ class Component:
 
 def _settings(cls, base: IngestSettings, **extra):
     """A service's settings: the stack's shared values over whatever LOOKOUT_* sets."""
-    shared = {k: v for k, v in base.model_dump().items() if k in cls.model_fields}
+    # JSON mode: per-app maps (AppMap) as their text, which every service's settings read.
+    shared = {k: v for k, v in base.model_dump(mode="json").items() if k in cls.model_fields}
     return cls(**{**shared, **extra})
 
 

@@ -27,10 +27,12 @@ from lookout.core.body_limit import install_body_limit
 from lookout.core.http_metrics import install_http_metrics
 from lookout.core.logs import astep, step
 from lookout.core.ops import ops_router
-from lookout.ingest.api import body_limits, build_router
-from lookout.ingest.app import IngestService
+from lookout.core.session import Session
+from lookout.ingest.api import body_limits
+from lookout.ingest.service import IngestService
 from lookout.ingest.settings import IngestSettings
-from lookout.ingest.sink import SinkRunner
+from lookout.sink.service import SinkService
+from lookout.sink.settings import SinkSettings
 
 from .broker import IN_MEMORY, BrokerKeeper, Choice, EmbeddedSettings, choose
 from .components import BUILDERS, Component
@@ -179,8 +181,9 @@ class EmbeddedStack:
                     await kafka.ensure_topics(settings)
 
             self._keeper = BrokerKeeper(broker, self.choice.fallback if self.choice else "", after_restart)
-        ingest = IngestService(settings, client=client)
-        sink = SinkRunner(settings, client=client)
+        ingest = IngestService(settings, session=Session.of(client))
+        sink = SinkService(SinkSettings(**{k: v for k, v in settings.model_dump(mode="json").items()
+                                           if k in SinkSettings.model_fields}), session=Session.of(client))
         demo_speed = self.demo_speed if self.demo else None
         components = [build(settings, self.data_dir, self.secret, demo_speed) for build in BUILDERS]
 
@@ -222,8 +225,9 @@ class EmbeddedStack:
         app = FastAPI(title="Lookout (embedded)", lifespan=lifespan)
         install_error_handlers(app)
         install_body_limit(app, settings, body_limits(settings))
-        app.include_router(build_router(ingest.ctx))
-        checks = {"kafka": ingest.ready, "clickhouse": ingest.clickhouse_ready, "sink": sink.ready}
+        for router in ingest.routers():
+            app.include_router(router)
+        checks = {**ingest.checks(), "sink": sink.worker.ready}
         if self._keeper is not None:
             checks["broker"] = self._keeper.check
         for component in components:

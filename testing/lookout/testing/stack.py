@@ -16,12 +16,16 @@ from typing import Any
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
 
 from lookout.core import clickhouse, migrations
 from lookout.core.auth import ApiKeyStore
-from lookout.ingest.app import IngestService, build_app
+from lookout.core.serving import Lifecycle, service_app
+from lookout.core.session import Session
+from lookout.ingest.service import IngestService
 from lookout.ingest.settings import IngestSettings
-from lookout.ingest.sink import SinkRunner
+from lookout.sink.service import SinkService
+from lookout.sink.settings import SinkSettings
 
 from .brokers import free_port
 
@@ -39,8 +43,10 @@ class IngestStack:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="ingest-stack", daemon=True)
         self._thread.start()
-        self.service = IngestService(self.settings, client=self.client)
-        self.sink = SinkRunner(self.settings, client=self.client)
+        self.session = Session.of(self.client)
+        self.service = IngestService(self.settings, session=self.session)
+        self._life = Lifecycle([self.service])
+        self.sink = self._new_sink()
         self._server: uvicorn.Server | None = None
         self._server_task: asyncio.Future | None = None
 
@@ -51,14 +57,28 @@ class IngestStack:
     def _run(self, coro: Coroutine, timeout: float = 60) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
+    def _new_sink(self) -> SinkService:
+        # The sink's own settings, from the stack's (model_copy'd values included).
+        values = {k: v for k, v in vars(self.settings).items() if k in SinkSettings.model_fields}
+        return SinkService(SinkSettings(**values), session=self.session)
+
     def start(self) -> IngestStack:
-        self._run(self.service.start())
+        self.start_intake()
         self.start_sink()
+        return self
+
+    def start_intake(self) -> IngestStack:
+        """Ingest and its HTTP server, without the sink."""
+        self._run(self._life.start())
         self.start_http()
         return self
 
+    def app(self) -> FastAPI:
+        """The HTTP app of the intake, as run_service serves it (its lifecycle is the stack's)."""
+        return service_app(self.service, lifecycle=self._life)
+
     def start_http(self) -> None:
-        app = build_app(self.service)
+        app = self.app()
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
         self._server = uvicorn.Server(config)
         self._server_task = asyncio.run_coroutine_threadsafe(self._server.serve(), self._loop)
@@ -77,7 +97,7 @@ class IngestStack:
             self._server = None
 
     def start_sink(self) -> None:
-        self.sink = SinkRunner(self.settings, client=self.client)
+        self.sink = self._new_sink()
         self._run(self.sink.start())
 
     def stop_sink(self) -> None:
@@ -87,7 +107,7 @@ class IngestStack:
         try:
             self.stop_http()
             self.stop_sink()
-            self._run(self.service.stop())
+            self._run(self._life.stop())
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)

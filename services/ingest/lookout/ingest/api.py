@@ -11,16 +11,16 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated
 
-from clickhouse_connect.driver.client import Client
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from prometheus_client import Counter
 
 from lookout.core import explore
-from lookout.core.api_errors import ApiError, bearer_key, require
+from lookout.core.api_errors import ApiError, api_key_dependency, error_router, require
 from lookout.core.auth import ApiKey, ApiKeyStore
 from lookout.core.pii import pseudonymise
+from lookout.core.session import Session
 
 from . import otlp, prepare, reads
 from .enrich import Enricher
@@ -46,7 +46,7 @@ class IngestContext:
     publisher: EventPublisher | None = None
     enricher: Enricher | None = None
     keys: ApiKeyStore | None = None
-    clickhouse: Client | None = None
+    clickhouse: Session | None = None
     workers: WorkerPool | None = None
     # OTLP's trace steps (llm.spans) and client evaluations (llm.scores).
     step_publisher: EventPublisher | None = None
@@ -80,10 +80,8 @@ def _utc_year(value: datetime) -> int:
 
 
 def build_router(ctx: IngestContext) -> APIRouter:
-    router = APIRouter()
-
-    async def api_key(authorization: Annotated[str | None, Header()] = None) -> ApiKey:
-        return await bearer_key(ctx.keys, authorization)
+    router = error_router()
+    api_key = api_key_dependency(lambda: ctx.keys)
 
     async def prepared(step, *args, key: ApiKey, **kwargs) -> prepare.Prepared:
         # Decoding, validation and redaction are CPU work: on a worker thread, never the loop.

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 PRODUCED = Counter("lookout_ingest_produced_events_total", "Events acked by Kafka")
 UNAVAILABLE = Counter("lookout_ingest_unavailable_total", "Requests answered 503", ["reason"])
-INFLIGHT = Gauge("lookout_ingest_inflight_events", "Events waiting for Kafka acks")
+INFLIGHT = Gauge("lookout_ingest_inflight_events", "Events waiting for Kafka acks", multiprocess_mode="livesum")
 
 
 class Unavailable(Exception):

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
-from clickhouse_connect.driver.client import Client
+
+from lookout.core.session import Session
 
 _CALL_COLUMNS = (
     "event_id, ts, app_id, environment, provider, model, model_version, prompt_version, input, prompt, output, "
@@ -32,7 +33,7 @@ def _row_to_call(names: tuple[str, ...], row: tuple) -> dict:
 MAX_ATTACHED = 500
 
 
-def apps_with_call(client: Client, event_id: uuid.UUID, limit: int = 10) -> list[str]:
+def apps_with_call(client: Session, event_id: uuid.UUID, limit: int = 10) -> list[str]:
     """The apps that stored a call with this id (ids are client-chosen, so two apps may
     share one), at most `limit` of them."""
     result = client.query(
@@ -42,7 +43,7 @@ def apps_with_call(client: Client, event_id: uuid.UUID, limit: int = 10) -> list
     return [r[0] for r in result.result_rows]
 
 
-def get_call(client: Client, event_id: uuid.UUID, app_id: str) -> dict | None:
+def get_call(client: Session, event_id: uuid.UUID, app_id: str) -> dict | None:
     """App `app_id`'s call with this id, with that app's scores and feedback on it."""
     params = {"id": str(event_id), "app": app_id, "n": MAX_ATTACHED + 1}
     result = client.query(
@@ -124,7 +125,7 @@ class Page:
 
 
 def list_calls(
-    client: Client,
+    client: Session,
     *,
     app_id: str | None,
     model: str | None,

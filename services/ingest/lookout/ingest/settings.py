@@ -1,15 +1,18 @@
-"""Settings of the ingest service (HTTP intake and the sink)."""
+"""Settings of the ingest service (the HTTP and OTLP intake)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
-from lookout.core.settings import CommonSettings
+from lookout.core.app_map import AppMap
+from lookout.core.settings import CommonSettings, ServerSettings
+
+PiiMode = Literal["off", "mask", "hash"]
 
 
-class IngestSettings(CommonSettings):
-    http_host: str = Field("0.0.0.0", description="Address the HTTP API listens on.")
-    http_port: int = Field(8080, ge=1, le=65535, description="Port the HTTP API listens on.")
+class IngestSettings(CommonSettings, ServerSettings):
     http_workers: int = Field(1, ge=1, description="Intake processes (`python -m lookout.ingest`); one per core.")
     max_batch_events: int = Field(5000, ge=1, description="Most events in one POST /v1/events.")
     max_body_bytes: int = Field(10 << 20, ge=1024, description="Largest request body, after gzip decoding.")
@@ -36,14 +39,13 @@ class IngestSettings(CommonSettings):
     work_queue_per_key: int = Field(
         32, ge=0, description="Requests of one key waiting for a thread; beyond it 429 + Retry-After."
     )
-    pii_mode: str = Field("mask", pattern="^(off|mask|hash)$", description="PII redaction: off, mask or hash.")
-    pii_app_modes: str = Field("", description="Per-app PII modes, e.g. 'app1=off,app2=hash'.")
+    pii_mode: PiiMode = Field("mask", description="PII redaction: off, mask or hash.")
+    pii_app_modes: AppMap[PiiMode] = Field(
+        default=AppMap(), description="Per-app PII modes, e.g. 'app1=off,app2=hash'."
+    )
     pii_secret: str = Field(
         "",
         description="Secret (16+ chars) for PII hash tokens and user/session id pseudonyms. Required; "
         "`lookout up` generates one under its data dir.",
     )
     price_table: str | None = Field(None, description="Path of a price table YAML (default: the packaged one).")
-    sink_group: str = Field("lookout-sink", description="Consumer group of the sink.")
-    sink_batch_rows: int = Field(5000, ge=1, description="Sink inserts when a batch reaches this many rows...")
-    sink_batch_ms: int = Field(500, ge=10, description="...or when the oldest row waited this long.")

@@ -23,8 +23,11 @@ from prometheus_client import Counter, Gauge
 
 T = TypeVar("T")
 
-RUNNING = Gauge("lookout_ingest_work_running", "Request jobs running on the CPU worker threads")
-WAITING = Gauge("lookout_ingest_work_waiting", "Request jobs waiting for a CPU worker thread")
+# livesum: with several worker processes (LOOKOUT_HTTP_WORKERS) a scrape sees the sum over the live ones.
+RUNNING = Gauge("lookout_ingest_work_running", "Request jobs running on the CPU worker threads",
+                multiprocess_mode="livesum")
+WAITING = Gauge("lookout_ingest_work_waiting", "Request jobs waiting for a CPU worker thread",
+                multiprocess_mode="livesum")
 REFUSED = Counter("lookout_ingest_work_refused_total", "Requests refused because their key had too many waiting")
 
 

@@ -11,6 +11,8 @@ import orjson
 
 from lookout.core import events, topics
 
+from . import sql_rows
+
 
 def _s(value: str | None) -> str:
     return value or ""
@@ -137,6 +139,9 @@ class TableSpec:
     # Ids are chosen by clients, so two apps may pick the same one: where rows carry an
     # app_id, a row is a replay only of a row of the same app with the same id.
     app_scoped: bool = True
+    # The same rows built by ClickHouse from the records' JSON (sql_rows.py), tried first;
+    # None: every batch is validated in Python.
+    sql: sql_rows.SqlRows | None = None
 
     @property
     def call_fields(self) -> tuple[str, ...]:
@@ -152,7 +157,7 @@ class TableSpec:
 
 
 TABLES: dict[str, TableSpec] = {
-    topics.EVENTS: TableSpec("llm_calls", "event_id", _call_row),
+    topics.EVENTS: TableSpec("llm_calls", "event_id", _call_row, sql=sql_rows.CALLS),
     topics.SCORES: TableSpec("scores", "score_id", _score_row),
     topics.DRIFT: TableSpec("drift_results", "result_id", _drift_row),
     topics.FEEDBACK: TableSpec("feedback", "feedback_id", _feedback_row),

@@ -1,0 +1,151 @@
+"""One process of the pipeline benchmark (bench_pipeline.py starts these, each pinned to a
+core with taskset): settings from LOOKOUT_* as every service reads them.
+
+    python -m bench.pipeline_node key          print a new API key of the chdb store (all apps)
+    python -m bench.pipeline_node ingest       ingest alone (python -m lookout.ingest's service)
+    python -m bench.pipeline_node sink [OUT]   the sink alone; with OUT, a poller on its store
+                                               writes there when each latency batch became
+                                               queryable
+    python -m bench.pipeline_node both         ingest + sink on one store, as `lookout up` runs them
+    python -m bench.pipeline_node raw-produce  baseline: aiokafka produce of events (stdin: a file)
+    python -m bench.pipeline_node raw-insert   baseline: clickhouse-connect insert of their rows
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import orjson
+
+
+def _key() -> None:
+    from lookout.core import clickhouse, migrations
+    from lookout.core.auth import ApiKeyStore
+    from lookout.core.settings import CommonSettings
+
+    settings = CommonSettings()
+    client = clickhouse.connect(settings)
+    migrations.apply(client, settings.retention_days)
+    _, plaintext = ApiKeyStore(client).create("*", ["ingest", "read"], name="bench")
+    print(plaintext)
+
+
+def _serve(which: str, out: str | None) -> int:
+    from lookout.core.serving import serve
+    from lookout.core.session import Session
+    from lookout.ingest.service import IngestService
+    from lookout.ingest.settings import IngestSettings
+    from lookout.sink.service import SinkService
+    from lookout.sink.settings import SinkSettings
+
+    ingest_settings, sink_settings = IngestSettings(), SinkSettings()
+    if which == "ingest":
+        services: list = [IngestService(ingest_settings)]
+    elif which == "sink":
+        services = [SinkService(sink_settings)]
+    else:
+        session = Session.connect(ingest_settings, migrate=True)
+        services = [IngestService(ingest_settings, session), SinkService(sink_settings, session)]
+    if out:
+        threading.Thread(target=_poll_latency, args=(sink_settings, Path(out)), daemon=True).start()
+    return asyncio.run(serve(services, ingest_settings.http_host, ingest_settings.http_port))
+
+
+def _poll_latency(settings, out: Path) -> None:
+    """When each batch of the latency run had all its calls stored: a client of its own on
+    the store (a chdb path serves several clients of one process)."""
+    from lookout.core import clickhouse
+
+    client = clickhouse.connect(settings)
+    seen: dict[str, float] = {}
+    while True:
+        try:
+            rows = client.query(
+                "SELECT metadata['batch'] AS b, count() FROM llm_calls WHERE app_id = 'latency' GROUP BY b"
+            ).result_rows
+        except Exception:
+            time.sleep(0.1)
+            continue
+        now = time.time()
+        expected = int(out.with_suffix(".per").read_text()) if out.with_suffix(".per").exists() else 0
+        fresh = False
+        for batch, count in rows:
+            if expected and count >= expected and batch not in seen:
+                seen[batch] = now
+                fresh = True
+        if fresh:
+            out.write_text(json.dumps(seen))
+        time.sleep(0.02)
+
+
+def _raw_produce(path: str) -> None:
+    """The same events, serialised as ingest would send them, produced with aiokafka
+    (a send per event, acks=all, 500 at a time): events/s and CPU s per 1 000 on stdout."""
+    from lookout.core import kafka, topics
+    from lookout.core.settings import CommonSettings
+
+    settings = CommonSettings()
+    values = [orjson.loads(line) for line in Path(path).read_bytes().splitlines()]
+    payloads = [(orjson.dumps(e), f"{e['app_id']}/{e['model']}".encode()) for e in values]
+
+    async def run() -> dict[str, float]:
+        await kafka.ensure_topics(settings, [topics.EVENTS])
+        producer = await kafka.start_producer(settings)
+        name = topics.resolve(settings.topic_prefix, topics.EVENTS)
+        try:
+            start, cpu = time.perf_counter(), time.process_time()
+            for i in range(0, len(payloads), 500):
+                futures = [await producer.send(name, value, key=key) for value, key in payloads[i : i + 500]]
+                await asyncio.gather(*futures)
+            return {"per_s": len(payloads) / (time.perf_counter() - start),
+                    "cpu_s_per_1000": (time.process_time() - cpu) / len(payloads) * 1000}
+        finally:
+            await producer.stop()
+
+    print(json.dumps(asyncio.run(run())))
+
+
+def _raw_insert(path: str) -> None:
+    """The rows of the same events (built before the clock starts), inserted with
+    clickhouse-connect in batches of 5 000: rows/s on stdout."""
+    from lookout.core import clickhouse, migrations, topics
+    from lookout.core.events import LlmCall
+    from lookout.core.settings import CommonSettings
+    from lookout.sink.rows import TABLES
+
+    settings = CommonSettings()
+    client = clickhouse.connect(settings)
+    migrations.apply(client, settings.retention_days)
+    spec = TABLES[topics.EVENTS]
+    rows = [spec.to_row(LlmCall.model_validate(orjson.loads(line))) for line in Path(path).read_bytes().splitlines()]
+    columns = list(rows[0])
+    data = [[r[c] for c in columns] for r in rows]
+    start, cpu = time.perf_counter(), time.process_time()
+    for i in range(0, len(data), 5000):
+        client.insert(spec.table, data[i : i + 5000], column_names=columns)
+    wall = time.perf_counter() - start
+    print(json.dumps({"per_s": len(data) / wall, "cpu_s_per_1000": (time.process_time() - cpu) / len(data) * 1000}))
+
+
+def main() -> int:
+    what = sys.argv[1]
+    if what == "key":
+        _key()
+    elif what in ("ingest", "sink", "both"):
+        return _serve(what, sys.argv[2] if len(sys.argv) > 2 else None)
+    elif what == "raw-produce":
+        _raw_produce(sys.argv[2])
+    elif what == "raw-insert":
+        _raw_insert(sys.argv[2])
+    else:
+        raise SystemExit(__doc__)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""The ingest service: the HTTP and OTLP intake (api.py) with what it needs started
+behind it (the Kafka producer, the API key store, the enricher, the CPU worker pool).
+
+`python -m lookout.ingest` runs it (LOOKOUT_HTTP_WORKERS processes); `lookout up` runs it
+beside the other services in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter
+
+from lookout.core import kafka, topics
+from lookout.core.auth import ApiKeyStore
+from lookout.core.ops import ReadinessCheck
+from lookout.core.session import Session
+
+from .api import IngestContext, body_limits, build_router
+from .enrich import Enricher
+from .publisher import EventPublisher
+from .settings import IngestSettings
+from .workers import WorkerPool
+
+log = logging.getLogger(__name__)
+
+
+class IngestService:
+    name = "ingest"
+
+    def __init__(self, settings: IngestSettings, session: Session | None = None):
+        self.settings = settings
+        self.session = session
+        self._owns_session = session is None
+        self.ctx = IngestContext(settings=settings, clickhouse=session)
+        self.producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        settings = self.settings
+        # Before anything is opened: a missing PII secret stops the start.
+        enricher = Enricher.from_settings(settings)
+        if self.session is None:
+            self.session = await asyncio.to_thread(Session.connect, settings, migrate=True)
+        self.ctx.clickhouse = self.session
+        # ApiKeyStore takes its lock from Session.of(client): one lock for the client.
+        self.ctx.keys = self.session.run(lambda client: ApiKeyStore(client))
+        self.ctx.enricher = enricher
+        self.ctx.workers = WorkerPool(settings.work_threads, settings.work_threads_per_key, settings.work_queue_per_key)
+        await kafka.ensure_topics(settings)
+        self.producer = await kafka.start_producer(settings)
+        # One producer; calls, OTLP trace steps and client evaluations each get a publisher.
+        self.ctx.publisher, self.ctx.step_publisher, self.ctx.score_publisher = (
+            EventPublisher(
+                self.producer,
+                topic_prefix=settings.topic_prefix,
+                max_inflight=settings.max_inflight_events,
+                timeout_s=settings.produce_timeout_s,
+                topic=topic,
+            )
+            for topic in (topics.EVENTS, topics.SPANS, topics.SCORES)
+        )
+
+    async def stop(self) -> None:
+        if self.ctx.workers is not None:
+            self.ctx.workers.close()
+            self.ctx.workers = None
+        if self.producer is not None:
+            await self.producer.stop()  # flushes what is still lingering
+            self.producer = None
+        if self._owns_session and self.session is not None:
+            self.session.close()
+            self.session = None
+
+    def routers(self) -> Sequence[APIRouter]:
+        return [build_router(self.ctx)]
+
+    def body_limits(self) -> Mapping[str, int]:
+        """The intake routes' own request-body limit (serving installs it)."""
+        return body_limits(self.settings)
+
+    def checks(self) -> Mapping[str, ReadinessCheck]:
+        return {"kafka": self._kafka_problem, "clickhouse": self._clickhouse_problem}
+
+    def _kafka_problem(self) -> str | None:
+        return None if self.producer is not None else "Kafka producer not started"
+
+    def _clickhouse_problem(self) -> str | None:
+        return self.session.problem() if self.session is not None else "ClickHouse not connected"

@@ -1,0 +1,1 @@
+"""Lookout sink: every topic into ClickHouse."""

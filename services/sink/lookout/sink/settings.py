@@ -1,0 +1,17 @@
+"""Settings of the sink (every topic into ClickHouse)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from lookout.core.settings import CommonSettings, ServerSettings
+
+
+class SinkSettings(CommonSettings, ServerSettings):
+    sink_group: str = Field("lookout-sink", description="Consumer group of the sink.")
+    sink_batch_rows: int = Field(5000, ge=1, description="Sink inserts when a batch reaches this many rows...")
+    sink_batch_ms: int = Field(500, ge=10, description="...or when the oldest row waited this long.")
+    sink_sql_rows: bool = Field(
+        True, description="ClickHouse parses llm.events batches itself (one INSERT ... SELECT over their JSON; a batch "
+        "it refuses is validated in Python). Off: every batch is validated in Python (slower; for comparison).",
+    )
