@@ -70,7 +70,7 @@ def test_every_object_of_the_chart_is_valid_kubernetes_and_lint_clean(helm_check
     assert rc == 0, report
     assert not [m for m in report["lint"] if m["severity"] == "error"]
     kinds = sorted({(o["kind"], o["name"]) for o in report["objects"]})
-    services = ["drift", "feedback", "ingest", "judge", "retrain-trigger", "sink"]
+    services = ["alerts", "drift", "feedback", "ingest", "judge", "retrain-trigger", "sink"]
     assert [n for k, n in kinds if k == "Deployment"] == [f"lookout-{s}" for s in services]
     assert [n for k, n in kinds if k == "Service"] == [f"lookout-{s}" for s in services]
     assert {"ServiceAccount", "Role", "RoleBinding", "PodDisruptionBudget"} <= {k for k, _ in kinds}
