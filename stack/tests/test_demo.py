@@ -97,7 +97,7 @@ def test_demo_phases_show_in_the_stored_data_and_the_quality_loop_closes(tmp_pat
                 break
         assert judged and {(s["evaluator"], s["source"]) for s in judged} == {(DEMO_MODEL, "llm_judge")}
         assert all("not an LLM" in s["explanation"] for s in judged)
-        assert {r["rubric"] for r in panel(base, "judge_scores")} == {"judge.relevance"}
+        assert {r["rubric"] for r in panel(base, headers, "judge_scores")} == {"judge.relevance"}
 
         # The quality loop: the reviewer corrected support-bot answers; the surge tripped the
         # thumbs-down rule once; the local launcher's job fine-tuned the tiny base model on the
