@@ -40,11 +40,13 @@ def feedback_app():
 
 
 def drift_app():
-    from lookout.drift.api import create_app
+    from lookout.core.serving import service_app
     from lookout.drift.service import DriftService
     from lookout.drift.settings import DriftSettings
 
-    return create_app(DriftService(DriftSettings(**COMMON)))
+    app = service_app(DriftService(DriftSettings(**COMMON)))
+    app.state.lifecycle.running = True  # never started: its routes as they sit once it runs
+    return app
 
 
 def judge_app():

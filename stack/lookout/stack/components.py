@@ -21,7 +21,6 @@ from pathlib import Path
 from fastapi import APIRouter
 
 from lookout.core import clickhouse
-from lookout.core.auth import ApiKeyStore
 from lookout.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -79,17 +78,13 @@ def judge(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
 
 def drift(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
           demo_speed: float | None = None) -> Component:
-    from lookout.drift.api import build_router
     from lookout.drift.service import DriftService
     from lookout.drift.settings import DriftSettings
 
-    settings = _settings(DriftSettings, base)
-    client = clickhouse.connect(settings)
-    service = DriftService(settings, client=client)
-    keys = ApiKeyStore(client)
-    return Component("drift", service.start, service.stop,
-                     [build_router(service, lambda: keys if settings.drift_auth else None)],
-                     {"drift": service.ready})
+    # The service in the one shape: its own Session, key store, routers and checks.
+    service = DriftService(_settings(DriftSettings, base))
+    return Component(service.name, service.start, service.stop, list(service.routers()),
+                     {f"{service.name}.{k}": v for k, v in service.checks().items()})
 
 
 def retrain(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
