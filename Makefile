@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 KAFKA_VERSION ?= 4.1.1
-PACKAGES := -e core -e testing -e services/ingest -e services/drift -e services/judge \
-            -e services/feedback -e services/retrain-trigger -e jobs/finetune -e stack -e sdk
-PYPROJECTS := $(wildcard core/pyproject.toml testing/pyproject.toml services/*/pyproject.toml stack/pyproject.toml \
+PACKAGES := -e core -e broker -e testing -e services/ingest -e services/drift -e services/judge \
+            -e services/feedback -e services/retrain-trigger -e jobs/finetune -e cli -e stack -e sdk
+PYPROJECTS := $(wildcard core/pyproject.toml broker/pyproject.toml cli/pyproject.toml testing/pyproject.toml \
+              services/*/pyproject.toml stack/pyproject.toml \
               sdk/pyproject.toml dashboards/pyproject.toml jobs/finetune/pyproject.toml)
 
 .PHONY: setup kafka run test lint bench dashboards clean
@@ -25,13 +26,18 @@ $(VENV)/.installed: $(PYPROJECTS) requirements-dev.txt
 	$(BIN)/python -m pip install -q --config-settings editable_mode=compat $(PACKAGES) -r requirements-dev.txt
 	@touch $@
 
-# Apache Kafka jars from Maven Central, for the test fixtures (cached under .cache/).
+# Apache Kafka jars from Maven Central, for `lookout up` and the test fixtures (cached under .cache/).
 kafka: .cache/kafka/$(KAFKA_VERSION)/.resolved
 
-.cache/kafka/$(KAFKA_VERSION)/.resolved: scripts/kafka-pom.xml
+.cache/kafka/$(KAFKA_VERSION)/.resolved: broker/lookout/broker/kafka-pom.xml
 	scripts/fetch-kafka.sh $(KAFKA_VERSION)
 
+# With Java 17+ and Maven, the jars first: `lookout up` then runs Apache Kafka (durable). Without
+# them, or offline, it runs Tansu (in memory) and says so at start.
 run: setup
+	@if command -v java >/dev/null && command -v mvn >/dev/null; then \
+	  $(MAKE) --no-print-directory kafka || echo "Apache Kafka jars not resolved: lookout up will say which broker it runs"; \
+	fi
 	$(BIN)/lookout up --demo
 
 test: setup kafka

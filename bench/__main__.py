@@ -5,7 +5,7 @@ import sys
 
 BENCHES = [
     "bench.bench_pipeline", "bench.bench_sdk", "bench.bench_judge", "bench.bench_toxicity", "bench.bench_drift",
-    "bench.bench_hostile",
+    "bench.bench_hostile", "bench.bench_embedded",
 ]
 
 for name in BENCHES:

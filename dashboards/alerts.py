@@ -39,7 +39,7 @@ class AlertRule:
     uid: str
     title: str
     # ClickHouse SQL with the plugin's macros; {placeholders} are filled from settings
-    # (min_calls, min_votes, daily_budget_usd) when the file is generated.
+    # (min_calls, min_votes, min_pairs, daily_budget_usd) when the file is generated.
     sql: str
     label_columns: tuple[str, ...]
     threshold_setting: str  # the DashboardSettings field holding the threshold
@@ -57,6 +57,7 @@ class AlertRule:
         return self.sql.format(
             min_calls=settings.alert_min_calls,
             min_votes=settings.alert_min_votes,
+            min_pairs=settings.alert_judge_min_pairs,
             daily_budget_usd=repr(float(settings.daily_budget_usd)),
         )
 
@@ -202,6 +203,32 @@ RULES: tuple[AlertRule, ...] = (
         runbook="Read the down-voted calls and reviewer labels in the review queue; compare model_version "
         "and prompt_version with the last good hour.",
         panel_id="thumbs_down",
+    ),
+    AlertRule(
+        uid="lookout-judge-agreement",
+        title="Judge disagrees with reviewers",
+        # The latest agreement row of each app/rubric@version/judge model (the judge writes
+        # one per series every few minutes, over its rolling window of reviews); a kappa
+        # from too few reviewed calls, or undefined, raises nothing.
+        sql=(
+            "SELECT app_id, rubric, rubric_version, evaluator, last.2 AS value FROM ("
+            "SELECT app_id, rubric, rubric_version, evaluator, "
+            "argMax((pairs, kappa), (window_end, computed_at)) AS last FROM judge_agreement "
+            "WHERE $__timeFilter(window_end) GROUP BY app_id, rubric, rubric_version, evaluator) "
+            "WHERE last.1 >= {min_pairs} AND isNotNull(last.2)"
+        ),
+        label_columns=("app_id", "rubric", "rubric_version", "evaluator"),
+        threshold_setting="alert_judge_kappa",
+        op="lt",
+        window_s=3600,
+        pending="15m",
+        summary="{{ $labels.app_id }}: the judge's {{ $labels.rubric }}@{{ $labels.rubric_version }} "
+        "({{ $labels.evaluator }}) agrees with reviewers at kappa {{ $values.A.Value | printf \"%.2f\" }}.",
+        runbook="Open Judge agreement: compare the judge's and the reviewers' pass rates (kappa is low when one "
+        "of them passes nearly everything); then read the review queue's judge_vs_thumbs and judge_unsure tasks "
+        "of the app. A new rubric_version or judge model is the usual cause: until the rubric or the model is "
+        "fixed, do not act on that rubric's scores (its panel, its retrain policies).",
+        panel_id="judge_agreement",
     ),
 )
 

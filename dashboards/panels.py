@@ -125,24 +125,18 @@ CALLS_FILTER = " AND ".join([
 # Sizes of a bucket from $__timeInterval; the rollup never has less than a minute.
 _BUCKET_MINUTES = "(greatest($__interval_s, 60) / 60)"
 
-# Retrain states in the order a run passes them, to break ties of equal timestamps.
-_RETRAIN_ORDER = (
-    "transform(status, ['requested', 'approved', 'rejected', 'launched', 'running', 'succeeded', 'failed', "
-    "'timed_out'], [1, 2, 3, 4, 5, 6, 6, 6], 0)"
-)
-
 # A call counts as toxic when any toxicity.* score reaches this (the detoxify labels are 0..1).
 TOXIC_AT = 0.5
 
-# Open review tasks at the end of the range, as the feedback service's queue counts them
-# (services/feedback queue.py): a task is a call's review_tasks rows, done once it has
-# `needed` distinct reviewers in review_done. The queue is a state, so the range's start
-# does not cut it; environment goes through the calls (their day of slack before the range).
+# Open review tasks at the end of the range, as the feedback service's queue counts them:
+# the review_task_state view (migration 0015) says when each task was finished, and a task
+# is open at the end of the range when it was created by then and not finished by then.
+# The queue is a state, so the range's start does not cut it; environment goes through
+# the calls (their day of slack before the range).
 _OPEN_TASKS = (
-    "SELECT app_id, event_id, min(created_at) AS created FROM review_tasks WHERE created_at <= $__toTime "
+    "SELECT app_id, event_id, min(created_at) AS created FROM review_task_state WHERE created_at <= $__toTime "
+    "AND (done_at IS NULL OR done_at > $__toTime) "
     f"AND {_all_or('app_id', 'app')} AND {_all_or('model', 'model')} AND {_calls_of('environment', 'environment')} "
-    "AND (app_id, event_id) NOT IN (SELECT app_id, event_id FROM review_done WHERE ts <= $__toTime "
-    f"AND {_all_or('app_id', 'app')} GROUP BY app_id, event_id HAVING uniqExact(reviewer) >= max(needed)) "
     "GROUP BY app_id, event_id"
 )
 
@@ -157,6 +151,16 @@ _LATEST_VOTES = (
     "WHERE (f.app_id, f.event_id) IN (SELECT app_id, event_id FROM feedback WHERE ts >= $__fromTime "
     f"AND {_all_or('app_id', 'app')}) GROUP BY f.app_id, f.event_id, f.source, f.author)"
 )
+
+_AGREEMENT_COLUMNS = ("pairs", "kappa", "judge_pass_rate", "reviewer_pass_rate", "kappa_quadratic", "spearman")
+
+
+def _latest_agreement(*columns: str) -> str:
+    """The columns of the latest judge_agreement row in a group, as a tuple: the judge
+    rewrites a window's row when it computes it again (replicas, a restart), and until
+    ClickHouse merges them the later computation counts. A tuple, because argMax of a
+    Nullable column alone would skip a NULL (an undefined kappa) for an older value."""
+    return f"argMax(({', '.join(columns)}), (window_end, computed_at))"
 
 VARIABLES: tuple[Variable, ...] = (
     Variable(
@@ -319,6 +323,24 @@ PANELS: tuple[Panel, ...] = (
         description="Mean evaluator-LLM score per rubric.",
     ),
     Panel(
+        id="judge_agreement",
+        title="Judge agreement with reviewers (kappa)",
+        kind="timeseries",
+        sql=(
+            "SELECT $__timeInterval(window_end) AS time, "
+            "concat(app_id, '/', rubric, '@', rubric_version, ' (', evaluator, ')') AS series, "
+            f"{_latest_agreement('kappa', 'pairs')}.1 AS kappa FROM judge_agreement "
+            f"WHERE $__timeFilter(window_end) AND {_all_or('app_id', 'app')} "
+            "GROUP BY time, series ORDER BY time, series"
+        ),
+        columns=(_c("time", "time"), _c("series", "string"), _c("kappa")),
+        unit="short",
+        description="Cohen's kappa of the judge's pass/fail call against reviewers' (a score or rating above the "
+        "middle of its scale passes), per app, rubric@version and judge model, over the judge's rolling window of "
+        "reviews (LOOKOUT_JUDGE_AGREEMENT_WINDOW_DAYS). 1: they always agree, 0: no better than chance. Read it "
+        "with the base rates in the table beside it. Not filtered by model or environment.",
+    ),
+    Panel(
         id="thumbs_down",
         title="Thumbs-down rate",
         kind="timeseries",
@@ -369,6 +391,36 @@ PANELS: tuple[Panel, ...] = (
         unit="short",
         description="Messages that could not be parsed or stored, per source topic (not per app).",
         per_app=False,
+    ),
+    Panel(
+        id="judge_agreement_latest",
+        title="Judge agreement: latest per rubric",
+        kind="table",
+        # Aliases differ from the columns they aggregate (see drift_state).
+        sql=(
+            "SELECT app_id, rubric, rubric_version, evaluator, last.1 AS reviewed_pairs, last.2 AS pass_kappa, "
+            "last.3 AS judge_passes, last.4 AS reviewer_passes, last.5 AS weighted_kappa, last.6 AS rank_correlation, "
+            "last_window_end FROM ("
+            "SELECT app_id, rubric, rubric_version, evaluator, "
+            f"{_latest_agreement(*_AGREEMENT_COLUMNS)} AS last, max(window_end) AS last_window_end "
+            "FROM judge_agreement "
+            f"WHERE $__timeFilter(window_end) AND {_all_or('app_id', 'app')} "
+            "GROUP BY app_id, rubric, rubric_version, evaluator) "
+            "ORDER BY pass_kappa, app_id, rubric, rubric_version, evaluator"
+        ),
+        columns=(
+            _c("app_id", "string"), _c("rubric", "string"), _c("rubric_version", "string"),
+            _c("evaluator", "string"), _c("reviewed_pairs"), _c("pass_kappa"), _c("judge_passes", unit="percentunit"),
+            _c("reviewer_passes", unit="percentunit"), _c("weighted_kappa"), _c("rank_correlation"),
+            _c("last_window_end", "time"),
+        ),
+        unit="short",
+        description="The latest agreement of each app/rubric@version/judge model in the range, least trusted first: "
+        "reviewed calls in the window, the pass/fail kappa with its base rates (the share of those calls the judge "
+        "passes and the share reviewers pass: a kappa is low when either passes nearly everything), the "
+        "quadratic-weighted kappa on 1..5 ratings and Spearman's rank correlation. Not filtered by model or "
+        "environment.",
+        width=24,
     ),
     Panel(
         id="model_versions",
@@ -429,16 +481,14 @@ PANELS: tuple[Panel, ...] = (
         title="Retrain runs",
         kind="table",
         # Runs with any transition in the range, with every transition they have, so a run
-        # started before the range still shows where it began.
+        # started before the range still shows where it began: each run's latest state is
+        # the retrain_run_state view (migration 0015), as the retrain trigger reads it.
         sql=(
-            "SELECT toString(run_id) AS run_id, app_id, model, latest_status AS status, started, updated, "
-            "first_rule AS rule, new_version AS model_version FROM ("
-            f"SELECT run_id, app_id, model, argMax(status, (ts, {_RETRAIN_ORDER})) AS latest_status, "
-            "min(ts) AS started, max(ts) AS updated, anyIf(rule, rule != '') AS first_rule, "
-            "argMaxIf(model_version, ts, model_version != '') AS new_version FROM retrain_runs "
+            "SELECT toString(run_id) AS run_id, app_id, model, latest_status AS status, started, updated, rule, "
+            "trained_version AS model_version FROM retrain_run_state "
             "WHERE (app_id, run_id) IN (SELECT app_id, run_id FROM retrain_runs WHERE $__timeFilter(ts)) "
             f"AND {_all_or('app_id', 'app')} AND {_all_or('model', 'model')} "
-            "GROUP BY run_id, app_id, model) ORDER BY updated DESC LIMIT 50"
+            "ORDER BY updated DESC LIMIT 50"
         ),
         columns=(
             _c("run_id", "string"), _c("app_id", "string"), _c("model", "string"), _c("status", "string"),

@@ -1,8 +1,8 @@
 """A small sample of every table with known totals, for tests and for trying the panels.
 
 Rows go in through the real schema: calls into llm_calls (the materialized views fill
-calls_1m and versions_1m), then scores, drift_results, feedback, retrain_runs and
-dead_letters. Scores and votes carry their call's model, version and environment as the
+calls_1m and versions_1m), then scores, drift_results, feedback, judge_agreement,
+retrain_runs and dead_letters. Scores and votes carry their call's model, version and environment as the
 judge and the thumbs service send them, and a changed vote names the vote it replaces, so
 versions_1m fills as in production. A few toxicity score rows are inserted twice, as a
 replay would before ReplacingMergeTree merges them (the sink skips those, and the rollup
@@ -60,6 +60,8 @@ class Sample:
     latest_thumbs: dict[uuid.UUID, int] = field(default_factory=dict)  # the one author's latest vote
     open_tasks: dict[uuid.UUID, tuple[str, datetime]] = field(default_factory=dict)  # app_id, created
     dead_letters: dict[str, int] = field(default_factory=dict)
+    # The latest judge_agreement row of each (app_id, rubric, rubric_version, evaluator).
+    agreement: dict[tuple[str, str, str, str], dict] = field(default_factory=dict)
 
     def calls_where(self, **match: str) -> list[dict]:
         return [c for c in self.calls if all(c[k] == v for k, v in match.items())]
@@ -146,6 +148,30 @@ def insert_review_done(client: Client, rows: list[dict]) -> None:
 def review_done(c: dict, reviewer: str, needed: int, ts: datetime) -> dict:
     return {"event_id": c["event_id"], "app_id": c["app_id"], "reviewer": reviewer, "feedback_id": uuid.uuid4(),
             "needed": needed, "ts": ts}
+
+
+AGREEMENT_COLUMNS = ("window_end", "window_start", "app_id", "rubric", "rubric_version", "evaluator", "pairs", "kappa",
+                     "observed_agreement", "judge_pass_rate", "reviewer_pass_rate", "kappa_quadratic", "spearman",
+                     "spearman_p", "computed_at")
+
+
+def insert_agreement(client: Client, rows: list[dict]) -> None:
+    client.insert("judge_agreement", [[r[c] for c in AGREEMENT_COLUMNS] for r in rows],
+                  column_names=list(AGREEMENT_COLUMNS))
+
+
+def agreement(window_end: datetime, app_id: str, rubric: str, *, kappa: float | None, pairs: int = 40,
+              version: str = "1+p2", evaluator: str = "judge", judge_pass_rate: float = 0.6,
+              reviewer_pass_rate: float = 0.5, computed_after_s: int = 1) -> dict:
+    """A judge_agreement row as the judge writes it (live_agreement.py), over a week of reviews."""
+    return {
+        "window_end": window_end, "window_start": window_end - timedelta(days=7), "app_id": app_id,
+        "rubric": rubric, "rubric_version": version, "evaluator": evaluator, "pairs": pairs, "kappa": kappa,
+        "observed_agreement": None if kappa is None else 0.5 + kappa / 2, "judge_pass_rate": judge_pass_rate,
+        "reviewer_pass_rate": reviewer_pass_rate, "kappa_quadratic": None if kappa is None else min(1.0, kappa + 0.1),
+        "spearman": None if kappa is None else kappa, "spearman_p": None if kappa is None else 0.01,
+        "computed_at": window_end + timedelta(seconds=computed_after_s),
+    }
 
 
 def insert_retrain(client: Client, rows: list[dict]) -> None:
@@ -256,6 +282,28 @@ def seed(client: Client, now: datetime) -> Sample:
          "status": st, "rule": rule if st == "requested" else "", "model_version": ""}
         for m_, st in ((20, "requested"), (21, "launched"), (50, "failed"))
     ])
+
+    # Judge agreement, a row per series every 5 minutes. support-bot's relevance slides from
+    # 0.8 to 0.58, and its last window was computed twice (a replica, a restart): the later
+    # computation counts. Its rubric's version 2 started half-way with too few reviews for
+    # a kappa (NULL), after one row that had one. search's faithfulness disagrees.
+    rows = []
+    for i in range(12):
+        end = start + timedelta(minutes=5 * (i + 1))
+        rows.append(agreement(end, "support-bot", "relevance", kappa=0.8 - 0.02 * i, pairs=100 + i))
+        if i >= 6:
+            rows.append(agreement(end, "support-bot", "relevance", version="2+p2", kappa=0.3 if i == 6 else None,
+                                  pairs=2, judge_pass_rate=1.0, reviewer_pass_rate=1.0))
+        rows.append(agreement(end, "search", "faithfulness", kappa=0.2, pairs=40, judge_pass_rate=0.9,
+                              reviewer_pass_rate=0.4))
+    rows.append(agreement(start + timedelta(minutes=60), "support-bot", "relevance", kappa=0.1, pairs=111,
+                          computed_after_s=0))  # the earlier computation of the last window
+    insert_agreement(client, rows)
+    for r in rows:
+        key = (r["app_id"], r["rubric"], r["rubric_version"], r["evaluator"])
+        held = sample.agreement.get(key)
+        if held is None or (held["window_end"], held["computed_at"]) < (r["window_end"], r["computed_at"]):
+            sample.agreement[key] = r
 
     letters = [(start + timedelta(minutes=5 * i), "llm.events") for i in range(3)]
     letters.append((start + timedelta(minutes=30), "llm.scores"))

@@ -35,5 +35,13 @@ class DashboardSettings(BaseSettings):
     alert_thumbs_down_rate: float = Field(
         0.3, gt=0, le=1, description="Thumbs-down surge alert: share of thumbs-down votes, 30 min."
     )
+    alert_judge_kappa: float = Field(
+        0.4, gt=-1, le=1,
+        description="Judge agreement alert: the pass/fail kappa of a rubric's judge against reviewers below this "
+        "(0.4: 'fair' agreement at best, Landis & Koch), on the judge's rolling window of reviews.",
+    )
+    alert_judge_min_pairs: int = Field(
+        30, ge=2, description="The judge agreement alert stays quiet below this many reviewed calls in the window."
+    )
     alert_min_calls: int = Field(20, ge=1, description="Rate alerts stay quiet on streams with fewer events than this.")
     alert_min_votes: int = Field(10, ge=1, description="The thumbs-down alert stays quiet below this many votes.")

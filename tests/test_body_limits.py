@@ -32,11 +32,19 @@ def sink_app():
     return ops_app(settings, SinkRunner(settings))
 
 
+def _open(app):
+    """A service_app with its routes open (the start gate lifted) on a service that is never
+    started: what the routes sit behind once it runs."""
+    app.state.lifecycle.running = True
+    return app
+
+
 def feedback_app():
-    from lookout.feedback.app import FeedbackService, build_app
+    from lookout.core.serving import service_app
+    from lookout.feedback.app import FeedbackService
     from lookout.feedback.settings import FeedbackSettings
 
-    return build_app(FeedbackService(FeedbackSettings(**COMMON)))
+    return _open(service_app(FeedbackService(FeedbackSettings(**COMMON))))
 
 
 def drift_app():
@@ -58,11 +66,11 @@ def judge_app():
 
 
 def retrain_app():
-    from lookout.retrain_trigger.app import build_app
+    from lookout.core.serving import service_app
     from lookout.retrain_trigger.service import RetrainService
     from lookout.retrain_trigger.settings import RetrainSettings
 
-    return build_app(RetrainService(RetrainSettings(**COMMON)))
+    return _open(service_app(RetrainService(RetrainSettings(**COMMON))))
 
 
 RUN = "0190a0a0-0000-7000-8000-000000000000"

@@ -342,6 +342,36 @@ def test_dead_letters_per_topic(seeded):
     assert totals == s.dead_letters
 
 
+def test_judge_agreement_table_shows_each_series_latest_computation_least_trusted_first(seeded):
+    client, s = seeded
+    rows = run(client, "judge_agreement_latest", ctx(s))
+    got = {(r["app_id"], r["rubric"], r["rubric_version"], r["evaluator"]): r for r in rows}
+    assert set(got) == set(s.agreement)
+    for key, expected in s.agreement.items():
+        r = got[key]
+        assert (r["reviewed_pairs"], r["judge_passes"], r["reviewer_passes"]) == (
+            expected["pairs"], expected["judge_pass_rate"], expected["reviewer_pass_rate"]), key
+        assert r["pass_kappa"] == (None if expected["kappa"] is None else pytest.approx(expected["kappa"])), key
+        assert r["last_window_end"].replace(tzinfo=UTC) == expected["window_end"], key
+    # The rewritten last window counts its later computation (0.58), not the earlier (0.1);
+    # the new version's latest row has no kappa (too few pairs), not the older row's 0.3.
+    assert got[("support-bot", "relevance", "1+p2", "judge")]["pass_kappa"] == pytest.approx(0.58)
+    assert got[("support-bot", "relevance", "2+p2", "judge")]["pass_kappa"] is None
+    assert [r["rubric"] for r in rows] == ["faithfulness", "relevance", "relevance"]  # lowest kappa first
+    assert {r["app_id"] for r in run(client, "judge_agreement_latest", ctx(s, app=["search"]))} == {"search"}
+
+
+def test_judge_agreement_series_draw_each_windows_latest_kappa(seeded):
+    client, s = seeded
+    rows = run(client, "judge_agreement", ctx(s))
+    relevance = [r for r in rows if r["series"] == "support-bot/relevance@1+p2 (judge)"]
+    assert [r["kappa"] for r in relevance] == pytest.approx([0.8 - 0.02 * i for i in range(12)])
+    assert {r["series"] for r in rows} == {"support-bot/relevance@1+p2 (judge)", "support-bot/relevance@2+p2 (judge)",
+                                           "search/faithfulness@1+p2 (judge)"}
+    assert {r["series"] for r in run(client, "judge_agreement", ctx(s, app=["search"]))} == {
+        "search/faithfulness@1+p2 (judge)"}
+
+
 def test_template_variable_queries_list_the_streams(seeded):
     client, s = seeded
     found = {}
@@ -674,6 +704,22 @@ def scenario_thumbs_down(client, now):
     return [(now, {("hot",)})]
 
 
+def scenario_judge_agreement(client, now):
+    def row(app_id: str, kappa: float | None, pairs: int, minutes_ago: int, version: str = "1+p2") -> dict:
+        return sample.agreement(now - timedelta(minutes=minutes_ago), app_id, "relevance", kappa=kappa, pairs=pairs,
+                                version=version)
+
+    sample.insert_agreement(client, [
+        row("hot", 0.7, 80, 30), row("hot", 0.12, 80, 5),  # agreement fell: fires
+        row("cool", 0.1, 80, 30), row("cool", 0.75, 80, 5),  # recovered: quiet
+        row("few", -0.2, 12, 5),  # too few reviewed calls for a verdict
+        row("undefined", None, 50, 5),  # no kappa (a rater that never varies)
+        row("cool", 0.05, 80, 5, version="2+p2"),  # a new rubric version is its own series
+    ])
+    return [(now, {("hot", "relevance", "1+p2", "judge"), ("cool", "relevance", "2+p2", "judge")}),
+            (now - timedelta(minutes=20), {("cool", "relevance", "1+p2", "judge")})]
+
+
 SCENARIOS = {
     "lookout-cost-burn": scenario_cost_burn,
     "lookout-token-spike": scenario_token_spike,
@@ -682,6 +728,7 @@ SCENARIOS = {
     "lookout-toxicity-rate": scenario_toxicity_rate,
     "lookout-sustained-drift": scenario_sustained_drift,
     "lookout-thumbs-down": scenario_thumbs_down,
+    "lookout-judge-agreement": scenario_judge_agreement,
 }
 
 

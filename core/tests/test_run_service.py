@@ -153,3 +153,15 @@ def test_several_worker_processes_serve_one_port_and_all_stop_on_sigterm(example
     assert proc.returncode == 0, out[-3000:]
     stopped = [line.split(" ")[0] for line in record.read_text().splitlines() if line.endswith(" stopped")]
     assert len(set(stopped)) == len(stopped) == 2, out[-3000:]
+
+
+def test_log_format_json_makes_every_line_of_a_service_one_json_object(example):
+    import json
+
+    proc, _, _ = example(EXAMPLE_FAIL_START="true", LOG_FORMAT="json")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out[-3000:]
+    docs = [json.loads(line) for line in out.splitlines() if line.strip()]  # raises on a text line
+    failed = [d for d in docs if "example failed to start" in d["message"]]
+    assert failed and failed[0]["level"] == "ERROR" and "RuntimeError: configured to fail" in failed[0]["message"]
+    assert {"ts", "level", "logger", "message"} <= set(docs[0])

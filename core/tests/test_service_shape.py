@@ -4,11 +4,6 @@ DDL in code is found as a string literal (f-strings included) that begins with C
 TABLE / VIEW / MATERIALIZED VIEW / DICTIONARY, in the packages that ship (tests, fixtures
 and benchmarks may make scratch tables), and in any .sql file outside the migrations.
 The migration ledger itself (schema_migrations, in migrations.py) is the one exception.
-
-KNOWN lists today's offenders. The migration steps of issue 14 move them into numbered
-migrations and delete them from KNOWN; test_known_ddl_outside_migrations_only_shrinks
-fails on a new offender and on a stale entry, and the xfail below flips (strictly) once
-KNOWN is empty.
 """
 
 from __future__ import annotations
@@ -17,8 +12,6 @@ import ast
 import functools
 import re
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS = ROOT / "core" / "lookout" / "core" / "migrations"
@@ -31,14 +24,6 @@ DDL = re.compile(
     r"(?:IF\s+NOT\s+EXISTS\s+)?([`\"\w.{}]+)",
     re.IGNORECASE,
 )
-
-# (file, object) -> where it should go. Remove an entry when its DDL moves into a migration.
-KNOWN = {
-    ("services/feedback/lookout/feedback/runtime.py", "{TABLE}"): "feedback_runtime_settings",
-    ("services/retrain-trigger/lookout/retrain_trigger/state.py", "retrain_observations"): "retrain_observations",
-    ("services/retrain-trigger/lookout/retrain_trigger/versions.py", "model_versions"): "model_versions",
-}
-
 
 def _literal_texts(tree: ast.AST) -> list[str]:
     """Each string literal's text; an f-string's placeholders as {name}."""
@@ -83,15 +68,6 @@ def test_the_scan_finds_ddl_in_literals_and_f_strings_but_not_in_prose():
     assert sorted(names) == ["mv", "{TABLE}"]
 
 
-def test_known_ddl_outside_migrations_only_shrinks():
-    found = ddl_outside_migrations()
-    new = found - set(KNOWN)
-    assert not new, f"tables/views created outside a numbered migration: {sorted(new)}; add a migration instead"
-    stale = set(KNOWN) - found
-    assert not stale, f"gone from the code, remove from KNOWN: {sorted(stale)}"
-
-
-@pytest.mark.xfail(strict=True, reason="DDL still in code: " + ", ".join(sorted(KNOWN.values())) +
-                   " (issue 14's migration steps move them into numbered migrations)")
 def test_every_table_and_view_is_created_by_a_numbered_migration():
-    assert ddl_outside_migrations() == set()
+    found = ddl_outside_migrations()
+    assert not found, f"tables/views created outside a numbered migration: {sorted(found)}; add a migration instead"

@@ -1,5 +1,6 @@
-"""`lookout up` as a user runs it: one process, Tansu child, chdb under the data dir,
-every API on one port, a dev key written once, Ctrl-C shuts everything down."""
+"""`lookout up` as a user runs it: one process, a broker child (Apache Kafka where Java is
+installed, else Tansu, and it says so), chdb under the data dir, every API on one port, a
+dev key written once, Ctrl-C shuts everything down."""
 
 from __future__ import annotations
 
@@ -7,19 +8,19 @@ import os
 import signal
 import stat
 import subprocess
+import sys
 import time
 
 import httpx
 
 from lookout.testing.brokers import free_port
+from lookout.testing.embedded import broker_of, wait_ready
 from lookout.testing.embedded import start_lookout_up as start
-from lookout.testing.embedded import wait_ready
 from tests.events import llm_call
 
 
-def tansu_children(pid: int) -> list[str]:
-    out = subprocess.run(["ps", "-eo", "pid,ppid,comm"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines()[1:] if line.split()[1] == str(pid) and "tansu" in line]
+def parent_of(pid: int) -> int:
+    return int(subprocess.run(["ps", "-o", "ppid=", "-p", str(pid)], capture_output=True, text=True).stdout)
 
 
 def test_lookout_up_serves_ingest_and_reads_then_stops_cleanly_on_ctrl_c(tmp_path):
@@ -30,7 +31,9 @@ def test_lookout_up_serves_ingest_and_reads_then_stops_cleanly_on_ctrl_c(tmp_pat
         key_file = tmp_path / "dev-api-key"
         assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
         key = key_file.read_text().strip()
-        assert tansu_children(proc.pid)
+        broker = broker_of(tmp_path)
+        assert broker is not None and broker.alive() and parent_of(broker.pid) == proc.pid
+        assert broker.kind == "kafka"  # Java is installed here
         headers = {"Authorization": f"Bearer {key}"}
         event = llm_call("quickstart")
         r = httpx.post(f"http://127.0.0.1:{port}/v1/events", json={"events": [event]}, headers=headers)
@@ -52,7 +55,8 @@ def test_lookout_up_serves_ingest_and_reads_then_stops_cleanly_on_ctrl_c(tmp_pat
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
     assert "Traceback" not in out
-    assert not tansu_children(proc.pid)
+    assert not broker.alive() and broker_of(tmp_path) is None  # stopped with the stack, pidfile gone
+    assert "broker: Apache Kafka" in out and "(durable" in out
 
 
 def test_the_dev_key_is_created_once_and_only_its_hash_is_stored(tmp_path):
@@ -79,3 +83,60 @@ def test_the_dev_key_is_created_once_and_only_its_hash_is_stored(tmp_path):
     for path in (tmp_path / "chdb").rglob("*"):
         if path.is_file():
             assert secret not in path.read_bytes(), path
+
+
+def without_java(tmp_path) -> dict[str, str | None]:
+    """The environment of a machine with no Java: an empty PATH (the stack needs no program
+    from it: Python runs by its full path, Tansu from its wheel) and no JAVA_HOME."""
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    return {"PATH": str(empty), "JAVA_HOME": None, "LOOKOUT_EMBEDDED_BROKER": None}
+
+
+def test_without_java_the_stack_runs_tansu_and_says_plainly_that_events_live_in_memory(tmp_path):
+    port = free_port()
+    proc = start(tmp_path / "data", port, env=without_java(tmp_path))
+    try:
+        wait_ready(proc, port)
+        body = httpx.get(f"http://127.0.0.1:{port}/readyz").json()
+        broker = body["details"]["broker"]
+        assert broker["kind"] == "tansu" and broker["durable"] is False
+        assert "in memory" in broker["warning"] and "lost when Lookout stops or crashes" in broker["warning"]
+        assert "no Java runtime found" in broker["warning"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 0, out
+    banner = out[out.index("Lookout (embedded)"):]
+    assert "broker: Tansu" in banner and "WARNING: Tansu keeps topics in memory" in banner
+    assert "Apache Kafka not used: no Java runtime found" in banner
+
+
+def test_asking_for_kafka_where_there_is_no_java_fails_at_start_and_says_why(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "JAVA_HOME"}
+    env.update(PATH=str(tmp_path), LOOKOUT_EMBEDDED_BROKER="kafka")
+    out = subprocess.run([sys.executable, "-m", "lookout.stack.cli", "up", "--data-dir", str(tmp_path / "data"),
+                          "--port", str(free_port())], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 1
+    assert "LOOKOUT_EMBEDDED_BROKER=kafka, but no Java runtime found" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert broker_of(tmp_path / "data") is None  # nothing left running
+
+
+def test_a_second_lookout_up_on_a_data_dir_in_use_is_refused_and_touches_nothing(tmp_path):
+    # The first holder: a process holding the data dir's lock as a running `lookout up` does.
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from lookout.stack.lock import lock_data_dir; lock_data_dir(Path(sys.argv[1])); "
+                               "print('locked', flush=True); time.sleep(600)", str(tmp_path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        out = subprocess.run([sys.executable, "-m", "lookout.stack.cli", "up", "--data-dir", str(tmp_path),
+                              "--port", str(free_port()), "--broker", "tansu"], capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 1
+        assert f"another `lookout up` (pid {holder.pid}) runs on {tmp_path}" in out.stderr
+        assert holder.poll() is None and broker_of(tmp_path) is None and not (tmp_path / "chdb").exists()
+    finally:
+        holder.kill()
+        holder.wait()

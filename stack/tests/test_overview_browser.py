@@ -26,10 +26,10 @@ from dashboards import sample
 from dashboards.panels import PANELS
 from lookout.core.api_errors import install_error_handlers
 from lookout.core.auth import ApiKeyStore
+from lookout.core.session import Session
 from lookout.feedback import review
 from lookout.feedback.accounts import Accounts
 from lookout.feedback.settings import FeedbackSettings
-from lookout.feedback.store import Db
 from lookout.stack import overview
 from lookout.stack.overview_access import REVIEW_COOKIE, OverviewSettings, host_name
 
@@ -51,7 +51,7 @@ class Stack:
 
     def __init__(self, client, access: OverviewSettings | None = None):
         self.keys = ApiKeyStore(client)
-        accounts = Accounts(Db(client), session_ttl_s=3600)
+        accounts = Accounts(client, session_ttl_s=3600)
         self.every, self.all_key = self.keys.create("*", ["read"], name="on-call")
         self.bot, self.bot_key = self.keys.create("support-bot", ["read"], name="bot team")
         self.ingest, self.ingest_key = self.keys.create("*", ["ingest"], name="sdk")
@@ -60,7 +60,8 @@ class Stack:
         accounts.upsert("idle", password=PASSWORD, role="reviewer", apps=[])
         self.app = FastAPI()
         install_error_handlers(self.app)
-        self.app.include_router(review.build_router(review.ReviewContext(FeedbackSettings(), Db(client), accounts)))
+        context = review.ReviewContext(FeedbackSettings(), Session.of(client), accounts)
+        self.app.include_router(review.build_router(context))
         self.app.include_router(overview.router(lambda: client, keys=self.keys, sessions=accounts.session,
                                                 bound_host="127.0.0.1", access=access))
 

@@ -38,6 +38,13 @@ def connect(settings: CommonSettings, *, database: str | None = None) -> Client:
     db = database or settings.clickhouse_database
     if dsn.startswith("chdb:"):
         path = _chdb_dir(dsn)
+        try:
+            import chdb  # noqa: F401 -- an extra (550 MB): server images leave it out
+        except ImportError:
+            raise ClickHouseConfigError(
+                f"LOOKOUT_CLICKHOUSE_DSN {dsn!r} is an embedded store, which needs chdb: "
+                "pip install 'lookout-core[chdb]' (or point it at a ClickHouse server, http(s)://host:8123)"
+            ) from None
         import os
 
         path = os.path.abspath(path)

@@ -30,10 +30,10 @@ from datetime import datetime
 from pathlib import Path
 
 import orjson
-from clickhouse_connect.driver.client import Client
 
 from . import review_signing
 from .review_signing import ReviewContent
+from .session import ClientLike, Session
 
 APPROVED_RATING = 4
 FILES = ("sft.jsonl", "preference.jsonl")
@@ -183,10 +183,12 @@ def latest_verified(rows, signing_secret: str) -> tuple[list[_Review], int]:
     return ordered, unverified
 
 
-def build(client: Client, filters: DatasetFilters, signing_secret: str) -> Built:
+def build(db: Session | ClientLike, filters: DatasetFilters, signing_secret: str) -> Built:
+    """The dataset of the reviews that match `filters` (one query, under the client's
+    Session lock; the lines are made after it)."""
     review_signing.check_secret(signing_secret)
     sql, params = _query(filters)
-    reviews, unverified = latest_verified(client.query(sql, parameters=params).result_rows, signing_secret)
+    reviews, unverified = latest_verified(Session.of(db).rows(sql, **params), signing_secret)
     sft, pref = [], []
     for review in reviews:
         r = review.content
@@ -229,5 +231,6 @@ def write(built: Built, folder: str | os.PathLike, filters: DatasetFilters) -> E
     return exported
 
 
-def export(client: Client, filters: DatasetFilters, folder: str | os.PathLike, signing_secret: str) -> Exported:
-    return write(build(client, filters, signing_secret), folder, filters)
+def export(db: Session | ClientLike, filters: DatasetFilters, folder: str | os.PathLike,
+           signing_secret: str) -> Exported:
+    return write(build(db, filters, signing_secret), folder, filters)

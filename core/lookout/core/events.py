@@ -167,8 +167,9 @@ class Score(_Wire):
     evaluator_version: ShortText = ""
     explanation: LongText | None = None
     cost_usd: Annotated[float, Field(ge=0)] = 0.0
-    # Copied from the scored call by a producer that has it (the judge), so per-version
-    # views need no join to llm_calls; when absent the sink looks the call up.
+    # The scored call's identity (with app_id and model above), stamped by the producer,
+    # which has the call in hand (the judge), so no consumer or per-version view reads the
+    # call back to learn it.
     model_version: ShortText | None = None
     environment: Environment | None = None
 
@@ -212,8 +213,11 @@ class Feedback(_Wire):
     labels: list[ShortText] = Field(default_factory=list, max_length=64)
     corrected_output: LongText | None = None
     comment: LongText | None = None
-    # The rated call, copied by a producer that looked it up (thumbs); when absent the sink
-    # looks the call up. Per-version views count a vote at its call's minute.
+    # The rated call's identity, stamped where the call is known: the thumbs API and the
+    # review UI read it once at the edge, where a vote names its call, so no consumer (task
+    # builder, retrain trigger, sink) reads the call back. Per-version views count a vote at
+    # its call's minute (call_ts). A vote without a model cannot join its call's stream: the
+    # retrain trigger dead-letters it.
     model: Name | None = None
     model_version: ShortText | None = None
     environment: Environment | None = None

@@ -9,6 +9,8 @@ import contextlib
 import inspect
 import logging
 import ssl
+import threading
+import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -18,10 +20,37 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, TopicAlreadyExistsError
 
-from . import topics
+from . import consumer_metrics, topics
 from .settings import CommonSettings
 
 log = logging.getLogger(__name__)
+
+
+class _ProbeFilter(logging.Filter):
+    """Drops aiokafka's ERROR line about InitProducerId while `auto` mode probes the broker:
+    the refusal is expected there (Tansu), and start_producer reports it as one INFO line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.probing = 0
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (self.probing and "InitProducerId" in str(record.msg))
+
+    @contextlib.contextmanager
+    def probe(self) -> Any:
+        with self._lock:
+            self.probing += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.probing -= 1
+
+
+_PROBE = _ProbeFilter()
+logging.getLogger("aiokafka.producer.sender").addFilter(_PROBE)
 
 
 def client_options(settings: CommonSettings) -> dict:
@@ -79,13 +108,16 @@ async def start_producer(settings: CommonSettings, **overrides) -> AIOKafkaProdu
     if mode in ("auto", "on"):
         producer = AIOKafkaProducer(enable_idempotence=True, **base)
         try:
-            await producer.start()
+            with _PROBE.probe() if mode == "auto" else contextlib.nullcontext():
+                await producer.start()
             return producer
         except KafkaError as exc:
             await producer.stop()
             if mode == "on":
                 raise
-            log.warning("broker refused an idempotent producer (%s); continuing without idempotence", exc)
+            log.info("the broker does not support idempotent producers (%s: %s); producing without idempotence, "
+                     "event-id dedup in storage keeps exactly-once (LOOKOUT_KAFKA_IDEMPOTENCE=off skips this check)",
+                     type(exc).__name__, exc)
     producer = AIOKafkaProducer(enable_idempotence=False, **base)
     await producer.start()
     return producer
@@ -153,11 +185,13 @@ async def _maybe_await(result: Any) -> None:
         await result
 
 
-# The fence make_consumer subscribed each consumer with, for the loop that drives it.
+# The fence make_consumer subscribed each consumer with, for the loop that drives it, and
+# the group it joined (with the prefix), for the loop's metrics.
 _FENCES: weakref.WeakKeyDictionary[AIOKafkaConsumer, BatchFence] = weakref.WeakKeyDictionary()
+_GROUPS: weakref.WeakKeyDictionary[AIOKafkaConsumer, str] = weakref.WeakKeyDictionary()
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: consumer_metrics.LAG holds loops in a WeakSet
 class CommitAfterLoop:
     """Consumes batches and hands each to `handler`; commits the batch's offsets only
     after the handler returned, i.e. after its output was produced or stored. If the
@@ -173,10 +207,40 @@ class CommitAfterLoop:
     poll_timeout_ms: int = 200
     retry_backoff_s: float = 1.0
     stats: ConsumerStats = field(default_factory=ConsumerStats)
+    # The consumer group, for the metrics' `group` label (consumer_metrics.py); default:
+    # the group make_consumer gave the consumer.
+    group: str = ""
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    # (topic, partition) -> lag as of the last poll, replaced whole (read by /metrics threads).
+    _lag: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.group:
+            self.group = _GROUPS.get(self.consumer, "") or "(none)"
 
     def stop(self) -> None:
         self._stop.set()
+
+    def lag_snapshot(self) -> dict[tuple[str, int], int]:
+        return self._lag
+
+    async def _observe_lag(self) -> None:
+        """Lag per owned partition: the high watermark the last fetch reported minus the
+        consumer's position (the next record it hands out). Clamped at 0: Tansu reports a
+        high watermark below the end offset already committed (see consumer_metrics.py)."""
+        lag: dict[tuple[str, int], int] = {}
+        for tp in list(self.consumer.assignment()):
+            try:
+                high = self.consumer.highwater(tp)
+                if high is None:  # nothing fetched from it yet
+                    continue
+                # position() returns at once for a partition with a position; one still
+                # being reset (just assigned) is skipped until the next poll.
+                position = await asyncio.wait_for(self.consumer.position(tp), 0.05)
+            except (TimeoutError, IllegalStateError, AssertionError, KafkaError):
+                continue
+            lag[(tp.topic, tp.partition)] = max(0, high - position)
+        self._lag = lag
 
     async def _fill(self) -> dict:
         batches = await self.consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
@@ -196,14 +260,20 @@ class CommitAfterLoop:
 
     async def run(self) -> None:
         fence = _FENCES.get(self.consumer)
-        while not self._stop.is_set():
-            # Fenced from the fetch on: records fetched before a revocation are handled
-            # and committed before the group moves their partitions (a poll adds at most
-            # poll_timeout_ms + linger_ms to a rebalance).
-            async with fence.batch() if fence else contextlib.nullcontext():
-                batches = await self._fill()
-                if batches:
-                    await self._handle(batches)
+        consumer_metrics.LAG.add(self)
+        try:
+            while not self._stop.is_set():
+                # Fenced from the fetch on: records fetched before a revocation are handled
+                # and committed before the group moves their partitions (a poll adds at most
+                # poll_timeout_ms + linger_ms to a rebalance).
+                async with fence.batch() if fence else contextlib.nullcontext():
+                    batches = await self._fill()
+                    await self._observe_lag()
+                    if batches:
+                        await self._handle(batches)
+        finally:
+            self._lag = {}
+            consumer_metrics.LAG.discard(self)
 
     async def _handle(self, batches: dict) -> None:
         # Partitions revoked between the fetch and now belong to another worker already.
@@ -212,13 +282,16 @@ class CommitAfterLoop:
         records = [r for part in batches.values() for r in part]
         if not records:
             return
+        began = time.perf_counter()
         try:
             await self.handler(records)
         except asyncio.CancelledError:
             raise
         except Exception:
             self.stats.errors += 1
-            log.exception("handler failed on %d records; will retry from the same offsets", len(records))
+            consumer_metrics.ERRORS.labels(self.group).inc()
+            log.exception("handler failed on %d records; will retry from the same offsets", len(records),
+                          extra={"group": self.group})
             for tp, part in batches.items():
                 self.consumer.seek(tp, part[0].offset)
             try:
@@ -231,12 +304,16 @@ class CommitAfterLoop:
             await self.consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError) as exc:
             self.stats.commit_failures += 1
+            consumer_metrics.COMMIT_FAILURES.labels(self.group).inc()
             log.warning("commit of %d records refused after a rebalance (%s); their new owner handles them",
-                        len(records), exc)
+                        len(records), exc, extra={"group": self.group})
             return
         self.stats.consumed += len(records)
         self.stats.batches += 1
         self.stats.commits += 1
+        consumer_metrics.RECORDS.labels(self.group).inc(len(records))
+        consumer_metrics.BATCHES.labels(self.group).inc()
+        consumer_metrics.BATCH_SECONDS.labels(self.group).observe(time.perf_counter() - began)
 
 
 def loop_problem(task: asyncio.Task | None) -> str | None:
@@ -292,6 +369,7 @@ def make_consumer(
             raise ValueError("a rebalance listener needs a consumer group")
         return AIOKafkaConsumer(*names, **opts)
     consumer = AIOKafkaConsumer(**opts)
+    _GROUPS[consumer] = opts["group_id"]
     fence = _FENCES[consumer] = BatchFence(listener)
     if names:
         consumer.subscribe(list(names), listener=fence)

@@ -16,7 +16,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 ReadinessCheck = Callable[[], str | None]
 
 
-def ops_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
+def ops_router(checks: dict[str, ReadinessCheck], details: Callable[[], dict] | None = None) -> APIRouter:
+    """`details`, when given, adds what an operator should know beside readiness to /readyz
+    (the embedded stack names its broker there, and warns when it keeps events in memory)."""
     router = APIRouter(tags=["ops"])
 
     @router.get("/healthz")
@@ -34,7 +36,10 @@ def ops_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
             if reason:
                 problems[name] = reason
         status = 503 if problems else 200
-        return JSONResponse({"ready": not problems, "problems": problems}, status_code=status)
+        body: dict = {"ready": not problems, "problems": problems}
+        if details is not None:
+            body["details"] = details()
+        return JSONResponse(body, status_code=status)
 
     @router.get("/metrics")
     def metrics() -> Response:

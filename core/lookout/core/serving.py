@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .api_errors import ApiError, error_response, install_error_handlers
 from .body_limit import install_body_limit
+from .http_metrics import install_http_metrics
 from .logs import configure_logging
 from .ops import ReadinessCheck, ops_router
 from .service import Service
@@ -119,7 +120,8 @@ def _checks(services: Sequence[Service], lifecycle: Lifecycle) -> dict[str, Read
 def _install_middleware(app: FastAPI, services: Sequence[Service]) -> None:
     """Middleware every service's app has: the request-size limit (body_limit.py), from the
     first service's settings, with the larger limits services declare for their own routes
-    (an optional `body_limits()` -> {path: bytes}, e.g. ingest's batch routes)."""
+    (an optional `body_limits()` -> {path: bytes}, e.g. ingest's batch routes); then, outermost,
+    the request metrics (http_metrics.py), so refused requests are timed too."""
     found = [getattr(s, "settings", None) for s in services]
     settings = next((s for s in found if isinstance(s, CommonSettings)), None) or CommonSettings()
     routes: dict[str, int] = {}
@@ -128,6 +130,7 @@ def _install_middleware(app: FastAPI, services: Sequence[Service]) -> None:
         if callable(limits):
             routes.update(cast("Mapping[str, int]", limits()))
     install_body_limit(app, settings, routes)
+    install_http_metrics(app)
 
 
 def service_app(
@@ -226,7 +229,7 @@ def run_service(factory: Factory[S], settings: S | type[S], *, workers: int = 1)
     """Boot a service process: logging, settings, serve() (or `workers` processes); the
     exit status, for sys.exit."""
     loaded: S = settings() if isinstance(settings, type) else settings
-    configure_logging(loaded.log_level)
+    configure_logging(loaded.log_level, getattr(loaded, "log_format", "text"))
     if workers > 1:
         if str(getattr(loaded, "clickhouse_dsn", "")).startswith("chdb:"):
             # chdb locks its path to one process: a second worker could not open the store.
@@ -262,6 +265,6 @@ def _run_workers(factory: Factory[Any], settings_cls: type, settings: ServedSett
 def worker_app() -> FastAPI:
     """The app of one uvicorn worker process (run_service with workers > 1)."""
     settings = _load(os.environ[_SETTINGS_ENV])()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, getattr(settings, "log_format", "text"))
     return service_app(_load(os.environ[_FACTORY_ENV])(settings), lifespan=True)
 

@@ -70,6 +70,9 @@ class CommonSettings(BaseSettings):
     )
 
     log_level: str = Field(default="INFO", description="Python log level.")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as text, or json: one JSON object per line (ts, level, logger, "
+        "message, and event_id, app_id, stream, run_id... where they apply).")
 
 
 class ServerSettings(BaseSettings):

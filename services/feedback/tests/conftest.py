@@ -1,6 +1,8 @@
 """FeedbackStack: ingest + sink (lookout.testing's IngestStack) and one or more feedback
-service instances, each with its own asyncio loop, HTTP port, ClickHouse client, Kafka
-producer and claim-log reader, like separate processes, on a real broker and chdb."""
+service instances, each with its own asyncio loop, HTTP port, ClickHouse session, Kafka
+producer and claim-log reader, like separate processes, on a real broker and chdb. Each
+instance is served as run_service serves it (service_app: the start gate, the ops routes,
+the envelope)."""
 
 from __future__ import annotations
 
@@ -16,9 +18,11 @@ import httpx
 import pytest
 import uvicorn
 
-from lookout.core import clickhouse, ids
+from lookout.core import ids
 from lookout.core.events import LlmCall, Message
-from lookout.feedback.app import FeedbackService, build_app
+from lookout.core.serving import Lifecycle, service_app
+from lookout.core.session import Session
+from lookout.feedback.app import FeedbackService
 from lookout.feedback.settings import FeedbackSettings
 from lookout.testing.brokers import free_port
 from lookout.testing.stack import IngestStack, ingest_settings_for
@@ -30,16 +34,17 @@ SIGNING_SECRET = "review-signing-secret-0123"
 
 
 class Instance:
-    def __init__(self, settings: FeedbackSettings, build_tasks: bool):
+    def __init__(self, settings: FeedbackSettings, build_tasks: bool, session: Session | None = None):
         self.port = free_port()
-        self.client = clickhouse.connect(settings)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.service = FeedbackService(settings, client=self.client, build_tasks=build_tasks)
-        self.run(self.service.start())
-        config = uvicorn.Config(build_app(self.service), host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="off")
+        # Its own Session unless one is given (a test's seam), like a process.
+        self.service = FeedbackService(settings, session, build_tasks=build_tasks)
+        self.lifecycle = Lifecycle([self.service])
+        self.run(self.lifecycle.start())
+        self.app = service_app(self.service, lifecycle=self.lifecycle)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)
         self.server_task = asyncio.run_coroutine_threadsafe(self.server.serve(), self.loop)
         deadline = time.monotonic() + 20
@@ -59,7 +64,7 @@ class Instance:
     def close(self) -> None:
         self.server.should_exit = True
         self.server_task.result(30)
-        self.run(self.service.stop())
+        self.run(self.lifecycle.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
 

@@ -13,8 +13,8 @@ import pytest
 
 from lookout.core import kafka, topics
 from lookout.core.events import Score
+from lookout.core.session import Session
 from lookout.feedback.runtime import RuntimeSettings
-from lookout.feedback.store import Db
 
 from .conftest import ADMIN, FeedbackStack
 
@@ -76,7 +76,7 @@ def test_a_new_label_set_applies_to_the_form_and_to_submissions(stack):
         assert r.json()["labels"] == ["good", "bad answer"]
         assert admin.get("/review/api/me").json()["labels"] == ["good", "bad answer"]
         # Another instance reads the same values from ClickHouse.
-        other = RuntimeSettings(stack.settings, Db(stack.client))
+        other = RuntimeSettings(stack.settings, Session.of(stack.client))
         assert other.current().labels() == ["good", "bad answer"]
         task = admin.post("/review/api/next", json={}).json()["task"]
         assert task["event_id"] == str(event_id)

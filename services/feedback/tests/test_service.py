@@ -54,7 +54,8 @@ def test_python_m_lookout_feedback_serves_ops_and_the_review_page(tansu_broker, 
 def test_router_keeps_its_error_format_when_mounted_in_an_app_without_its_handlers():
     service = FeedbackService(FeedbackSettings())
     app = FastAPI()
-    app.include_router(service.router())
+    for router in service.routers():
+        app.include_router(router)
     from fastapi.testclient import TestClient
 
     with TestClient(app) as client:

@@ -75,16 +75,18 @@ def test_scores_and_votes_on_a_call_land_in_the_rollup_under_its_model_version(f
     stack.wait_rows("SELECT count() FROM feedback", 1)
     _vote(stack, old.event_id, -1, "alice")
     _vote(stack, new.event_id, 1, "bob")
-    # The judge's records carry the version; a reviewer's vote (the review UI does not look
-    # the call up) reaches the sink without it, and the sink copies it from the call.
+    # The judge's records carry the version, and so does a reviewer's vote: the review UI
+    # stamps its call's identity on the record (test_shape checks the UI's own record).
     judge = [
         to_score(old, Measurement("toxicity.insult", 0.9, "model", "detoxify", "1")),
         to_score(old, Measurement("toxicity.threat", 0.1, "model", "detoxify", "1")),
         to_score(new, Measurement("toxicity.insult", 0.1, "model", "detoxify", "1")),
         to_score(new, Measurement("judge.relevance", 0.75, "llm_judge", "judge", "1")),
     ]
+    stored_ts = new.ts.replace(microsecond=new.ts.microsecond // 1000 * 1000)  # as llm_calls keeps it
     reviewer = Feedback(feedback_id=uuid.uuid4(), event_id=new.event_id, ts=datetime.now(UTC), app_id="shop",
-                        source="reviewer", author="r1", thumbs=-1)
+                        source="reviewer", author="r1", thumbs=-1, model=new.model, model_version=new.model_version,
+                        environment=new.environment, call_ts=stored_ts)
     _produce(stack, [(topics.SCORES, s) for s in judge] + [(topics.FEEDBACK, reviewer)])
     stack.wait_rows("SELECT count() FROM scores", 4)
     stack.wait_rows("SELECT count() FROM feedback", 4)

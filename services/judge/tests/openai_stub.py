@@ -4,7 +4,8 @@ judge under test (in-process or a subprocess) talks to it over real sockets.
 
 What it answers is scripted: per marker (a string in the request's messages) or globally,
 a queue of behaviours; when the queue is empty it answers `default`.
-- valid: a JSON verdict {"score": score, "explanation": ...} with usage tokens
+- valid: a JSON verdict {"score": score, "explanation": ...} with usage tokens; the score is
+  `scores[marker]` for the first marker of `scores` in the request, else `score`
 - invalid: 200 with content that is not JSON; out_of_scale: {"score": 99, ...}
 - 429: Too Many Requests with Retry-After; 500 / 503: server errors
 - drop: a 200 whose body is cut off mid-stream (the connection closes)
@@ -32,6 +33,7 @@ def _free_port() -> int:
 class FakeOpenAI:
     latency_s: float = 0.0
     score: int = 4
+    scores: dict[str, int] = field(default_factory=dict)  # marker -> the verdict's score
     default: str = "valid"
     retry_after: str = "0"
     port: int = field(default_factory=_free_port)
@@ -131,8 +133,10 @@ class FakeOpenAI:
                 self.in_flight -= 1
         prompt_chars = sum(len(m.get("content") or "") for m in body.get("messages", []))
         if behaviour in ("valid", "invalid", "out_of_scale"):
+            text = json.dumps(body.get("messages", []))
+            score = next((v for marker, v in self.scores.items() if marker in text), self.score)
             content = {
-                "valid": json.dumps({"score": self.score, "explanation": "stub verdict: the response is adequate."}),
+                "valid": json.dumps({"score": score, "explanation": "stub verdict: the response is adequate."}),
                 "invalid": "Sure! I would rate this a 4 out of 5.",
                 "out_of_scale": json.dumps({"score": 99, "explanation": "off the scale"}),
             }[behaviour]

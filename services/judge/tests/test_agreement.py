@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from served import app_of
 
 from lookout.core.auth import ApiKeyStore
+from lookout.core.session import Session
 from lookout.judge.agreement import agreement, compare
-from lookout.judge.app import create_app
 from lookout.judge.rubrics import RubricSet
 from lookout.judge.scores import score_id
 from lookout.judge.service import JudgeService
@@ -73,12 +74,12 @@ def test_too_few_pairs_give_no_statistics():
 
 async def test_agreement_endpoint(ch):
     store(ch, [(r, r) for r in (1, 3, 5)])
-    service = JudgeService(JudgeSettings(), client=ch)
+    service = JudgeService(JudgeSettings(), session=Session.of(ch))
     keys = ApiKeyStore(ch)
     _, reader = keys.create("*", ["read"])
     _, one_app = keys.create("shop", ["read"])
     _, writer = keys.create("*", ["ingest"])
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(create_app(service)), base_url="http://j",
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app_of(service)), base_url="http://j",
                                  headers={"Authorization": f"Bearer {reader}"}) as http:
         ok = await http.get("/v1/judge/agreement/relevance", params={"days": 7})
         missing = await http.get("/v1/judge/agreement/nonsense")

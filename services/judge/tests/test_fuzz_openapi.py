@@ -11,12 +11,13 @@ import httpx
 import pytest
 import schemathesis
 from openai_stub import FakeOpenAI
+from served import app_of
 from test_agreement import store
 
 from lookout.core import clickhouse, migrations
 from lookout.core.auth import ApiKeyStore
+from lookout.core.session import Session
 from lookout.core.settings import CommonSettings
-from lookout.judge.app import create_app
 from lookout.judge.service import JudgeService
 from lookout.judge.settings import JudgeSettings
 from lookout.judge.toxicity import ProfanityModel
@@ -42,8 +43,8 @@ def served(tansu_broker, chdb_path):
     keys = ApiKeyStore(client)
     _, reader = keys.create("*", ["read"], name="fuzz reader")
     _, one_app = keys.create("shop", ["read"], name="fuzz one-app reader")
-    service = JudgeService(settings, client=client, toxicity_model=ProfanityModel())
-    server = Served(create_app(service))
+    service = JudgeService(settings, session=Session.of(client), toxicity_model=ProfanityModel())
+    server = Served(app_of(service))
     server.run(service.start())
     server.start()
     yield server, {"reader": reader, "one_app": one_app}

@@ -25,6 +25,8 @@ PER_CALL = 2 + 3  # toxicity.profanity of prompt and response + 3 rubrics
 def start_judge(settings, openai, log: Path) -> subprocess.Popen:
     env = dict(os.environ)
     env.update({
+        # Its own chdb (a path is one process's): the judge stores its agreement rows there.
+        "LOOKOUT_CLICKHOUSE_DSN": f"chdb://{log.parent / 'judge-chdb'}",
         "LOOKOUT_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "LOOKOUT_KAFKA_IDEMPOTENCE": settings.kafka_idempotence,
         "LOOKOUT_TOPIC_PREFIX": settings.topic_prefix,

@@ -10,9 +10,9 @@ import httpx
 import pytest
 from calls import call
 from kafka_io import ScoreReader, produce_calls
+from served import app_of
 
 from lookout.judge import metrics
-from lookout.judge.app import create_app
 from lookout.judge.rubrics import RubricSet
 from lookout.judge.scores import score_id
 from lookout.judge.service import JudgeService
@@ -140,7 +140,7 @@ async def test_an_endpoint_outage_delays_judging_but_loses_no_call(tansu_broker,
     service = JudgeService(judge_settings(settings, openai, judge_max_retries=2))
     calls = [call(output=f"Answer {i}.") for i in range(5)]
     await service.start()
-    app = create_app(service)
+    app = app_of(service)
     try:
         await produce_calls(settings, calls)
         async with ScoreReader(settings) as reader, httpx.AsyncClient(
@@ -187,7 +187,7 @@ async def test_readyz_says_when_no_toxicity_model_loads_and_none_is_invented(tan
     only = call(output="Fine.", reference="Fine.")
     await service.start()
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(create_app(service)), base_url="http://j") as http:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app_of(service)), base_url="http://j") as http:
             ready = await http.get("/readyz")
             assert ready.status_code == 503
             assert "missing.ckpt" in ready.json()["problems"]["toxicity"]

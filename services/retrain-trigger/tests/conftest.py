@@ -1,5 +1,7 @@
 """A retrain-trigger harness on a real broker and chdb: ingest + sink (IngestStack) in a
-background loop, the RetrainService in the same loop, traffic produced to the real topics."""
+background loop, the RetrainService in the same loop (started and served as run_service
+does: a Lifecycle, service_app), traffic produced to the real topics as the producers
+make it (votes carry their call's identity, as the feedback service stamps it)."""
 
 from __future__ import annotations
 
@@ -13,10 +15,10 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from lookout.core import clickhouse, kafka, review_signing, topics
+from lookout.core import kafka, review_signing, topics
 from lookout.core.events import Feedback, LlmCall, Message, Score
 from lookout.core.ids import uuid7
-from lookout.retrain_trigger.app import build_app
+from lookout.core.serving import Lifecycle, service_app
 from lookout.retrain_trigger.service import RetrainService
 from lookout.retrain_trigger.settings import RetrainSettings
 from lookout.testing.brokers import free_port
@@ -26,6 +28,12 @@ SIGNING_SECRET = "review-signing-secret-0123"
 QA = [("What is the capital of France?", "Lyon.", "Paris is the capital of France."),
       ("How many legs does a spider have?", "Six.", "A spider has eight legs."),
       ("Who wrote Hamlet?", "Dickens.", "William Shakespeare wrote Hamlet.")]
+
+
+def identity(call: LlmCall) -> dict:
+    """The call's identity a vote carries (lookout.feedback.store.identity)."""
+    return {"model": call.model, "model_version": call.model_version, "environment": call.environment,
+            "call_ts": call.ts}
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +50,7 @@ class Harness:
         self.tmp = tmp
         self.base_model = base_model
         self.producer = stack._run(kafka.start_producer(stack.settings))
-        self.services: list[RetrainService] = []
+        self.services: dict[RetrainService, Lifecycle] = {}
         self.servers: list[uvicorn.Server] = []
         self.t0 = datetime.now(UTC) - timedelta(minutes=30)
 
@@ -59,19 +67,19 @@ class Harness:
         return RetrainSettings(**values)
 
     def start(self, settings: RetrainSettings) -> RetrainService:
-        service = RetrainService(settings, client=clickhouse.connect(settings))
-        self.stack._run(service.start())
-        self.services.append(service)
+        service = RetrainService(settings)  # its own Session, like a process
+        life = Lifecycle([service])
+        self.stack._run(life.start())
+        self.services[service] = life
         return service
 
     def stop(self, service: RetrainService) -> None:
-        self.stack._run(service.stop())
-        self.services.remove(service)
+        self.stack._run(self.services.pop(service).stop())
 
     def serve(self, service: RetrainService) -> str:
         port = free_port()
-        server = uvicorn.Server(uvicorn.Config(build_app(service), host="127.0.0.1", port=port, log_level="warning",
-                                               lifespan="off"))
+        app = service_app(service, lifecycle=self.services[service])
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
         asyncio.run_coroutine_threadsafe(server.serve(), self.stack._loop)
         deadline = time.monotonic() + 20
         while not server.started and time.monotonic() < deadline:
@@ -123,9 +131,10 @@ class Harness:
             source="reviewer", author="rev", rating=2, corrected_output=fixes[c.input[0].content])) for c in calls])
 
     def thumbs(self, calls: list[LlmCall], down: list[bool], at: float = 60.0) -> None:
+        """End-user votes as the feedback service produces them: with their call's identity."""
         self.produce(topics.FEEDBACK, [
             Feedback(feedback_id=uuid7(), event_id=c.event_id, ts=self.t0 + timedelta(seconds=at + i),
-                     app_id=c.app_id, source="end_user", author="u", thumbs=-1 if d else 1)
+                     app_id=c.app_id, source="end_user", author="u", thumbs=-1 if d else 1, **identity(c))
             for i, (c, d) in enumerate(zip(calls, down, strict=True))])
 
     def judge(self, calls: list[LlmCall], value: float, name: str = "judge.relevance") -> None:

@@ -51,9 +51,9 @@ def test_quality_drop_fires_once_and_a_tiny_finetune_succeeds(harness_any):
     metrics = json.loads((Path(h.tmp) / "runs" / str(run_id) / "metrics.json").read_text())
     assert metrics["dataset_hash"] == digest and metrics["rule"] == "quality/thumbs" and metrics["steps"] == 3
     deadline = time.monotonic() + 30
-    while not versions.list_versions(service.client, "shop", "m1") and time.monotonic() < deadline:
+    while not versions.list_versions(service.session, "shop", "m1") and time.monotonic() < deadline:
         time.sleep(0.2)
-    (version,) = versions.list_versions(service.client, "shop", "m1")
+    (version,) = versions.list_versions(service.session, "shop", "m1")
     assert version["model_version"] == f"m1+lora-{str(run_id)[:8]}" and version["status"] == "candidate"
     assert version["dataset_hash"] == digest and version["rule"] == "quality/thumbs"
 

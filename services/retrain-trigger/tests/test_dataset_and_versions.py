@@ -187,10 +187,7 @@ def test_compare_candidate_with_previous_version(ch):
 
 
 def test_candidates_are_registered_once(ch):
-    from lookout.retrain_trigger.state import Store
-
-    Store(ch, 30, 3600)  # creates the service's tables
-    run = uuid.uuid4()
+    run = uuid.uuid4()  # model_versions is migration 0015's
     for _ in range(2):  # a replayed succeeded event
         versions.register_candidate(ch, app_id="shop", model="m1", model_version="m1+lora-1", run_id=run,
                                     dataset_hash="h", rule="p/r", artifact="/runs/x/adapter")

@@ -12,14 +12,16 @@ import httpx
 import pytest
 import schemathesis
 
-from lookout.core import clickhouse, migrations
 from lookout.core.auth import ApiKeyStore
+from lookout.core.serving import Lifecycle, service_app
+from lookout.core.session import Session
 from lookout.core.settings import CommonSettings
 from lookout.retrain_trigger import versions
-from lookout.retrain_trigger.app import build_app
 from lookout.retrain_trigger.service import RetrainService
 from lookout.retrain_trigger.settings import RetrainSettings
 from lookout.testing.fuzz import Served, fuzz_operations, keyed_callers
+
+from .conftest import SIGNING_SECRET
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")]
@@ -34,21 +36,22 @@ def served(tansu_broker, chdb_path, tmp_path_factory):
         kafka_session_timeout_ms=4_000,
     )
     settings = RetrainSettings(**common.model_dump(), retrain_dataset_dir=str(tmp / "datasets"),
-                               retrain_output_dir=str(tmp / "runs"))
-    client = clickhouse.connect(settings)
-    migrations.apply(client, settings.retention_days)
-    keys = ApiKeyStore(client)
+                               retrain_output_dir=str(tmp / "runs"), review_signing_secret=SIGNING_SECRET)
+    session = Session.connect(settings, migrate=True)
+    keys = session.run(ApiKeyStore)
     _, admin = keys.create("*", ["read", "admin"], name="fuzz admin")
     _, one_app = keys.create("shop", ["read", "admin"], name="fuzz one-app key")
-    service = RetrainService(settings, client=client)
-    server = Served(build_app(service), lifespan="off")
-    server.run(service.start())  # creates model_versions
-    versions.register_candidate(client, app_id="shop", model="m1", model_version="v2", run_id=uuid.uuid4())
+    service = RetrainService(settings, session)
+    life = Lifecycle([service])
+    server = Served(service_app(service, lifecycle=life), lifespan="off")
+    server.run(life.start())
+    versions.register_candidate(session, app_id="shop", model="m1", model_version="v2", run_id=uuid.uuid4())
     server.start()
     yield server, {"admin": admin, "one_app": one_app}
-    server.run(service.stop())
+    server.run(life.stop())
     server.close()
-    client.command("DROP DATABASE IF EXISTS retrainfuzz")
+    session.command("DROP DATABASE IF EXISTS retrainfuzz")
+    session.close()
 
 
 def test_no_request_built_from_the_openapi_gets_a_5xx(served):

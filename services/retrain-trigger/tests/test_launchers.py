@@ -163,6 +163,25 @@ async def test_kubernetes_launcher_creates_the_job_once_and_cancels_it(k8s_api):
         await launcher.close()
 
 
+async def test_the_token_file_is_read_again_for_every_request_so_a_rotated_token_is_used(k8s_api, tmp_path):
+    token = tmp_path / "token"
+    token.write_text("expired\n")
+    launcher = KubernetesLauncher(settings(retrain_k8s_api=k8s_api.url, retrain_k8s_token_file=str(token)))
+    try:
+        with pytest.raises(RuntimeError, match=r"\(401\)"):
+            await launcher.launch(REQ)
+        token.write_text("t0ken\n")  # the kubelet rotated it
+        assert "uid-1" in await launcher.launch(REQ)
+        assert [h.get("Authorization") for _, _, h, _ in k8s_api.seen] == ["Bearer expired", "Bearer t0ken"]
+    finally:
+        await launcher.close()
+
+
+def test_a_token_file_that_is_not_there_is_refused_at_start(tmp_path):
+    with pytest.raises(ValueError, match="LOOKOUT_RETRAIN_K8S_TOKEN_FILE: no file at"):
+        KubernetesLauncher(settings(retrain_k8s_token_file=str(tmp_path / "missing")))
+
+
 async def test_kubernetes_launcher_reports_a_refusal(k8s_api):
     launcher = KubernetesLauncher(settings(retrain_k8s_api=k8s_api.url, retrain_k8s_token="wrong"))
     try:

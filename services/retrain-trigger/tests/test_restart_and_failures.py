@@ -49,7 +49,7 @@ def test_restart_mid_window_neither_loses_nor_double_counts(harness):
     # A new group replays every record from the start on top of the restored window: still 9
     # (counted twice it would be 18 votes, 10 down, and would fire).
     third = h.start(settings.model_copy(update={"retrain_group": "lookout-retrain-replay"}))
-    _wait(lambda: third.loop.stats.consumed >= 9)
+    _wait(lambda: third.worker.stats.consumed >= 9)
     assert _samples(third) == 9 and h.statuses() == {}
 
     h.thumbs(calls[9:], [False], at=200)  # the tenth vote: 5 of 10 down

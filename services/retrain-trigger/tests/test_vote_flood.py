@@ -13,8 +13,8 @@ import httpx
 import pytest
 import uvicorn
 
-from lookout.core import clickhouse
-from lookout.feedback.app import FeedbackService, build_app
+from lookout.core.serving import Lifecycle, service_app
+from lookout.feedback.app import FeedbackService
 from lookout.feedback.settings import FeedbackSettings
 from lookout.testing.brokers import free_port
 
@@ -39,11 +39,12 @@ def feedback_url(harness):
     s = harness.stack.settings
     settings = FeedbackSettings(**s.model_dump(include=set(FeedbackSettings.model_fields) - {"http_port", "http_host"}),
                                 feedback_token_secret="token-secret-0123456789", review_signing_secret=SIGNING_SECRET)
-    service = FeedbackService(settings, client=clickhouse.connect(settings), build_tasks=False)
-    harness.stack._run(service.start())
+    service = FeedbackService(settings, build_tasks=False)
+    life = Lifecycle([service])
+    harness.stack._run(life.start())
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(build_app(service), host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(service_app(service, lifecycle=life), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="off"))
     asyncio.run_coroutine_threadsafe(server.serve(), harness.stack._loop)
     deadline = time.monotonic() + 20
     while not server.started and time.monotonic() < deadline:
@@ -51,7 +52,7 @@ def feedback_url(harness):
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     time.sleep(0.5)
-    harness.stack._run(service.stop())
+    harness.stack._run(life.stop())
 
 
 def test_sixty_thumbs_down_from_one_token_are_one_vote_and_fire_no_retrain_run(harness, feedback_url):

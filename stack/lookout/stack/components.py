@@ -14,13 +14,15 @@ another's.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import APIRouter
 
-from lookout.core import clickhouse
+from lookout.core.service import Service
+from lookout.core.serving import Lifecycle
+from lookout.core.session import Session
 from lookout.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,13 @@ class Component:
     routers: list[APIRouter] = field(default_factory=list)
     checks: dict[str, Check] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, service: Service) -> Component:
+        """A service in the one shape (lookout.core.service) as it is: its start and stop,
+        its routers, its checks named after it (feedback.kafka, ...)."""
+        return cls(service.name, service.start, service.stop, list(service.routers()),
+                   {f"{service.name}.{name}": check for name, check in service.checks().items()})
+
 
 def _settings(cls, base: IngestSettings, **extra):
     """A service's settings: the stack's shared values over whatever LOOKOUT_* sets."""
@@ -43,37 +52,43 @@ def _settings(cls, base: IngestSettings, **extra):
     return cls(**{**shared, **extra})
 
 
+def of_services(name: str, services: Sequence[Service]) -> Component:
+    """Services in the one shape as a Component: started in order (a failed start stops
+    what it started), stopped in reverse; their routers, and their checks named
+    `<service>.<check>`."""
+    life = Lifecycle(services)
+
+    async def start() -> None:
+        try:
+            await life.start()
+        except BaseException:
+            await life.stop()
+            raise
+
+    routers = [router for service in services for router in service.routers()]
+    checks = {f"{service.name}.{k}": v for service in services for k, v in service.checks().items()}
+    return Component(name, start, life.stop, routers, checks)
+
+
 def judge(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
           demo_speed: float | None = None) -> Component:
-    from lookout.judge.app import agreement_router
     from lookout.judge.service import JudgeService
     from lookout.judge.settings import JudgeSettings
 
-    evaluator = None
+    services: list[Service] = []
+    extra = {}
     if demo_speed is not None and not JudgeSettings().judge_base_url:
         # The demo's own evaluator (relevance as MiniLM cosine, named so in every score),
         # unless LOOKOUT_JUDGE_BASE_URL points the judge at a real model.
         from .demo_evaluator import DemoEvaluator
 
         evaluator = DemoEvaluator()
-    settings = _settings(
-        JudgeSettings, base, judge_sampling_secret=secret("judge-sampling-secret"),
-        **(evaluator.judge_settings() if evaluator else {}),
-    )
-    service = JudgeService(settings, client=clickhouse.connect(settings))
-
-    async def start() -> None:
-        if evaluator is not None:
-            await evaluator.start()
-        await service.start()
-
-    async def stop() -> None:
-        await service.stop()
-        if evaluator is not None:
-            await evaluator.stop()
-
-    return Component("judge", start, stop, [agreement_router(service)],
-                     {f"judge.{k}": v for k, v in service.checks().items()})
+        services.append(evaluator)
+        extra = evaluator.judge_settings()
+    settings = _settings(JudgeSettings, base, judge_sampling_secret=secret("judge-sampling-secret"),
+                         review_signing_secret=secret("review-signing-secret"), **extra)
+    services.append(JudgeService(settings, session=Session.connect(settings)))
+    return of_services("judge", services)
 
 
 def drift(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
@@ -82,9 +97,7 @@ def drift(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
     from lookout.drift.settings import DriftSettings
 
     # The service in the one shape: its own Session, key store, routers and checks.
-    service = DriftService(_settings(DriftSettings, base))
-    return Component(service.name, service.start, service.stop, list(service.routers()),
-                     {f"{service.name}.{k}": v for k, v in service.checks().items()})
+    return Component.of(DriftService(_settings(DriftSettings, base)))
 
 
 def retrain(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
@@ -100,9 +113,7 @@ def retrain(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
         retrain_dataset_dir=str(data_dir / "datasets"), retrain_output_dir=str(data_dir / "runs"),
         review_signing_secret=secret("review-signing-secret"), **demo,
     )
-    service = RetrainService(settings, client=clickhouse.connect(settings))
-    return Component("retrain-trigger", service.start, service.stop, [service.router()],
-                     {"retrain": service.ready})
+    return Component.of(RetrainService(settings))
 
 
 def feedback(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
@@ -117,8 +128,8 @@ def feedback(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
         review_admin_user="admin",
         review_admin_password=secret("review-admin-password"),
     )
-    service = FeedbackService(settings, client=clickhouse.connect(settings))
-    return Component("feedback", service.start, service.stop, [service.router()], {"feedback": service.ready})
+    # The overview's page owns / here.
+    return Component.of(FeedbackService(settings, serve_root=False))
 
 
 # Started in this order after ingest and the sink, stopped in reverse.

@@ -13,9 +13,10 @@ with a method anyone can check:
   answer -0.15..0.16.
 Rubrics it cannot compute honestly (coherence, fluency, groundedness...) are refused with
 a 400, so the demo runs the judge on relevance only (LOOKOUT_JUDGE_RUBRICS=relevance).
-The judge's request is the rubric prompt of rubrics.py; the rubric is recognised by its
-instructions and the texts by the prompt's "## User input" / "## Assistant response"
-sections.
+The judge's request is the prompt of prompt.py: the rubric is recognised by its
+instructions in the system message, the texts are read from the call's JSON block (between
+the nonce-marked lines of the user message): the latest user message of the conversation
+and the assistant response.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ log = logging.getLogger(__name__)
 DEMO_MODEL = "lookout-demo-evaluator (MiniLM cosine, not an LLM)"
 # score 1..5 from the cosine: the number of cut points at or below it, plus one
 CUTS = (0.10, 0.25, 0.40, 0.55)
-_SECTION = re.compile(r"^## (User input|Retrieved context|Reference answer|Assistant response)\n", re.M)
+# The block's marker lines, the same nonce on both (prompt.Prompter.messages).
+_BLOCK = re.compile(r"^<<<CALL ([0-9a-f]+)>>>\n(.*)\n<<<END \1>>>$", re.M | re.S)
 MAX_BODY = 1 << 20
 
 
@@ -46,18 +48,32 @@ def relevance_score(cosine: float) -> int:
     return 1 + sum(cosine >= c for c in CUTS)
 
 
-def sections(text: str) -> dict[str, str]:
-    """The judge prompt's sections by heading."""
-    found = list(_SECTION.finditer(text))
-    out = {}
-    for i, m in enumerate(found):
-        end = found[i + 1].start() if i + 1 < len(found) else len(text)
-        out[m.group(1)] = text[m.end():end].strip()
-    return out
+def question_and_answer(text: str) -> tuple[str, str]:
+    """The latest user message and the response from the judge prompt's call block;
+    ValueError when the message carries no such block."""
+    from lookout.judge.prompt import CONVERSATION, RESPONSE
+
+    found = _BLOCK.search(text)
+    try:
+        block = json.loads(found.group(2)) if found else None
+    except json.JSONDecodeError:
+        block = None
+    if not isinstance(block, dict):
+        raise ValueError("the request has no call block (a JSON object between <<<CALL n>>> and <<<END n>>> lines)")
+    turns = block.get(CONVERSATION)
+    users = [t.get("content") for t in turns if isinstance(t, dict) and t.get("role") == "user"] \
+        if isinstance(turns, list) else []
+    question, answer = (users[-1] if users else None), block.get(RESPONSE)
+    if not isinstance(question, str) or not isinstance(answer, str) or not question or not answer:
+        raise ValueError(f"the call block has no user message in {CONVERSATION!r} or no {RESPONSE!r}")
+    return question, answer
 
 
 class DemoEvaluator:
-    """The endpoint, served by uvicorn inside the stack's event loop on a socket of its own."""
+    """The endpoint, served by uvicorn inside the stack's event loop on a socket of its own;
+    a Service (no routes on the stack's port) started before the judge that asks it."""
+
+    name = "demo-evaluator"
 
     def __init__(self, host: str = "127.0.0.1"):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -95,10 +111,7 @@ class DemoEvaluator:
             raise ValueError("the demo evaluator computes relevance only (MiniLM cosine); "
                              "set LOOKOUT_JUDGE_RUBRICS=relevance or point the judge at a real model")
         user = next((m.get("content") or "" for m in messages if m.get("role") == "user"), "")
-        parts = sections(user)
-        question, answer = parts.get("User input", ""), parts.get("Assistant response", "")
-        if not question or not answer:
-            raise ValueError("the request has no '## User input' and '## Assistant response' sections")
+        question, answer = question_and_answer(user)
         a, b = self._encode([question, answer])
         cosine = float(a @ b)  # the encoder's embeddings are unit length
         score = relevance_score(cosine)
@@ -155,6 +168,12 @@ class DemoEvaluator:
         if self._server is not None and self._server.started:
             await self._server.shutdown(sockets=[self.sock])
         self.sock.close()
+
+    def routers(self) -> list:
+        return []
+
+    def checks(self) -> dict:
+        return {}
 
     def judge_settings(self) -> dict[str, Any]:
         """JudgeSettings values that point the judge at this endpoint."""

@@ -1,5 +1,6 @@
-"""The embedded stack: Tansu as a child process, chdb under the data dir, and every
-service in this one process and asyncio loop, all HTTP APIs on one port.
+"""The embedded stack: a Kafka-protocol broker as a child process (Apache Kafka, durable,
+where Java 17+ is there; else Tansu, in memory; see broker.py), chdb under the data dir,
+and every service in this one process and asyncio loop, all HTTP APIs on one port.
 
 chdb locks a path to one process and a process can open one path, so the services share
 one ClickHouse client here instead of each opening the store.
@@ -18,20 +19,24 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from lookout.core import clickhouse, migrations
+from lookout.broker import Broker
+from lookout.core import clickhouse, kafka, migrations
 from lookout.core.api_errors import install_error_handlers
 from lookout.core.auth import ApiKeyStore
 from lookout.core.body_limit import install_body_limit
+from lookout.core.http_metrics import install_http_metrics
+from lookout.core.logs import astep, step
 from lookout.core.ops import ops_router
 from lookout.ingest.api import body_limits, build_router
 from lookout.ingest.app import IngestService
 from lookout.ingest.settings import IngestSettings
 from lookout.ingest.sink import SinkRunner
 
+from .broker import IN_MEMORY, BrokerKeeper, Choice, EmbeddedSettings, choose
 from .components import BUILDERS, Component
+from .lock import lock_data_dir
 from .overview import review_sessions
 from .overview import router as overview_router
-from .tansu import Tansu
 
 log = logging.getLogger(__name__)
 
@@ -44,26 +49,78 @@ class EmbeddedStack:
     port: int = 8000
     host: str = "127.0.0.1"
     kafka_port: int = 0
+    broker: str | None = None  # auto, kafka, tansu or host:port,...; None: LOOKOUT_EMBEDDED_BROKER
     demo: bool = False  # the demo's retrain policy and tiny base model, and (demo_traffic) its traffic
     demo_speed: float = 1.0
     demo_traffic: bool = True  # False: the stack is set up for the demo, the simulator runs elsewhere
     dev_key: str | None = None
     dev_key_note: str | None = None  # why there is no dev_key (it was revoked)
-    _tansu: Tansu | None = None
+    choice: Choice | None = None
+    _keeper: BrokerKeeper | None = None
+    _lock_fd: int | None = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
     def settings(self, bootstrap: str) -> IngestSettings:
         # Explicit LOOKOUT_* variables still win for anything not fixed by the embedded layout.
+        broker = self.choice.broker if self.choice else None
+        # Idempotent producers on Kafka (a start that cannot make one fails, it does not quietly
+        # go without); off on Tansu, which refuses them; an external cluster's as configured.
+        idempotence = {} if broker is None else {"kafka_idempotence": "on" if broker.supports_idempotence else "off"}
         return IngestSettings(
             kafka_bootstrap=bootstrap,
+            **idempotence,
             clickhouse_dsn=f"chdb://{(self.data_dir / 'chdb').resolve()}",
             http_host=self.host,
             http_port=self.port,
             pii_secret=self.secret("pii-secret"),
             # A local broker: a shorter session lets each service join its group in ~3 s
-            # instead of ~5 s (Tansu holds a joining member for half the session timeout).
+            # instead of ~5 s (Tansu holds a joining member for half the session timeout), and
+            # after a kill, lets the dead process's members go sooner. 6 s is Kafka's floor.
             kafka_session_timeout_ms=6_000,
         )
+
+    @property
+    def embedded_broker(self) -> Broker | None:
+        return self.choice.broker if self.choice else None
+
+    def broker_summary(self) -> str:
+        """One line for the start banner: which broker, and what that means for the data."""
+        if self.choice is None:
+            return "no broker"
+        broker = self.choice.broker
+        if broker is None:
+            return f"external Kafka cluster at {self.choice.bootstrap}"
+        if broker.durable:
+            return f"{broker.describe()} (durable: accepted events survive a crash)"
+        why = f"\n    Apache Kafka not used: {self.choice.fallback}" if self.choice.fallback else ""
+        return f"{broker.describe()}\n    WARNING: {IN_MEMORY}.{why}"
+
+    def _start_broker(self) -> str:
+        """Take the data dir, end a stale broker of it, launch ours; its bootstrap servers.
+        The broker starts while ClickHouse opens and migrates (wait_broker joins them)."""
+        self._lock_fd = lock_data_dir(self.data_dir)
+        settings = EmbeddedSettings(**({"embedded_broker": self.broker} if self.broker else {}))
+        self.choice = choose(settings, self.data_dir, self.kafka_port, progress=lambda line: print(line, flush=True))
+        broker = self.choice.broker
+        if broker is None:
+            assert self.choice.bootstrap is not None
+            return self.choice.bootstrap
+        if not broker.durable:
+            log.warning("%s.%s", IN_MEMORY, f" Apache Kafka not used: {self.choice.fallback}" if self.choice.fallback
+                        else "")
+        broker.launch()
+        return broker.bootstrap
+
+    def _wait_broker(self) -> None:
+        broker = self.embedded_broker
+        if broker is None:
+            return
+        try:
+            broker.wait_ready()
+        except RuntimeError as exc:  # it exited before listening: once more (Kafka: without its class archive)
+            log.warning("%s; trying once more", str(exc).splitlines()[0])
+            broker.launch()
+            broker.wait_ready()
 
     def secret(self, name: str) -> str:
         """A random secret kept in the data dir (mode 0600), made on first start, so
@@ -106,13 +163,22 @@ class EmbeddedStack:
     def build(self) -> FastAPI:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         began = time.monotonic()
-        self._tansu = Tansu(port=self.kafka_port, log_path=self.data_dir / "tansu.log").start()
-        settings = self.settings(self._tansu.bootstrap)
-        client = clickhouse.connect(settings)
-        migrations.apply(client, settings.retention_days)
+        with step("starting the Kafka broker"):
+            settings = self.settings(self._start_broker())
+        with step(f"opening ClickHouse (chdb) at {self.data_dir / 'chdb'} and applying migrations"):
+            client = clickhouse.connect(settings)
+            migrations.apply(client, settings.retention_days)
         self.dev_key = self.ensure_dev_key(ApiKeyStore(client))
         if self.dev_key is None and self.demo and self.demo_traffic:
             raise ValueError(f"the demo's traffic needs the development key: {self.dev_key_note}")
+        self._wait_broker()
+        broker = self.embedded_broker
+        if broker is not None:
+            async def after_restart() -> None:
+                if not broker.durable:  # Tansu comes back empty
+                    await kafka.ensure_topics(settings)
+
+            self._keeper = BrokerKeeper(broker, self.choice.fallback if self.choice else "", after_restart)
         ingest = IngestService(settings, client=client)
         sink = SinkRunner(settings, client=client)
         demo_speed = self.demo_speed if self.demo else None
@@ -120,12 +186,17 @@ class EmbeddedStack:
 
         @asynccontextmanager
         async def lifespan(_: FastAPI):
-            await ingest.start()
-            await sink.start()
+            if self._keeper is not None:
+                self._keeper.start()
+            async with astep("starting ingest"):
+                await ingest.start()
+            async with astep("starting the sink"):
+                await sink.start()
             started: list[Component] = []
             for component in components:
-                log.info("starting %s", component.name)
-                await component.start()
+                # A service's start loads its models (judge: toxicity; drift: the encoder).
+                async with astep(f"starting {component.name}", service=component.name):
+                    await component.start()
                 started.append(component)
             if self.demo and self.demo_traffic:
                 from .demo import run_demo
@@ -144,26 +215,39 @@ class EmbeddedStack:
                     await component.stop()
                 await sink.stop()
                 await ingest.stop()
-                self._tansu.stop()
+                if self._keeper is not None:
+                    await self._keeper.stop()
+                self.stop_broker()
 
         app = FastAPI(title="Lookout (embedded)", lifespan=lifespan)
         install_error_handlers(app)
         install_body_limit(app, settings, body_limits(settings))
         app.include_router(build_router(ingest.ctx))
         checks = {"kafka": ingest.ready, "clickhouse": ingest.clickhouse_ready, "sink": sink.ready}
+        if self._keeper is not None:
+            checks["broker"] = self._keeper.check
         for component in components:
             checks.update(component.checks)
             for router in component.routers:
                 app.include_router(router)
-        app.include_router(ops_router(checks))
+        app.include_router(ops_router(checks, self.readiness_details))
         overview_client = clickhouse.connect(settings)
+        install_http_metrics(app)  # last: outermost
         app.include_router(overview_router(lambda: overview_client, keys=ApiKeyStore(overview_client),
                                            sessions=review_sessions(clickhouse.connect(settings)),
                                            bound_host=self.host))
         return app
 
+    def readiness_details(self) -> dict:
+        if self._keeper is not None:
+            return {"broker": self._keeper.details()}
+        bootstrap = self.choice.bootstrap if self.choice else None
+        return {"broker": {"kind": "external", "bootstrap": bootstrap, "about": self.broker_summary()}}
+
     def stop_broker(self) -> None:
-        if self._tansu:
-            self._tansu.stop()
+        """Stop the embedded broker cleanly (Kafka closes its log); safe to call again."""
+        broker = self.embedded_broker
+        if broker is not None:
+            broker.stop()
 
 

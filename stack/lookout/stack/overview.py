@@ -138,17 +138,16 @@ def _json_value(value: object) -> object:
 
 
 def review_sessions(client: Client) -> SessionLookup | None:
-    """The feedback service's own session check (Accounts.session) on this client (one of
-    its own: Accounts' store takes its own lock), when the feedback service is installed;
-    the overview then takes review UI cookies too."""
+    """The feedback service's own session check (Accounts.session) on this client (through
+    the client's one Session, so its queries take the lock every user of the client takes),
+    when the feedback service is installed; the overview then takes review UI cookies too."""
     try:
         from lookout.feedback.accounts import Accounts
-        from lookout.feedback.store import Db
     except ImportError:
         return None
     # The TTL is for sessions Accounts creates at login; this one only verifies. Its 5 s
     # cache means a logout on the review UI reaches the overview within 5 s.
-    return Accounts(Db(client), session_ttl_s=3600).session
+    return Accounts(client, session_ttl_s=3600).session
 
 
 def router(

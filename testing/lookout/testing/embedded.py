@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
+
+from lookout.broker import Pidfile
+from lookout.broker.child import Recorded
 
 
 class LookoutUp(subprocess.Popen):
@@ -15,8 +20,8 @@ class LookoutUp(subprocess.Popen):
     after 64 KiB and the stack then blocks on its next log line. communicate() returns
     everything it printed, like Popen's."""
 
-    def __init__(self, args: list[str]):
-        super().__init__(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    def __init__(self, args: list[str], env: dict[str, str] | None = None):
+        super().__init__(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._drain, name="lookout-up-log", daemon=True)
         self._reader.start()
@@ -34,13 +39,23 @@ class LookoutUp(subprocess.Popen):
         return self.output(), None
 
 
-def start_lookout_up(data_dir, port: int, *extra: str) -> LookoutUp:
+def start_lookout_up(data_dir, port: int, *extra: str, env: dict[str, str] | None = None) -> LookoutUp:
+    """`env`: variables set (or, with value None, removed) over this process's environment."""
+    merged = None
+    if env is not None:
+        merged = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
     return LookoutUp(
-        [sys.executable, "-m", "lookout.stack.cli", "up", "--data-dir", str(data_dir), "--port", str(port), *extra]
+        [sys.executable, "-m", "lookout.stack.cli", "up", "--data-dir", str(data_dir), "--port", str(port), *extra],
+        env=merged,
     )
 
 
-def wait_ready(proc: LookoutUp, port: int, timeout: float = 90) -> None:
+def broker_of(data_dir) -> Recorded | None:
+    """The broker process the stack on `data_dir` runs (its pidfile), None when there is none."""
+    return Pidfile(Path(data_dir) / "broker.pid").read()
+
+
+def wait_ready(proc: LookoutUp, port: int, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

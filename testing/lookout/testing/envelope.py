@@ -11,13 +11,16 @@ things, so it is safe on a live service.
 
 `assert_error_envelopes(...)` also demands that 401, 403, 404 and 422 (or the statuses
 given) were each seen at least once, so a check that reached no error cannot pass.
+
+`challenges` names the WWW-Authenticate a 401 must carry under a path prefix where the
+credential is not a Bearer key (e.g. a session-cookie API: {"/review/api/": ...}).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,7 +64,7 @@ def _typed_query(route: _Route) -> dict[str, str]:
             if p.field_info.annotation in (int, float, bool)}
 
 
-def _check(report: EnvelopeReport, what: str, response: httpx.Response) -> None:
+def _check_one(report: EnvelopeReport, what: str, response: httpx.Response, challenge: str = "Bearer") -> None:
     report.probes += 1
     status = response.status_code
     if not 400 <= status < 500:
@@ -84,8 +87,8 @@ def _check(report: EnvelopeReport, what: str, response: httpx.Response) -> None:
         report.failures.append(f"{what}: error.field is not text: {error['field']!r}")
     if set(error) - {"status", "message", "field"}:
         report.failures.append(f"{what}: unexpected keys {sorted(set(error) - {'status', 'message', 'field'})}")
-    if status == 401 and response.headers.get("www-authenticate", "").lower() != "bearer":
-        report.failures.append(f"{what}: 401 without WWW-Authenticate: Bearer")
+    if status == 401 and response.headers.get("www-authenticate", "").lower() != challenge.lower():
+        report.failures.append(f"{what}: 401 without WWW-Authenticate: {challenge}")
 
 
 @dataclass(frozen=True)
@@ -112,14 +115,21 @@ def _routes(app: FastAPI) -> list[_Route]:
 
 def check_error_envelopes(
     app: FastAPI, *, strong_key: str | None = None, weak_key: str | None = None, client: Any = None,
+    challenges: Mapping[str, str] | None = None,
 ) -> EnvelopeReport:
     """Probe every route of `app` (through `client`, e.g. an httpx.Client on a live server;
     by default the app in-process without its lifespan). strong_key: a key with every scope
-    on every app; weak_key: one that lacks a scope or app the routes need."""
+    on every app; weak_key: one that lacks a scope or app the routes need; challenges: path
+    prefix -> the WWW-Authenticate of its 401s where that is not Bearer."""
     http = client or TestClient(app, raise_server_exceptions=False)
     report = EnvelopeReport()
     bearer = {"Authorization": f"Bearer {strong_key}"} if strong_key else {}
     for route in _routes(app):
+        challenge = next((c for prefix, c in (challenges or {}).items() if route.path.startswith(prefix)), "Bearer")
+
+        def _check(report: EnvelopeReport, what: str, response: httpx.Response, c: str = challenge) -> None:
+            _check_one(report, what, response, c)
+
         for method in sorted(route.methods - {"HEAD", "OPTIONS"}):
             path, _ = _fill(route)
             label = f"{method} {route.path}"
@@ -145,11 +155,11 @@ def check_error_envelopes(
             else:
                 _check(report, f"{label} for something that does not exist", http.request(method, path,
                                                                                          headers=bearer))
-    _check(report, "GET of an unknown path", http.request("GET", "/v1/no-such-route-here"))
+    _check_one(report, "GET of an unknown path", http.request("GET", "/v1/no-such-route-here"))
     first = next(iter(_routes(app)), None)
     if first is not None:
         unused = next(m for m in ("PATCH", "PUT", "DELETE", "POST", "GET") if m not in first.methods)
-        _check(report, f"{unused} {first.path} (a method it does not take)", http.request(unused, _fill(first)[0]))
+        _check_one(report, f"{unused} {first.path} (a method it does not take)", http.request(unused, _fill(first)[0]))
     return report
 
 

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import logging
+import sys
 
-import uvicorn
+from lookout.core.serving import run_service
 
-from .app import create_app
+from .app import FeedbackService
 from .settings import FeedbackSettings
 
 
 def main() -> None:
-    settings = FeedbackSettings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, log_level="info")
+    sys.exit(run_service(FeedbackService, FeedbackSettings))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from typing import Literal
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from .store import Db
+from lookout.core.session import ClientLike, Session
 
 Role = Literal["viewer", "reviewer", "admin"]
 ROLES: tuple[str, ...] = ("viewer", "reviewer", "admin")
@@ -86,7 +86,7 @@ class Reviewer:
 
 
 @dataclass(frozen=True)
-class Session:
+class LoginSession:
     username: str
     csrf: str
     expires_at: datetime
@@ -101,11 +101,11 @@ class Accounts:
     query ClickHouse; the price is that a logout or a disabled account on *another*
     instance takes effect within that TTL (on this instance at once)."""
 
-    def __init__(self, db: Db, session_ttl_s: int, cache_ttl_s: float = 5.0):
-        self.db = db
+    def __init__(self, db: Session | ClientLike, session_ttl_s: int, cache_ttl_s: float = 5.0):
+        self.db = Session.of(db)  # the client's one Session: its lock is the one every user of it takes
         self.session_ttl = timedelta(seconds=session_ttl_s)
         self._cache_ttl = cache_ttl_s
-        self._cache: dict[str, tuple[float, tuple[Session, Reviewer]]] = {}
+        self._cache: dict[str, tuple[float, tuple[LoginSession, Reviewer]]] = {}
         self._cache_lock = threading.Lock()
 
     def _forget(self, username: str | None = None, cookie_hash: str | None = None) -> None:
@@ -173,7 +173,7 @@ class Accounts:
         self.upsert(username, password=new, keep_session=cookie)
         return True
 
-    def login(self, username: str, password: str) -> tuple[str, Session] | None:
+    def login(self, username: str, password: str) -> tuple[str, LoginSession] | None:
         """(cookie value, session) for a right password, else None."""
         row = self._row(username)
         ok = check_password(password, row[1] if row else _DUMMY)
@@ -184,12 +184,12 @@ class Accounts:
             self.db.insert("reviewers", [[row[0], hash_password(password), row[2], list(row[3]), int(row[4]),
                                           time.time_ns()]], _R_COLS)
         cookie = secrets.token_urlsafe(32)
-        session = Session(username, secrets.token_urlsafe(24), datetime.now(UTC) + self.session_ttl)
+        session = LoginSession(username, secrets.token_urlsafe(24), datetime.now(UTC) + self.session_ttl)
         values = [_sha(cookie), username, session.csrf, session.expires_at, 0, time.time_ns()]
         self.db.insert("review_sessions", [values], _S_COLS)
         return cookie, session
 
-    def session(self, cookie: str | None) -> tuple[Session, Reviewer] | None:
+    def session(self, cookie: str | None) -> tuple[LoginSession, Reviewer] | None:
         if not cookie:
             return None
         key = _sha(cookie)
@@ -208,7 +208,7 @@ class Accounts:
                 self._cache[key] = (now + self._cache_ttl, found)
         return found
 
-    def _session(self, cookie: str) -> tuple[Session, Reviewer] | None:
+    def _session(self, cookie: str) -> tuple[LoginSession, Reviewer] | None:
         rows = self.db.rows(
             "SELECT username, csrf, expires_at, revoked FROM review_sessions FINAL WHERE session_hash = {h:String}",
             h=_sha(cookie),
@@ -222,7 +222,7 @@ class Accounts:
         reviewer = self.get(username)
         if reviewer is None or reviewer.disabled:
             return None
-        return Session(username, csrf, expires_at), reviewer
+        return LoginSession(username, csrf, expires_at), reviewer
 
     def logout(self, cookie: str) -> None:
         found = self.session(cookie)

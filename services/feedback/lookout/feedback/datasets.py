@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from clickhouse_connect.driver.client import Client
-
 from lookout.core.datasets import APPROVED_RATING, Built, DatasetFilters, build, write
+from lookout.core.session import ClientLike, Session
 
 __all__ = ["APPROVED_RATING", "Built", "DatasetFilters", "DatasetVersion", "build", "export_dataset"]
 
@@ -32,21 +31,23 @@ class DatasetVersion:
     unverified: int = 0
 
 
-def export_dataset(client: Client, filters: DatasetFilters, out_dir: str | os.PathLike,
+def export_dataset(db: Session | ClientLike, filters: DatasetFilters, out_dir: str | os.PathLike,
                    signing_secret: str) -> DatasetVersion:
     """Write sft.jsonl and preference.jsonl under out_dir/<dataset_id>/ and record the
     version in dataset_versions. The id is the content hash's prefix, so exporting the
     same reviews again lands in the same folder with the same hash. Only reviews whose
-    signature verifies under `signing_secret` are in it."""
-    built = build(client, filters, signing_secret)
+    signature verifies under `signing_secret` are in it. Each query takes the client's
+    Session lock; the files are written outside it."""
+    session = Session.of(db)
+    built = build(session, filters, signing_secret)
     dataset_id = built.sha256[:16]
     done = write(built, Path(out_dir) / dataset_id, filters)
     version = DatasetVersion(dataset_id, done.sha256, datetime.now(UTC), filters, built.sft_count,
                              built.preference_count, str(done.folder), done.files, built.unverified)
-    client.insert(
+    session.insert(
         "dataset_versions",
         [[dataset_id, version.sha256, version.created_at, filters.as_json(), built.sft_count,
           built.preference_count, version.location]],
-        column_names=["dataset_id", "sha256", "created_at", "filters", "sft_count", "preference_count", "location"],
+        ["dataset_id", "sha256", "created_at", "filters", "sft_count", "preference_count", "location"],
     )
     return version

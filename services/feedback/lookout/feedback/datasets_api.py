@@ -6,24 +6,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from lookout.core.api_errors import ApiError, ErrorRoute, bearer_key
+from lookout.core.api_errors import ApiError, api_key_dependency, error_router
 from lookout.core.auth import ApiKey, ApiKeyStore
+from lookout.core.session import Session
 
-from . import datasets, store
+from . import datasets
 from .settings import FeedbackSettings
 
 
 @dataclass
 class DatasetContext:
     settings: FeedbackSettings
-    db: store.Db | None = None
+    session: Session | None = None
     keys: ApiKeyStore | None = None
+
+    def store(self) -> Session:
+        if self.session is None:
+            raise ApiError(503, "the feedback service is starting; retry shortly", headers={"Retry-After": "1"})
+        return self.session
 
 
 def _utc_year(value: datetime) -> int:
@@ -50,7 +56,8 @@ def _filters(key: ApiKey, app_id, model, since, until, label) -> datasets.Datase
 
 
 def build_router(ctx: DatasetContext) -> APIRouter:
-    router = APIRouter(tags=["datasets"], route_class=ErrorRoute)
+    router = error_router(tags=["datasets"])
+    api_key = api_key_dependency(lambda: ctx.keys)
 
     @router.get("/v1/datasets/export")
     async def download(
@@ -60,12 +67,10 @@ def build_router(ctx: DatasetContext) -> APIRouter:
         since: datetime | None = None,
         until: datetime | None = None,
         label: str | None = None,
-        authorization: Annotated[str | None, Header()] = None,
+        key: ApiKey = Depends(api_key),
     ) -> Response:
-        key = await bearer_key(ctx.keys, authorization)
         filters = _filters(key, app_id, model, since, until, label)
-        built = await run_in_threadpool(store.locked, ctx.db, datasets.build, filters,
-                                        ctx.settings.review_signing_secret)
+        built = await run_in_threadpool(datasets.build, ctx.store(), filters, ctx.settings.review_signing_secret)
         body = built.sft if kind == "sft" else built.preference
         headers = {"X-Dataset-Sha256": built.sha256, "X-Dataset-Count": str(
             built.sft_count if kind == "sft" else built.preference_count),
@@ -79,13 +84,12 @@ def build_router(ctx: DatasetContext) -> APIRouter:
         since: datetime | None = None,
         until: datetime | None = None,
         label: str | None = None,
-        authorization: Annotated[str | None, Header()] = None,
+        key: ApiKey = Depends(api_key),
     ) -> dict:
-        key = await bearer_key(ctx.keys, authorization)
         if not key.allows("admin"):
             raise ApiError(403, "writing a dataset needs the 'admin' scope")
         filters = _filters(key, app_id, model, since, until, label)
-        v = await run_in_threadpool(store.locked, ctx.db, datasets.export_dataset, filters, ctx.settings.dataset_dir,
+        v = await run_in_threadpool(datasets.export_dataset, ctx.store(), filters, ctx.settings.dataset_dir,
                                     ctx.settings.review_signing_secret)
         return {"dataset_id": v.dataset_id, "sha256": v.sha256, "sft_count": v.sft_count,
                 "preference_count": v.preference_count, "location": v.location,

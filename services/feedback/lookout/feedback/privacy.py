@@ -33,7 +33,8 @@ class Privacy:
         if len(s.pii_secret) < MIN_SECRET_BYTES:
             raise ValueError(f"LOOKOUT_PII_SECRET must be set to a secret of at least {MIN_SECRET_BYTES} characters "
                              "(the same as ingest's, so vote authors join their calls' user ids)")
-        return cls(PiiPolicy.from_settings(s.pii_mode, s.pii_app_modes, s.pii_secret), s.pii_secret.encode())
+        secret = s.pii_secret.encode()
+        return cls(PiiPolicy(s.pii_mode, s.pii_app_modes.as_dict(), secret), secret)
 
     def pseudonym(self, user_id: str) -> str:
         return pseudonymise(user_id, self.secret)

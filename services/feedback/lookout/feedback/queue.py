@@ -1,10 +1,12 @@
 """The review queue: which open task a reviewer gets next, and what the form shows.
 
-ClickHouse ranks open tasks (reasons grouped per call, minus completed ones); the claim
-log (claims.py) decides who gets one. A task is a call, and a call is (app_id, event_id):
-two apps may store the same event id, so every read and join here is by both. A reviewer
-tries a random one of the first few available tasks rather than the very first, so many
-reviewers asking at once mostly claim different tasks instead of all racing for one.
+ClickHouse ranks open tasks (reasons grouped per call, minus completed ones: the
+review_task_state view of migration 0015 says when a task was finished, for this queue and
+the dashboards' queue panels alike); the claim log (claims.py) decides who gets one. A task
+is a call, and a call is (app_id, event_id): two apps may store the same event id, so
+every read and join here is by both. A reviewer tries a random one of the first few
+available tasks rather than the very first, so many reviewers asking at once mostly claim
+different tasks instead of all racing for one.
 """
 
 from __future__ import annotations
@@ -19,12 +21,11 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from lookout.core.session import Session
+
 from .claims import ClaimLog, ClaimTimeout
-from .store import Db
 
 _ATTEMPTS = 50
-_FINISHED = ("SELECT app_id, event_id FROM review_done WHERE {where} GROUP BY app_id, event_id "
-             "HAVING uniqExact(reviewer) >= max(needed)")
 
 
 def task_key(app_id: str, event_id: uuid.UUID | str) -> str:
@@ -69,21 +70,21 @@ def _where(f: QueueFilter) -> tuple[str, dict]:
     return (" AND ".join(clauses) or "1"), params
 
 
-def candidates(db: Db, f: QueueFilter, age_weight: float, reviewer: str = "", limit: int = 200) -> list[Candidate]:
+def candidates(session: Session, f: QueueFilter, age_weight: float, reviewer: str = "",
+               limit: int = 200) -> list[Candidate]:
     where, params = _where(f)
     params["me"] = reviewer
     having = "has(kinds, {kind:String})" if f.kind else "1"
     if f.kind:
         params["kind"] = f.kind
-    rows = db.rows(
+    rows = session.rows(
         f"""
         SELECT event_id, app_id, groupUniqArray(reason) AS reasons, groupUniqArray(kind) AS kinds,
                max(severity) + {{w:Float64}} * dateDiff('second', min(created_at), now64(3)) / 3600 AS priority
-        FROM review_tasks
-        WHERE {where}
+        FROM review_task_state
+        WHERE {where} AND done_at IS NULL
           AND (app_id, event_id) NOT IN (
-              SELECT app_id, event_id FROM review_done WHERE {where} GROUP BY app_id, event_id
-              HAVING uniqExact(reviewer) >= max(needed) OR countIf(reviewer = {{me:String}}) > 0)
+              SELECT app_id, event_id FROM review_done WHERE {where} AND reviewer = {{me:String}})
         GROUP BY app_id, event_id
         HAVING {having}
         ORDER BY priority DESC, event_id, app_id
@@ -96,29 +97,28 @@ def candidates(db: Db, f: QueueFilter, age_weight: float, reviewer: str = "", li
     return [Candidate(r[0], r[1], float(r[4]), sorted(r[2]), sorted(r[3])) for r in rows]
 
 
-def open_count(db: Db, f: QueueFilter) -> int:
+def open_count(session: Session, f: QueueFilter) -> int:
     where, params = _where(f)
     kind = " AND kind = {kind:String}" if f.kind else ""
     if f.kind:
         params["kind"] = f.kind
-    rows = db.rows(
-        f"SELECT uniqExact(app_id, event_id) FROM review_tasks WHERE {where}{kind} "
-        f"AND (app_id, event_id) NOT IN ({_FINISHED.format(where=where)})",
+    rows = session.rows(
+        f"SELECT uniqExact(app_id, event_id) FROM review_task_state WHERE {where}{kind} AND done_at IS NULL",
         **params,
     )
     return int(rows[0][0])
 
 
-def done_count(db: Db, reviewer: str) -> int:
-    return int(db.rows("SELECT uniqExact(app_id, event_id) FROM review_done WHERE reviewer = {r:String}",
+def done_count(session: Session, reviewer: str) -> int:
+    return int(session.rows("SELECT uniqExact(app_id, event_id) FROM review_done WHERE reviewer = {r:String}",
                        r=reviewer)[0][0])
 
 
-def agreement(db: Db, apps: list[str] | None) -> dict:
+def agreement(session: Session, apps: list[str] | None) -> dict:
     """Inter-annotator agreement on the calls two reviewers labelled (the overlap share):
     the first two reviews of each such call, compared on rating, thumbs and labels."""
     where = "source = 'reviewer'" + (" AND app_id IN {apps:Array(String)}" if apps is not None else "")
-    rows = db.rows(
+    rows = session.rows(
         f"SELECT app_id, event_id, groupArray(2)((rating, thumbs, labels)) FROM "
         f"(SELECT * FROM feedback_latest WHERE {where} ORDER BY ts, author) "
         f"GROUP BY app_id, event_id HAVING count() >= 2",
@@ -141,9 +141,9 @@ def agreement(db: Db, apps: list[str] | None) -> dict:
     }
 
 
-def task_apps(db: Db, event_id: uuid.UUID) -> list[str]:
+def task_apps(session: Session, event_id: uuid.UUID) -> list[str]:
     """The apps that have a review task for this event id (usually one)."""
-    rows = db.rows("SELECT DISTINCT app_id FROM review_tasks WHERE event_id = {id:UUID} ORDER BY app_id LIMIT 100",
+    rows = session.rows("SELECT DISTINCT app_id FROM review_tasks WHERE event_id = {id:UUID} ORDER BY app_id LIMIT 100",
                    id=str(event_id))
     return [r[0] for r in rows]
 
@@ -193,10 +193,10 @@ async def claim_next(
     raise ClaimTimeout(f"no claim won in {_ATTEMPTS} tries; retry")
 
 
-def call_detail(db: Db, app_id: str, event_id: uuid.UUID) -> dict | None:
+def call_detail(session: Session, app_id: str, event_id: uuid.UUID) -> dict | None:
     """What the review form shows (PII was redacted by ingest before storage): the call of
     this app only, never another app's call with the same id."""
-    rows = db.named(
+    rows = session.named(
         "SELECT event_id, ts, app_id, model, prompt_version, input, prompt, output, context, reference, status, "
         "error, latency_ms, tokens_in, tokens_out FROM llm_calls WHERE app_id = {app:String} AND event_id = {id:UUID} "
         "LIMIT 1",
@@ -210,7 +210,7 @@ def call_detail(db: Db, app_id: str, event_id: uuid.UUID) -> dict | None:
     call["input"] = orjson.loads(call["input"]) if call["input"] else []
     call["scores"] = [
         {"name": r[0], "value": r[1], "label": r[2], "explanation": r[3]}
-        for r in db.rows(
+        for r in session.rows(
             "SELECT name, value, label, explanation FROM scores WHERE app_id = {app:String} AND event_id = {id:UUID} "
             "ORDER BY name",
             app=app_id, id=str(event_id),

@@ -20,44 +20,36 @@ from aiokafka import AIOKafkaProducer
 
 from lookout.core import topics
 from lookout.core.events import Retrain
+from lookout.core.session import Session
 
-from .store import Db
-
-# The order of retrain states, as in the retrain-trigger: two rows in one millisecond still sort.
-_RANK_SQL = ("multiIf(status IN ('succeeded', 'failed', 'timed_out', 'rejected'), 4, status = 'running', 3, "
-             "status = 'launched', 2, status = 'approved', 1, 0)")
-_RUNS_SQL = f"""
-SELECT run_id, any(app_id) AS app, any(model) AS mdl, argMax(rule, ts) AS rule_name,
-       argMax(status, (ts, {_RANK_SQL})) AS latest, argMaxIf(evidence, ts, status = 'requested') AS ev,
-       argMaxIf(dataset_uri, ts, status = 'requested') AS uri,
-       argMaxIf(dataset_hash, ts, status = 'requested') AS digest,
-       argMaxIf(dataset_counts, ts, status = 'requested') AS counts,
-       argMaxIf(message, ts, status = 'requested') AS msg, minIf(ts, status = 'requested') AS requested_at,
-       countIf(status = 'requested') AS n_requested
-FROM retrain_runs FINAL
-WHERE {{where}}
-GROUP BY run_id
-HAVING latest = 'requested' AND n_requested > 0
+# A run's latest state is the retrain_run_state view's (migration 0015), as the retrain
+# trigger and the dashboards read it.
+_RUNS_SQL = """
+SELECT run_id, app_id, model, rule, latest_status, requested_evidence, dataset_uri, dataset_hash, dataset_counts,
+       requested_message, requested_at
+FROM retrain_run_state
+WHERE {where} AND latest_status = 'requested' AND requests > 0
 ORDER BY requested_at
 LIMIT 500
 """
 
 
 def _run(row: dict) -> dict[str, Any]:
-    evidence = orjson.loads(row["ev"] or "{}")
+    evidence = orjson.loads(row["requested_evidence"] or "{}")
     at = row["requested_at"]
-    return {"run_id": str(row["run_id"]), "app_id": row["app"], "model": row["mdl"], "rule": row["rule_name"],
-            "status": row["latest"], "evidence": evidence, "dataset_uri": row["uri"], "dataset_hash": row["digest"],
-            "dataset_counts": dict(row["counts"]), "message": row["msg"],
+    return {"run_id": str(row["run_id"]), "app_id": row["app_id"], "model": row["model"], "rule": row["rule"],
+            "status": row["latest_status"], "evidence": evidence, "dataset_uri": row["dataset_uri"],
+            "dataset_hash": row["dataset_hash"], "dataset_counts": dict(row["dataset_counts"]),
+            "message": row["requested_message"],
             "requested_at": (at if at.tzinfo else at.replace(tzinfo=UTC)).isoformat()}
 
 
-def awaiting(db: Db, run_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
+def awaiting(session: Session, run_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
     """Runs whose latest state is `requested` and whose policy requires approval."""
     if run_id is None:
-        rows = db.named(_RUNS_SQL.format(where="1"))
+        rows = session.named(_RUNS_SQL.format(where="1"))
     else:
-        rows = db.named(_RUNS_SQL.format(where="run_id = {r:UUID}"), r=str(run_id))
+        rows = session.named(_RUNS_SQL.format(where="run_id = {r:UUID}"), r=str(run_id))
     runs = [_run(r) for r in rows]
     return [r for r in runs if r["evidence"].get("require_approval") and not r["evidence"].get("dry_run")]
 

@@ -17,7 +17,9 @@ Tasks are calls, (app_id, event_id): the task routes take `app_id` as a query pa
 which may be left out when one app only has a task with that event id.
 
 Reviews are redacted with the app's PII policy (comment and corrected answer become
-training data) and signed (lookout.core.review_signing) before they are produced.
+training data) and signed (lookout.core.review_signing) before they are produced. A review
+carries its call's identity (model, model version, environment, the call's ts), read once
+here where the reviewer's call is known, so no consumer reads the call back.
 """
 
 from __future__ import annotations
@@ -33,22 +35,25 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from lookout.core import ids, review_signing
-from lookout.core.api_errors import ApiError, ErrorRoute
+from lookout.core.api_errors import ApiError, error_router
+from lookout.core.app_map import AppMap
 from lookout.core.auth import same_secret
-from lookout.core.events import Feedback, ShortText, now_utc
+from lookout.core.events import AppId, Feedback, ShortText, now_utc
+from lookout.core.session import Session
 
-from . import queue, retrain_ui
-from .accounts import Accounts, Reviewer, Session
+from . import queue, retrain_ui, store
+from .accounts import Accounts, LoginSession, Reviewer
 from .claims import ClaimLog, ClaimTimeout
 from .limits import FailureCounter, retry_after
 from .login import Proxies, parse_networks
 from .privacy import Privacy
 from .publish import FeedbackPublisher, Unavailable
 from .runtime import RuntimeSettings
-from .settings import FeedbackSettings
-from .store import Db
+from .settings import FeedbackSettings, Rate
 
 COOKIE = "lookout_review"
+# A 401 names the credential it wants (RFC 9110): here a session cookie from /login, not a key.
+CHALLENGE = {"WWW-Authenticate": 'Cookie realm="lookout-review"'}
 
 
 class LoginIn(BaseModel):
@@ -89,8 +94,6 @@ class ReviewerPatch(BaseModel):
 
 
 Label = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^,]+$")]
-AppName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^,=]+$")]
-Rate = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 Threshold = Annotated[float, Field(ge=-1e9, le=1e9, allow_inf_nan=False)]
 
 
@@ -101,24 +104,19 @@ class RuntimePatch(BaseModel):
     toxicity_threshold: Threshold | None = None
     judge_threshold: Threshold | None = None
     audit_rate: Rate | None = None
-    audit_app_rates: dict[AppName, Rate] | None = Field(default=None, max_length=1000)
+    audit_app_rates: dict[AppId, Rate] | None = Field(default=None, max_length=1000)
 
 
 def _runtime_out(s: FeedbackSettings) -> dict:
-    rates = {}
-    for item in s.review_audit_app_rates.split(","):
-        name, _, rate = item.partition("=")
-        if name.strip() and rate.strip():
-            rates[name.strip()] = float(rate)
     return {"labels": s.labels(), "toxicity_threshold": s.review_toxicity_threshold,
             "judge_threshold": s.review_judge_threshold, "audit_rate": s.review_audit_rate,
-            "audit_app_rates": rates}
+            "audit_app_rates": s.review_audit_app_rates.as_dict()}
 
 
 @dataclass
 class ReviewContext:
     settings: FeedbackSettings
-    db: Db | None = None
+    session: Session | None = None
     accounts: Accounts | None = None
     claims: ClaimLog | None = None
     publisher: FeedbackPublisher | None = None
@@ -133,7 +131,7 @@ class ReviewContext:
 
 @dataclass(frozen=True)
 class Caller:
-    session: Session
+    session: LoginSession
     reviewer: Reviewer
 
 
@@ -144,12 +142,12 @@ def _me(caller: Caller, settings: FeedbackSettings) -> dict:  # settings: the cu
 
 
 def build_router(ctx: ReviewContext) -> APIRouter:
-    router = APIRouter(prefix="/review/api", tags=["review"], route_class=ErrorRoute)
+    router = error_router(prefix="/review/api", tags=["review"])
 
     async def caller(lookout_review: Annotated[str | None, Cookie()] = None) -> Caller:
         found = await run_in_threadpool(ctx.accounts.session, lookout_review)
         if found is None:
-            raise ApiError(401, "not logged in")
+            raise ApiError(401, "not logged in", headers=CHALLENGE)
         return Caller(*found)
 
     async def writer(c: Caller = Depends(caller), x_csrf_token: Annotated[str | None, Header()] = None) -> Caller:
@@ -187,13 +185,13 @@ def build_router(ctx: ReviewContext) -> APIRouter:
 
         async def fetch(f: queue.QueueFilter) -> list[queue.Candidate]:
             return await ranked.get((f, who), lambda: run_in_threadpool(
-                queue.candidates, ctx.db, f, ctx.settings.review_age_weight, who))
+                queue.candidates, ctx.session, f, ctx.settings.review_age_weight, who))
 
         return fetch
 
     async def visible_task(c: Caller, event_id: uuid.UUID, app_id: str | None) -> str:
         # A task of an app the reviewer is not assigned to does not exist for them.
-        apps = [a for a in await run_in_threadpool(queue.task_apps, ctx.db, event_id) if c.reviewer.sees(a)]
+        apps = [a for a in await run_in_threadpool(queue.task_apps, ctx.session, event_id) if c.reviewer.sees(a)]
         if app_id is not None:
             apps = [a for a in apps if a == app_id]
         if not apps:
@@ -204,8 +202,8 @@ def build_router(ctx: ReviewContext) -> APIRouter:
         return apps[0]
 
     async def progress(c: Caller, f: queue.QueueFilter) -> dict:
-        done = await run_in_threadpool(queue.done_count, ctx.db, c.reviewer.username)
-        left = await run_in_threadpool(queue.open_count, ctx.db, f)
+        done = await run_in_threadpool(queue.done_count, ctx.session, c.reviewer.username)
+        left = await run_in_threadpool(queue.open_count, ctx.session, f)
         return {"done": done, "open": left}
 
     @router.post("/login")
@@ -221,7 +219,7 @@ def build_router(ctx: ReviewContext) -> APIRouter:
             wait = max(accounts_failed.fail(account), addresses_failed.fail(origin.address))
             if wait:
                 raise locked(wait)
-            raise ApiError(401, "wrong user name or password")
+            raise ApiError(401, "wrong user name or password", headers=CHALLENGE)
         accounts_failed.clear(account)
         cookie, session = found
         response.set_cookie(COOKIE, cookie, max_age=ctx.settings.session_ttl_s, httponly=True, samesite="strict",
@@ -275,7 +273,7 @@ def build_router(ctx: ReviewContext) -> APIRouter:
         if got is None:
             return {"task": None, "progress": await progress(c, f)}
         task, expires_ms = got
-        call = await run_in_threadpool(queue.call_detail, ctx.db, task.app_id, task.event_id)
+        call = await run_in_threadpool(queue.call_detail, ctx.session, task.app_id, task.event_id)
         return {
             "task": {"event_id": str(task.event_id), "app_id": task.app_id, "reasons": task.reasons,
                      "kinds": task.kinds, "priority": task.priority, "lease_expires_ms": expires_ms, "call": call},
@@ -315,6 +313,9 @@ def build_router(ctx: ReviewContext) -> APIRouter:
         # answer's redaction runs in a worker thread, not on the loop.
         corrected = await run_in_threadpool(ctx.privacy.redact, app_id, body.corrected_output or "")
         note = await run_in_threadpool(ctx.privacy.redact, app_id, body.comment or "")
+        # The call this review is about, read once here: the review carries its identity.
+        # (None: the call is not stored; the review is kept all the same, without it.)
+        call = await run_in_threadpool(store.call_ref, ctx.session, app_id, event_id)
         try:
             verdict = await ctx.claims.request("done", task, c.reviewer.username)
         except ClaimTimeout as exc:
@@ -325,7 +326,8 @@ def build_router(ctx: ReviewContext) -> APIRouter:
         fid = ids.uuid_from(f"review/{app_id}/{event_id}/{c.reviewer.username}")
         unsigned = Feedback(feedback_id=fid, event_id=event_id, ts=now_utc(), app_id=app_id, source="reviewer",
                             author=c.reviewer.username, thumbs=body.thumbs, rating=body.rating, labels=body.labels,
-                            corrected_output=corrected or None, comment=note or None)
+                            corrected_output=corrected or None, comment=note or None,
+                            **(store.identity(call) if call is not None else {}))
         record = review_signing.signed(ctx.settings.review_signing_secret, unsigned)
         ts = record.ts
         for attempt in range(3):
@@ -337,16 +339,15 @@ def build_router(ctx: ReviewContext) -> APIRouter:
                     raise ApiError(503, f"review accepted but not yet stored: {exc}") from None
                 await asyncio.sleep(1)
         needed = ctx.claims.state.tasks[task].need
-        await run_in_threadpool(ctx.db.insert, "review_done",
-                                [[event_id, app_id, c.reviewer.username, fid, needed, ts]],
-                                ["event_id", "app_id", "reviewer", "feedback_id", "needed", "ts"])
+        await ctx.session.ainsert("review_done", [[event_id, app_id, c.reviewer.username, fid, needed, ts]],
+                                  ["event_id", "app_id", "reviewer", "feedback_id", "needed", "ts"])
         return {"feedback_id": str(fid)}
 
     @router.get("/admin/agreement")
     async def get_agreement(c: Caller = Depends(caller)) -> dict:
         if c.reviewer.role != "admin":
             raise ApiError(403, "admins only")
-        return await run_in_threadpool(queue.agreement, ctx.db, None)
+        return await run_in_threadpool(queue.agreement, ctx.session, None)
 
     @router.get("/admin/reviewers")
     async def list_reviewers(c: Caller = Depends(caller)) -> dict:
@@ -382,13 +383,13 @@ def build_router(ctx: ReviewContext) -> APIRouter:
     async def retrain_runs(c: Caller = Depends(caller)) -> dict:
         if c.reviewer.role != "admin":
             raise ApiError(403, "admins only")
-        runs = await run_in_threadpool(retrain_ui.awaiting, ctx.db, None)
+        runs = await run_in_threadpool(retrain_ui.awaiting, ctx.session, None)
         return {"runs": [r for r in runs if c.reviewer.sees(r["app_id"])]}
 
     @router.post("/admin/retrain/{run_id}/{decision}")
     async def retrain_decide(run_id: uuid.UUID, decision: Literal["approve", "reject"],
                              c: Caller = Depends(admin)) -> dict:
-        found = await run_in_threadpool(retrain_ui.awaiting, ctx.db, run_id)
+        found = await run_in_threadpool(retrain_ui.awaiting, ctx.session, run_id)
         if not found or not c.reviewer.sees(found[0]["app_id"]):
             raise ApiError(404, f"no retrain run {run_id} awaiting approval", field="run_id")
         try:
@@ -421,9 +422,7 @@ def build_router(ctx: ReviewContext) -> APIRouter:
         if body.audit_rate is not None:
             values["review_audit_rate"] = body.audit_rate
         if body.audit_app_rates is not None:
-            if any(not name.strip() for name in body.audit_app_rates):
-                raise ApiError(422, "app ids must not be blank", field="audit_app_rates")
-            values["review_audit_app_rates"] = ",".join(f"{k.strip()}={v}" for k, v in body.audit_app_rates.items())
+            values["review_audit_app_rates"] = AppMap(body.audit_app_rates)
         if not values:
             return _runtime_out(await ctx.current())
         updated = await run_in_threadpool(ctx.runtime.update, values, c.reviewer.username)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field
 
-from lookout.core.settings import CommonSettings
+from lookout.core.app_map import AppMap
+from lookout.core.pii import Mode
+from lookout.core.settings import CommonSettings, ServerSettings
+
+Rate = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
 
-class FeedbackSettings(CommonSettings):
-    http_host: str = Field("0.0.0.0", description="Address the feedback API and review UI listen on.")
-    http_port: int = Field(8080, ge=1, le=65535, description="Port the feedback API and review UI listen on.")
+class FeedbackSettings(CommonSettings, ServerSettings):
     feedback_token_secret: str = Field(
         "",
         description="Secret (16+ chars) that signs per-call feedback tokens. Required for /v1/feedback/token; "
@@ -24,8 +28,8 @@ class FeedbackSettings(CommonSettings):
         200.0, gt=0, description="/v1/feedback and /v1/feedback/token requests per second per API key "
         "(per instance); beyond it 429.")
     feedback_key_burst: int = Field(400, ge=1, description="Requests one API key may make at once.")
-    pii_mode: str = Field("mask", pattern="^(off|mask|hash)$", description="PII redaction: off, mask or hash.")
-    pii_app_modes: str = Field("", description="Per-app PII modes, e.g. 'app1=off,app2=hash'.")
+    pii_mode: Mode = Field("mask", description="PII redaction: off, mask or hash.")
+    pii_app_modes: AppMap[Mode] = Field(AppMap(), description="Per-app PII modes, e.g. 'app1=off,app2=hash'.")
     pii_secret: str = Field(
         "",
         description="Secret (16+ chars) for PII hash tokens and user/session id pseudonyms. Required; "
@@ -44,10 +48,24 @@ class FeedbackSettings(CommonSettings):
         0.9, description="toxicity.* scores above this queue the call (benign calls over 0.9: 0 of 11 985; "
         "bench/RESULTS.md).")
     review_judge_threshold: float = Field(0.5, description="judge.* scores below this queue the call.")
+    review_judge_unsure_margin: float = Field(
+        0.125, ge=0, le=0.5,
+        description="judge.* scores closer than this to the middle of their rubric's scale (0.5) are the judge "
+        "unsure (0.125: the 3 of 1..5; 0: never); a judgment beyond it that an end user's thumbs contradict is "
+        "queued as judge_vs_thumbs.",
+    )
+    review_judge_unsure_rate: float = Field(
+        0.2, ge=0, le=1, description="Share of the calls the judge is unsure about queued as judge_unsure."
+    )
+    review_judge_recent_calls: int = Field(
+        100_000, ge=0,
+        description="Calls whose judge scores and thumbs the task builder keeps to pair them (judge_vs_thumbs) "
+        "without a store read.",
+    )
     review_audit_rate: float = Field(
         0.01, ge=0, le=1, description="Share of all calls queued as a random audit (per app)."
     )
-    review_audit_app_rates: str = Field("", description="Per-app audit rates, e.g. 'app1=0.1,app2=0'.")
+    review_audit_app_rates: AppMap[Rate] = Field(AppMap(), description="Per-app audit rates, e.g. 'app1=0.1,app2=0'.")
     review_overlap: float = Field(
         0.0, ge=0, le=1, description="Share of tasks reviewed by two reviewers (inter-annotator agreement)."
     )
@@ -80,10 +98,3 @@ class FeedbackSettings(CommonSettings):
 
     def labels(self) -> list[str]:
         return [label.strip() for label in self.review_labels.split(",") if label.strip()]
-
-    def audit_rate(self, app_id: str) -> float:
-        for item in self.review_audit_app_rates.split(","):
-            name, _, rate = item.partition("=")
-            if name.strip() == app_id and rate.strip():
-                return float(rate)
-        return self.review_audit_rate

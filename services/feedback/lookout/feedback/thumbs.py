@@ -11,9 +11,10 @@ row per (event_id, source, author): the `feedback_latest` view. A fixed uuid5(ev
 author) was not used because the sink keeps the *first* row of an id, so the earlier
 vote would win whenever both arrive in one sink batch.
 
-Per-version counts: the vote copies its call's model, model_version, environment and ts
-from the lookup that finds the call's app anyway (same row, same query), and names the
-thumbs of the vote it replaces, so the versions_1m rollup counts each author's latest vote
+Identity on the record: the vote carries its call's model, model_version, environment
+and ts, from the lookup that finds the call's app anyway (same row, same query; here, at
+the edge, the one place the call is read), and names the thumbs of the vote it replaces,
+so consumers (the task builder, the retrain trigger) and the versions_1m rollup count it
 under the call's version without reading llm_calls or feedback_latest.
 
 Duplicates: re-posting the vote an author already has (same thumbs and comment) is an
@@ -40,14 +41,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Depends, Header
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from lookout.core import ids
-from lookout.core.api_errors import CHALLENGE, ApiError, ErrorRoute, bearer_key, require
+from lookout.core.api_errors import CHALLENGE, ApiError, error_router, require, scope_dependency
 from lookout.core.auth import ApiKey, ApiKeyStore
 from lookout.core.events import AppId, Feedback, ShortText, now_utc
+from lookout.core.session import Session
 
 from . import store, tokens
 from .limits import TokenBuckets, retry_after
@@ -94,7 +96,7 @@ def feedback_id(event_id: uuid.UUID, source: str, author: str, ts_us: int) -> uu
 @dataclass
 class ThumbsContext:
     settings: FeedbackSettings
-    db: store.Db | None = None
+    session: Session | None = None
     keys: ApiKeyStore | None = None
     publisher: FeedbackPublisher | None = None
     privacy: Privacy | None = None
@@ -129,7 +131,8 @@ def _limit(buckets: TokenBuckets, key: str, what: str) -> None:
 
 
 def build_router(ctx: ThumbsContext) -> APIRouter:
-    router = APIRouter(tags=["feedback"], route_class=ErrorRoute)
+    router = error_router(tags=["feedback"])
+    feedback_key = scope_dependency(lambda: ctx.keys, "feedback")
 
     known: OrderedDict[tuple[str, uuid.UUID], store.CallRef] = ctx.apps if ctx.apps is not None else OrderedDict()
     ctx.apps = known
@@ -141,7 +144,7 @@ def build_router(ctx: ThumbsContext) -> APIRouter:
     async def app_call(app_id: str, event_id: uuid.UUID) -> store.CallRef:
         call = known.get((app_id, event_id))
         if call is None:
-            call = await run_in_threadpool(store.call_ref, ctx.db, app_id, event_id)
+            call = await run_in_threadpool(store.call_ref, ctx.session, app_id, event_id)
         if call is None:
             raise missing(event_id)
         known[(app_id, event_id)] = call
@@ -157,7 +160,7 @@ def build_router(ctx: ThumbsContext) -> APIRouter:
             return await app_call(app_id, event_id)
         if key.app_id != "*":
             return await app_call(key.app_id, event_id)
-        found = await run_in_threadpool(store.call_refs, ctx.db, event_id)
+        found = await run_in_threadpool(store.call_refs, ctx.session, event_id)
         if not found:
             raise missing(event_id)
         if len(found) > 1:
@@ -166,9 +169,7 @@ def build_router(ctx: ThumbsContext) -> APIRouter:
         return found[0]
 
     @router.post("/v1/feedback/token")
-    async def mint_token(body: TokenIn, authorization: Annotated[str | None, Header()] = None) -> TokenOut:
-        key = await bearer_key(ctx.keys, authorization)
-        require(key, "feedback")
+    async def mint_token(body: TokenIn, key: ApiKey = Depends(feedback_key)) -> TokenOut:
         _limit(ctx.key_buckets, key.key_id, "API key")
         if not ctx.settings.feedback_token_secret:
             raise ApiError(503, "feedback tokens are off: LOOKOUT_FEEDBACK_TOKEN_SECRET is not set")
@@ -204,8 +205,8 @@ def build_router(ctx: ThumbsContext) -> APIRouter:
             call = await app_call(claims.app_id, body.event_id)
             user, fallback = (None if claims.author == ANONYMOUS else claims.author), ANONYMOUS
         else:
-            key = await bearer_key(ctx.keys, authorization)
-            require(key, "feedback")
+            # A token or a key: the route reads the header itself (a token needs no key).
+            key = await feedback_key(authorization)
             _limit(ctx.key_buckets, key.key_id, "API key")
             call = await key_call(key, body.event_id, body.app_id)
             user, fallback = body.user_id, f"key:{key.key_id}"
@@ -223,7 +224,8 @@ async def _vote(ctx: ThumbsContext, body: ThumbsIn, call: store.CallRef, author:
     memo_key = (call.app_id, body.event_id, author)
     previous = (ctx.recent or {}).get(memo_key)
     if previous is None:
-        previous = await run_in_threadpool(store.latest_vote, ctx.db, call.app_id, body.event_id, "end_user", author)
+        previous = await run_in_threadpool(store.latest_vote, ctx.session, call.app_id, body.event_id, "end_user",
+                                           author)
     if previous is not None and previous.thumbs == body.thumbs and previous.comment == comment:
         return ThumbsOut(feedback_id=previous.feedback_id, event_id=body.event_id, duplicate=True, replaced=False)
     ts = now_utc()
@@ -241,10 +243,7 @@ async def _vote(ctx: ThumbsContext, body: ThumbsIn, call: store.CallRef, author:
         author=author,
         thumbs=body.thumbs,
         comment=comment or None,
-        model=call.model,
-        model_version=call.model_version,
-        environment=call.environment,
-        call_ts=call.ts,
+        **store.identity(call),
         # The per-version rollup takes the replaced vote back (a comment-only change too:
         # it is a new row all the same).
         replaces_thumbs=previous.thumbs if previous is not None else None,

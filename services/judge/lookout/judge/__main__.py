@@ -22,15 +22,20 @@ def _serve(settings: JudgeSettings) -> int:
     return run_service(JudgeService, settings)
 
 
-def _agreement(settings: JudgeSettings, rubric_name: str, days: int, evaluator: str) -> None:
-    from lookout.core import clickhouse
+def _agreement(settings: JudgeSettings, rubric_name: str, days: int, evaluator: str, app_id: str | None) -> None:
+    from lookout.core.session import Session
 
     from .agreement import agreement
     from .rubrics import RubricSet
 
     rubric = RubricSet.load(settings.judge_rubrics_path).by_name(rubric_name)
-    report = agreement(clickhouse.connect(settings), rubric, since=datetime.now(UTC) - timedelta(days=days),
-                       evaluator=evaluator)
+    secret = settings.review_signing_secret.get_secret_value() if settings.review_signing_secret else None
+    session = Session.connect(settings)
+    try:
+        report = agreement(session, rubric, since=datetime.now(UTC) - timedelta(days=days), evaluator=evaluator,
+                           app_id=app_id, signing_secret=secret)
+    finally:
+        session.close()
     print(report.model_dump_json(indent=2))
 
 
@@ -41,11 +46,12 @@ def main(argv: list[str] | None = None) -> None:
     agree.add_argument("rubric")
     agree.add_argument("--days", type=int, default=30)
     agree.add_argument("--evaluator", default="", help="one judge model only")
+    agree.add_argument("--app", default=None, help="one app's calls only (default: every app's, pooled)")
     args = parser.parse_args(argv)
     settings = JudgeSettings()
     if args.command == "agreement":
         logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        _agreement(settings, args.rubric, args.days, args.evaluator)
+        _agreement(settings, args.rubric, args.days, args.evaluator, args.app)
     else:
         sys.exit(_serve(settings))
 

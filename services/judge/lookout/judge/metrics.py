@@ -5,7 +5,6 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge
 
 EVENTS = Counter("lookout_judge_events_total", "LLM calls the judge consumed")
-UNREADABLE = Counter("lookout_judge_unreadable_events_total", "Records on llm.events that are not an LlmCall")
 SCORES = Counter("lookout_judge_scores_total", "Scores produced to llm.scores", ["source"])
 TOXICITY_TEXTS = Counter("lookout_judge_toxicity_texts_total", "Texts scored for toxicity", ["evaluator"])
 JUDGED = Counter("lookout_judge_judged_total", "Evaluator-LLM judgments that became scores", ["rubric"])
@@ -23,4 +22,4 @@ BUDGET_PAUSED = Gauge("lookout_judge_budget_paused", "1 while the daily budget i
 SPENT_TODAY = Gauge("lookout_judge_spent_today_usd", "Judge spend in the current UTC day")
 RATED_DOWN = Counter("lookout_judge_rated_down_total",
                      "Thumbs-down calls on llm.feedback, by outcome (judged, sampled, already_judged, "
-                     "call_not_found, unreadable)", ["outcome"])
+                     "call_not_found)", ["outcome"])

@@ -28,10 +28,11 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC
 
 import orjson
-from aiokafka import ConsumerRecord
 from clickhouse_connect.driver.client import Client
 
+from lookout.core.dead_letters import Batch
 from lookout.core.events import Feedback, LlmCall, Message, Score
+from lookout.core.session import Session
 
 from . import metrics
 from .sampling import Sampler
@@ -140,26 +141,20 @@ def judged_in_store(client: Client, keys: list[Key]) -> set[Key]:
 
 
 class RatedDownJudge:
-    """The CommitAfterLoop handler on llm.feedback: judges each rated-down call once."""
+    """The consumer handler on llm.feedback: judges each rated-down call once. Unreadable
+    records never reach it: the ConsumerWorker dead-letters them."""
 
     def __init__(self, *, sampler: Sampler, recent: RecentCalls, judged: JudgedSet,
                  judge_calls: Callable[[list[LlmCall]], Awaitable[list[Score]]],
-                 send: Callable[[list[Score]], Awaitable[None]], client: Callable[[], Client],
+                 send: Callable[[list[Score]], Awaitable[None]], session: Callable[[], Awaitable[Session]],
                  lookup_tries: int = 3, lookup_wait_s: float = 1.0):
         self.sampler, self.recent, self.judged = sampler, recent, judged
-        self.judge_calls, self.send, self.client = judge_calls, send, client
+        self.judge_calls, self.send, self.session = judge_calls, send, session
         self.lookup_tries, self.lookup_wait_s = lookup_tries, lookup_wait_s
 
-    async def handle(self, records: list[ConsumerRecord]) -> None:
+    async def handle(self, batch: Batch) -> None:
         keys: list[Key] = []
-        for record in records:
-            try:
-                f = Feedback.from_bytes(record.value)
-            except Exception as exc:  # the sink dead-letters it; nothing to judge here
-                metrics.RATED_DOWN.labels("unreadable").inc()
-                log.warning("unreadable feedback %s[%d]@%d skipped: %s", record.topic, record.partition,
-                            record.offset, exc)
-                continue
+        for f in batch.of(Feedback):
             if f.thumbs != -1:
                 continue
             key = (f.app_id, f.event_id)
@@ -173,8 +168,8 @@ class RatedDownJudge:
                 keys.append(key)
         if not keys:
             return
-        client = self.client()
-        stored = await asyncio.to_thread(judged_in_store, client, keys)
+        session = await self.session()
+        stored = await session.arun(judged_in_store, keys)
         metrics.RATED_DOWN.labels("already_judged").inc(len(stored))
         keys = [k for k in keys if k not in stored]
         calls = {k: c for k in keys if (c := self.recent.get(k)) is not None}
@@ -184,7 +179,7 @@ class RatedDownJudge:
                 break
             if attempt:  # a call the sink has not stored yet: give it a moment
                 await asyncio.sleep(self.lookup_wait_s)
-            calls.update(await asyncio.to_thread(stored_calls, client, missing))
+            calls.update(await session.arun(stored_calls, missing))
         for key in keys:
             if key not in calls:
                 metrics.RATED_DOWN.labels("call_not_found").inc()

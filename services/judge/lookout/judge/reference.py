@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
+from typing import Any
 
 from lookout.core.events import LlmCall
 
@@ -23,7 +24,7 @@ def bleu(output: str, reference: str) -> float:
 
 @dataclass
 class RougeL:
-    _scorer: object = field(init=False, repr=False)
+    _scorer: Any = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         from rouge_score import rouge_scorer

@@ -84,6 +84,7 @@ class Scorer:
         group.create_task(self._judge_call(call, out))
 
     async def _judge_call(self, call: LlmCall, out: list[Measurement]) -> None:
+        assert self.judge is not None and self.rubrics is not None  # _applicable() said so
         # The call's text is cut to the token budget once, for all of its rubrics.
         text = await self.judge.call_text(call)
         async with asyncio.TaskGroup() as group:
@@ -100,6 +101,7 @@ class Scorer:
             return []
 
     async def _judge_one(self, call: LlmCall, rubric: Rubric, text: CallText, out: list[Measurement]) -> None:
+        assert self.judge is not None
         m = await self.judge.judge(call, rubric, text)
         if m is not None:
             out.append(m)
@@ -137,6 +139,7 @@ class Scorer:
         return flagged
 
     def _one_by_one(self, texts: list[str]) -> list[dict[str, float] | None]:
+        assert self.toxicity is not None
         out: list[dict[str, float] | None] = []
         for text in texts:
             try:

@@ -39,6 +39,7 @@ class TokenCounter(Protocol):
 
     def head(self, text: str, limit: int) -> Cut:
         """The longest prefix of `text` within `limit` tokens (at a token boundary)."""
+        ...
 
 
 @functools.cache
@@ -53,8 +54,10 @@ def _rust_bindings():
             path = folder / f"_bindings{suffix}"
             if path.is_file():
                 loader = importlib.machinery.ExtensionFileLoader("bpe_openai._bindings", str(path))
-                module = importlib.util.module_from_spec(
-                    importlib.util.spec_from_file_location("bpe_openai._bindings", path, loader=loader))
+                found = importlib.util.spec_from_file_location("bpe_openai._bindings", path, loader=loader)
+                if found is None:
+                    continue
+                module = importlib.util.module_from_spec(found)
                 loader.exec_module(module)
                 return module
     from bpe_openai import _bindings  # another layout: the ordinary import

@@ -149,7 +149,7 @@ class DetoxifyModel:
         if not getattr(tokenizer, "is_fast", False):
             raise ToxicityUnavailable("detoxify tokenizer is not a fast tokenizer; chunking needs one")
         return cls(
-            model=model, tokenizer=tokenizer, labels=tuple(names), version=version,
+            model=model, tokenizer=tokenizer, labels=tuple(str(n) for n in names), version=version,
             device=settings.detoxify_device, batch_size=settings.toxicity_batch_size,
             max_tokens=settings.toxicity_max_tokens, stride=settings.toxicity_stride,
         )

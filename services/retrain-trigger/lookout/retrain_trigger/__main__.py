@@ -3,13 +3,12 @@ LOOKOUT_HTTP_HOST:LOOKOUT_HTTP_PORT. `--check-policies [PATH]` validates a polic
 
 from __future__ import annotations
 
-import logging
 import sys
 
-import uvicorn
+from lookout.core.serving import run_service
 
 from . import policies
-from .app import create_app
+from .service import RetrainService
 from .settings import RetrainSettings
 
 
@@ -25,10 +24,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"ok: {len(pf.policies)} policies, {sum(len(p.rules) for p in pf.policies)} rules")
         return 0
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    policies.load(settings.retrain_policies)  # fail before binding the port on a bad file
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, log_level="info")
-    return 0
+    return run_service(RetrainService, settings)
 
 
 if __name__ == "__main__":

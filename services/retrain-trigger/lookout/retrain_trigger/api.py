@@ -1,22 +1,43 @@
 """HTTP API: approve or reject a run (admin key), list open runs, list a model's candidate
-versions and compare a candidate with the previous version (read key)."""
+versions and compare a candidate with the previous version (read key). Built on the one
+HTTP edge (lookout.core.api_errors): Bearer keys through the scope dependencies, every
+error in the envelope.
+
+The routes need only what `RetrainControl` names, so this module does not import the
+service (which imports this one for its routers)."""
 
 from __future__ import annotations
 
 import asyncio
 import math
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from lookout.core.auth import ApiKey, ApiKeyStore, AuthError, authorize
+from lookout.core.api_errors import ApiError, error_router, require, scope_dependency
+from lookout.core.auth import ApiKey, ApiKeyStore
+from lookout.core.session import Session
 
 from . import versions
+from .state import Run
 
-if TYPE_CHECKING:
-    from .service import RetrainService
+
+class RetrainControl(Protocol):
+    """What the API needs of the service (read-only)."""
+
+    @property
+    def runs(self) -> Mapping[uuid.UUID, Run]: ...
+
+    @property
+    def keys(self) -> ApiKeyStore | None: ...
+
+    @property
+    def session(self) -> Session | None: ...
+
+    async def decide(self, run_id: uuid.UUID, approve: bool, who: str) -> Run: ...
 
 
 class Decision(BaseModel):
@@ -46,72 +67,54 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def build_router(service: RetrainService) -> APIRouter:
-    router = APIRouter(tags=["retrain"])
-    keys: dict[str, ApiKeyStore] = {}
+def _out(run: Run) -> RunOut:
+    return RunOut(run_id=run.run_id, app_id=run.app_id, model=run.model, rule=run.rule, status=run.status,
+                  dataset_uri=run.dataset_uri, dataset_hash=run.dataset_hash, dataset_counts=run.dataset_counts,
+                  evidence=run.evidence)
 
-    def key(authorization: str | None = Header(None)) -> ApiKey | None:
-        if service.client is None:
-            raise HTTPException(503, "retrain-trigger is starting")
-        store = keys.get("store")
-        if store is None:
-            store = keys["store"] = ApiKeyStore(service.client)
-        token = authorization[7:].strip() if authorization and authorization.lower().startswith("bearer ") else None
-        return store.verify(token) if token else None
 
-    def check(k: ApiKey | None, scope: str, app_id: str | None = None) -> None:
-        try:
-            authorize(k, scope, app_id)
-        except AuthError as exc:
-            raise HTTPException(exc.status_code, str(exc)) from None
+def build_router(control: RetrainControl) -> APIRouter:
+    router = error_router(tags=["retrain"])
+    admin = scope_dependency(lambda: control.keys, "admin")
+    reader = scope_dependency(lambda: control.keys, "read")
 
-    def out(run) -> RunOut:
-        return RunOut(run_id=run.run_id, app_id=run.app_id, model=run.model, rule=run.rule, status=run.status,
-                      dataset_uri=run.dataset_uri, dataset_hash=run.dataset_hash,
-                      dataset_counts=run.dataset_counts, evidence=run.evidence)
+    def session() -> Session:
+        if control.session is None:
+            raise ApiError(503, "retrain-trigger is starting", headers={"Retry-After": "1"})
+        return control.session
 
-    async def decide(run_id: uuid.UUID, approve: bool, body: Decision | None, k: ApiKey | None) -> RunOut:
-        from .service import RunError
-
-        run = service.runs.get(run_id)
-        check(k, "admin", run.app_id if run else None)
+    async def decide(run_id: uuid.UUID, approve: bool, body: Decision | None, k: ApiKey) -> RunOut:
+        run = control.runs.get(run_id)
+        if run is not None:
+            require(k, "admin", run.app_id)
         who = f"key {k.key_id}" + (f" ({body.note})" if body and body.note else "")
-        try:
-            return out(await service.decide(run_id, approve, who))
-        except RunError as exc:
-            raise HTTPException(exc.status_code, str(exc)) from None
+        return _out(await control.decide(run_id, approve, who))
 
     @router.post("/v1/retrain/{run_id}/approve", response_model=RunOut)
-    async def approve(run_id: uuid.UUID, body: Decision | None = None, k: ApiKey | None = Depends(key)) -> RunOut:
+    async def approve(run_id: uuid.UUID, body: Decision | None = None, k: ApiKey = Depends(admin)) -> RunOut:
         return await decide(run_id, True, body, k)
 
     @router.post("/v1/retrain/{run_id}/reject", response_model=RunOut)
-    async def reject(run_id: uuid.UUID, body: Decision | None = None, k: ApiKey | None = Depends(key)) -> RunOut:
+    async def reject(run_id: uuid.UUID, body: Decision | None = None, k: ApiKey = Depends(admin)) -> RunOut:
         return await decide(run_id, False, body, k)
 
     @router.get("/v1/retrain/runs", response_model=list[RunOut])
-    async def open_runs(k: ApiKey | None = Depends(key)) -> list[RunOut]:
-        check(k, "read")
-        return [out(r) for r in service.runs.values() if k.allows("read", r.app_id)]
+    async def open_runs(k: ApiKey = Depends(reader)) -> list[RunOut]:
+        return [_out(r) for r in list(control.runs.values()) if k.allows("read", r.app_id)]
 
     @router.get("/v1/models/{app_id}/{model}/versions")
-    async def model_versions(app_id: str, model: str, k: ApiKey | None = Depends(key)) -> list[dict]:
-        check(k, "read", app_id)
-        return await asyncio.to_thread(_locked, service, versions.list_versions, app_id, model)
+    async def model_versions(app_id: str, model: str, k: ApiKey = Depends(reader)) -> list[dict]:
+        require(k, "read", app_id)
+        return await asyncio.to_thread(versions.list_versions, session(), app_id, model)
 
     @router.get("/v1/models/{app_id}/{model}/compare")
     async def compare(app_id: str, model: str, candidate: str = Query(..., min_length=1),
-                      baseline: str | None = None, k: ApiKey | None = Depends(key)) -> dict:
-        check(k, "read", app_id)
+                      baseline: str | None = None, k: ApiKey = Depends(reader)) -> dict:
+        require(k, "read", app_id)
         try:
-            result = await asyncio.to_thread(_locked, service, versions.compare, app_id, model, candidate, baseline)
+            result = await asyncio.to_thread(versions.compare, session(), app_id, model, candidate, baseline)
         except LookupError as exc:
-            raise HTTPException(404, str(exc)) from None
+            raise ApiError(404, str(exc), field="candidate") from None
         return _clean(result)
 
     return router
-
-
-def _locked(service: RetrainService, fn, *args):
-    with service.store.lock:
-        return fn(service.client, *args)

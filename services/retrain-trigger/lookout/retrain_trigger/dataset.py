@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from clickhouse_connect.driver.client import Client
-
 from lookout.core.datasets import FILES, DatasetFilters, content_hash, export
+from lookout.core.session import ClientLike, Session
 
 __all__ = ["FILES", "ClickHouseSnapshot", "DatasetFilters", "DatasetSource", "DatasetVersion", "content_hash"]
 
@@ -35,10 +34,10 @@ class ClickHouseSnapshot:
     feedback service's LOOKOUT_REVIEW_SIGNING_SECRET): a row someone wrote straight onto
     llm.feedback is never trained on."""
 
-    def __init__(self, client: Client, signing_secret: str):
-        self.client = client
+    def __init__(self, db: Session | ClientLike, signing_secret: str):
+        self.session = Session.of(db)
         self.signing_secret = signing_secret
 
     def snapshot(self, filters: DatasetFilters, out_dir: Path) -> DatasetVersion:
-        done = export(self.client, filters, out_dir, self.signing_secret)
+        done = export(self.session, filters, out_dir, self.signing_secret)
         return DatasetVersion(str(done.folder), done.sha256, done.counts)

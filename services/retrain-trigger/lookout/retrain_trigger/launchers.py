@@ -221,6 +221,40 @@ def k8s_manifest(req: LaunchRequest, settings: RetrainSettings) -> dict[str, Any
 _SA = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
+class TokenFile(httpx.Auth):
+    """A bearer token read from its file for every request: the kubelet rewrites a projected
+    service-account token before it expires (about an hour), so a token read once at start
+    would be refused for the rest of the process's life."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def auth_flow(self, request: httpx.Request):
+        token = self.path.read_text().strip()  # a few dozen bytes, small enough for the event loop
+        if token:
+            request.headers["Authorization"] = f"Bearer {token}"
+        yield request
+
+
+class StaticToken(httpx.Auth):
+    def __init__(self, token: str):
+        self.token = token
+
+    def auth_flow(self, request: httpx.Request):
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        yield request
+
+
+def _bearer(settings: RetrainSettings) -> httpx.Auth | None:
+    """A token given in the settings as is; else the token file, re-read per request."""
+    if settings.retrain_k8s_token:
+        return StaticToken(settings.retrain_k8s_token)
+    path = Path(settings.retrain_k8s_token_file) if settings.retrain_k8s_token_file else _SA / "token"
+    if settings.retrain_k8s_token_file and not path.is_file():
+        raise ValueError(f"LOOKOUT_RETRAIN_K8S_TOKEN_FILE: no file at {path}")
+    return TokenFile(path) if path.is_file() else None
+
+
 class KubernetesLauncher:
     """Creates the Job through the Kubernetes REST API (POST .../namespaces/{ns}/jobs), the
     call the official client makes, without its dependency tree. In a pod the API URL,
@@ -233,12 +267,9 @@ class KubernetesLauncher:
                              "LOOKOUT_RETRAIN_K8S_SASL_SECRET to the name of a Secret that holds it")
         self.settings = settings
         self.api = settings.retrain_k8s_api or "https://kubernetes.default.svc"
-        token = settings.retrain_k8s_token
-        if token is None and (_SA / "token").exists():
-            token = (_SA / "token").read_text().strip()
         ca = settings.retrain_k8s_ca_cert or (str(_SA / "ca.crt") if (_SA / "ca.crt").exists() else True)
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.AsyncClient(base_url=self.api, headers=headers, verify=ca, timeout=30, transport=transport)
+        self.http = httpx.AsyncClient(base_url=self.api, auth=_bearer(settings), verify=ca, timeout=30,
+                                      transport=transport)
 
     def _jobs(self) -> str:
         return f"/apis/batch/v1/namespaces/{self.settings.retrain_k8s_namespace}/jobs"

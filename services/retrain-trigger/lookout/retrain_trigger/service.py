@@ -9,7 +9,11 @@ each retrain run:
     requested --(POST .../reject)--> rejected;  dry-run policy: requested -> rejected
 
 Offsets are committed after the observations are stored and the firings recorded and
-produced (see state.py), so a restart neither loses nor double-counts evidence.
+produced (see state.py), so a restart neither loses nor double-counts evidence. Each record
+names its stream (app, model): a vote carries its call's identity, stamped by the feedback
+service where the call is known, so the trigger never reads a call back and never waits
+for the sink. A record it cannot read, or a vote without its call's model, goes to llm.dlq
+(lookout.core.dead_letters); the rest of the batch goes on.
 """
 
 from __future__ import annotations
@@ -19,22 +23,28 @@ import logging
 import shlex
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-from clickhouse_connect.driver.client import Client
+from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter
 from prometheus_client import Counter
-from pydantic import ValidationError
 
-from lookout.core import clickhouse, kafka, migrations, review_signing, topics
-from lookout.core.events import TOPIC_SCHEMAS, DriftResult, Feedback, Retrain, RetrainState, Score
+from lookout.core import kafka, migrations, review_signing, topics
+from lookout.core.auth import ApiKeyStore
+from lookout.core.consumer import ConsumerWorker
+from lookout.core.dead_letters import Batch
+from lookout.core.events import DriftResult, Feedback, Retrain, RetrainState, Score
 from lookout.core.ids import uuid7
+from lookout.core.ops import ReadinessCheck
+from lookout.core.session import Session
 
+from . import api
 from . import policies as policy_file
 from .dataset import ClickHouseSnapshot, DatasetFilters, DatasetSource
+from .errors import RunError
 from .launchers import Launcher, LaunchRequest, make_launcher
 from .rules import Firing, Observation, RuleEngine, Stream
 from .settings import RetrainSettings
@@ -46,23 +56,26 @@ log = logging.getLogger(__name__)
 FIRINGS = Counter("lookout_retrain_firings_total", "Policy firings.", ["policy", "dry_run"])
 TRANSITIONS = Counter("lookout_retrain_transitions_total", "Retrain run transitions emitted.", ["status"])
 
-
-class RetryLater(Exception):
-    """The batch cannot be handled yet (feedback whose call is not stored): retry it whole."""
-
-
-class RunError(Exception):
-    def __init__(self, status_code: int, message: str):
-        super().__init__(message)
-        self.status_code = status_code
+# The record types that are evidence or run state; reviews without thumbs are training
+# data only (the snapshot reads them from the store).
+INPUTS = (topics.SCORES, topics.DRIFT, topics.FEEDBACK, topics.RETRAIN_STATUS)
+NO_MODEL = ("a thumbs vote without its call's model: a vote is counted in its call's (app, model) stream, "
+            "and producers stamp the call's identity on every Feedback (the feedback service does)")
 
 
 class RetrainService:
-    def __init__(self, settings: RetrainSettings, client: Client | None = None,
+    """`session`: the Session of a client shared with other services in one process (the
+    embedded stack); without one, start() connects its own. `policies`, `launcher`,
+    `dataset`: seams for tests (default: from the settings)."""
+
+    name = "retrain-trigger"
+
+    def __init__(self, settings: RetrainSettings, session: Session | None = None,
                  policies: policy_file.PolicyFile | None = None, launcher: Launcher | None = None,
                  dataset: DatasetSource | None = None):
         self.settings = settings
-        self.client = client
+        self.session = session
+        self._owns_session = session is None
         self.policies = policies
         self.launcher = launcher
         self.dataset = dataset
@@ -71,13 +84,13 @@ class RetrainService:
         self._dataset_root = Path(settings.retrain_dataset_dir).resolve()
         self.engine: RuleEngine | None = None
         self.store: Store | None = None
+        self.keys: ApiKeyStore | None = None
         self.producer: AIOKafkaProducer | None = None
-        self.consumer: AIOKafkaConsumer | None = None
-        self.loop: kafka.CommitAfterLoop | None = None
+        self.worker = ConsumerWorker(settings, self.name, settings.retrain_group, INPUTS, self._handle,
+                                     max_records=1000, linger_ms=100)
         self.runs: dict[uuid.UUID, Run] = {}
         self.registered: set[uuid.UUID] = set()
-        self._pending: dict[uuid.UUID, float] = {}  # feedback waiting for its call: first seen (unix s)
-        self._tasks: list[asyncio.Task] = []
+        self._watchdog_task: asyncio.Task | None = None
         self._lock = asyncio.Lock()  # one transition at a time: consumer, API and watchdog
 
     # -- life ----------------------------------------------------------------------------
@@ -89,51 +102,54 @@ class RetrainService:
         if self.policies is None:
             self.policies = policy_file.load(s.retrain_policies)  # a bad file stops the start here
         self.engine = RuleEngine(self.policies)
-        if self.client is None:
-            self.client = await asyncio.to_thread(clickhouse.connect, s)
-            await asyncio.to_thread(migrations.apply, self.client, s.retention_days)
-        self.store = await asyncio.to_thread(Store, self.client, s.retention_days, self.engine.horizon)
+        if self.engine.horizon > s.retention_days * 86400:
+            log.warning("the longest policy window (%.0f s) is longer than LOOKOUT_RETENTION_DAYS=%d: evidence older "
+                        "than the retention is not restored after a restart", self.engine.horizon, s.retention_days)
+        if self.session is None:
+            self.session = await asyncio.to_thread(Session.connect, s)
+        session = self.session
+        # Idempotent; also brings the service's tables to a shared client migrated earlier.
+        await session.arun(migrations.apply, s.retention_days)
+        # ApiKeyStore takes a raw client and its lock from Session.of(client): the same lock.
+        self.keys = session.run(ApiKeyStore)
+        self.store = Store(session, self.engine.horizon)
         if self.dataset is None:
-            self.dataset = ClickHouseSnapshot(self.client, s.review_signing_secret)
+            self.dataset = ClickHouseSnapshot(session, s.review_signing_secret)
         if self.launcher is None:
             self.launcher = make_launcher(s, on_exit=self._on_job_exit)
         await kafka.ensure_topics(s)
         self.producer = await kafka.start_producer(s)
         await self._restore()
-        names = [topics.resolve(s.topic_prefix, t) for t in
-                 (topics.SCORES, topics.DRIFT, topics.FEEDBACK, topics.RETRAIN_STATUS)]
-        self.consumer = kafka.make_consumer(s, s.retrain_group, *names)
-        await self.consumer.start()
-        self.loop = kafka.CommitAfterLoop(self.consumer, self._handle, max_records=1000, linger_ms=100)
-        self._tasks = [asyncio.create_task(self.loop.run(), name="retrain-consumer"),
-                       asyncio.create_task(self._watchdog(), name="retrain-watchdog")]
+        await self.worker.start(self.producer)
+        self._watchdog_task = asyncio.create_task(self._watchdog(), name="retrain-watchdog")
 
     async def stop(self) -> None:
-        if self.loop is not None:
-            self.loop.stop()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
-        if self.consumer is not None:
-            await self.consumer.stop()
-            self.consumer = None
+        """Finish the batch in hand (offsets committed), then the watchdog, the launcher,
+        the producer and the client (safe after a partial start)."""
+        await self.worker.stop()
+        if self._watchdog_task is not None:
+            self._watchdog_task.cancel()
+            await asyncio.gather(self._watchdog_task, return_exceptions=True)
+            self._watchdog_task = None
         if self.launcher is not None:
             await self.launcher.close()
         if self.producer is not None:
             await self.producer.stop()
             self.producer = None
+        if self.session is not None and self._owns_session:
+            self.session.close()
+            self.session = None
 
-    def ready(self) -> str | None:
-        if self.producer is None or not self._tasks:
-            return "not started"
-        dead = [t.get_name() for t in self._tasks if t.done()]
-        return f"stopped: {', '.join(dead)}" if dead else None
+    def checks(self) -> Mapping[str, ReadinessCheck]:
+        return {
+            "kafka": lambda: None if self.producer is not None else "Kafka producer not started",
+            "consumer": self.worker.ready,
+            "watchdog": lambda: kafka.loop_problem(self._watchdog_task) if self._watchdog_task else "not started",
+            "clickhouse": lambda: self.session.problem() if self.session is not None else "ClickHouse not connected",
+        }
 
-    def router(self) -> APIRouter:
-        from .api import build_router
-
-        return build_router(self)
+    def routers(self) -> Sequence[APIRouter]:
+        return [api.build_router(self)]
 
     async def _restore(self) -> None:
         assert self.store is not None and self.engine is not None
@@ -153,21 +169,15 @@ class RetrainService:
 
     # -- consuming -----------------------------------------------------------------------
 
-    async def _handle(self, records: list[ConsumerRecord]) -> None:
+    async def _handle(self, batch: Batch) -> None:
+        """One batch: its evidence stored, the rules evaluated and their firings made, the
+        run states applied; the worker commits after. Every record names its stream
+        (app, model) itself, so nothing is read back from the calls."""
         assert self.engine is not None and self.store is not None
-        prefix = self.settings.topic_prefix
         rows: list[tuple[Stream, Observation]] = []
-        votes: list[Feedback] = []
         statuses: list[Retrain] = []
-        for r in records:
-            base = topics.base_name(prefix, r.topic)
-            try:
-                schema = TOPIC_SCHEMAS[base]
-                ev = schema.from_bytes(r.value)
-            except (ValidationError, ValueError, KeyError) as exc:
-                # The sink dead-letters what cannot be parsed; here it is simply not evidence.
-                log.warning("skipping unreadable record %s[%d]@%d: %s", r.topic, r.partition, r.offset, exc)
-                continue
+        for decoded in batch.messages:
+            ev = decoded.message
             if isinstance(ev, Score):
                 rows.append(((ev.app_id, ev.model), Observation(ev.ts.timestamp(), str(ev.score_id), "score",
                                                                 ev.name, ev.value, str(ev.event_id))))
@@ -175,11 +185,17 @@ class RetrainService:
                 rows.append(((ev.app_id, ev.model), Observation(ev.ts.timestamp(), str(ev.result_id), "drift",
                                                                 ev.signal, 1.0 if ev.drifted else 0.0)))
             elif isinstance(ev, Feedback):
-                if ev.thumbs is not None:  # reviews are training data, not rate evidence
-                    votes.append(ev)
+                if ev.thumbs is None:  # a review without thumbs is training data, not rate evidence
+                    continue
+                if not ev.model:
+                    batch.dead_letter(decoded.record, NO_MODEL)
+                    continue
+                # The voter makes the rules count one vote per (author, call): the latest.
+                rows.append(((ev.app_id, ev.model), Observation(ev.ts.timestamp(), str(ev.feedback_id), "thumbs",
+                                                                "thumbs", 1.0 if ev.thumbs == -1 else 0.0,
+                                                                str(ev.event_id), ev.author)))
             elif isinstance(ev, Retrain):
                 statuses.append(ev)
-        rows += await self._votes(votes)
         await asyncio.to_thread(self.store.add_observations, rows)
         touched: dict[Stream, list[Observation]] = {}
         for stream, obs in rows:
@@ -190,35 +206,6 @@ class RetrainService:
                 await self._fire(firing)
         for ev in statuses:
             await self._on_status(ev)
-
-    async def _votes(self, votes: list[Feedback]) -> list[tuple[Stream, Observation]]:
-        if not votes:
-            return []
-        assert self.store is not None
-        models = await asyncio.to_thread(self.store.models_of, sorted({(v.app_id, v.event_id) for v in votes}))
-        grace = self.settings.retrain_feedback_grace_s
-        now = time.time()
-        out = []
-        for v in votes:
-            model = models.get((v.app_id, v.event_id))
-            if model is None:
-                # The grace runs from the vote's ts, or from when this service first saw it if
-                # that is earlier: a ts in the future must not hold the consumer forever.
-                first = self._pending.setdefault(v.feedback_id, now)
-                if now - min(v.ts.timestamp(), first) < grace:
-                    raise RetryLater(f"the call {v.event_id} of app {v.app_id} (feedback {v.feedback_id}) "
-                                     "is not stored yet")
-                log.warning("feedback %s: no stored call %s of app %s after %.0fs; skipped", v.feedback_id,
-                            v.event_id, v.app_id, grace)
-                self._pending.pop(v.feedback_id, None)
-                continue
-            self._pending.pop(v.feedback_id, None)
-            # The voter makes the rules count one vote per (author, call): the latest.
-            out.append(((v.app_id, model), Observation(v.ts.timestamp(), str(v.feedback_id), "thumbs", "thumbs",
-                                                       1.0 if v.thumbs == -1 else 0.0, str(v.event_id), v.author)))
-        if len(self._pending) > 100_000:  # ids of votes that were since skipped elsewhere
-            self._pending.clear()
-        return out
 
     # -- runs ----------------------------------------------------------------------------
 
@@ -331,8 +318,9 @@ class RetrainService:
             run.status, run.updated = ev.status, time.time()
             if ev.status == "succeeded" and ev.model_version and ev.run_id not in self.registered:
                 artifact = str((ev.evidence.get("metrics") or {}).get("output", ""))
+                assert self.session is not None
                 await asyncio.to_thread(
-                    register_candidate, self.client, app_id=run.app_id, model=run.model,
+                    register_candidate, self.session, app_id=run.app_id, model=run.model,
                     model_version=ev.model_version, run_id=run.run_id, dataset_hash=run.dataset_hash,
                     rule=run.rule, artifact=artifact)
                 self.registered.add(ev.run_id)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from lookout.core.settings import CommonSettings
+from lookout.core.settings import CommonSettings, ServerSettings
 
 
-class RetrainSettings(CommonSettings):
-    http_host: str = Field("0.0.0.0", description="Address the retrain-trigger HTTP API listens on.")
-    http_port: int = Field(8080, ge=1, le=65535, description="Port the retrain-trigger HTTP API listens on.")
+class RetrainSettings(CommonSettings, ServerSettings):
     retrain_group: str = Field("lookout-retrain", description="Consumer group of the retrain trigger.")
     retrain_policies: str | None = Field(
         None, description="Path of the retrain policy YAML (default: the packaged policies.yaml)."
@@ -30,10 +28,6 @@ class RetrainSettings(CommonSettings):
         3600.0, gt=0, description="A launched run that reports nothing for this long is marked timed_out."
     )
     retrain_watchdog_s: float = Field(5.0, gt=0, description="How often launched runs are checked for timeouts.")
-    retrain_feedback_grace_s: float = Field(
-        300.0, ge=0,
-        description="Feedback whose LLM call is not stored yet is retried this long (by its ts), then skipped.",
-    )
     retrain_k8s_api: str = Field("", description="Kubernetes API URL (default: in-cluster).")
     retrain_k8s_namespace: str = Field("default", description="Namespace of fine-tuning Jobs.")
     retrain_k8s_image: str = Field("ghcr.io/lookout/finetune:latest", description="Image of the fine-tuning Job.")
@@ -43,6 +37,9 @@ class RetrainSettings(CommonSettings):
         "LOOKOUT_KAFKA_SASL_PASSWORD is set; the password never goes into the Job manifest).")
     retrain_k8s_sasl_secret_key: str = Field("kafka-sasl-password", description="Key of the password in that Secret.")
     retrain_k8s_token: str | None = Field(None, description="Kubernetes API bearer token (default: in-cluster).")
+    retrain_k8s_token_file: str = Field(
+        "", description="File holding the Kubernetes API bearer token, read again for every request (projected "
+        "service-account tokens rotate). Default: the pod's service-account token.")
     retrain_k8s_ca_cert: str | None = Field(None, description="CA bundle of the Kubernetes API (default: in-cluster).")
     review_signing_secret: str = Field(
         "", description="Secret (16+ chars) that signs reviewer feedback; datasets take only reviews whose "

@@ -4,6 +4,10 @@ toxicity), each with a significance test.
 
 Tests are written out (normal approximations) rather than taken from scipy: the service
 stays light, and at the sample sizes where a decision matters the approximations hold.
+
+The model_versions table is migration 0015's. Each function takes the service's Session
+(or a client, whose Session it uses), so its queries take turns with the rest of the
+service's.
 """
 
 from __future__ import annotations
@@ -14,25 +18,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from clickhouse_connect.driver.client import Client
+from lookout.core.session import ClientLike, Session
 
-VERSIONS_DDL = """
-CREATE TABLE IF NOT EXISTS model_versions
-(
-    app_id LowCardinality(String),
-    model LowCardinality(String),
-    model_version String,
-    run_id UUID,
-    registered_at DateTime64(3, 'UTC'),
-    status LowCardinality(String),
-    dataset_hash String,
-    rule String,
-    artifact String
-)
-ENGINE = ReplacingMergeTree(registered_at)
-ORDER BY (app_id, model, model_version)
-"""
-
+Db = Session | ClientLike
 
 def _norm_sf(z: float) -> float:
     """P(Z > z) for a standard normal."""
@@ -91,26 +79,26 @@ def mann_whitney(a: Sequence[float], b: Sequence[float]) -> TestResult:
     return TestResult("mann_whitney_u", u1, min(1.0, 2 * _norm_sf(abs(z))))
 
 
-def register_candidate(client: Client, *, app_id: str, model: str, model_version: str, run_id: Any,
+def register_candidate(db: Db, *, app_id: str, model: str, model_version: str, run_id: Any,
                        dataset_hash: str = "", rule: str = "", artifact: str = "") -> None:
-    client.insert("model_versions", [[app_id, model, model_version, run_id, datetime.now(UTC), "candidate",
-                                      dataset_hash, rule, artifact]],
-                  column_names=["app_id", "model", "model_version", "run_id", "registered_at", "status",
-                                "dataset_hash", "rule", "artifact"])
+    Session.of(db).insert("model_versions", [[app_id, model, model_version, run_id, datetime.now(UTC), "candidate",
+                                              dataset_hash, rule, artifact]],
+                          ["app_id", "model", "model_version", "run_id", "registered_at", "status", "dataset_hash",
+                           "rule", "artifact"])
 
 
-def list_versions(client: Client, app_id: str, model: str) -> list[dict]:
-    rows = client.query(
+def list_versions(db: Db, app_id: str, model: str) -> list[dict]:
+    rows = Session.of(db).rows(
         "SELECT model_version, toString(run_id), registered_at, status, dataset_hash, rule, artifact "
         "FROM model_versions FINAL WHERE app_id = {app:String} AND model = {model:String} ORDER BY registered_at",
-        parameters={"app": app_id, "model": model}).result_rows
+        app=app_id, model=model)
     keys = ("model_version", "run_id", "registered_at", "status", "dataset_hash", "rule", "artifact")
     return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
-def previous_version(client: Client, app_id: str, model: str, candidate: str) -> str | None:
+def previous_version(db: Db, app_id: str, model: str, candidate: str) -> str | None:
     """The version that served most recently before the candidate's first call."""
-    rows = client.query(
+    rows = Session.of(db).query(
         "SELECT model_version FROM llm_calls WHERE app_id = {app:String} AND model = {model:String} "
         "AND model_version != {cand:String} AND ts < (SELECT if(count() = 0, now64(3), min(ts)) FROM llm_calls "
         "WHERE app_id = {app:String} AND model = {model:String} AND model_version = {cand:String}) "
@@ -137,16 +125,17 @@ _CALLS = ("SELECT event_id, any(model_version) AS v FROM llm_calls WHERE app_id 
           "AND model = {model:String} AND model_version IN ({cand:String}, {base:String}) GROUP BY event_id")
 
 
-def compare(client: Client, app_id: str, model: str, candidate: str, baseline: str | None = None,
+def compare(store: Db, app_id: str, model: str, candidate: str, baseline: str | None = None,
             toxic_above: float = 0.5, max_values: int = 100_000) -> dict[str, Any]:
     """Candidate vs baseline (default: the previous version) on live traffic."""
-    baseline = baseline or previous_version(client, app_id, model, candidate)
+    session = Session.of(store)
+    baseline = baseline or previous_version(session, app_id, model, candidate)
     if baseline is None:
         raise LookupError(f"no earlier model_version of {app_id}/{model} to compare {candidate!r} with")
     p = {"app": app_id, "model": model, "cand": candidate, "base": baseline}
     out: dict[str, Any] = {"app_id": app_id, "model": model, "candidate": candidate, "baseline": baseline}
 
-    thumbs = {v: (n, down) for v, n, down in client.query(
+    thumbs = {v: (n, down) for v, n, down in session.query(
         f"SELECT c.v, count(), countIf(f.vote = -1) FROM (SELECT event_id, argMax(thumbs, ts) AS vote "
         f"FROM feedback FINAL WHERE app_id = {{app:String}} AND thumbs IS NOT NULL GROUP BY event_id) AS f "
         f"INNER JOIN ({_CALLS}) AS c ON c.event_id = f.event_id GROUP BY c.v", parameters=p).result_rows}
@@ -154,7 +143,7 @@ def compare(client: Client, app_id: str, model: str, candidate: str, baseline: s
     out["thumbs_down_rate"] = {"candidate": _rate(dc, nc), "baseline": _rate(db, nb),
                                **asdict(two_proportion_z(dc, nc, db, nb))}
 
-    tox = {v: (n, k) for v, n, k in client.query(
+    tox = {v: (n, k) for v, n, k in session.query(
         f"SELECT c.v, count(), countIf(s.worst > {{tox:Float64}}) FROM (SELECT event_id, max(value) AS worst "
         f"FROM scores FINAL WHERE app_id = {{app:String}} AND name LIKE 'toxicity%' GROUP BY event_id) AS s "
         f"INNER JOIN ({_CALLS}) AS c ON c.event_id = s.event_id GROUP BY c.v",
@@ -164,7 +153,7 @@ def compare(client: Client, app_id: str, model: str, candidate: str, baseline: s
                              "above": toxic_above, **asdict(two_proportion_z(kc, nc, kb, nb))}
 
     judge: dict[str, dict[str, list[float]]] = {}
-    for name, v, values in client.query(
+    for name, v, values in session.query(
         f"SELECT s.name, c.v, groupArray({max_values})(s.value) FROM (SELECT event_id, name, value FROM scores FINAL "
         f"WHERE app_id = {{app:String}} AND name LIKE 'judge.%') AS s "
         f"INNER JOIN ({_CALLS}) AS c ON c.event_id = s.event_id GROUP BY s.name, c.v", parameters=p).result_rows:

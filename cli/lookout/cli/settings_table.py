@@ -1,5 +1,7 @@
 """The README's settings table, generated from the services' settings classes so the
-documentation cannot drift from what the code reads."""
+documentation cannot drift from what the code reads: `lookout settings` prints it,
+`lookout settings --write README.md` (or `python -m lookout.cli.settings_table README.md`)
+writes it between the README's markers."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ SERVICES = [
     ("feedback", "lookout.feedback.settings", "FeedbackSettings"),
     ("retrain-trigger", "lookout.retrain_trigger.settings", "RetrainSettings"),
     ("stack", "lookout.stack.overview_access", "OverviewSettings"),
+    ("stack", "lookout.stack.broker", "EmbeddedSettings"),
 ]
 
 
