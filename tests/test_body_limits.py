@@ -58,11 +58,13 @@ def drift_app():
 
 
 def judge_app():
-    from lookout.judge.app import create_app
+    from lookout.core.serving import service_app
     from lookout.judge.service import JudgeService
     from lookout.judge.settings import JudgeSettings
 
-    return create_app(JudgeService(JudgeSettings(**COMMON)))
+    app = service_app(JudgeService(JudgeSettings(**COMMON)))
+    app.state.lifecycle.running = True  # never started: its routes as they sit once it runs
+    return app
 
 
 def retrain_app():
