@@ -54,19 +54,23 @@ def feedback_app():
 
 
 def drift_app():
-    from lookout.drift.api import create_app
+    from lookout.core.serving import service_app
     from lookout.drift.service import DriftService
     from lookout.drift.settings import DriftSettings
 
-    return create_app(DriftService(DriftSettings(**COMMON)))
+    app = service_app(DriftService(DriftSettings(**COMMON)))
+    app.state.lifecycle.running = True  # never started: its routes as they sit once it runs
+    return app
 
 
 def judge_app():
-    from lookout.judge.app import create_app
+    from lookout.core.serving import service_app
     from lookout.judge.service import JudgeService
     from lookout.judge.settings import JudgeSettings
 
-    return create_app(JudgeService(JudgeSettings(**COMMON)))
+    app = service_app(JudgeService(JudgeSettings(**COMMON)))
+    app.state.lifecycle.running = True  # never started: its routes as they sit once it runs
+    return app
 
 
 def retrain_app():

@@ -1,7 +1,7 @@
 """Fuzz with schemathesis over the drift service's OpenAPI: every operation, positive and
 negative data generated from its schema, as an anonymous caller, an admin key for every
 app and a read key bound to one app, against the real service (Tansu, chdb, MiniLM) with a
-stream in it. No 5xx."""
+stream in it. No 5xx. On the same served app: every 4xx in the one error envelope."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ import pytest
 import schemathesis
 from test_service import Traffic, drift_settings, produce
 
-from lookout.core import clickhouse, migrations
 from lookout.core.auth import ApiKeyStore
+from lookout.core.serving import service_app
+from lookout.core.session import Session
 from lookout.core.settings import CommonSettings
 from lookout.drift import DriftService
-from lookout.drift.api import create_app
+from lookout.testing.envelope import assert_error_envelopes
 from lookout.testing.fuzz import Served, fuzz_operations, keyed_callers
 
 pytestmark = [pytest.mark.slow,
@@ -31,23 +32,25 @@ def served(tansu_broker, chdb_path, encoder, tokenizer):
         kafka_session_timeout_ms=4_000,
     )
     settings = drift_settings(common, drift_auth=True)
-    client = clickhouse.connect(settings)
-    migrations.apply(client, settings.retention_days)
-    keys = ApiKeyStore(client)
+    session = Session.connect(settings, migrate=True)
+    keys = session.run(ApiKeyStore)
     _, admin = keys.create("*", ["read", "admin"], name="fuzz admin")
     _, reader = keys.create("shop", ["read"], name="fuzz reader")
-    service = DriftService(settings, client=client, encoder=encoder, tokenizer=tokenizer)
-    server = Served(create_app(service)).start()
+    _, ingest_only = keys.create("shop", ["ingest"], name="fuzz ingest-only")
+    service = DriftService(settings, session=session, encoder=encoder, tokenizer=tokenizer)
+    app = service_app(service, lifespan=True)
+    server = Served(app).start()
     server.run(produce(settings, Traffic().calls("cooking", 70)))  # one stream, with its reference
-    yield server, {"admin": admin, "reader": reader}
+    yield server, {"admin": admin, "reader": reader, "ingest_only": ingest_only}, app
     server.close()
-    client.command("DROP DATABASE IF EXISTS driftfuzz")
+    session.command("DROP DATABASE IF EXISTS driftfuzz")
+    session.close()
 
 
 def test_no_request_built_from_the_openapi_gets_a_5xx(served):
-    server, keys = served
+    server, keys, _ = served
     schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
-    callers = keyed_callers(**keys)
+    callers = keyed_callers(admin=keys["admin"], reader=keys["reader"])
     seen: dict[str, Counter] = {}
     try:
         failures = fuzz_operations(schema, server.url, callers, seen=seen)
@@ -61,19 +64,39 @@ def test_no_request_built_from_the_openapi_gets_a_5xx(served):
 
 
 def test_times_clickhouse_cannot_store_are_a_422_naming_the_field(served):
-    server, keys = served
+    server, keys, _ = served
     http = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {keys['admin']}"}, timeout=30)
     r = http.get("/v1/drift", params={"since": "0224-05-01T00:00:00Z"})
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "since"], r.text
-    assert "1900-01-01" in r.json()["detail"][0]["msg"]
+    assert r.status_code == 422 and r.json()["error"]["field"] == "since", r.text
+    assert "1900-01-01" in r.json()["error"]["message"]
     for field, value in (("from", "1000-01-01T00:00:00Z"), ("to", "9999-12-31T23:59:59-12:00")):
         body = {"app_id": "shop", "model": "m1", "policy": "pinned", "from": "2024-01-01T00:00:00Z",
                 "to": "2024-01-02T00:00:00Z", field: value}
         r = http.post("/v1/drift/reference", json=body)
-        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", field], r.text
+        assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
     r = http.post("/v1/drift/reference", json={"app_id": "shop", "model": "m1", "policy": "pinned",
                                                "from": "2024-01-02T00:00:00Z", "to": "2024-01-01T00:00:00Z"})
     assert r.status_code == 422 and "'from' must not be after 'to'" in r.text
     assert http.get("/v1/drift", params={"since": "2024-01-01T00:00:00"}).status_code == 200  # no zone: UTC
     assert http.get("/healthz").status_code == 200
     http.close()
+
+
+def test_a_stream_identity_no_call_could_carry_is_a_422_naming_the_field(served):
+    # An uploaded reference is made of calls of the stream: a model or prompt version that
+    # no LlmCall may carry was a 500 (the calls failed to build inside the handler).
+    server, keys, _ = served
+    http = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {keys['admin']}"}, timeout=30)
+    samples = [{"prompt": "How long do I boil an egg?", "response": "Eight minutes."}]
+    for field, value in (("model", "\u2fb5\x8a+"), ("model", "a--b"), ("prompt_version", "v 1")):
+        body = {"app_id": "shop", "model": "m1", "policy": "pinned", "samples": samples, field: value}
+        r = http.post("/v1/drift/reference", json=body)
+        assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
+    http.close()
+
+
+def test_every_error_of_the_drift_api_is_in_the_one_envelope(served):
+    server, keys, app = served
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        # strong: every scope on every app; weak: a key without the read or admin scope.
+        assert_error_envelopes(app, strong_key=keys["admin"], weak_key=keys["ingest_only"], client=http)

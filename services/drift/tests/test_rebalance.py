@@ -11,6 +11,12 @@ from lookout.drift import DriftService
 WINDOWS_PER_STREAM = 4
 
 
+def owned(service: DriftService) -> set:
+    """The partitions a worker holds now."""
+    consumer = service.worker.consumer
+    return set(consumer.assignment()) if consumer is not None else set()
+
+
 def one_stream_per_partition(partitions: int) -> list[str]:
     """App ids whose streams land on distinct partitions, so every member owns one."""
     chosen: dict[int, str] = {}
@@ -71,7 +77,7 @@ async def test_streams_move_between_two_live_workers_without_losing_or_repeating
             await eventually(lambda: a.stats.consumed >= len(apps) * EVERY, 120)
             await b.start()
             try:
-                await eventually(lambda: b._consumer.assignment() and len(a._consumer.assignment()) < len(apps), 60)
+                await eventually(lambda: owned(b) and len(owned(a)) < len(apps), 60)
                 await produce(s, phases[1])
                 await eventually(lambda: b.stats.consumed > 0, 120)
             finally:

@@ -7,17 +7,14 @@ import random
 import time
 import uuid
 
-import httpx
 from corpus import answer, questions
-from fastapi import FastAPI
-from test_service import EVERY, REF, T0, Traffic, produce
+from test_service import EVERY, REF, T0, Traffic, api, produce
 
 from lookout.core import topics
 from lookout.core.auth import ApiKeyStore
 from lookout.core.events import DriftResult
+from lookout.core.session import Session
 from lookout.drift import DriftService, DriftSettings
-from lookout.drift.api import build_router
-from lookout.drift.store import DriftStore
 from lookout.sink.rows import TABLES
 
 WINDOW = 60
@@ -47,12 +44,6 @@ async def stored_result(service: DriftService, match, limit_s: float = 90) -> di
     raise AssertionError("no matching drift result was stored")
 
 
-def api(service: DriftService, keys: ApiKeyStore) -> httpx.AsyncClient:
-    app = FastAPI()
-    app.include_router(build_router(service, lambda: keys))
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t", timeout=120)
-
-
 def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
@@ -66,25 +57,26 @@ async def test_a_drifted_result_has_an_evidently_report_of_its_own_window(kafka_
     await service.start()
     try:
         drifted = await stored_result(service, lambda r: r["signal"] == "prompt_embedding" and r["drifted"])
+        keys = service.keys
+        assert keys is not None
+        _, reader = keys.create("shop", ["read"])
+        _, other_app = keys.create("bank", ["read"])
+        _, ingest_only = keys.create("shop", ["ingest"])
+        url = f"/v1/drift/{drifted['result_id']}/report"
+
+        async with api(service) as http:
+            assert (await http.get(url)).status_code == 401
+            assert (await http.get(url, headers=bearer(other_app))).status_code == 403
+            assert (await http.get(url, headers=bearer(ingest_only))).status_code == 403
+
+            started = time.perf_counter()
+            first = await http.get(url, headers=bearer(reader))
+            built_s = time.perf_counter() - started
+            started = time.perf_counter()
+            again = await http.get(url, headers=bearer(reader))
+            cached_s = time.perf_counter() - started
     finally:
         await service.stop()
-    keys = ApiKeyStore(service.client)
-    _, reader = keys.create("shop", ["read"])
-    _, other_app = keys.create("bank", ["read"])
-    _, ingest_only = keys.create("shop", ["ingest"])
-    url = f"/v1/drift/{drifted['result_id']}/report"
-
-    async with api(service, keys) as http:
-        assert (await http.get(url)).status_code == 401
-        assert (await http.get(url, headers=bearer(other_app))).status_code == 403
-        assert (await http.get(url, headers=bearer(ingest_only))).status_code == 403
-
-        started = time.perf_counter()
-        first = await http.get(url, headers=bearer(reader))
-        built_s = time.perf_counter() - started
-        started = time.perf_counter()
-        again = await http.get(url, headers=bearer(reader))
-        cached_s = time.perf_counter() - started
     print(f"report of {drifted['result_id']}: built in {built_s:.2f} s, cached {cached_s * 1000:.0f} ms")
 
     assert first.status_code == 200, first.text[:500]
@@ -108,12 +100,12 @@ async def test_a_window_against_an_uploaded_reference_is_reported_against_that_u
     service = DriftService(s, encoder=encoder, tokenizer=tokenizer)
     await service.start()
     try:
-        keys = ApiKeyStore(service.client)
-        _, admin = keys.create("shop", ["admin"])
+        assert service.keys is not None
+        _, admin = service.keys.create("shop", ["admin"])
         rnd = random.Random(3)
         upload = {"app_id": "shop", "model": "m1", "policy": "pinned",
                   "samples": [{"prompt": q, "response": answer("travel", rnd)} for q in questions("travel", 40)]}
-        async with api(service, keys) as http:
+        async with api(service) as http:
             pinned = await http.post("/v1/drift/reference", json=upload, headers=bearer(admin))
             assert pinned.status_code == 200, pinned.text
             pinned_ref = pinned.json()["reference_id"]
@@ -129,9 +121,9 @@ async def test_a_window_against_an_uploaded_reference_is_reported_against_that_u
 
 
 async def test_unknown_malformed_and_unrecorded_results_get_no_report(ch, ch_settings):
-    service = DriftService(drift_settings(ch_settings), client=ch)
-    service.store = DriftStore(ch)
-    keys = ApiKeyStore(ch)
+    # Never started: its routes over a session on the store, with a key store on the same client.
+    service = DriftService(drift_settings(ch_settings), session=Session.of(ch))
+    keys = service.keys = ApiKeyStore(ch)
     _, reader = keys.create("*", ["read"])
     # A result stored the way the sink stores llm.drift, from before drift recorded which
     # events each window compared: there is no window to rebuild.
@@ -145,12 +137,12 @@ async def test_unknown_malformed_and_unrecorded_results_get_no_report(ch, ch_set
     row = spec.to_row(old)
     ch.insert(spec.table, [list(row.values())], column_names=list(row))
 
-    async with api(service, keys) as http:
+    async with api(service) as http:
         unknown = uuid.uuid4()
         missing = await http.get(f"/v1/drift/{unknown}/report", headers=bearer(reader))
-        assert missing.status_code == 404 and str(unknown) in missing.json()["detail"]
+        assert missing.status_code == 404 and str(unknown) in missing.json()["error"]["message"]
         malformed = await http.get("/v1/drift/not-a-uuid/report", headers=bearer(reader))
         assert malformed.status_code == 422 and "result_id" in malformed.text
         unrecorded = await http.get(f"/v1/drift/{old.result_id}/report", headers=bearer(reader))
     assert unrecorded.status_code == 409
-    assert "no recorded window" in unrecorded.json()["detail"]
+    assert "no recorded window" in unrecorded.json()["error"]["message"]

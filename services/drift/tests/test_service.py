@@ -2,20 +2,19 @@
 real MiniLM. Events in on llm.events, DriftResult records out on llm.drift."""
 
 import asyncio
+import base64
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import orjson
 from corpus import answer, questions
 from fastapi import FastAPI
 
 from lookout.core import ids, kafka, topics
-from lookout.core.auth import ApiKeyStore
-from lookout.core.events import DriftResult, LlmCall
+from lookout.core.events import DeadLetter, DriftResult, LlmCall
 from lookout.drift import DriftService, DriftSettings
-from lookout.drift.api import build_router
+from lookout.ingest.rows import TABLES
 
 REF, WINDOW, EVERY = 60, 60, 30
 # Recent event times: stored rows expire after LOOKOUT_RETENTION_DAYS.
@@ -66,40 +65,53 @@ async def produce(settings, messages) -> None:
         await producer.stop()
 
 
-class Results:
-    """Reads llm.drift from the beginning with its own group."""
+def api(service: DriftService) -> httpx.AsyncClient:
+    """The service's own routes on an app of their own, for a service the test started."""
+    app = FastAPI()
+    for router in service.routers():
+        app.include_router(router)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://drift", timeout=120)
 
-    def __init__(self, settings):
-        self.settings = settings
-        self.records: list[DriftResult] = []
+
+class Results:
+    """Reads a topic (llm.drift unless told) from the beginning with its own group."""
+
+    def __init__(self, settings, topic: str = topics.DRIFT, schema=DriftResult):
+        self.settings, self.topic, self.schema = settings, topic, schema
+        self.records: list = []
         self.consumer = None
 
     async def __aenter__(self):
-        name = topics.resolve(self.settings.topic_prefix, topics.DRIFT)
-        await kafka.ensure_topics(self.settings, [topics.DRIFT])
+        name = topics.resolve(self.settings.topic_prefix, self.topic)
+        await kafka.ensure_topics(self.settings, [self.topic])
         self.consumer = kafka.make_consumer(self.settings, f"reader-{uuid.uuid4().hex[:6]}", name)
         await self.consumer.start()
         return self
 
     async def __aexit__(self, *exc):
+        assert self.consumer is not None
         await self.consumer.stop()
 
-    async def drain(self, quiet_s: float = 2.0) -> list[DriftResult]:
+    def _take(self, batch) -> None:
+        for part in batch.values():
+            self.records.extend(self.schema.from_bytes(r.value) for r in part)
+
+    async def drain(self, quiet_s: float = 2.0) -> list:
         """Everything until nothing new arrived for quiet_s (call once records flow)."""
+        assert self.consumer is not None
         while True:
             batch = await self.consumer.getmany(timeout_ms=int(quiet_s * 1000))
             if not batch:
                 return self.records
-            for part in batch.values():
-                self.records.extend(DriftResult.from_bytes(r.value) for r in part)
+            self._take(batch)
 
-    async def until(self, done, limit_s: float = 120) -> list[DriftResult]:
+    async def until(self, done, limit_s: float = 120) -> list:
+        assert self.consumer is not None
         deadline = asyncio.get_running_loop().time() + limit_s
         while not done(self.records):
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"timed out with {len(self.records)} results")
-            for part in (await self.consumer.getmany(timeout_ms=300)).values():
-                self.records.extend(DriftResult.from_bytes(r.value) for r in part)
+            self._take(await self.consumer.getmany(timeout_ms=300))
         return self.records
 
 
@@ -193,10 +205,11 @@ async def test_worker_killed_mid_stream_resumes_its_windows_without_duplicates(s
         async def die(*_):
             raise RuntimeError("killed before commit")
 
-        a._consumer.commit = die
+        assert a.worker.consumer is not None
+        a.worker.consumer.commit = die  # type: ignore[method-assign]
         await produce(s, second)
         await results.until(has_window("prompt_embedding", 1))
-        await eventually(a._task.done)
+        await eventually(lambda: a.worker.ready() is not None)  # the loop ended on the failed commit
         await a.stop()
 
         b = DriftService(s, encoder=encoder, tokenizer=tokenizer)
@@ -220,7 +233,8 @@ async def test_worker_killed_mid_stream_resumes_its_windows_without_duplicates(s
     assert current_sizes == {WINDOW}  # the resumed window kept the events from before the kill
 
 
-async def test_bad_events_do_not_stop_the_stream(kafka_broker, settings_for, encoder, tokenizer):
+async def test_bad_events_are_dead_lettered_and_do_not_stop_the_stream(kafka_broker, settings_for, encoder,
+                                                                       tokenizer):
     s = drift_settings(settings_for(kafka_broker))
     traffic = Traffic(seed=4)
     good = traffic.calls("cooking", REF + EVERY)
@@ -239,14 +253,23 @@ async def test_bad_events_do_not_stop_the_stream(kafka_broker, settings_for, enc
     service = DriftService(s, encoder=encoder, tokenizer=tokenizer)
     await service.start()
     try:
-        async with Results(s) as results:
+        async with Results(s) as results, Results(s, topics.DLQ, DeadLetter) as dlq:
             records = await results.until(has_window("prompt_embedding", 0))
+            dead = await dlq.until(lambda ds: len(ds) >= 3, 60)
+            dead = await dlq.drain(1.0)
     finally:
         await service.stop()
     assert {r.signal for r in records} >= {"prompt_embedding", "response_embedding", "prompt_tokens",
                                            "response_empty_or_refused"}
     streams = {(st["app_id"], st["model"]) for st in service.stream_summaries()}
     assert ("shop", "never-seen-model") in streams
+    # The three records that are no call (not JSON, fields missing, text that is not
+    # UTF-8) are on llm.dlq, once each, with the error and where they were; the rest went on.
+    events = topics.resolve(s.topic_prefix, topics.EVENTS)
+    assert len(dead) == 3 and len({d.dlq_id for d in dead}) == 3
+    assert all(d.service == "drift" and d.source_topic == events and d.error for d in dead)
+    assert sorted(d.offset for d in dead) == sorted({d.offset for d in dead})
+    assert {base64.b64decode(d.payload_b64) for d in dead} == set(weird[:3])
 
 
 async def test_reference_reset_by_api_and_pinned_upload(kafka_broker, settings_for, encoder, tokenizer):
@@ -255,14 +278,11 @@ async def test_reference_reset_by_api_and_pinned_upload(kafka_broker, settings_f
     await produce(s, traffic.calls("cooking", REF + EVERY))
     service = DriftService(s, encoder=encoder, tokenizer=tokenizer)
     await service.start()
-    keys = ApiKeyStore(service.client)
-    _, reader = keys.create("*", ["read"])
-    _, admin = keys.create("shop", ["admin"])
-    app = FastAPI()
-    app.include_router(build_router(service, lambda: keys))
+    assert service.keys is not None
+    _, reader = service.keys.create("*", ["read"])
+    _, admin = service.keys.create("shop", ["admin"])
     try:
-        transport = httpx.ASGITransport(app)
-        async with Results(s) as results, httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        async with Results(s) as results, api(service) as http:
             first = await results.until(has_window("prompt_embedding", 0))
             old_ref = first[0].reference_id
 
@@ -286,17 +306,21 @@ async def test_reference_reset_by_api_and_pinned_upload(kafka_broker, settings_f
             records = await results.drain()
             against_pinned = [r for r in records if r.reference_id == pinned_ref]
             assert 0 in {r.details["window_index"] for r in against_pinned}
-            # Cooking traffic against a travel reference: the embedding evidence crosses.
-            assert any(r.drifted for r in against_pinned if r.signal == "prompt_embedding")
+            # Cooking traffic against a travel reference: the window's fixed test flags it.
+            # Not the sequential evidence: 40 uploaded calls leave 10 to calibrate it, and
+            # traffic that differs from its first call on can be no more extreme than
+            # those; measured, its log statistic levels off near 10 against a threshold
+            # of 22.9 over 90 calls (200 uploaded, more than this test's reference size of
+            # 60 keeps, would cross at the 40th).
+            assert any(r.details["window_test"]["crossed"] for r in against_pinned if r.signal == "prompt_embedding")
 
             listed = await http.get("/v1/drift/streams", headers={"Authorization": f"Bearer {reader}"})
             assert listed.json()["streams"][0]["reference_id"] == pinned_ref
             # What the sink stores from llm.drift is what GET /v1/drift lists.
             r = against_pinned[0]
-            service.client.insert("drift_results", [[
-                r.result_id, r.ts, r.app_id, r.model, "", r.window_start, r.window_end, r.signal, r.method,
-                r.statistic, r.p_value, r.threshold, int(r.drifted), r.reference_size, r.current_size,
-                r.reference_id, r.examples, orjson.dumps(r.details).decode()]])
+            spec = TABLES[topics.DRIFT]
+            row = spec.to_row(r)
+            service.store.session.insert(spec.table, [list(row.values())], column_names=list(row))
             listed = await http.get("/v1/drift", params={"app_id": "shop", "signal": r.signal},
                                     headers={"Authorization": f"Bearer {reader}"})
             assert listed.status_code == 200
@@ -324,6 +348,8 @@ async def test_beyond_the_lag_budget_traffic_is_sampled_and_unsampled_events_sti
             await eventually(lambda: service.stats.consumed >= len(calls), 120)
             await results.until(has_window("prompt_tokens", 4))
             records = await results.drain()
+        stored, with_vectors = service.store.session.rows(
+            "SELECT count(), countIf(length(prompt_embedding) > 0) FROM drift_embeddings")[0]
     finally:
         await service.stop()
     last = [r for r in records if r.details["window_index"] == 4]
@@ -336,6 +362,4 @@ async def test_beyond_the_lag_budget_traffic_is_sampled_and_unsampled_events_sti
     assert 0 < embedded < 250
     # Every event is stored (the report needs its lengths and tokens); only sampled ones
     # carry embeddings.
-    stored, with_vectors = service.store.client.query(
-        "SELECT count(), countIf(length(prompt_embedding) > 0) FROM drift_embeddings").result_rows[0]
     assert stored == len(calls) and 0 < with_vectors < len(calls) / 2

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import httpx
-from fastapi import FastAPI
-from test_service import EVERY, REF, T0, Results, Traffic, drift_settings, eventually, produce
+from test_service import EVERY, REF, T0, Results, Traffic, api, drift_settings, eventually, produce
 
 from lookout.core import ids
 from lookout.core.events import LlmCall
 from lookout.drift import DriftService
-from lookout.drift.api import build_router
 
 FLOOD, PER_APP, TOTAL = 2000, 20, 100
 
@@ -41,9 +38,7 @@ async def test_one_app_flooding_model_names_does_not_blind_another_apps_drift(ka
         async with Results(s) as results:
             records = await results.until(
                 lambda rs: any(r.app_id == "app-b" and r.details["window_index"] >= 1 for r in rs))
-        app = FastAPI()
-        app.include_router(build_router(service, lambda: None))
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://drift") as http:
+        async with api(service) as http:  # LOOKOUT_DRIFT_AUTH=false: no key needed
             streams = (await http.get("/v1/drift/streams")).json()
     finally:
         await service.stop()

@@ -20,8 +20,6 @@ from pathlib import Path
 
 from fastapi import APIRouter
 
-from lookout.core import clickhouse
-from lookout.core.auth import ApiKeyStore
 from lookout.core.service import Service
 from lookout.core.serving import Lifecycle
 from lookout.core.session import Session
@@ -96,17 +94,11 @@ def judge(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
 
 def drift(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
           demo_speed: float | None = None) -> Component:
-    from lookout.drift.api import build_router
     from lookout.drift.service import DriftService
     from lookout.drift.settings import DriftSettings
 
-    settings = _settings(DriftSettings, base)
-    client = clickhouse.connect(settings)
-    service = DriftService(settings, client=client)
-    keys = ApiKeyStore(client)
-    return Component("drift", service.start, service.stop,
-                     [build_router(service, lambda: keys if settings.drift_auth else None)],
-                     {"drift": service.ready})
+    # The service in the one shape: its own Session, key store, routers and checks.
+    return Component.of(DriftService(_settings(DriftSettings, base)))
 
 
 def retrain(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],

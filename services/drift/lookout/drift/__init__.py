@@ -1,7 +1,7 @@
 """lookout.drift: embedding and token-distribution drift per (app, model) stream.
 
-`DriftService` (service.py) is the worker with start()/stop() for one asyncio loop;
-`python -m lookout.drift` serves it with its HTTP API. Imported lazily, so the statistics
+`DriftService` (service.py) is the service (worker and HTTP API) in the one service shape;
+`python -m lookout.drift` boots it with run_service. Imported lazily, so the statistics
 in lookout.drift.stats load without torch or Kafka (the benchmark runs Evidently's method
 in its own environment that way)."""
 

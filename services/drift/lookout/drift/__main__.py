@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import logging
+import sys
 
-import uvicorn
+from lookout.core.serving import run_service
 
-from .api import create_app
 from .service import DriftService
 from .settings import DriftSettings
 
 
 def main() -> None:
-    settings = DriftSettings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(DriftService(settings)), host=settings.http_host, port=settings.http_port, log_level="info")
+    sys.exit(run_service(DriftService, DriftSettings))
 
 
 if __name__ == "__main__":

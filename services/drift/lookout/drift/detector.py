@@ -21,13 +21,13 @@ import numpy as np
 
 from .evidence import ALL_SIGNALS, EMBEDDING_SIGNALS, LENGTH_SIGNALS, SHARE_SIGNAL, TOKEN_SIGNALS, SignalStatus
 from .stats.classifier import classifier_test
-from .stats.frequency import token_frequency_test
+from .stats.frequency import TokenMethod, token_frequency_test
 from .stats.mixture import ShareEstimate
 from .stats.mmd import mmd_test
 from .stats.outcome import Outcome
-from .stats.projection import projection_ks_test
+from .stats.projection import Projection, projection_ks_test
 from .stats.proportion import share_test
-from .stats.univariate import length_test
+from .stats.univariate import LengthMethod, length_test
 from .windows import Window
 
 log = logging.getLogger(__name__)
@@ -44,12 +44,12 @@ class DetectorConfig:
     embedding_method: str = "mmd"
     alpha: float = 0.01
     permutations: int = 200
-    projection: str = "pca"
+    projection: Projection = "pca"
     projection_dims: int = 10
-    length_method: str = "ks"
+    length_method: LengthMethod = "ks"
     wasserstein_threshold: float = 0.1
     psi_threshold: float = 0.2
-    token_method: str = "chi2"
+    token_method: TokenMethod = "chi2"
     token_bins: int = 200
     examples: int = 5
     seed: int = 0

@@ -62,7 +62,10 @@ class SentenceEncoder:
         self.device = resolve_device(device)
         self.model = SentenceTransformer(str(path), device=self.device)
         self.name = DEFAULT_MODEL_NAME if not model else path.name
-        self.dim = int(self.model.get_embedding_dimension())
+        dim = self.model.get_embedding_dimension()
+        if dim is None:
+            raise ValueError(f"{path}: the model states no embedding dimension")
+        self.dim = int(dim)
         self.batch_size = batch_size
         self.throughput = Throughput()
         # One forward pass at a time: the HTTP reference upload and the consumer share it.

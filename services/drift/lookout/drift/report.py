@@ -105,8 +105,8 @@ def build_html(result: dict[str, Any], reference: Sequence[Sample], current: Seq
         columns = [f"{name}_{i}" for i in range(len(ref[0]))]
         definition = DataDefinition(embeddings={name: columns})
         runs.append(Report([EmbeddingsDrift(embeddings_name=name)]).run(
-            Dataset.from_pandas(pd.DataFrame(np.stack(cur), columns=columns), data_definition=definition),
-            Dataset.from_pandas(pd.DataFrame(np.stack(ref), columns=columns), data_definition=definition),
+            Dataset.from_pandas(pd.DataFrame(np.stack(cur), columns=pd.Index(columns)), data_definition=definition),
+            Dataset.from_pandas(pd.DataFrame(np.stack(ref), columns=pd.Index(columns)), data_definition=definition),
         ))
 
     def counts(samples: Sequence[Sample]) -> pd.DataFrame:

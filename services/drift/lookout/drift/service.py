@@ -1,6 +1,15 @@
-"""The drift worker: llm.events in, DriftResult records out on llm.drift.
+"""The drift service: llm.events in, DriftResult records out on llm.drift, and its HTTP
+API (api.py), in the one service shape (lookout.core.service):
 
-One batch of records goes through: parse → per-stream dedup (by Kafka offset and event id)
+    run_service(DriftService, DriftSettings)            # python -m lookout.drift
+    service_app(DriftService(settings, session))        # tests, the embedded stack
+
+One `Session` owns the ClickHouse client: the consumer's writes, the API's reads, the
+report builder and the key store take turns under its lock. The consumer is a
+ConsumerWorker on llm.events (group LOOKOUT_DRIFT_GROUP): unreadable records are
+dead-lettered on llm.dlq with the error, and the rest of the batch goes on.
+
+One batch of records goes through: decode (by the worker) → per-stream dedup (by Kafka offset and event id)
 → sampling by consumer lag (every event embedded while the lag is under its budget) →
 tokens for every event, embeddings for the embedded ones → sequential evidence on every
 signal and windows (reported when due or when evidence crosses) → results produced and
@@ -16,7 +25,7 @@ not in faust tables. faust-streaming 0.15.3 does import and start with aiokafka 
 results are acked, which is the contract every Lookout consumer keeps; (2) a quick worker
 against Tansu (the embedded broker) stalled in start-up; (3) the embeddings must be stored
 in ClickHouse for drill-down anyway, so a window is a list of event ids into that table and
-a restart reloads it, on Apache Kafka and Tansu alike, with the same CommitAfterLoop as the
+a restart reloads it, on Apache Kafka and Tansu alike, with the same ConsumerWorker as the
 other services.
 """
 
@@ -28,17 +37,22 @@ import math
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.partitioner import DefaultPartitioner
-from clickhouse_connect.driver.client import Client
+from fastapi import APIRouter
 
-from lookout.core import clickhouse, kafka, migrations, topics
+from lookout.core import kafka, migrations, topics
+from lookout.core.auth import ApiKeyStore
+from lookout.core.consumer import ConsumerWorker
+from lookout.core.dead_letters import Batch
 from lookout.core.events import DriftResult, LlmCall
+from lookout.core.ops import ReadinessCheck
+from lookout.core.session import Session
 
 from . import metrics, results
 from .detector import Detector, DetectorConfig
@@ -46,6 +60,7 @@ from .encoder import Encoder, build_encoder
 from .evidence import EvidenceConfig, StreamEvidence
 from .features import FeatureExtractor, Sample, texts_of
 from .identity import IdentityWatch
+from .report import ReportCache
 from .sampling import LagSampler, uniform_subset
 from .settings import DriftSettings
 from .store import DriftStore, ResetRequest
@@ -116,18 +131,26 @@ class _Rebalance(ConsumerRebalanceListener):
 
 
 class DriftService:
+    """`session`: the Session of a client shared with other parts of one process; without
+    one, start() connects its own (and stop() closes it). `encoder`, `tokenizer`: loaded
+    once and handed to several services (tests); else start() loads them."""
+
+    name = "drift"
+
     def __init__(
         self,
         settings: DriftSettings,
-        client: Client | None = None,
+        session: Session | None = None,
         encoder: Encoder | None = None,
         tokenizer: Tokenizer | None = None,
     ):
         self.settings = settings
-        self.client = client
-        self.encoder = encoder
+        self.session = session
+        self._owns_session = False
+        self._encoder = encoder
         self.tokenizer = tokenizer
-        self.store: DriftStore | None = None
+        self._store: DriftStore | None = None
+        self.keys: ApiKeyStore | None = None  # from start(), when LOOKOUT_DRIFT_AUTH is on
         self.window_config = window_config(settings)
         self.evidence_config = evidence_config(settings)
         self.sampler = LagSampler(settings.drift_lag_budget_s, settings.drift_encoder_texts_per_s)
@@ -135,9 +158,12 @@ class DriftService:
         self.events_topic = topics.resolve(settings.topic_prefix, topics.EVENTS)
         self.drift_topic = topics.resolve(settings.topic_prefix, topics.DRIFT)
         self._producer: AIOKafkaProducer | None = None
-        self._consumer: AIOKafkaConsumer | None = None
-        self._loop: kafka.CommitAfterLoop | None = None
-        self._task: asyncio.Task | None = None
+        self.worker = ConsumerWorker(
+            settings, self.name, settings.drift_group, [topics.EVENTS], self.handle,
+            max_records=settings.drift_batch_events, linger_ms=settings.drift_batch_ms, grace_s=60,
+            listener=_Rebalance(self),
+        )
+        self.reports = ReportCache()  # built Evidently pages (GET /v1/drift/{id}/report)
         self._mutex = asyncio.Lock()
         self._last_reset_poll = 0.0
         self._reset_version = 0
@@ -151,37 +177,36 @@ class DriftService:
     # --- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
-        if self.client is None:
-            self.client = await asyncio.to_thread(clickhouse.connect, s)
-        # Drift's tables are core migration 0005. Applied here also when a client is handed
+        if self.session is None:
+            self.session = await asyncio.to_thread(Session.connect, s)
+            self._owns_session = True
+        # Drift's tables are core migration 0005. Applied here also when a session is handed
         # in (idempotent, a no-op once recorded): the service must not start on a database
         # without its tables.
-        await asyncio.to_thread(migrations.apply, self.client, s.retention_days)
-        self.store = DriftStore(self.client)
-        if self.tokenizer is None:
-            self.tokenizer = await asyncio.to_thread(Tokenizer)
+        await self.session.arun(migrations.apply, s.retention_days)
+        self._store = DriftStore(self.session)
+        if s.drift_auth:
+            # ApiKeyStore takes a raw client and its lock from Session.of(client): one lock.
+            self.keys = self.session.run(ApiKeyStore)
+        tokenizer = self.tokenizer or await asyncio.to_thread(Tokenizer)
+        self.tokenizer = tokenizer
         # The windows' and evidence's matrix products are small: on a few shared cores
         # OpenBLAS's thread hand-off costs more than the product (15 ms against 0.3 ms
         # measured here), and the encoder wants the cores anyway.
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(1, user_api="blas")
-        if self.encoder is None:
-            self.encoder = await asyncio.to_thread(self._load_encoder)
-        self.features = FeatureExtractor(self.tokenizer, s.drift_max_text_chars, s.drift_keep_token_ids,
+        if self._encoder is None:
+            self._encoder = await asyncio.to_thread(self._load_encoder)
+        self.features = FeatureExtractor(tokenizer, s.drift_max_text_chars, s.drift_keep_token_ids,
                                          s.drift_refusal_pattern)
-        self.detector = Detector(detector_config(s), token_name=self.tokenizer.token)
+        self.detector = Detector(detector_config(s), token_name=tokenizer.token)
         await asyncio.to_thread(self._restore)
-        await kafka.ensure_topics(s, [topics.EVENTS, topics.DRIFT])
+        await kafka.ensure_topics(s, [topics.DRIFT])  # the worker makes llm.events and llm.dlq
         self._producer = await kafka.start_producer(s)
-        self._consumer = kafka.make_consumer(s, s.drift_group, self.events_topic, listener=_Rebalance(self))
-        await self._consumer.start()
-        self._loop = kafka.CommitAfterLoop(
-            self._consumer, self.handle, max_records=s.drift_batch_events, linger_ms=s.drift_batch_ms
-        )
-        self._task = asyncio.create_task(self._loop.run(), name="lookout-drift")
+        await self.worker.start(self._producer)
         if s.drift_identity_poll_s > 0:
-            self.identity = IdentityWatch(self.store.client, self._producer, s.topic_prefix,
+            self.identity = IdentityWatch(self.session, self._producer, s.topic_prefix,
                                           poll_s=s.drift_identity_poll_s,
                                           lookback=timedelta(hours=s.drift_identity_lookback_h))
             self.identity.start()
@@ -200,24 +225,55 @@ class DriftService:
             return build_encoder("torch", s.drift_encoder_model, s.drift_encoder_device, s.drift_encoder_batch_size)
 
     async def stop(self) -> None:
-        """Finish the batch in hand (results acked, state stored, offsets committed), then close."""
+        """Finish the batch in hand (results acked, state stored, offsets committed), then
+        close the producer and the session this service opened. Safe after a partial start."""
         if self.identity is not None:
             await self.identity.stop()
-        await kafka.finish(self._loop, self._task, 60)
-        if self._consumer:
-            await self._consumer.stop()
-        if self._producer:
+            self.identity = None
+        await self.worker.stop()
+        if self._producer is not None:
             await self._producer.stop()
+            self._producer = None
+        if self.session is not None and self._owns_session:
+            self.session.close()
+            self.session, self._owns_session = None, False
 
-    def ready(self) -> str | None:
-        return kafka.loop_problem(self._task) or (self.identity.problem() if self.identity else None)
+    @property
+    def store(self) -> DriftStore:
+        """The ClickHouse side (after start(); with a session handed in, at once)."""
+        if self._store is None:
+            if self.session is None:
+                raise RuntimeError("the drift service has not started: no ClickHouse session")
+            self._store = DriftStore(self.session)
+        return self._store
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            raise RuntimeError("the drift service has not started: no encoder loaded")
+        return self._encoder
+
+    # --- the service shape -----------------------------------------------------------
+    def routers(self) -> Sequence[APIRouter]:
+        from .api import build_router
+
+        return [build_router(self)]
+
+    def checks(self) -> Mapping[str, ReadinessCheck]:
+        return {"consumer": self.worker.ready, "clickhouse": self._clickhouse, "model_identity": self._identity}
+
+    def _identity(self) -> str | None:
+        return self.identity.problem() if self.identity is not None else None
+
+    def _clickhouse(self) -> str | None:
+        return self.session.problem() if self.session is not None else "ClickHouse not connected"
 
     @property
     def stats(self) -> kafka.ConsumerStats:
-        return self._loop.stats if self._loop else kafka.ConsumerStats()
+        return self.worker.stats
 
     # --- the batch -------------------------------------------------------------------
-    async def handle(self, records: list[ConsumerRecord]) -> None:
+    async def handle(self, records: Batch) -> None:
         async with self._mutex:
             if self._reload:
                 self._reload = False
@@ -267,17 +323,15 @@ class DriftService:
         policy = self.settings.drift_reference_policy
         return "first_n" if policy == "pinned" else policy
 
-    def _admit_candidates(self, records: list[ConsumerRecord]) -> _Batch:
+    def _admit_candidates(self, records: Batch) -> _Batch:
+        """The batch's calls that are new to their streams (unreadable records are the
+        worker's: dead-lettered before this)."""
         batch = _Batch()
         seen: set[uuid.UUID] = set()
         known: dict[StreamKey, set[uuid.UUID]] = {}
-        for record in records:
-            try:
-                call = LlmCall.from_bytes(record.value)
-            except Exception as exc:
-                # The sink dead-letters unreadable events; here they are only counted.
-                metrics.EVENTS.labels("bad").inc()
-                log.debug("unreadable event at %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc)
+        for decoded in records.messages:
+            record, call = decoded.record, decoded.message
+            if not isinstance(call, LlmCall):
                 continue
             key = self._key(call)
             state = self._state(key)
@@ -326,7 +380,7 @@ class DriftService:
         metrics.SAMPLE_RATE.set(len(keep) / len(calls))
         metrics.EVENTS.labels("sampled").inc(len(keep))
         metrics.EVENTS.labels("unsampled").inc(len(calls) - len(keep))
-        samples = await asyncio.to_thread(self._featurize, calls, [i in keep for i in range(len(calls))])
+        samples = await asyncio.to_thread(self.featurize, calls, [i in keep for i in range(len(calls))])
         by_stream: dict[StreamKey, list[Sample]] = {}
         for (key, _), (partition, offset), sample in zip(batch.fresh, batch.positions, samples, strict=True):
             by_stream.setdefault(key, []).append(sample)
@@ -346,9 +400,10 @@ class DriftService:
             metrics.EVIDENCE_SECONDS.observe(time.perf_counter() - started)
         return windows
 
-    def _featurize(self, calls: list[LlmCall], embed: Sequence[bool] | None = None) -> list[Sample]:
+    def featurize(self, calls: Sequence[LlmCall], embed: Sequence[bool] | None = None) -> list[Sample]:
         """Samples of every call: lengths, tokens and the empty/refused flag always;
-        embeddings for the calls `embed` marks (all when None)."""
+        embeddings for the calls `embed` marks (all when None). Blocking (the encoder):
+        run it in a thread. The API makes an uploaded reference's samples with it."""
         max_chars = self.settings.drift_max_text_chars
         texts = [texts_of(c, max_chars) for c in calls]
         # One encoder call for the prompts and responses of every stream in the batch.
@@ -387,8 +442,11 @@ class DriftService:
     async def _produce(self, drift_results: list[DriftResult]) -> None:
         if not drift_results:
             return
+        producer = self._producer
+        if producer is None:
+            raise RuntimeError("the drift service has not started: no producer")
         futures = [
-            await self._producer.send(self.drift_topic, r.to_bytes(), key=f"{r.app_id}/{r.model}".encode())
+            await producer.send(self.drift_topic, r.to_bytes(), key=f"{r.app_id}/{r.model}".encode())
             for r in drift_results
         ]
         # Acked by the broker before the batch's offsets can be committed.
@@ -409,10 +467,11 @@ class DriftService:
 
     # --- restore ---------------------------------------------------------------------
     def _owned(self, key: StreamKey) -> bool:
-        if self._consumer is None:
+        consumer = self.worker.consumer
+        if consumer is None:
             return True
-        assigned = {tp.partition for tp in self._consumer.assignment() if tp.topic == self.events_topic}
-        partitions = self._consumer.partitions_for_topic(self.events_topic)
+        assigned = {tp.partition for tp in consumer.assignment() if tp.topic == self.events_topic}
+        partitions = consumer.partitions_for_topic(self.events_topic)
         if not assigned or not partitions:
             return True
         all_parts = sorted(partitions)
@@ -541,6 +600,8 @@ def _evidence_summary(state: StreamState) -> dict[str, Any]:
     out = {}
     for signal in state.evidence.signals:
         st = state.evidence.current(signal)
+        if st is None:
+            continue
         log10 = st.log_sr / math.log(10) if math.isfinite(st.log_sr) else None
         out[signal] = {"log10": None if log10 is None else round(log10, 3),
                        "log10_threshold": round(st.log_threshold / math.log(10), 3),

@@ -6,15 +6,13 @@ from typing import Literal
 
 from pydantic import Field
 
-from lookout.core.settings import CommonSettings
+from lookout.core.settings import CommonSettings, ServerSettings
 
 EmbeddingMethod = Literal["mmd", "classifier", "ks_projection", "evidently"]
 EncoderBackend = Literal["torch", "onnx", "onnx-int8"]
 
 
-class DriftSettings(CommonSettings):
-    http_host: str = Field("0.0.0.0", description="Address the drift HTTP API listens on.")
-    http_port: int = Field(8080, ge=1, le=65535, description="Port the drift HTTP API listens on.")
+class DriftSettings(CommonSettings, ServerSettings):
     drift_group: str = Field("lookout-drift", description="Consumer group of the drift service on llm.events.")
     drift_batch_events: int = Field(1000, ge=1, description="Most events the drift consumer takes in one batch.")
     drift_batch_ms: int = Field(200, ge=0, description="How long the drift consumer waits to fill a batch.")

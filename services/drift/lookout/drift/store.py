@@ -1,23 +1,25 @@
 """ClickHouse side of the drift service: the samples (embeddings and token features) of
 every sampled event, the window state per stream, reference resets, which events each
 tested window compared, and the stored results. The tables are core migration
-0005_drift. Blocking calls: the service runs them in a worker thread."""
+0005_drift. Blocking calls: the service runs them in a worker thread. Every query goes
+through the service's one Session, so the consumer's writes, the API's reads and the
+report builder take turns on the client."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
-from clickhouse_connect.driver.client import Client
+
+from lookout.core.session import Session
 
 from .features import Sample
-from .windows import StreamKey, Window
+from .windows import Policy, StreamKey, Window
 
 _SAMPLE_COLUMNS = [
     "event_id", "ts", "app_id", "model", "prompt_version", "source", "reference_id", "encoder",
@@ -31,7 +33,7 @@ _READ_COLUMNS = [*_SAMPLE_COLUMNS[:1], "ts", *_SAMPLE_COLUMNS[8:]]
 class ResetRequest:
     version: int
     key: StreamKey
-    policy: str
+    policy: Policy
     ts_from: datetime | None = None
     ts_to: datetime | None = None
     upload_reference: str = ""
@@ -53,15 +55,8 @@ _RESULT_COLUMNS = (
 
 
 class DriftStore:
-    def __init__(self, client: Client):
-        self._client = client
-        # One client is one session, and ClickHouse refuses concurrent queries in a session:
-        # the consumer thread and HTTP handlers take turns.
-        self._lock = threading.Lock()
-
-    @property
-    def client(self) -> _Locked:
-        return _Locked(self._client, self._lock)
+    def __init__(self, session: Session):
+        self.session = session
 
     # --- samples -------------------------------------------------------------------
     def save_samples(
@@ -69,7 +64,7 @@ class DriftStore:
     ) -> int:
         data = [self._row(key, s, encoder, source, reference_id) for key, s in rows]
         if data:
-            self.client.insert("drift_embeddings", data, column_names=_SAMPLE_COLUMNS)
+            self.session.insert("drift_embeddings", data, column_names=_SAMPLE_COLUMNS)
         return len(data)
 
     @staticmethod
@@ -86,7 +81,7 @@ class DriftStore:
 
     def _query_samples(self, where: str, parameters: dict[str, Any]) -> list[Sample]:
         # LIMIT 1 BY event_id: rows of a replay not merged away yet count once.
-        rows = self.client.query(
+        rows = self.session.query(
             f"SELECT {', '.join(_READ_COLUMNS)} FROM drift_embeddings WHERE {where} "
             "ORDER BY ts, event_id LIMIT 1 BY event_id",
             parameters=parameters,
@@ -124,7 +119,7 @@ class DriftStore:
         """A pinned reference from stored history: a uniform sample (by event-id hash) of
         the stream's events in [ts_from, ts_to]."""
         where, params = self._stream_filter(key)
-        rows = self.client.query(
+        rows = self.session.query(
             f"SELECT {', '.join(_READ_COLUMNS)} FROM drift_embeddings WHERE {where} AND source = 'stream' "
             "AND ts BETWEEN {lo:DateTime64(3, 'UTC')} AND {hi:DateTime64(3, 'UTC')} "
             "ORDER BY cityHash64(event_id) LIMIT 1 BY event_id LIMIT {n:UInt32}",
@@ -145,7 +140,7 @@ class DriftStore:
             for w in windows
         ]
         if rows:
-            self.client.insert(
+            self.session.insert(
                 "drift_windows", rows,
                 column_names=["app_id", "model", "prompt_version", "reference_id", "window_index",
                               "reference_source", "reference_events", "current_events"],
@@ -153,7 +148,7 @@ class DriftStore:
 
     def load_window(self, key: StreamKey, reference_id: str, index: int) -> WindowEvents | None:
         where, params = self._stream_filter(key)
-        rows = self.client.query(
+        rows = self.session.query(
             "SELECT reference_source, reference_events, current_events FROM drift_windows FINAL "
             f"WHERE {where} AND reference_id = {{ref:String}} AND window_index = {{index:UInt32}} LIMIT 1",
             parameters={**params, "ref": reference_id, "index": index},
@@ -179,7 +174,7 @@ class DriftStore:
     def save_states(self, states: Sequence[tuple[StreamKey, int, dict[str, Any]]]) -> None:
         if not states:
             return
-        self.client.insert(
+        self.session.insert(
             "drift_stream_state",
             [[str(k), k.app_id, k.model, k.prompt_version, version, orjson.dumps(state).decode()]
              for k, version, state in states],
@@ -187,7 +182,7 @@ class DriftStore:
         )
 
     def load_states(self) -> list[tuple[StreamKey, dict[str, Any]]]:
-        rows = self.client.query(
+        rows = self.session.query(
             "SELECT app_id, model, prompt_version, argMax(state, version) FROM drift_stream_state "
             "GROUP BY stream, app_id, model, prompt_version"
         ).result_rows
@@ -196,7 +191,7 @@ class DriftStore:
     # --- reference resets ----------------------------------------------------------
     def add_reset(self, request: ResetRequest) -> None:
         k = request.key
-        self.client.insert(
+        self.session.insert(
             "drift_reference_resets",
             [[request.version, str(k), k.app_id, k.model, k.prompt_version, request.policy, request.ts_from,
               request.ts_to, request.upload_reference]],
@@ -205,19 +200,22 @@ class DriftStore:
         )
 
     def resets_since(self, version: int) -> list[ResetRequest]:
-        rows = self.client.query(
+        rows = self.session.query(
             "SELECT DISTINCT version, app_id, model, prompt_version, policy, ts_from, ts_to, upload_reference "
             "FROM drift_reference_resets WHERE version > {v:UInt64} ORDER BY version",
             parameters={"v": version},
         ).result_rows
-        return [ResetRequest(v, StreamKey(a, m, pv), pol, lo, hi, up) for v, a, m, pv, pol, lo, hi, up in rows]
+        # Written by add_reset from a validated request: one of the policies.
+        return [ResetRequest(v, StreamKey(a, m, pv), cast(Policy, pol), lo, hi, up)
+                for v, a, m, pv, pol, lo, hi, up in rows]
 
     # --- results (stored by the sink) ------------------------------------------------
     def list_results(
         self, app_id: str | None, model: str | None, signal: str | None, since: datetime | None, limit: int,
         drifted: bool | None = None,
     ) -> list[dict[str, Any]]:
-        where, params = ["1"], {"n": limit}
+        where: list[str] = ["1"]
+        params: dict[str, Any] = {"n": limit}
         for column, value in (("app_id", app_id), ("model", model), ("signal", signal)):
             if value:
                 where.append(f"{column} = {{{column}:String}}")
@@ -228,7 +226,7 @@ class DriftStore:
         if drifted is not None:
             where.append("drifted = {drifted:UInt8}")
             params["drifted"] = int(drifted)
-        result = self.client.query(
+        result = self.session.query(
             f"SELECT {_RESULT_COLUMNS} FROM drift_results FINAL WHERE {' AND '.join(where)} "
             "ORDER BY ts DESC, signal LIMIT {n:UInt32}",
             parameters=params,
@@ -236,7 +234,7 @@ class DriftStore:
         return [_result_row(row) for row in result.named_results()]
 
     def get_result(self, result_id: uuid.UUID) -> dict[str, Any] | None:
-        result = self.client.query(
+        result = self.session.query(
             f"SELECT {_RESULT_COLUMNS} FROM drift_results FINAL WHERE result_id = {{id:UUID}} LIMIT 1",
             parameters={"id": str(result_id)},
         )
@@ -253,21 +251,3 @@ def _result_row(row: dict[str, Any]) -> dict[str, Any]:
 def _uuid(value: Any) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
-
-class _Locked:
-    """The client's query/command/insert, each under the store's lock."""
-
-    def __init__(self, client: Client, lock: threading.Lock):
-        self._client, self._lock = client, lock
-
-    def query(self, *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            return self._client.query(*args, **kwargs)
-
-    def command(self, *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            return self._client.command(*args, **kwargs)
-
-    def insert(self, *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            return self._client.insert(*args, **kwargs)

@@ -157,10 +157,17 @@ class StreamState:
             if self.policy == "previous_period":
                 # The evidence restarts at each tumble: observe no further than the next cut.
                 chunk = chunk[: max(1, self.config.test_every_events - self.new_since_test)]
-            first_seq = self.evidence.seq
-            path = self.evidence.observe(chunk)
+            evidence = self._evidence()
+            first_seq = evidence.seq
+            path = evidence.observe(chunk)
             i += self._windows(chunk, path, first_seq, windows)
         return windows
+
+    def _evidence(self) -> StreamEvidence:
+        # Present whenever the reference is complete (made with it, in reset and _collect).
+        if self.evidence is None:
+            raise RuntimeError(f"stream {self.key}: no evidence while not collecting a reference")
+        return self.evidence
 
     def _collect(self, sample: Sample) -> None:
         self.seen_since_test += 1
@@ -202,7 +209,7 @@ class StreamState:
             self.peaks[signal] = max(self.peaks.get(signal, -np.inf), float(values[start:end].max()))
 
     def _cut(self, sample: Sample, path: Path, j: int, first_seq: int, cause: str) -> Window:
-        ev = self.evidence
+        ev = self._evidence()
         statuses = {
             signal: ev.status(signal, float(path.log_sr[signal][j]), self.peaks.get(signal, -np.inf),
                               int(path.observed[signal][j]), int(path.change[signal][j]))

@@ -7,6 +7,7 @@ report; it needs pandas<3, which pins pandas for the drift service's environment
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,8 @@ def evidently_default_test(reference: np.ndarray, current: np.ndarray) -> Outcom
     no_telemetry()
     from evidently.legacy.metrics.data_drift.embedding_drift_methods import model
 
-    method = model(bootstrap=len(reference) < 1000)
+    # Evidently's method object is untyped here: its bootstrap and threshold are attributes.
+    method: Any = model(bootstrap=len(reference) < 1000)
     score, drifted, _ = method(pd.DataFrame(current), pd.DataFrame(reference))
     return Outcome(
         method="evidently_model",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy.stats import fisher_exact
 
@@ -13,7 +15,8 @@ def share_test(reference: np.ndarray, current: np.ndarray, *, alpha: float = 0.0
     current = np.asarray(current, dtype=bool)
     m, n = len(reference), len(current)
     a, c = int(reference.sum()), int(current.sum())
-    p = float(fisher_exact([[a, m - a], [c, n - c]]).pvalue)
+    exact: Any = fisher_exact([[a, m - a], [c, n - c]])  # scipy's stubs do not name its fields
+    p = float(exact.pvalue)
     ref_share, cur_share = a / max(m, 1), c / max(n, 1)
     # Flagged items typify a rising share; unflagged ones a falling share.
     scores = current.astype(float) if cur_share >= ref_share else (~current).astype(float)

@@ -9,7 +9,7 @@ statistic is over its threshold AND a permutation test says it is not noise at a
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy.stats import ks_2samp, wasserstein_distance
@@ -33,8 +33,8 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> tuple[flo
     ref_s, cur_s = np.maximum(ref_share, _EPS), np.maximum(cur_share, _EPS)
     terms = (cur_s - ref_s) * np.log(cur_s / ref_s)
     buckets = [
-        {"bucket": _bucket_label(edges[i], edges[i + 1]), "reference_share": round(float(ref_share[i]), 4),
-         "current_share": round(float(cur_share[i]), 4)}
+        {"bucket": _bucket_label(float(edges[i]), float(edges[i + 1])),
+         "reference_share": round(float(ref_share[i]), 4), "current_share": round(float(cur_share[i]), 4)}
         for i in np.argsort(-np.abs(cur_share - ref_share))[:3]
     ]
     return float(terms.sum()), buckets
@@ -77,19 +77,20 @@ def length_test(
 ) -> Outcome:
     reference = np.asarray(reference, dtype=float)
     current = np.asarray(current, dtype=float)
-    ks = ks_2samp(reference, current)
+    ks: Any = ks_2samp(reference, current)  # scipy's stubs do not name its fields
+    ks_stat, ks_p = float(ks.statistic), float(ks.pvalue)
     wd = scaled_wasserstein(reference, current)
     psi_value, buckets = psi(reference, current)
     ref_med = float(np.median(reference))
     direction = np.sign(float(np.median(current)) - ref_med) or np.sign(current.mean() - reference.mean()) or 1.0
     details = {
-        "ks": round(float(ks.statistic), 5), "ks_p_value": float(ks.pvalue), "wasserstein_scaled": round(wd, 5),
+        "ks": round(ks_stat, 5), "ks_p_value": ks_p, "wasserstein_scaled": round(wd, 5),
         "psi": round(psi_value, 5), "reference_median": ref_med, "current_median": float(np.median(current)),
         "reference_mean": float(reference.mean()), "current_mean": float(current.mean()), "buckets": buckets,
     }
     scores = (current - ref_med) * direction
     if method == "ks":
-        return Outcome("ks", float(ks.statistic), float(ks.pvalue), alpha, bool(ks.pvalue < alpha), scores, details)
+        return Outcome("ks", ks_stat, ks_p, alpha, bool(ks_p < alpha), scores, details)
     rng = rng or np.random.default_rng(0)
     if method == "wasserstein":
         over = wd > wasserstein_threshold
