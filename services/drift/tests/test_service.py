@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from lookout.core import ids, kafka, topics
 from lookout.core.events import DeadLetter, DriftResult, LlmCall
 from lookout.drift import DriftService, DriftSettings
-from lookout.ingest.rows import TABLES
+from lookout.sink.rows import TABLES
 
 REF, WINDOW, EVERY = 60, 60, 30
 # Recent event times: stored rows expire after LOOKOUT_RETENTION_DAYS.
