@@ -139,11 +139,10 @@ def alerts(base: IngestSettings, data_dir: Path, secret: Callable[[str], str],
     same rules itself and notifies the receivers LOOKOUT_ALERT_* names."""
     from lookout.alerts.service import AlertService
     from lookout.alerts.settings import AlertSettings
-    from lookout.core.session import Session
 
     public = AlertSettings().alert_public_url or f"http://{base.http_host}:{base.http_port}"
     settings = _settings(AlertSettings, base, alert_public_url=public)
-    service = AlertService(settings, Session(clickhouse.connect(settings)))
+    service = AlertService(settings, Session.connect(settings))
     return Component("alerts", service.start, service.stop, list(service.routers()),
                      {f"alerts.{k}": v for k, v in service.checks().items()})
 
