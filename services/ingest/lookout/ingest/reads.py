@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import orjson
 
+# GET /v1/calls pages with the explorer's cursor: (ts, event_id, app_id), ts descending.
+from lookout.core.explore import BadCursor, Cursor  # noqa: F401  (BadCursor: the API's to catch)
 from lookout.core.session import Session
 
 _CALL_COLUMNS = (
@@ -85,36 +85,6 @@ _CALL_SIZE = (
     "+ arraySum(arrayMap(x -> length(x), tags)) + arraySum(arrayMap(x -> length(x), mapKeys(metadata))) "
     "+ arraySum(arrayMap(x -> length(x), mapValues(metadata))) + 600"
 )
-
-
-class BadCursor(ValueError):
-    """A `cursor` that is not one this API returned."""
-
-
-@dataclass(frozen=True)
-class Cursor:
-    """Where a page of GET /v1/calls ended: the last call's (ts, event_id, app_id), in the
-    listing's order (ts descending, then event_id, then app_id)."""
-
-    ts: datetime
-    event_id: uuid.UUID
-    app_id: str
-
-    def encode(self) -> str:
-        ts = self.ts if self.ts.tzinfo else self.ts.replace(tzinfo=UTC)  # the column is UTC
-        raw = orjson.dumps({"ts": ts.isoformat(), "id": str(self.event_id), "app": self.app_id})
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-    @classmethod
-    def decode(cls, text: str) -> Cursor:
-        try:
-            raw = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-            ts = datetime.fromisoformat(raw["ts"])
-            if ts.tzinfo is None or not 1900 <= ts.year <= 2299:
-                raise ValueError("ts out of range")
-            return cls(ts, uuid.UUID(raw["id"]), str(raw["app"]))
-        except (ValueError, TypeError, KeyError, orjson.JSONDecodeError, binascii.Error):
-            raise BadCursor("cursor is not one this API returned; pass the `next` of the previous page") from None
 
 
 @dataclass(frozen=True)
