@@ -99,11 +99,15 @@ def test_the_back_off_doubles_with_jitter_up_to_its_cap_and_honours_retry_after(
 
 
 def test_every_rule_summary_renders_as_grafana_would():
-    labels = {"app_id": "shop", "model": "gpt-4o-mini", "signal": "embedding"}
+    # Every label some rule's series carries (the judge agreement rule's are its rubric's).
+    labels = {"app_id": "shop", "model": "gpt-4o-mini", "signal": "embedding",
+              "rubric": "relevance", "rubric_version": "1", "evaluator": "gpt-4o"}
     rendered = {r.uid: tpl.render(r.summary, tpl.Context(labels, 0.123456)) for r in alerts.RULES}
     assert rendered["lookout-error-rate"] == "shop/gpt-4o-mini: 12.35% of calls fail."
     assert rendered["lookout-cost-burn"] == "Spend is on course to exceed the daily budget (0.12x)."
     assert rendered["lookout-latency-p99"] == "shop/gpt-4o-mini: p99 latency 0 ms."
+    assert rendered["lookout-judge-agreement"] == (
+        "shop: the judge's relevance@1 (gpt-4o) agrees with reviewers at kappa 0.12.")
     assert all("{{" not in text and "<no value>" not in text for text in rendered.values()), rendered
 
 
