@@ -45,9 +45,10 @@ def _produce(stack: FeedbackStack, records: list[tuple[str, bytes]]) -> None:
 def test_every_http_error_of_the_feedback_service_is_in_the_envelope(stack):
     _, weak = stack.ingest.keys.create("another-app", ["read"], name="weak")
     with httpx.Client(base_url=stack.url, timeout=30) as http:
-        # The review API's credential is its session cookie, and its 401s say so.
+        # The review API's and the explorer's credential is the session cookie, and their 401s say so.
         assert_error_envelopes(stack.instances[0].app, strong_key=stack.ingest.api_key, weak_key=weak, client=http,
-                               challenges={"/review/api/": review.CHALLENGE["WWW-Authenticate"]})
+                               challenges={"/review/api/": review.CHALLENGE["WWW-Authenticate"],
+                                           "/calls/api/": review.CHALLENGE["WWW-Authenticate"]})
 
 
 def test_the_task_builder_queues_from_what_records_say_and_never_reads_a_call(tansu_broker, settings_for):

@@ -27,6 +27,7 @@ from lookout.core.api_errors import ApiError, error_router
 from lookout.core.session import Session
 
 from .accounts import Accounts, Reviewer
+from .review import CHALLENGE  # the same credential as the review API: its session cookie
 
 STATIC = Path(__file__).parent / "static"
 _FACETS_MAX = 200
@@ -79,7 +80,7 @@ def build_router(ctx: ExplorerContext) -> APIRouter:
     async def viewer(lookout_review: Annotated[str | None, Cookie()] = None) -> Reviewer:
         found = await run_in_threadpool(ctx.accounts.session, lookout_review)
         if found is None:
-            raise ApiError(401, "not logged in: sign in at /review (or on this page)")
+            raise ApiError(401, "not logged in: sign in at /review (or on this page)", headers=CHALLENGE)
         return found[1]
 
     def visible(reviewer: Reviewer, app_id: str | None) -> explore.Apps:
