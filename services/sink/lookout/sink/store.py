@@ -180,6 +180,10 @@ class Store:
                 f"SELECT DISTINCT {', '.join(spec.dedup_key)} FROM {spec.table} "
                 f"WHERE toDate(ts) IN {{days:Array(Date)}} AND {condition} LIMIT {{n:UInt32}}",
                 parameters,
+                # The keys are in the query text (bound client-side on chdb too): a full batch
+                # of 5 000 is ~330 KB, over ClickHouse's default 256 KiB max_query_size, which
+                # would refuse every retry of the batch. A key is at most ~300 bytes written out.
+                settings={"max_query_size": (1 << 20) + 512 * len(keys)},
             ).result_rows
         }
 
