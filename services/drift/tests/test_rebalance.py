@@ -106,5 +106,7 @@ async def test_streams_move_between_two_live_workers_without_losing_or_repeating
             e.drifted, e.current_size, e.details["evidence"]["observed"]), slot
         # A last-bit difference can move one embedding score across a grid edge.
         assert abs(r.statistic - e.statistic) <= 0.05 + 0.02 * abs(e.statistic), slot
-    # The shift in the last phase is still seen after the hand-over.
-    assert {r.app_id for r in got if r.signal == "prompt_embedding" and r.drifted} == set(apps)
+    # The shift in the last phase is still seen after the hand-over, on every stream (on the
+    # signal whose evidence crosses first: for some streams' texts that is the response's
+    # embedding or the tokens, not the prompt's).
+    assert {r.app_id for r in got if r.drifted} == set(apps)
