@@ -183,3 +183,28 @@ def harness_any(ingest_stack, tmp_path, tiny_base_model):
     h = Harness(ingest_stack, tmp_path, tiny_base_model)
     yield h
     h.close()
+
+
+def serve_feedback(harness, **overrides):
+    """A feedback service (no task builder) on the harness's broker, store and loop, served
+    over HTTP; yields its base URL. `overrides` are FeedbackSettings fields."""
+    from lookout.feedback.app import FeedbackService  # only the tests that serve it load it
+    from lookout.feedback.settings import FeedbackSettings
+
+    s = harness.stack.settings
+    settings = FeedbackSettings(**s.model_dump(include=set(FeedbackSettings.model_fields) - {"http_port", "http_host"}),
+                                review_signing_secret=SIGNING_SECRET, **overrides)
+    service = FeedbackService(settings, build_tasks=False)
+    life = Lifecycle([service])
+    harness.stack._run(life.start())
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(service_app(service, lifecycle=life), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="off"))
+    asyncio.run_coroutine_threadsafe(server.serve(), harness.stack._loop)
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    time.sleep(0.5)
+    harness.stack._run(life.stop())

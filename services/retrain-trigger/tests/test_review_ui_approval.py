@@ -5,19 +5,12 @@ services on one real broker and store."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import httpx
 import pytest
-import uvicorn
 
-from lookout.core.serving import Lifecycle, service_app
-from lookout.feedback.app import FeedbackService
-from lookout.feedback.settings import FeedbackSettings
-from lookout.testing.brokers import free_port
-
-from .conftest import SIGNING_SECRET
+from .conftest import serve_feedback
 from .test_closed_loop import THUMBS
 
 ADMIN = ("admin", "admin-password-1")
@@ -26,24 +19,8 @@ ADMIN = ("admin", "admin-password-1")
 @pytest.fixture
 def review_url(harness):
     """A feedback service (review UI API) on the harness's broker, store and loop."""
-    s = harness.stack.settings
-    settings = FeedbackSettings(**s.model_dump(include=set(FeedbackSettings.model_fields) - {"http_port", "http_host"}),
-                                review_admin_user=ADMIN[0], review_admin_password=ADMIN[1], review_audit_rate=0.0,
-                                review_signing_secret=SIGNING_SECRET)
-    service = FeedbackService(settings, build_tasks=False)
-    life = Lifecycle([service])
-    harness.stack._run(life.start())
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(service_app(service, lifecycle=life), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
-    asyncio.run_coroutine_threadsafe(server.serve(), harness.stack._loop)
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    time.sleep(0.5)
-    harness.stack._run(life.stop())
+    yield from serve_feedback(harness, review_admin_user=ADMIN[0], review_admin_password=ADMIN[1],
+                              review_audit_rate=0.0)
 
 
 def _wait_listed(http: httpx.Client, run_id, timeout: float = 60) -> list[dict]:

@@ -6,19 +6,12 @@ though those votes alone would be enough samples at a 100% thumbs-down rate."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import httpx
 import pytest
-import uvicorn
 
-from lookout.core.serving import Lifecycle, service_app
-from lookout.feedback.app import FeedbackService
-from lookout.feedback.settings import FeedbackSettings
-from lookout.testing.brokers import free_port
-
-from .conftest import SIGNING_SECRET
+from .conftest import serve_feedback
 
 POLICY = """
     version: 1
@@ -36,23 +29,7 @@ POLICY = """
 @pytest.fixture
 def feedback_url(harness):
     """The feedback service (thumbs API) on the harness's broker, store and loop."""
-    s = harness.stack.settings
-    settings = FeedbackSettings(**s.model_dump(include=set(FeedbackSettings.model_fields) - {"http_port", "http_host"}),
-                                feedback_token_secret="token-secret-0123456789", review_signing_secret=SIGNING_SECRET)
-    service = FeedbackService(settings, build_tasks=False)
-    life = Lifecycle([service])
-    harness.stack._run(life.start())
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(service_app(service, lifecycle=life), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
-    asyncio.run_coroutine_threadsafe(server.serve(), harness.stack._loop)
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    time.sleep(0.5)
-    harness.stack._run(life.stop())
+    yield from serve_feedback(harness, feedback_token_secret="token-secret-0123456789")
 
 
 def test_sixty_thumbs_down_from_one_token_are_one_vote_and_fire_no_retrain_run(harness, feedback_url):
