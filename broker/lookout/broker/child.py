@@ -66,16 +66,16 @@ def spawn(argv: list[str], log_path: Path | None, *, die_with_parent: bool = Tru
           env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen:
     """Start `argv` in its own session (a Ctrl-C in the terminal reaches the parent, which
     stops the broker in order), output appended to `log_path`."""
-    out = log_path.open("ab") if log_path is not None else subprocess.DEVNULL
+    log = log_path.open("ab") if log_path is not None else None
     try:
         return subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            env=env, cwd=cwd,
+            argv, stdout=log if log is not None else subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True, env=env, cwd=cwd,
             preexec_fn=_preexec(os.getpid(), signal.SIGTERM) if die_with_parent and _PRCTL else None,
         )
     finally:
-        if log_path is not None:
-            out.close()  # the child holds its own copy
+        if log is not None:
+            log.close()  # the child holds its own copy
 
 
 # -- process identity -------------------------------------------------------------------

@@ -77,7 +77,7 @@ def resolve(version: str = KAFKA_VERSION, progress: Callable[[str], None] = prin
     dest = cached_libs(version)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="libs-", dir=dest.parent))
-    pom = resources.files(__package__).joinpath("kafka-pom.xml")
+    pom = resources.files("lookout.broker").joinpath("kafka-pom.xml")
     try:
         with resources.as_file(pom) as pom_path:
             proc = subprocess.Popen(

@@ -215,7 +215,7 @@ class KafkaBroker:
         if archive.exists():
             return [f"-XX:SharedArchiveFile={archive}"]
         # Dumped by the JVM when it exits; kept only after a clean stop (see _keep_archive).
-        self._dumping = self.archive_dir / f".{archive.stem}-{secrets.token_hex(4)}.jsa.part"
+        self._dumping = archive.parent / f".{archive.stem}-{secrets.token_hex(4)}.jsa.part"
         return [f"-XX:ArchiveClassesAtExit={self._dumping}"]
 
     def _keep_archive(self) -> None:

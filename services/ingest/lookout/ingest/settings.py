@@ -13,39 +13,44 @@ PiiMode = Literal["off", "mask", "hash"]
 
 
 class IngestSettings(CommonSettings, ServerSettings):
-    http_workers: int = Field(1, ge=1, description="Intake processes (`python -m lookout.ingest`); one per core.")
-    max_batch_events: int = Field(5000, ge=1, description="Most events in one POST /v1/events.")
-    max_body_bytes: int = Field(10 << 20, ge=1024, description="Largest request body, after gzip decoding.")
+    http_workers: int = Field(
+        default=1, ge=1, description="Intake processes (`python -m lookout.ingest`); one per core."
+    )
+    max_batch_events: int = Field(default=5000, ge=1, description="Most events in one POST /v1/events.")
+    max_body_bytes: int = Field(default=10 << 20, ge=1024, description="Largest request body, after gzip decoding.")
     max_spans_per_request: int = Field(
-        5000, ge=1, description="Most spans in one POST /v1/traces (counted before any is converted); more: 413."
+        default=5000, ge=1,
+        description="Most spans in one POST /v1/traces (counted before any is converted); more: 413.",
     )
     max_response_bytes: int = Field(
-        8 << 20, ge=64 << 10,
+        default=8 << 20, ge=64 << 10,
         description="About the most bytes of calls in one GET /v1/calls page; a page that reaches it ends early "
         "with `truncated` and a `next` cursor (a single larger call is still returned whole).",
     )
     max_inflight_events: int = Field(
-        100_000, ge=1, description="Events being produced at once; beyond it requests get 503 + Retry-After."
+        default=100_000, ge=1, description="Events being produced at once; beyond it requests get 503 + Retry-After."
     )
-    produce_timeout_s: float = Field(10.0, gt=0, description="How long a request waits for Kafka acks before 503.")
-    retry_after_s: int = Field(2, ge=1, description="Retry-After seconds sent with a 503 or 429.")
+    produce_timeout_s: float = Field(
+        default=10.0, gt=0, description="How long a request waits for Kafka acks before 503."
+    )
+    retry_after_s: int = Field(default=2, ge=1, description="Retry-After seconds sent with a 503 or 429.")
     work_threads: int = Field(
-        4, ge=1, description="Threads for each request's CPU work (decoding, validation, PII redaction, OTLP), "
+        default=4, ge=1, description="Threads for each request's CPU work (decoding, validation, PII redaction, OTLP), "
         "off the event loop."
     )
     work_threads_per_key: int = Field(
-        1, ge=1, description="Most of those threads one API key holds at once, so other keys always find one."
+        default=1, ge=1, description="Most of those threads one API key holds at once, so other keys always find one."
     )
     work_queue_per_key: int = Field(
-        32, ge=0, description="Requests of one key waiting for a thread; beyond it 429 + Retry-After."
+        default=32, ge=0, description="Requests of one key waiting for a thread; beyond it 429 + Retry-After."
     )
-    pii_mode: PiiMode = Field("mask", description="PII redaction: off, mask or hash.")
+    pii_mode: PiiMode = Field(default="mask", description="PII redaction: off, mask or hash.")
     pii_app_modes: AppMap[PiiMode] = Field(
         default=AppMap(), description="Per-app PII modes, e.g. 'app1=off,app2=hash'."
     )
     pii_secret: str = Field(
-        "",
+        default="",
         description="Secret (16+ chars) for PII hash tokens and user/session id pseudonyms. Required; "
         "`lookout up` generates one under its data dir.",
     )
-    price_table: str | None = Field(None, description="Path of a price table YAML (default: the packaged one).")
+    price_table: str | None = Field(default=None, description="Path of a price table YAML (default: the packaged one).")

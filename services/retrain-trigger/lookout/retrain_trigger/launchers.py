@@ -16,7 +16,7 @@ import shlex
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -90,7 +90,8 @@ JOB_ENV_ALLOW = (
 )
 
 
-def local_job_env(settings: RetrainSettings, run_id: uuid.UUID, parent: dict[str, str] | None = None) -> dict[str, str]:
+def local_job_env(settings: RetrainSettings, run_id: uuid.UUID,
+                  parent: Mapping[str, str] | None = None) -> dict[str, str]:
     """The whole environment of a local job: the allow-listed variables of this process
     (plus LOOKOUT_RETRAIN_JOB_ENV's names), then the job's Kafka settings and run id."""
     parent = os.environ if parent is None else parent

@@ -265,7 +265,7 @@ def parse(text: str, source: str = "<policies>") -> PolicyFile:
 def load(path: str | Path | None = None) -> PolicyFile:
     """The policy file at `path`, or the packaged default."""
     if path is None:
-        text = resources.files(__package__).joinpath("policies.yaml").read_text()
+        text = resources.files("lookout.retrain_trigger").joinpath("policies.yaml").read_text()
         return parse(text, "policies.yaml (packaged)")
     p = Path(path)
     return parse(p.read_text(), str(p))

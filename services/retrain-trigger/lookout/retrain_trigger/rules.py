@@ -138,9 +138,9 @@ def measure(rule: Any, window: StreamWindow) -> Measure:
             stat = sum(values) / n
         else:
             stat = _quantile(values, rule.quantile)
-        worst = sorted(scored, key=lambda o: o.value)[:MAX_EXAMPLES]
+        lowest = sorted(scored, key=lambda o: o.value)[:MAX_EXAMPLES]
         return Measure(stat, n, n >= rule.min_samples, n > 0 and stat < rule.fire_below,
-                       n > 0 and stat > rule.clear_level, rule.fire_below, tuple(o.event_id for o in worst))
+                       n > 0 and stat > rule.clear_level, rule.fire_below, tuple(o.event_id for o in lowest))
     if isinstance(rule, DriftRule):
         by_signal: dict[str, list[Observation]] = {}
         for o in obs:

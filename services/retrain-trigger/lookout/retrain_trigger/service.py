@@ -237,6 +237,8 @@ class RetrainService:
                 await self._emit(run, "requested", "dry run: not snapshotted, not launched")
                 await self._emit(run, "rejected", f"dry run of policy {p.name}")
                 return
+            if self.dataset is None:
+                raise RuntimeError("the retrain trigger has not started: no dataset source to snapshot")
             version = await asyncio.to_thread(self.dataset.snapshot, DatasetFilters(f.app_id, f.model),
                                               self._dataset_root / str(run_id))
             run.dataset_uri, run.dataset_hash, run.dataset_counts = version.uri, version.sha256, version.counts
@@ -248,6 +250,11 @@ class RetrainService:
                 return
             if not p.require_approval:
                 await self._launch(run)
+
+    def _started_launcher(self) -> Launcher:
+        if self.launcher is None:
+            raise RuntimeError("the retrain trigger has not started: no launcher")
+        return self.launcher
 
     def _policy(self, run: Run) -> policy_file.Policy | None:
         assert self.policies is not None
@@ -357,7 +364,7 @@ class RetrainService:
                     late.append(run.run_id)
         for run_id in late:
             try:
-                await self.launcher.cancel(run_id)
+                await self._started_launcher().cancel(run_id)
             except Exception:
                 log.exception("could not cancel run %s", run_id)
         return late
