@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import orjson
 
@@ -20,7 +22,7 @@ _CALL_COLUMNS = (
 )
 
 
-def _row_to_call(names: tuple[str, ...], row: tuple) -> dict:
+def _row_to_call(names: Sequence[str], row: Sequence[Any]) -> dict:
     call = dict(zip(names, row, strict=True))
     call["event_id"] = str(call["event_id"])
     call["input"] = orjson.loads(call["input"]) if call["input"] else []
@@ -108,7 +110,8 @@ def list_calls(
     """Calls newest first: at most `limit`, and at most about `max_bytes` of them (always at
     least one). Two queries: the page's keys with each call's size (lengths only, no text
     read), then the text of just the calls that fit."""
-    where, params = [], {"limit": limit + 1}
+    where: list[str] = []
+    params: dict[str, Any] = {"limit": limit + 1}
     if app_id:
         where.append("app_id = {app:String}")
         params["app"] = app_id

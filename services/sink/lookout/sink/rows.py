@@ -6,6 +6,7 @@ import base64
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
 
 import orjson
 
@@ -129,13 +130,16 @@ CALL_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
+W = TypeVar("W", bound=events._Wire)
+
+
 @dataclass(frozen=True)
-class TableSpec:
+class TableSpec(Generic[W]):
     table: str
     # Rows whose id is already stored are skipped, so rollup views do not count replays;
     # None where one id has many rows (a retrain run's status transitions).
     id_column: str | None
-    to_row: Callable[[events._Wire], dict]
+    to_row: Callable[[W], dict]
     # Ids are chosen by clients, so two apps may pick the same one: where rows carry an
     # app_id, a row is a replay only of a row of the same app with the same id.
     app_scoped: bool = True
@@ -156,7 +160,8 @@ class TableSpec:
         return ("app_id", self.id_column) if self.app_scoped else (self.id_column,)
 
 
-TABLES: dict[str, TableSpec] = {
+# Any: which record type a spec takes follows from its topic (TOPIC_SCHEMAS), not a type.
+TABLES: dict[str, TableSpec[Any]] = {
     topics.EVENTS: TableSpec("llm_calls", "event_id", _call_row, sql=sql_rows.CALLS),
     topics.SCORES: TableSpec("scores", "score_id", _score_row),
     topics.DRIFT: TableSpec("drift_results", "result_id", _drift_row),

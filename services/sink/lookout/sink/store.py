@@ -64,7 +64,7 @@ class _Pending:
 _PLAIN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
-def _literal(keys: list[tuple]) -> str | None:
+def _literal(keys: list[tuple[str] | tuple[str, str]]) -> str | None:
     """The keys as a SQL list of tuples, written here instead of bound, when every part is
     plain (always, for keys read from a record's head or a validated call). Binding escapes
     each string character by character in Python (clickhouse-connect binds client-side for

@@ -89,7 +89,7 @@ def _messages(slots: dict[int, dict[str, Any]], prefix: str, default_role: str, 
             # Multi-part content written as JSON: [{"type": "text", "text": ...}, ...]
             parts = loads(content, where, notes, quiet=True)
             if isinstance(parts, list):
-                texts = [p.get("text") for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)]
+                texts = [t for p in parts if isinstance(p, dict) and isinstance(t := p.get("text"), str)]
                 content = "\n".join(texts) if texts else content
         if not isinstance(role, str):
             notes.append(f"{where}: message has no role")
