@@ -44,8 +44,8 @@ test: setup kafka
 	$(BIN)/ruff check .
 	LOOKOUT_KAFKA_LIBS=$(CURDIR)/.cache/kafka/$(KAFKA_VERSION)/libs $(BIN)/python -m pytest
 
-# pyright (basic) covers core/, sdk/ (the SDK itself as Python 3.9, its oldest) and jobs/finetune/ (pyrightconfig.json);
-# the services join as they move onto the shape.
+# pyright (basic) covers what pyrightconfig.json includes: core/, sdk/ (the SDK itself as Python 3.9, its oldest),
+# jobs/finetune/, broker/ and the services' packages.
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/pyright

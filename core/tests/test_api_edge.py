@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
 
+from lookout.core import api_errors
 from lookout.core.api_errors import (
     AUTH_OFF_KEY,
     ApiError,
@@ -156,6 +157,26 @@ def test_a_key_source_that_is_not_ready_answers_503_not_500():
     response = TestClient(app).get(f"/v1/notes/{uuid.uuid4()}", headers={"Authorization": "Bearer x"})
     assert response.status_code == 503 and response.headers["retry-after"] == "1"
     assert response.json()["error"]["message"] == "the service is starting; retry shortly"
+
+
+def test_a_part_the_service_has_not_set_yet_answers_503_in_a_router_mounted_without_the_gate():
+    """What start() sets (a store, a producer) is reached through started(): a 503 that says
+    so while it is missing, the part itself once it is there."""
+    parts: dict[str, str | None] = {"store": None}
+    router = error_router()
+
+    @router.get("/v1/part")
+    async def part() -> dict:
+        return {"store": api_errors.started(parts["store"])}
+
+    app = FastAPI()
+    app.include_router(router)
+    http = TestClient(app)
+    early = http.get("/v1/part")
+    assert early.status_code == 503 and early.headers["retry-after"] == "1"
+    assert early.json()["error"]["message"] == "the service is starting; retry shortly"
+    parts["store"] = "ready"
+    assert http.get("/v1/part").json() == {"store": "ready"}
 
 
 async def test_with_auth_off_every_request_acts_with_the_open_key():

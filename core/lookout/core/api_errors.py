@@ -7,6 +7,8 @@ The edge of a service's API, in one place:
 - `api_key_dependency(keys)`: the request's API key as a FastAPI dependency (401 without a
   valid one); `scope_dependency(keys, scope)` also checks a scope (403).
 - `bearer_key` / `require`: the same checks for code that reads the header itself.
+- `started(part)`: a part the service fills in when it starts (its store, its producer),
+  or 503 with Retry-After while it is not there.
 - `install_error_handlers(app)`: the envelope for what happens outside routes (unknown
   paths, wrong methods) and for routes not built with error_router.
 The request-size limit (body_limit.py) is middleware, installed by the service's app.
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, FastAPI, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -28,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .auth import SCOPES, ApiKey, ApiKeyStore, AuthError
 
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
+T = TypeVar("T")
 
 
 class ApiError(Exception):
@@ -118,6 +121,16 @@ def require(key: ApiKey, scope: str, app_id: str | None = None) -> None:
         raise ApiError(403, f"this API key lacks the '{scope}' scope")
     if app_id is not None and not key.allows(scope, app_id):
         raise ApiError(403, f"this API key is bound to app '{key.app_id}', not '{app_id}'", field="app_id")
+
+
+def started(part: T | None) -> T:
+    """`part`, which the service sets when it starts (routes exist before that). Served by
+    core.serving the routes answer 503 until the services started anyway; this gives a
+    router served without that gate, or a request still running after stop() let go of the
+    part, the same answer instead of a 500."""
+    if part is None:
+        raise ApiError(503, "the service is starting; retry shortly", headers={"Retry-After": "1"})
+    return part
 
 
 # Where a service's key store comes from: the store, or a callable giving it once the

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import httpx
+import pytest
+
+from lookout.feedback.accounts import Accounts, Reviewer
 
 
 def test_session_cookie_csrf_and_roles(kafka_feedback_stack):
@@ -47,3 +50,17 @@ def test_session_cookie_csrf_and_roles(kafka_feedback_stack):
             assert vic.post("/review/api/next", json={}).json()["task"] is None
             admin.patch("/review/api/admin/reviewers/vic", json={"disabled": True})
             assert vic.get("/review/api/me").status_code == 401
+
+
+def test_an_account_needs_a_password_and_role_to_start_and_a_change_keeps_what_it_does_not_name(ch):
+    accounts = Accounts(ch, session_ttl_s=3600)
+    with pytest.raises(ValueError, match="a new reviewer needs a password and a role"):
+        accounts.upsert("nina", role="reviewer")
+    with pytest.raises(ValueError, match="a new reviewer needs a password and a role"):
+        accounts.upsert("nina", password="password-123")
+    assert accounts.upsert("nina", password="password-123", role="reviewer") == Reviewer("nina", "reviewer", ())
+    assert accounts.upsert("nina", apps=["shop"]) == Reviewer("nina", "reviewer", ("shop",))
+    assert accounts.upsert("nina", role="viewer") == Reviewer("nina", "viewer", ("shop",))
+    assert accounts.login("nina", "password-123") is not None  # the password was kept
+    accounts.upsert("nina", disabled=True)
+    assert accounts.get("nina") == Reviewer("nina", "viewer", ("shop",), disabled=True)

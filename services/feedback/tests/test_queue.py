@@ -13,7 +13,8 @@ import pytest
 
 from lookout.core import kafka, topics
 from lookout.core.events import DriftResult, Score
-from lookout.feedback.claims import ClaimState
+from lookout.core.settings import CommonSettings
+from lookout.feedback.claims import ClaimLog, ClaimState
 
 from .conftest import FeedbackStack
 
@@ -119,6 +120,21 @@ def test_claim_rules_are_exclusive_in_log_order():
     assert not s.apply("done", "t", "a", 1700, 500).won
     assert s.apply("done", "t", "b", 1800, 500).won
     assert not s.apply("claim", "t", "c", 9000, 500).won
+
+
+def test_a_claim_record_without_a_value_is_skipped_and_logged_and_later_claims_still_fold(caplog):
+    log = ClaimLog(CommonSettings(), "review.claims", lease_s=30)
+    log._fold(None)
+    assert "unreadable claim record skipped: a record without a value" in caplog.text
+    log._fold(b'{"req": "r1", "op": "claim", "task": "shop/t", "reviewer": "ann", "ts": 1000, "lease_ms": 500}')
+    assert log.state.holding("ann", 1200) == "shop/t"
+
+
+async def test_a_claim_requested_before_the_log_started_says_so():
+    log = ClaimLog(CommonSettings(), "review.claims", lease_s=30)
+    with pytest.raises(RuntimeError, match="the claim log has not started"):
+        await log.request("claim", "shop/t", "ann")
+    assert log._waiting == {}  # nothing left waiting for an answer that cannot come
 
 
 @pytest.mark.slow

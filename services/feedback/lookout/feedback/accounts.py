@@ -139,13 +139,15 @@ class Accounts:
             raise ValueError("a new reviewer needs a password and a role")
         if role is not None and role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
-        pw_hash = hash_password(password) if password is not None else current[1]
+        # What a field keeps when the call does not change it; a new account brings its own
+        # password and role (checked above), and starts with no apps, enabled.
+        _, old_hash, old_role, old_apps, old_disabled = current if current is not None else ("", "", "", [], 0)
         new = [
             username,
-            pw_hash,
-            role if role is not None else current[2],
-            list(apps) if apps is not None else list(current[3] if current else []),
-            int(disabled) if disabled is not None else int(current[4] if current else 0),
+            hash_password(password) if password is not None else old_hash,
+            role if role is not None else old_role,
+            list(apps) if apps is not None else list(old_apps),
+            int(disabled) if disabled is not None else int(old_disabled),
             time.time_ns(),
         ]
         self.db.insert("reviewers", [new], _R_COLS)

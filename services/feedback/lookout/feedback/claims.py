@@ -135,13 +135,13 @@ class ClaimLog:
         self._producer = producer
         # One partition: the total order of the log is what makes claims exclusive.
         await kafka.ensure_topics(self.settings.model_copy(update={"kafka_topic_partitions": 1}), [self.base_topic])
-        self._consumer = kafka.make_consumer(self.settings, None, fetch_max_wait_ms=20)
-        await self._consumer.start()
+        self._consumer = consumer = kafka.make_consumer(self.settings, None, fetch_max_wait_ms=20)
+        await consumer.start()
         tp = TopicPartition(self.topic, 0)
-        self._consumer.assign([tp])
-        await self._consumer.seek_to_beginning(tp)
-        end = (await self._consumer.end_offsets([tp]))[tp]
-        self._task = asyncio.create_task(self._run(tp, end), name="lookout-claim-log")
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        self._task = asyncio.create_task(self._run(consumer, tp, end), name="lookout-claim-log")
         await asyncio.wait_for(self._caught_up.wait(), 120)
 
     async def stop(self) -> None:
@@ -161,18 +161,20 @@ class ClaimLog:
             return "claim log reader stopped"
         return None
 
-    async def _run(self, tp: TopicPartition, end: int) -> None:
+    async def _run(self, consumer: AIOKafkaConsumer, tp: TopicPartition, end: int) -> None:
         if end == 0:
             self._caught_up.set()
         while True:
-            batches = await self._consumer.getmany(tp, timeout_ms=200, max_records=5000)
+            batches = await consumer.getmany(tp, timeout_ms=200, max_records=5000)
             for record in batches.get(tp, []):
                 self._fold(record.value)
                 if record.offset + 1 >= end:
                     self._caught_up.set()
 
-    def _fold(self, value: bytes) -> None:
+    def _fold(self, value: bytes | None) -> None:
         try:
+            if value is None:
+                raise ValueError("a record without a value")
             r = orjson.loads(value)
             verdict = self.state.apply(r["op"], r["task"], r["reviewer"], int(r["ts"]), int(r["lease_ms"]),
                                        int(r.get("need", 1)))
@@ -185,6 +187,8 @@ class ClaimLog:
 
     async def request(self, op: Op, task: uuid.UUID | str, reviewer: str, need: int = 1) -> Verdict:
         """Append a record and wait for this instance's fold to reach it."""
+        if self._producer is None:
+            raise RuntimeError("the claim log has not started: no producer")
         req = uuid.uuid4().hex
         waiter = asyncio.get_running_loop().create_future()
         self._waiting[req] = waiter

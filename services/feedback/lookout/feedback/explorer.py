@@ -23,7 +23,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
 from lookout.core import explore
-from lookout.core.api_errors import ApiError, error_router
+from lookout.core.api_errors import ApiError, error_router, started
 from lookout.core.session import Session
 
 from .accounts import Accounts, Reviewer
@@ -78,7 +78,7 @@ def build_router(ctx: ExplorerContext) -> APIRouter:
     router = error_router(prefix="/calls/api", tags=["explorer"])
 
     async def viewer(lookout_review: Annotated[str | None, Cookie()] = None) -> Reviewer:
-        found = await run_in_threadpool(ctx.accounts.session, lookout_review)
+        found = await run_in_threadpool(started(ctx.accounts).session, lookout_review)
         if found is None:
             raise ApiError(401, "not logged in: sign in at /review (or on this page)", headers=CHALLENGE)
         return found[1]
@@ -117,7 +117,7 @@ def build_router(ctx: ExplorerContext) -> APIRouter:
             since=_utc(since, "since"), until=_utc(until, "until"), score_name=score_name, score_min=score_min,
             score_max=score_max, feedback=feedback, text=q.strip() if q and q.strip() else None,
             session_id=session_id, trace_id=trace_id.lower() if trace_id else None)
-        page = await run_in_threadpool(ctx.session.run, explore.search_calls, query, limit=limit,
+        page = await run_in_threadpool(started(ctx.session).run, explore.search_calls, query, limit=limit,
                                        cursor=_cursor(cursor))
         return _page(page)
 
@@ -135,18 +135,18 @@ def build_router(ctx: ExplorerContext) -> APIRouter:
             raise missing
         # The app named (and visible) needs no search across apps for the id.
         found = [app_id] if app_id is not None else await run_in_threadpool(
-            ctx.session.run, explore.apps_with_call, apps, event_id)
+            started(ctx.session).run, explore.apps_with_call, apps, event_id)
         if not found:
             raise missing
         if len(found) > 1 and app_id is None:
             raise ApiError(409, f"event_id {event_id} was used by several apps ({', '.join(found)}); "
                                 "choose one with ?app_id=", field="app_id")
-        record = await run_in_threadpool(ctx.session.run, explore.call, found[0], event_id,
+        record = await run_in_threadpool(started(ctx.session).run, explore.call, found[0], event_id,
                                          around=_utc(around, "around"))
         if record is None:
             raise missing
         record["review_tasks"] = await run_in_threadpool(
-            ctx.session.named,
+            started(ctx.session).named,
             "SELECT kind, reason, severity, created_at FROM review_tasks WHERE app_id = {app:String} "
             "AND event_id = {id:UUID} ORDER BY created_at LIMIT 50", app=found[0], id=str(event_id))
         return record
@@ -158,7 +158,7 @@ def build_router(ctx: ExplorerContext) -> APIRouter:
         around: Around = None,
     ) -> dict:
         """The trace as a tree of steps with timings, of the reviewer's apps only."""
-        found = await run_in_threadpool(ctx.session.run, explore.trace, _apps(reviewer), trace_id.lower(),
+        found = await run_in_threadpool(started(ctx.session).run, explore.trace, _apps(reviewer), trace_id.lower(),
                                         around=_utc(around, "around"))
         if found is None:
             raise ApiError(404, f"no trace {trace_id}", field="trace_id")
@@ -173,8 +173,8 @@ def build_router(ctx: ExplorerContext) -> APIRouter:
         around: Around = None,
     ) -> dict:
         """A session (stored, pseudonymous id) as a conversation, oldest turn first."""
-        page = await run_in_threadpool(ctx.session.run, explore.session_calls, _apps(reviewer), session_id, limit=limit,
-                                       cursor=_cursor(cursor), around=_utc(around, "around"))
+        page = await run_in_threadpool(started(ctx.session).run, explore.session_calls, _apps(reviewer), session_id,
+                                       limit=limit, cursor=_cursor(cursor), around=_utc(around, "around"))
         if not page.rows and cursor is None:
             raise ApiError(404, f"no session {session_id}", field="session_id")
         return {"session_id": session_id, **_page(page)}
@@ -185,15 +185,15 @@ def build_router(ctx: ExplorerContext) -> APIRouter:
         params: dict[str, Any] = {"n": _FACETS_MAX}
         where = explore.apps_clause(_apps(reviewer), params)
         calls = await run_in_threadpool(
-            ctx.session.named,
+            started(ctx.session).named,
             f"SELECT app_id, model, environment FROM calls_1m WHERE {where} AND minute >= now() - INTERVAL 31 DAY "
             "GROUP BY app_id, model, environment ORDER BY app_id, model LIMIT {n:UInt32}", **params)
         versions = await run_in_threadpool(
-            ctx.session.named,
+            started(ctx.session).named,
             f"SELECT DISTINCT model_version FROM versions_1m WHERE {where} AND model_version != '' "
             "AND minute >= now() - INTERVAL 31 DAY ORDER BY model_version LIMIT {n:UInt32}", **params)
         scores = await run_in_threadpool(
-            ctx.session.named,
+            started(ctx.session).named,
             f"SELECT DISTINCT name FROM scores WHERE {where} AND ts >= now() - INTERVAL 31 DAY "
             "ORDER BY name LIMIT {n:UInt32}", **params)
         return {"apps": sorted({r["app_id"] for r in calls}), "models": sorted({r["model"] for r in calls}),
@@ -212,19 +212,19 @@ def build_router(ctx: ExplorerContext) -> APIRouter:
         where = explore.apps_clause(_apps(reviewer), params)
         filled = ", ".join(f"countIf({sql}) AS {name}" for name, sql in _FILLED)
         sources = await run_in_threadpool(
-            ctx.session.named,
+            started(ctx.session).named,
             f"SELECT metadata['otlp.scope'] AS source, metadata['otlp.scope_version'] AS version, count() AS calls, "
             f"{filled} FROM llm_calls WHERE {where} AND ts >= now() - INTERVAL {{days:UInt32}} DAY "
             "AND mapContains(metadata, 'otlp.span_name') GROUP BY source, version ORDER BY calls DESC "
             "LIMIT {n:UInt32}", **params)
         dropped = await run_in_threadpool(
-            ctx.session.named,
+            started(ctx.session).named,
             "SELECT metadata['otlp.scope'] AS source, metadata['otlp.scope_version'] AS version, attribute, "
             "count() AS calls FROM llm_calls ARRAY JOIN splitByChar(',', metadata['otlp.dropped']) AS attribute "
             f"WHERE {where} AND ts >= now() - INTERVAL {{days:UInt32}} DAY AND metadata['otlp.dropped'] != '' "
             "GROUP BY source, version, attribute ORDER BY calls DESC LIMIT {d:UInt32} BY source, version", **params)
         steps = await run_in_threadpool(
-            ctx.session.named,
+            started(ctx.session).named,
             "SELECT source, source_version AS version, kind, count() AS spans FROM trace_spans "
             f"WHERE {where} AND ts >= now() - INTERVAL {{days:UInt32}} DAY GROUP BY source, version, kind "
             "ORDER BY spans DESC LIMIT 1000", **params)

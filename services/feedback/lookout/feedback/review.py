@@ -35,7 +35,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from lookout.core import ids, review_signing
-from lookout.core.api_errors import ApiError, error_router
+from lookout.core.api_errors import ApiError, error_router, started
 from lookout.core.app_map import AppMap
 from lookout.core.auth import same_secret
 from lookout.core.events import AppId, Feedback, ShortText, now_utc
@@ -145,7 +145,7 @@ def build_router(ctx: ReviewContext) -> APIRouter:
     router = error_router(prefix="/review/api", tags=["review"])
 
     async def caller(lookout_review: Annotated[str | None, Cookie()] = None) -> Caller:
-        found = await run_in_threadpool(ctx.accounts.session, lookout_review)
+        found = await run_in_threadpool(started(ctx.accounts).session, lookout_review)
         if found is None:
             raise ApiError(401, "not logged in", headers=CHALLENGE)
         return Caller(*found)
@@ -185,13 +185,14 @@ def build_router(ctx: ReviewContext) -> APIRouter:
 
         async def fetch(f: queue.QueueFilter) -> list[queue.Candidate]:
             return await ranked.get((f, who), lambda: run_in_threadpool(
-                queue.candidates, ctx.session, f, ctx.settings.review_age_weight, who))
+                queue.candidates, started(ctx.session), f, ctx.settings.review_age_weight, who))
 
         return fetch
 
     async def visible_task(c: Caller, event_id: uuid.UUID, app_id: str | None) -> str:
         # A task of an app the reviewer is not assigned to does not exist for them.
-        apps = [a for a in await run_in_threadpool(queue.task_apps, ctx.session, event_id) if c.reviewer.sees(a)]
+        with_task = await run_in_threadpool(queue.task_apps, started(ctx.session), event_id)
+        apps = [a for a in with_task if c.reviewer.sees(a)]
         if app_id is not None:
             apps = [a for a in apps if a == app_id]
         if not apps:
@@ -202,8 +203,8 @@ def build_router(ctx: ReviewContext) -> APIRouter:
         return apps[0]
 
     async def progress(c: Caller, f: queue.QueueFilter) -> dict:
-        done = await run_in_threadpool(queue.done_count, ctx.session, c.reviewer.username)
-        left = await run_in_threadpool(queue.open_count, ctx.session, f)
+        done = await run_in_threadpool(queue.done_count, started(ctx.session), c.reviewer.username)
+        left = await run_in_threadpool(queue.open_count, started(ctx.session), f)
         return {"done": done, "open": left}
 
     @router.post("/login")
@@ -214,7 +215,7 @@ def build_router(ctx: ReviewContext) -> APIRouter:
         if wait:
             raise locked(wait)
         async with hashing:
-            found = await run_in_threadpool(ctx.accounts.login, body.username, body.password)
+            found = await run_in_threadpool(started(ctx.accounts).login, body.username, body.password)
         if found is None:
             wait = max(accounts_failed.fail(account), addresses_failed.fail(origin.address))
             if wait:
@@ -224,7 +225,9 @@ def build_router(ctx: ReviewContext) -> APIRouter:
         cookie, session = found
         response.set_cookie(COOKIE, cookie, max_age=ctx.settings.session_ttl_s, httponly=True, samesite="strict",
                             secure=ctx.settings.cookie_secure or origin.https, path="/")
-        reviewer = await run_in_threadpool(ctx.accounts.get, body.username)
+        reviewer = await run_in_threadpool(started(ctx.accounts).get, body.username)
+        if reviewer is None:  # the account the login just checked is not there any more
+            raise ApiError(401, "wrong user name or password", headers=CHALLENGE)
         return _me(Caller(session, reviewer), await ctx.current())
 
     @router.post("/password")
@@ -237,8 +240,8 @@ def build_router(ctx: ReviewContext) -> APIRouter:
         if wait:
             raise locked(wait)
         async with hashing:
-            ok = await run_in_threadpool(ctx.accounts.change_password, c.reviewer.username, body.current_password,
-                                         body.new_password, lookout_review or "")
+            ok = await run_in_threadpool(started(ctx.accounts).change_password, c.reviewer.username,
+                                         body.current_password, body.new_password, lookout_review or "")
         if not ok:
             # A stolen session must not become a way around the login limits.
             wait = max(accounts_failed.fail(account), addresses_failed.fail(origin.address))
@@ -250,7 +253,7 @@ def build_router(ctx: ReviewContext) -> APIRouter:
     @router.post("/logout")
     async def logout(response: Response, c: Caller = Depends(writer),
                      lookout_review: Annotated[str | None, Cookie()] = None) -> dict:
-        await run_in_threadpool(ctx.accounts.logout, lookout_review or "")
+        await run_in_threadpool(started(ctx.accounts).logout, lookout_review or "")
         response.delete_cookie(COOKIE, path="/")
         return {"ok": True}
 
@@ -266,14 +269,14 @@ def build_router(ctx: ReviewContext) -> APIRouter:
     async def next_task(body: NextIn, c: Caller = Depends(reviewer)) -> dict:
         f = queue.QueueFilter(c.reviewer.app_scope(), body.app_id, body.kind)
         try:
-            got = await queue.claim_next(ctx.claims, c.reviewer.username, f, fetcher(c.reviewer.username),
+            got = await queue.claim_next(started(ctx.claims), c.reviewer.username, f, fetcher(c.reviewer.username),
                                          ctx.settings.review_overlap)
         except ClaimTimeout as exc:
             raise ApiError(503, str(exc), headers={"Retry-After": "2"}) from None
         if got is None:
             return {"task": None, "progress": await progress(c, f)}
         task, expires_ms = got
-        call = await run_in_threadpool(queue.call_detail, ctx.session, task.app_id, task.event_id)
+        call = await run_in_threadpool(queue.call_detail, started(ctx.session), task.app_id, task.event_id)
         return {
             "task": {"event_id": str(task.event_id), "app_id": task.app_id, "reasons": task.reasons,
                      "kinds": task.kinds, "priority": task.priority, "lease_expires_ms": expires_ms, "call": call},
@@ -283,7 +286,7 @@ def build_router(ctx: ReviewContext) -> APIRouter:
     async def _simple(op: Literal["skip", "release"], event_id: uuid.UUID, app_id: str | None, c: Caller) -> dict:
         app_id = await visible_task(c, event_id, app_id)
         try:
-            verdict = await ctx.claims.request(op, queue.task_key(app_id, event_id), c.reviewer.username)
+            verdict = await started(ctx.claims).request(op, queue.task_key(app_id, event_id), c.reviewer.username)
         except ClaimTimeout as exc:
             raise ApiError(503, str(exc), headers={"Retry-After": "2"}) from None
         if not verdict.won:
@@ -311,13 +314,13 @@ def build_router(ctx: ReviewContext) -> APIRouter:
             raise ApiError(422, "a review needs a rating, thumbs, labels or a corrected answer")
         # Redacted before the claim is spent: the texts become training data, and a 1 MB
         # answer's redaction runs in a worker thread, not on the loop.
-        corrected = await run_in_threadpool(ctx.privacy.redact, app_id, body.corrected_output or "")
-        note = await run_in_threadpool(ctx.privacy.redact, app_id, body.comment or "")
+        corrected = await run_in_threadpool(started(ctx.privacy).redact, app_id, body.corrected_output or "")
+        note = await run_in_threadpool(started(ctx.privacy).redact, app_id, body.comment or "")
         # The call this review is about, read once here: the review carries its identity.
         # (None: the call is not stored; the review is kept all the same, without it.)
-        call = await run_in_threadpool(store.call_ref, ctx.session, app_id, event_id)
+        call = await run_in_threadpool(store.call_ref, started(ctx.session), app_id, event_id)
         try:
-            verdict = await ctx.claims.request("done", task, c.reviewer.username)
+            verdict = await started(ctx.claims).request("done", task, c.reviewer.username)
         except ClaimTimeout as exc:
             raise ApiError(503, str(exc), headers={"Retry-After": "2"}) from None
         if not verdict.won:
@@ -332,47 +335,47 @@ def build_router(ctx: ReviewContext) -> APIRouter:
         ts = record.ts
         for attempt in range(3):
             try:
-                await ctx.publisher.publish(record)
+                await started(ctx.publisher).publish(record)
                 break
             except Unavailable as exc:
                 if attempt == 2:
                     raise ApiError(503, f"review accepted but not yet stored: {exc}") from None
                 await asyncio.sleep(1)
-        needed = ctx.claims.state.tasks[task].need
-        await ctx.session.ainsert("review_done", [[event_id, app_id, c.reviewer.username, fid, needed, ts]],
-                                  ["event_id", "app_id", "reviewer", "feedback_id", "needed", "ts"])
+        needed = started(ctx.claims).state.tasks[task].need
+        await started(ctx.session).ainsert("review_done", [[event_id, app_id, c.reviewer.username, fid, needed, ts]],
+                                           ["event_id", "app_id", "reviewer", "feedback_id", "needed", "ts"])
         return {"feedback_id": str(fid)}
 
     @router.get("/admin/agreement")
     async def get_agreement(c: Caller = Depends(caller)) -> dict:
         if c.reviewer.role != "admin":
             raise ApiError(403, "admins only")
-        return await run_in_threadpool(queue.agreement, ctx.session, None)
+        return await run_in_threadpool(queue.agreement, started(ctx.session), None)
 
     @router.get("/admin/reviewers")
     async def list_reviewers(c: Caller = Depends(caller)) -> dict:
         if c.reviewer.role != "admin":
             raise ApiError(403, "admins only")
-        found = await run_in_threadpool(ctx.accounts.list)
+        found = await run_in_threadpool(started(ctx.accounts).list)
         return {"reviewers": [{"username": r.username, "role": r.role, "apps": list(r.apps),
                                "disabled": r.disabled} for r in found]}
 
     @router.post("/admin/reviewers", status_code=201)
     async def create_reviewer(body: ReviewerIn, c: Caller = Depends(admin)) -> dict:
-        if await run_in_threadpool(ctx.accounts.get, body.username):
+        if await run_in_threadpool(started(ctx.accounts).get, body.username):
             raise ApiError(409, f"reviewer {body.username!r} exists", field="username")
-        r = await run_in_threadpool(lambda: ctx.accounts.upsert(body.username, password=body.password,
-                                                                role=body.role, apps=body.apps))
+        r = await run_in_threadpool(lambda: started(ctx.accounts).upsert(body.username, password=body.password,
+                                                                         role=body.role, apps=body.apps))
         return {"username": r.username, "role": r.role, "apps": list(r.apps)}
 
     @router.patch("/admin/reviewers/{username}")
     async def patch_reviewer(username: str, body: ReviewerPatch, c: Caller = Depends(admin),
                              lookout_review: Annotated[str | None, Cookie()] = None) -> dict:
-        if not await run_in_threadpool(ctx.accounts.get, username):
+        if not await run_in_threadpool(started(ctx.accounts).get, username):
             raise ApiError(404, f"no reviewer {username!r}", field="username")
         # An admin changing their own password keeps the session they did it from.
         keep = lookout_review if username == c.reviewer.username else None
-        r = await run_in_threadpool(lambda: ctx.accounts.upsert(
+        r = await run_in_threadpool(lambda: started(ctx.accounts).upsert(
             username, password=body.password, role=body.role, apps=body.apps, disabled=body.disabled,
             keep_session=keep))
         if body.password is not None:
@@ -383,17 +386,17 @@ def build_router(ctx: ReviewContext) -> APIRouter:
     async def retrain_runs(c: Caller = Depends(caller)) -> dict:
         if c.reviewer.role != "admin":
             raise ApiError(403, "admins only")
-        runs = await run_in_threadpool(retrain_ui.awaiting, ctx.session, None)
+        runs = await run_in_threadpool(retrain_ui.awaiting, started(ctx.session), None)
         return {"runs": [r for r in runs if c.reviewer.sees(r["app_id"])]}
 
     @router.post("/admin/retrain/{run_id}/{decision}")
     async def retrain_decide(run_id: uuid.UUID, decision: Literal["approve", "reject"],
                              c: Caller = Depends(admin)) -> dict:
-        found = await run_in_threadpool(retrain_ui.awaiting, ctx.session, run_id)
+        found = await run_in_threadpool(retrain_ui.awaiting, started(ctx.session), run_id)
         if not found or not c.reviewer.sees(found[0]["app_id"]):
             raise ApiError(404, f"no retrain run {run_id} awaiting approval", field="run_id")
         try:
-            ev = await retrain_ui.publish_decision(ctx.producer, ctx.settings.topic_prefix, found[0],
+            ev = await retrain_ui.publish_decision(started(ctx.producer), ctx.settings.topic_prefix, found[0],
                                                    decision == "approve", c.reviewer.username,
                                                    ctx.settings.produce_timeout_s)
         except Exception as exc:  # aiokafka raises several types for a broker that is away
@@ -425,7 +428,7 @@ def build_router(ctx: ReviewContext) -> APIRouter:
             values["review_audit_app_rates"] = AppMap(body.audit_app_rates)
         if not values:
             return _runtime_out(await ctx.current())
-        updated = await run_in_threadpool(ctx.runtime.update, values, c.reviewer.username)
+        updated = await run_in_threadpool(started(ctx.runtime).update, values, c.reviewer.username)
         return _runtime_out(updated)
 
     return router

@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from lookout.core.session import Session
 
@@ -71,7 +71,7 @@ def call_refs(session: Session, event_id: uuid.UUID, limit: int = 10) -> list[Ca
 @dataclass(frozen=True)
 class Vote:
     feedback_id: uuid.UUID
-    thumbs: int | None
+    thumbs: Literal[-1, 1] | None  # as Feedback.thumbs: stored votes were validated as one
     comment: str
     ts: datetime | None = None
 

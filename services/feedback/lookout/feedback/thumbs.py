@@ -46,7 +46,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from lookout.core import ids
-from lookout.core.api_errors import CHALLENGE, ApiError, error_router, require, scope_dependency
+from lookout.core.api_errors import CHALLENGE, ApiError, error_router, require, scope_dependency, started
 from lookout.core.auth import ApiKey, ApiKeyStore
 from lookout.core.events import AppId, Feedback, ShortText, now_utc
 from lookout.core.session import Session
@@ -144,7 +144,7 @@ def build_router(ctx: ThumbsContext) -> APIRouter:
     async def app_call(app_id: str, event_id: uuid.UUID) -> store.CallRef:
         call = known.get((app_id, event_id))
         if call is None:
-            call = await run_in_threadpool(store.call_ref, ctx.session, app_id, event_id)
+            call = await run_in_threadpool(store.call_ref, started(ctx.session), app_id, event_id)
         if call is None:
             raise missing(event_id)
         known[(app_id, event_id)] = call
@@ -160,7 +160,7 @@ def build_router(ctx: ThumbsContext) -> APIRouter:
             return await app_call(app_id, event_id)
         if key.app_id != "*":
             return await app_call(key.app_id, event_id)
-        found = await run_in_threadpool(store.call_refs, ctx.session, event_id)
+        found = await run_in_threadpool(store.call_refs, started(ctx.session), event_id)
         if not found:
             raise missing(event_id)
         if len(found) > 1:
@@ -211,7 +211,7 @@ def build_router(ctx: ThumbsContext) -> APIRouter:
             call = await key_call(key, body.event_id, body.app_id)
             user, fallback = body.user_id, f"key:{key.key_id}"
         # The end user's id as ingest stores the call's user_id, so the two still join.
-        author = ctx.privacy.pseudonym(user) if user else fallback
+        author = started(ctx.privacy).pseudonym(user) if user else fallback
         return await _vote(ctx, body, call, author)
 
     return router
@@ -220,12 +220,12 @@ def build_router(ctx: ThumbsContext) -> APIRouter:
 async def _vote(ctx: ThumbsContext, body: ThumbsIn, call: store.CallRef, author: str) -> ThumbsOut:
     comment = body.comment or ""
     if comment:
-        comment = await run_in_threadpool(ctx.privacy.redact, call.app_id, comment)
+        comment = await run_in_threadpool(started(ctx.privacy).redact, call.app_id, comment)
     memo_key = (call.app_id, body.event_id, author)
     previous = (ctx.recent or {}).get(memo_key)
     if previous is None:
-        previous = await run_in_threadpool(store.latest_vote, ctx.session, call.app_id, body.event_id, "end_user",
-                                           author)
+        previous = await run_in_threadpool(store.latest_vote, started(ctx.session), call.app_id, body.event_id,
+                                           "end_user", author)
     if previous is not None and previous.thumbs == body.thumbs and previous.comment == comment:
         return ThumbsOut(feedback_id=previous.feedback_id, event_id=body.event_id, duplicate=True, replaced=False)
     ts = now_utc()
@@ -249,7 +249,7 @@ async def _vote(ctx: ThumbsContext, body: ThumbsIn, call: store.CallRef, author:
         replaces_thumbs=previous.thumbs if previous is not None else None,
     )
     try:
-        await ctx.publisher.publish(record)
+        await started(ctx.publisher).publish(record)
     except Unavailable as exc:
         raise ApiError(503, f"{exc}; retry later", headers={"Retry-After": "2"}) from None
     _remember(ctx, memo_key, store.Vote(fid, body.thumbs, comment, ts))

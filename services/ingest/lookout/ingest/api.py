@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from prometheus_client import Counter
 
 from lookout.core import explore
-from lookout.core.api_errors import ApiError, api_key_dependency, error_router, require
+from lookout.core.api_errors import ApiError, api_key_dependency, error_router, require, started
 from lookout.core.auth import ApiKey, ApiKeyStore
 from lookout.core.pii import pseudonymise
 from lookout.core.session import Session
@@ -37,8 +37,6 @@ REFUSED = Counter("lookout_ingest_refused_requests_total", "Whole requests refus
 OTLP_IGNORED = Counter("lookout_ingest_otlp_ignored_spans_total", "Spans that are not GenAI calls")
 REDACTED = Counter("lookout_ingest_pii_redactions_total", "PII values redacted")
 
-T = TypeVar("T")
-
 
 @dataclass
 class IngestContext:
@@ -53,15 +51,6 @@ class IngestContext:
     # OTLP's trace steps (llm.spans) and client evaluations (llm.scores).
     step_publisher: EventPublisher | None = None
     score_publisher: EventPublisher | None = None
-
-
-def _started(part: T | None) -> T:
-    """A part of the context the service fills in when it starts. Served by core.serving the
-    routes answer 503 until then anyway; this keeps a router served without that gate (or a
-    request finishing after stop() emptied the context) to the same answer, not a 500."""
-    if part is None:
-        raise ApiError(503, "the service is starting; retry shortly", headers={"Retry-After": "1"})
-    return part
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -98,7 +87,7 @@ def build_router(ctx: IngestContext) -> APIRouter:
         # Decoding, validation and redaction are CPU work: on a worker thread, never the loop.
         work = functools.partial(step, *args, key=key, enricher=ctx.enricher, **kwargs)
         try:
-            return await _started(ctx.workers).run(key.key_id, work)
+            return await started(ctx.workers).run(key.key_id, work)
         except Busy as exc:
             raise ApiError(
                 429, f"{exc}; retry later", headers={"Retry-After": str(ctx.settings.retry_after_s)}
@@ -108,7 +97,7 @@ def build_router(ctx: IngestContext) -> APIRouter:
         REDACTED.inc(ready.redactions)
         if ready.calls:
             try:
-                await _started(ctx.publisher).publish_records(ready.records)
+                await started(ctx.publisher).publish_records(ready.records)
             except Unavailable as exc:
                 raise ApiError(
                     503, f"{exc}; retry later", headers={"Retry-After": str(ctx.settings.retry_after_s)}
@@ -116,9 +105,9 @@ def build_router(ctx: IngestContext) -> APIRouter:
         try:
             # OTLP's trace steps and client evaluations, after the calls they belong to.
             if ready.step_records:
-                await _started(ctx.step_publisher).publish_records(ready.step_records)
+                await started(ctx.step_publisher).publish_records(ready.step_records)
             if ready.score_records:
-                await _started(ctx.score_publisher).publish_records(ready.score_records)
+                await started(ctx.score_publisher).publish_records(ready.score_records)
         except Unavailable as exc:
             raise ApiError(
                 503, f"{exc}; retry later", headers={"Retry-After": str(ctx.settings.retry_after_s)}
@@ -181,7 +170,7 @@ def build_router(ctx: IngestContext) -> APIRouter:
                 require(key, "read", app_id)
             app_id = key.app_id
         elif app_id is None:
-            apps = await run_in_threadpool(reads.apps_with_call, _started(ctx.clickhouse), event_id)
+            apps = await run_in_threadpool(reads.apps_with_call, started(ctx.clickhouse), event_id)
             if not apps:
                 raise missing
             if len(apps) > 1:
@@ -190,7 +179,7 @@ def build_router(ctx: IngestContext) -> APIRouter:
                     "choose one with ?app_id=", field="app_id",
                 )
             app_id = apps[0]
-        call = await run_in_threadpool(reads.get_call, _started(ctx.clickhouse), event_id, app_id)
+        call = await run_in_threadpool(reads.get_call, started(ctx.clickhouse), event_id, app_id)
         # Another app's call is reported as missing: its existence is not this key's business.
         if call is None:
             raise missing
@@ -223,7 +212,7 @@ def build_router(ctx: IngestContext) -> APIRouter:
         except reads.BadCursor as exc:
             raise ApiError(422, str(exc), field="cursor") from None
         page = await run_in_threadpool(
-            partial(reads.list_calls, _started(ctx.clickhouse), app_id=app_id, model=model, trace_id=trace_id,
+            partial(reads.list_calls, started(ctx.clickhouse), app_id=app_id, model=model, trace_id=trace_id,
                     since=since, limit=limit, max_bytes=ctx.settings.max_response_bytes, cursor=position)
         )
         return {"calls": page.calls, "next": page.next.encode() if page.next else None, "truncated": page.truncated}
@@ -246,7 +235,7 @@ def build_router(ctx: IngestContext) -> APIRouter:
         LLM calls between them), in depth-first order with timings: `spans[].depth`,
         `offset_ms`, `duration_ms`, `children`. At most 2000 steps (`truncated` beyond)."""
         apps = readable_apps(key, app_id)
-        found = await run_in_threadpool(explore.trace, _started(ctx.clickhouse), apps, trace_id.lower())
+        found = await run_in_threadpool(explore.trace, started(ctx.clickhouse), apps, trace_id.lower())
         if found is None:
             raise ApiError(404, f"no trace {trace_id}", field="trace_id")
         return found
@@ -269,8 +258,8 @@ def build_router(ctx: IngestContext) -> APIRouter:
         if session_id.startswith("u_"):
             stored = session_id
         else:
-            stored = pseudonymise(session_id, _started(ctx.enricher).secret)
-        page = await run_in_threadpool(partial(explore.session_calls, _started(ctx.clickhouse), apps, stored,
+            stored = pseudonymise(session_id, started(ctx.enricher).secret)
+        page = await run_in_threadpool(partial(explore.session_calls, started(ctx.clickhouse), apps, stored,
                                                limit=limit, cursor=position))
         if not page.rows and position is None:
             raise ApiError(404, f"no session {session_id}", field="session_id")
