@@ -29,15 +29,11 @@ SKIP_REASON = "no Docker engine: testcontainers group skipped"
 def docker_problem() -> str | None:
     """None when testcontainers can reach a Docker engine, else why not."""
     try:
-        import docker
+        from testcontainers.core.docker_client import DockerClient
     except ImportError:
-        return "testcontainers is not installed (pip install 'lookout-testing[docker]')"
+        return "testcontainers is not installed (pip install './testing[docker]')"
     try:
-        client = docker.from_env(timeout=5)
-        try:
-            client.ping()
-        finally:
-            client.close()
+        DockerClient(timeout=5).client.ping()  # the engine testcontainers itself would use
     except Exception as exc:
         return f"{type(exc).__name__}: {str(exc)[:200]}"
     return None
