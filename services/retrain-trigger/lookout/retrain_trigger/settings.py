@@ -34,8 +34,19 @@ class RetrainSettings(CommonSettings, ServerSettings):
     retrain_watchdog_s: float = Field(
         default=5.0, gt=0, description="How often launched runs are checked for timeouts."
     )
-    retrain_k8s_api: str = Field(default="", description="Kubernetes API URL (default: in-cluster).")
-    retrain_k8s_namespace: str = Field(default="default", description="Namespace of fine-tuning Jobs.")
+    retrain_k8s_kubeconfig: str = Field(
+        default="",
+        description="kubeconfig file of the cluster fine-tuning Jobs run on (its current context: server, CA, "
+        "token, tokenFile or client certificate). Default: the pod's service account.")
+    retrain_k8s_context: str = Field(
+        default="", description="Context of that kubeconfig to use (default: its current-context).")
+    retrain_k8s_api: str = Field(
+        default="", description="Kubernetes API URL (default: the kubeconfig's, else in-cluster)."
+    )
+    retrain_k8s_namespace: str = Field(
+        default="default",
+        description="Namespace of fine-tuning Jobs (unset: the kubeconfig context's or the pod's, else "
+        "default).")
     retrain_k8s_image: str = Field(
         default="ghcr.io/lookout/finetune:latest", description="Image of the fine-tuning Job."
     )
