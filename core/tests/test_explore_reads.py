@@ -40,6 +40,11 @@ def _trace_id() -> str:
     return uuid.uuid4().hex
 
 
+def _found(record: dict[str, Any] | None) -> dict[str, Any]:
+    assert record is not None
+    return record
+
+
 def test_a_call_with_its_scores_and_votes_is_found_by_id_alone_however_old(ch):
     event_id = uuid.uuid4()
     old = NOW - timedelta(days=80)  # near the end of the 90 days kept
@@ -69,8 +74,8 @@ def test_another_apps_call_trace_and_session_under_the_same_ids_stay_unseen(ch):
     assert explore.apps_with_call(ch, shop, shared_id) == ["shop"]
     assert explore.apps_with_call(ch, frozenset({"other"}), shared_id) == []
     assert explore.apps_with_call(ch, None, shared_id) == ["bank", "shop"]
-    assert explore.call(ch, "shop", shared_id)["output"] == "shop answer"
-    steps = explore.trace(ch, shop, trace)["spans"]
+    assert _found(explore.call(ch, "shop", shared_id))["output"] == "shop answer"
+    steps = _found(explore.trace(ch, shop, trace))["spans"]
     assert {s["app_id"] for s in steps} == {"shop"} and len(steps) == 2
     assert explore.trace(ch, frozenset({"other"}), trace) is None
     turns = explore.session_calls(ch, shop, session).rows
@@ -127,16 +132,16 @@ def test_a_trace_longer_than_its_cap_is_cut_and_says_what_is_stored(ch):
     # Three calls the SDK stored with the trace id and no span of their own.
     _insert_calls(ch, [_call("shop", NOW - timedelta(seconds=1, milliseconds=i), trace=trace) for i in range(3)])
 
-    whole = explore.trace(ch, None, trace)
+    whole = _found(explore.trace(ch, None, trace))
     assert not whole["truncated"] and len(whole["spans"]) == 11
     assert "spans_total" not in whole
 
-    cut = explore.trace(ch, None, trace, max_spans=5)
+    cut = _found(explore.trace(ch, None, trace, max_spans=5))
     assert cut["truncated"] and len(cut["spans"]) == 5
     assert (cut["spans_total"], cut["calls_total"]) == (8, 3)
     # A cap of 9 neither the spans (8) nor the calls (3) pass, but the 11 steps they make
     # together do: the tree is cut, and says so.
-    nine = explore.trace(ch, None, trace, max_spans=9)
+    nine = _found(explore.trace(ch, None, trace, max_spans=9))
     assert nine["truncated"] and len(nine["spans"]) == 9
 
 
@@ -236,9 +241,9 @@ def test_calls_traces_and_sessions_stored_before_the_index_are_backfilled_once(b
     assert 17 in migrations.apply(ch, ch_settings.retention_days)
 
     def read() -> tuple:
-        call = explore.call(ch, "shop", event_id)
+        call = _found(explore.call(ch, "shop", event_id))
         return (call["output"], [s["value"] for s in call["scores"]],
-                [s["kind"] for s in explore.trace(ch, None, trace)["spans"]],
+                [s["kind"] for s in _found(explore.trace(ch, None, trace))["spans"]],
                 [t["event_id"] for t in explore.session_calls(ch, None, session).rows])
 
     expected = ("stored before", [0.7], ["agent", "llm"], [str(event_id)])
