@@ -221,7 +221,9 @@ def search_calls(client: Any, q: CallQuery, *, limit: int = 50, cursor: Cursor |
         params.update(c_ts=cursor.ts, c_id=str(cursor.event_id), c_app=cursor.app_id)
     upper = _upper_bound(q, cursor)
     keys: Sequence[Sequence[Any]] = []
-    for window in _WINDOWS:
+    # A session or trace filter goes through id_lookup to its calls' granules: no windows.
+    windows = (None,) if q.session_id is not None or q.trace_id is not None else _WINDOWS
+    for window in windows:
         clause = list(where)
         lower = q.since
         if window is not None:
@@ -245,8 +247,9 @@ def search_calls(client: Any, q: CallQuery, *, limit: int = 50, cursor: Cursor |
         "error, latency_ms, tokens_in, tokens_out, cost_usd, session_id, trace_id, "
         f"substring(output, 1, {PREVIEW_CHARS}) AS answer, "
         f"substring({_QUESTION}, 1, {PREVIEW_CHARS}) AS question "
-        # The page's rows by their whole sort key: only their granules are read.
-        f"FROM llm_calls WHERE (app_id, model, ts, event_id) IN {_CALL_KEYS} LIMIT 1 BY app_id, event_id{BY_KEY}",
+        # The page's rows by their whole sort key: only their granules are read (a page spans
+        # many apps and models, so many granules: read in parallel, unlike BY_KEY's).
+        f"FROM llm_calls WHERE (app_id, model, ts, event_id) IN {_CALL_KEYS} LIMIT 1 BY app_id, event_id",
         parameters={"keys": [(r[0], r[3], r[1], str(r[2])) for r in chosen]})
     names = rows.column_names
     found = {(r[2], r[0]): {k: _iso(v) for k, v in zip(names, r, strict=True)} for r in rows.result_rows}
