@@ -221,6 +221,8 @@ def main() -> None:
     deep = first
     for _ in range(20):  # 20 pages in: the cursor keeps each page as cheap as the first
         deep = explore.search_calls(client, every, limit=50, cursor=deep.next)
+    page_21 = deep.next
+    assert page_21 is not None
     sample = first.rows[0]
     call_id, app = uuid.UUID(sample["event_id"]), sample["app_id"]
     detail = explore.call(client, app, call_id)
@@ -261,7 +263,7 @@ def main() -> None:
             "list_one_app_one_model": lambda: mod.search_calls(
                 client, q(apps=frozenset({"app-3"}), model="gpt-3"), limit=50),
             "list_page_21": lambda: mod.search_calls(client, q(apps=None), limit=50, cursor=mod.Cursor(
-                deep.next.ts, deep.next.event_id, deep.next.app_id)),
+                page_21.ts, page_21.event_id, page_21.app_id)),
             "list_errors": lambda: mod.search_calls(client, q(apps=None, status="error"), limit=50),
             "list_score_range": lambda: mod.search_calls(
                 client, q(apps=frozenset({"app-3"}), score_name="toxicity", score_min=0.9), limit=50),

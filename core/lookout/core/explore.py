@@ -278,10 +278,10 @@ def apps_with_call(client: Any, apps: Apps, event_id: uuid.UUID, limit: int = 10
     return [r[0] for r in rows]
 
 
-def _keys_of(kind: str, columns: str = "app_id, sort, ts, row_id", order: str = "ts DESC") -> str:
-    """The sort keys id_lookup holds for `kind` rows of id {id} in app {app}, at most {n}."""
+def _keys_of(kind: str, columns: str = "app_id, sort, ts, row_id") -> str:
+    """The sort keys id_lookup holds for `kind` rows of id {id} in app {app}, the newest {n}."""
     return (f"(SELECT {columns} FROM id_lookup WHERE kind = '{kind}' AND id = {{id:String}} "
-            f"AND app_id = {{app:String}} ORDER BY {order} LIMIT 1 BY app_id, row_id LIMIT {{n:UInt32}})")
+            "AND app_id = {app:String} ORDER BY ts DESC LIMIT 1 BY app_id, row_id LIMIT {n:UInt32})")
 
 
 def call(client: Any, app_id: str, event_id: uuid.UUID) -> dict[str, Any] | None:
