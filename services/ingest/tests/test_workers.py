@@ -206,3 +206,17 @@ async def test_a_worker_killed_between_jobs_costs_no_request(processes):
     await asyncio.sleep(0.2)  # the executors notice the deaths
     results = await asyncio.gather(*(processes.run(key, worker_jobs.where) for key in ("a", "b")))
     assert len({pid for pid, _, _ in results}) == 2 and not {pid for pid, _, _ in results} & set(killed)
+
+
+def test_in_a_daemonic_process_which_may_not_start_children_the_work_falls_back_to_threads():
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    here, there = context.Pipe()
+    child = context.Process(target=worker_jobs.runner_kind, args=(there,), daemon=True)
+    child.start()
+    try:
+        assert here.poll(60)
+        assert here.recv() == "ThreadRunner"
+    finally:
+        child.join(10)

@@ -35,3 +35,12 @@ class Unpicklable(Exception):
 
 def raise_unpicklable(context: object) -> None:
     raise Unpicklable(1, 2)
+
+
+def runner_kind(conn) -> None:
+    """In a (daemonic) child: which runner a process-mode pool gets there."""
+    from lookout.ingest.workers import WorkerPool
+
+    pool = WorkerPool.create("process", 1, dict, per_key=1, queue_per_key=0)
+    conn.send(type(pool.runner).__name__)
+    pool.close()

@@ -246,6 +246,12 @@ class WorkerPool:
         must pickle); "thread": threads sharing one context built here."""
         if mode not in ("process", "thread"):
             raise ValueError(f"work mode must be process or thread, not {mode!r}")
+        if mode == "process" and multiprocessing.current_process().daemon:
+            # multiprocessing forbids a daemonic process children (a service run inside
+            # one, e.g. by a benchmark): the work still leaves the loop, on threads.
+            log.warning("ingest runs in a daemonic process, which may not start worker processes: "
+                        "request work runs on threads (LOOKOUT_WORK_MODE=thread)")
+            mode = "thread"
         runner: Runner = (ProcessRunner(size, make_context, nice=nice) if mode == "process"
                           else ThreadRunner(size, make_context()))
         return cls(runner, per_key, queue_per_key)
