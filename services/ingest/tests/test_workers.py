@@ -10,6 +10,7 @@ import functools
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -220,3 +221,36 @@ def test_in_a_daemonic_process_which_may_not_start_children_the_work_falls_back_
         assert here.recv() == "ThreadRunner"
     finally:
         child.join(10)
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_workers_exit_when_their_server_is_killed_outright():
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    here, there = context.Pipe()
+    server = context.Process(target=worker_jobs.serve_pool, args=(there,))
+    server.start()
+    try:
+        assert here.poll(60)
+        pids = here.recv()
+        assert len(pids) == 2 and all(alive(pid) for pid in pids)
+    finally:
+        server.kill()
+        server.join(10)
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in pids)
+
+
+async def test_closing_the_pool_stops_its_worker_processes(processes):
+    pids = live(processes)
+    processes.close()
+    assert not any(alive(pid) for pid in pids)

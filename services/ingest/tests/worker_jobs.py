@@ -44,3 +44,15 @@ def runner_kind(conn) -> None:
     pool = WorkerPool.create("process", 1, dict, per_key=1, queue_per_key=0)
     conn.send(type(pool.runner).__name__)
     pool.close()
+
+
+def serve_pool(conn) -> None:
+    """In a child: a started process pool, its worker pids sent, then waiting to be killed."""
+    import asyncio
+
+    from lookout.ingest.workers import ProcessRunner
+
+    runner = ProcessRunner(2, dict)
+    asyncio.run(runner.start())
+    conn.send(runner.pids())
+    time.sleep(120)

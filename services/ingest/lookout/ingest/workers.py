@@ -36,6 +36,7 @@ import pickle
 import queue
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -105,9 +106,19 @@ def _init_worker(make_context: Callable[[], object], nice: int) -> None:
     global _context
     # Ctrl-C reaches the whole process group; the serving process decides when work stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        # A worker never outlives its server: one killed outright sends no "stop", and the
+        # worker would wait for jobs forever (it holds its own queue's write end).
+        threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
     if nice:
         os.nice(nice)
     _context = make_context()
+
+
+def _exit_with(parent: multiprocessing.process.BaseProcess) -> None:
+    parent.join()
+    os._exit(0)
 
 
 def _warm() -> int:
@@ -211,12 +222,19 @@ class ProcessRunner:
             lane.submit(_warm)  # the new worker starts now, not when the next job comes
         return lane
 
-    def close(self) -> None:
+    def close(self, grace_s: float = 2.0) -> None:
+        """Stop every worker: idle ones at once, one still running a job after `grace_s`."""
         self._closed = True
         with self._lock:
             lanes, self._lanes = self._lanes, []
+        processes = [p for lane in lanes for p in (lane._processes or {}).values()]
         for lane in lanes:
             lane.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + grace_s
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
 
 
 @dataclass
