@@ -366,7 +366,7 @@ def run_mode(mode: str, args, kinds: tuple[str, ...], broker, ctx) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--broker", choices=["kafka", "tansu"], default="kafka")
     parser.add_argument("--seconds", type=float, default=60, help="hostile phase")
     parser.add_argument("--quiet-seconds", type=float, default=30)

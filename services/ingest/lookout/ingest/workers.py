@@ -42,6 +42,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing.context import BaseContext
+from multiprocessing.process import BaseProcess
 from typing import Any, Protocol, TypeVar
 
 from prometheus_client import Counter, Gauge
@@ -116,7 +117,7 @@ def _init_worker(make_context: Callable[[], object], nice: int) -> None:
     _context = make_context()
 
 
-def _exit_with(parent: multiprocessing.process.BaseProcess) -> None:
+def _exit_with(parent: BaseProcess) -> None:
     parent.join()
     os._exit(0)
 
