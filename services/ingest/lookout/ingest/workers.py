@@ -101,10 +101,12 @@ class ThreadRunner:
 # --- in each worker process --------------------------------------------------------------
 
 _context: object = None
+_started: Any = None  # this worker's lane's shared "last job started" number
 
 
-def _init_worker(make_context: Callable[[], object], nice: int) -> None:
-    global _context
+def _init_worker(make_context: Callable[[], object], nice: int, started: Any) -> None:
+    global _context, _started
+    _started = started
     # Ctrl-C reaches the whole process group; the serving process decides when work stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = multiprocessing.parent_process()
@@ -126,7 +128,8 @@ def _warm() -> int:
     return os.getpid()
 
 
-def _call(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
+def _call(job: int, fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
+    _started.value = job  # from here on, a death of this worker loses this job
     try:
         return fn(_context, *args, **kwargs)
     except Exception as exc:
@@ -155,26 +158,44 @@ def _forkserver() -> BaseContext:
     return context
 
 
+@dataclass(eq=False)
+class _Lane:
+    """One worker process in its own executor, and the number of the last job it started
+    (shared memory, written by the worker), which tells a job lost with its worker from one
+    that never reached it."""
+
+    executor: ProcessPoolExecutor
+    started: Any
+    jobs: int = 0
+
+
 class ProcessRunner:
     """`size` worker processes, each its own single-process executor (a lane), so that one
     dying breaks only its own lane: concurrent.futures fails every job of a pool whose
-    process dies, the others' included."""
+    process dies, the others' included.
+
+    A job that finds its lane's worker already dead (killed while idle, not yet noticed)
+    never reached a worker: it is sent again, once, to the replacement. A job whose worker
+    died while running it fails with BrokenProcessPool (WorkerLost for the caller): it is
+    never run twice, since it may be what killed the worker."""
 
     def __init__(self, size: int, make_context: Callable[[], object], *, nice: int = 10) -> None:
         self.size = size
         self._make_context = make_context
         self._nice = nice
         self._mp = _forkserver()
-        self._idle: queue.SimpleQueue[ProcessPoolExecutor] = queue.SimpleQueue()
-        self._lanes: list[ProcessPoolExecutor] = []
+        self._idle: queue.SimpleQueue[_Lane] = queue.SimpleQueue()
+        self._lanes: list[_Lane] = []
         self._lock = threading.Lock()
         self._closed = False
         for _ in range(size):
             self._idle.put(self._new_lane())
 
-    def _new_lane(self) -> ProcessPoolExecutor:
-        lane = ProcessPoolExecutor(1, mp_context=self._mp, initializer=_init_worker,
-                                   initargs=(self._make_context, self._nice))
+    def _new_lane(self) -> _Lane:
+        started = self._mp.RawValue("q", 0)
+        executor = ProcessPoolExecutor(1, mp_context=self._mp, initializer=_init_worker,
+                                       initargs=(self._make_context, self._nice, started))
+        lane = _Lane(executor, started)
         with self._lock:
             self._lanes.append(lane)
         return lane
@@ -183,7 +204,7 @@ class ProcessRunner:
         """Every worker started and its context built before the first request comes."""
         lanes = [self._idle.get_nowait() for _ in range(self.size)]
         try:
-            await asyncio.gather(*(asyncio.wrap_future(lane.submit(_warm)) for lane in lanes))
+            await asyncio.gather(*(asyncio.wrap_future(lane.executor.submit(_warm)) for lane in lanes))
         finally:
             for lane in lanes:
                 self._idle.put(lane)
@@ -192,35 +213,54 @@ class ProcessRunner:
         """The live worker processes (for tests and operators)."""
         with self._lock:
             lanes = list(self._lanes)
-        return [pid for lane in lanes for pid, process in (lane._processes or {}).items() if process.is_alive()]
+        return [pid for lane in lanes for pid, process in (lane.executor._processes or {}).items()
+                if process.is_alive()]
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        lane = self._idle.get_nowait()  # never empty: the pool holds a slot per submitted job
-        try:
-            future = lane.submit(_call, fn, args, kwargs)
-        except BrokenProcessPool:  # its process died while idle: nothing was lost yet
-            lane = self._replace(lane)
-            future = lane.submit(_call, fn, args, kwargs)
-        future.add_done_callback(lambda done: self._job_done(lane, done))
-        return future
+        outer: Future = Future()
+        outer.set_running_or_notify_cancel()
+        self._dispatch(outer, fn, args, kwargs, resend=True)
+        return outer
 
-    def _job_done(self, lane: ProcessPoolExecutor, future: Future) -> None:
-        # Runs before the pool's own callback gives the slot back, so a lane is idle
-        # again before the next job can be submitted.
-        if not future.cancelled() and isinstance(future.exception(), BrokenProcessPool):
+    def _dispatch(self, outer: Future, fn: Callable[..., Any], args: tuple, kwargs: dict, *, resend: bool) -> None:
+        lane = self._idle.get_nowait()  # never empty: the pool holds a slot per submitted job
+        lane.jobs += 1
+        try:
+            inner = lane.executor.submit(_call, lane.jobs, fn, args, kwargs)
+        except BrokenProcessPool:  # its death was noticed while it was idle
+            lane = self._replace(lane)
+            lane.jobs += 1
+            inner = lane.executor.submit(_call, lane.jobs, fn, args, kwargs)
+        job = lane.jobs
+        inner.add_done_callback(lambda done: self._job_done(lane, job, done, outer, fn, args, kwargs, resend))
+
+    def _job_done(self, lane: _Lane, job: int, inner: Future, outer: Future, fn: Callable[..., Any], args: tuple,
+                  kwargs: dict, resend: bool) -> None:
+        # The lane is idle again before the caller learns the result (and gives the slot back).
+        error = BrokenProcessPool("the pool was closed") if inner.cancelled() else inner.exception()
+        if isinstance(error, BrokenProcessPool) and not self._closed:
+            reached = lane.started.value == job
+            self._idle.put(self._replace(lane))
+            if not reached and resend:
+                self._dispatch(outer, fn, args, kwargs, resend=False)
+                return
             LOST.inc()
             log.warning("an ingest worker process died mid-job; its request gets a 503, a new worker takes its place")
-            lane = self._replace(lane)
-        self._idle.put(lane)
+        else:
+            self._idle.put(lane)
+        if error is not None:
+            outer.set_exception(error)
+        else:
+            outer.set_result(inner.result())
 
-    def _replace(self, broken: ProcessPoolExecutor) -> ProcessPoolExecutor:
+    def _replace(self, broken: _Lane) -> _Lane:
         # The broken executor has already shut itself down; only our reference goes.
         with self._lock:
             if broken in self._lanes:
                 self._lanes.remove(broken)
         lane = self._new_lane()
         if not self._closed:
-            lane.submit(_warm)  # the new worker starts now, not when the next job comes
+            lane.executor.submit(_warm)  # the new worker starts now, not when the next job comes
         return lane
 
     def close(self, grace_s: float = 2.0) -> None:
@@ -228,9 +268,9 @@ class ProcessRunner:
         self._closed = True
         with self._lock:
             lanes, self._lanes = self._lanes, []
-        processes = [p for lane in lanes for p in (lane._processes or {}).values()]
+        processes = [p for lane in lanes for p in (lane.executor._processes or {}).values()]
         for lane in lanes:
-            lane.shutdown(wait=False, cancel_futures=True)
+            lane.executor.shutdown(wait=False, cancel_futures=True)
         deadline = time.monotonic() + grace_s
         for process in processes:
             process.join(max(0.0, deadline - time.monotonic()))
