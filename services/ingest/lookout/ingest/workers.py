@@ -23,7 +23,9 @@ hangs up while its job runs cannot make room for more jobs than there are worker
 
 A worker process that dies mid-job (killed, out of memory) loses that job only: the
 request gets WorkerLost (the API answers 503 + Retry-After), the dead worker is replaced
-by a fresh one, and every other job, running or waiting, carries on.
+by a fresh one, and every other job, running or waiting, carries on; a job that met a
+worker already dead (killed while idle) goes to the fresh one. A worker exits when its
+server does.
 """
 
 from __future__ import annotations
