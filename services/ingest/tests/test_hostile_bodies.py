@@ -12,7 +12,6 @@ import time
 import httpx
 import orjson
 import pytest
-from prometheus_client import REGISTRY
 
 from lookout.testing.stack import IngestStack, ingest_settings_for
 from tests.events import llm_call
@@ -156,12 +155,13 @@ def test_a_worker_process_killed_mid_request_answers_503_with_retry_after_and_is
         with stack.http(timeout=120) as http:
             answer.append(http.post("/v1/events", content=body, headers={"Content-Type": "application/json"}))
 
+    started = runner.jobs_started()
     poster = threading.Thread(target=post)
     poster.start()
     deadline = time.monotonic() + 30
-    while not REGISTRY.get_sample_value("lookout_ingest_work_running") and time.monotonic() < deadline:
-        time.sleep(0.005)
-    time.sleep(0.1)  # the job is a few seconds of redaction: it is running now
+    while runner.jobs_started() == started and time.monotonic() < deadline:
+        time.sleep(0.002)
+    time.sleep(0.05)  # the job is a second or more of decoding and redaction: it is running now
     for pid in before:  # the idle workers too: they are replaced before their next job
         os.kill(pid, signal.SIGKILL)
     poster.join(60)

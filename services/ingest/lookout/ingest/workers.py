@@ -218,6 +218,11 @@ class ProcessRunner:
         return [pid for lane in lanes for pid, process in (lane.executor._processes or {}).items()
                 if process.is_alive()]
 
+    def jobs_started(self) -> int:
+        """How many jobs the current workers have started (for tests and operators)."""
+        with self._lock:
+            return sum(lane.started.value for lane in self._lanes)
+
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         outer: Future = Future()
         outer.set_running_or_notify_cancel()
