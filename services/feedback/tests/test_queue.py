@@ -121,6 +121,7 @@ def test_claim_rules_are_exclusive_in_log_order():
     assert not s.apply("claim", "t", "c", 9000, 500).won
 
 
+@pytest.mark.serial
 @pytest.mark.slow
 def test_20_reviewers_on_two_instances_review_500_tasks_each_exactly_once(feedback_pair):
     stack = feedback_pair

@@ -91,6 +91,7 @@ def test_a_megabyte_of_addresses_is_redacted_while_healthz_keeps_answering(stack
     assert redactions == 142_000
 
 
+@pytest.mark.serial
 def test_a_full_batch_at_the_body_limit_is_stored_while_healthz_keeps_answering(stack):
     # 5 000 events with PII in each, ~9 MB: intake, redaction, produce and the sink's
     # parsing of them all stay off the loop that answers /healthz.

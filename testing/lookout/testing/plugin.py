@@ -7,6 +7,9 @@
   open one path only, so tests separate by database; a test that needs its own path runs
   the component in a subprocess.
 - `ch`: a client on that database with migrations applied.
+- `clickhouse_server`, `kafka_container`, `grafana`: the `docker` group's servers, through
+  testcontainers (containers.py); without a Docker engine every test marked `docker` skips
+  with one reason.
 """
 
 from __future__ import annotations
@@ -45,9 +48,13 @@ def broker(request):
 
 @pytest.fixture(scope="session")
 def chdb_path() -> Path:
-    # One chdb path for the whole test process (chdb's limit); removed by the OS tmp reaper.
-    path = Path(os.environ.get("LOOKOUT_TEST_CHDB") or tempfile.mkdtemp(prefix="lookout-chdb-"))
-    return path
+    # One chdb path per test process (chdb's limit): under pytest-xdist each worker has its own.
+    # Removed by the OS tmp reaper.
+    chosen = os.environ.get("LOOKOUT_TEST_CHDB")
+    if chosen:
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        return Path(f"{chosen}-{worker}") if worker else Path(chosen)
+    return Path(tempfile.mkdtemp(prefix="lookout-chdb-"))
 
 
 def _unique(prefix: str) -> str:
@@ -111,3 +118,69 @@ def kafka_ingest_stack(kafka_broker, settings_for):
     stack = IngestStack(ingest_settings_for(settings_for(kafka_broker))).start()
     yield stack
     stack.close()
+
+
+# ---- the `docker` group: servers in containers (containers.py) ------------------------------
+
+_docker_problem: list[str | None] = []
+
+
+def _docker_reason() -> str | None:
+    if not _docker_problem:
+        from .containers import docker_problem
+
+        _docker_problem.append(docker_problem())
+    return _docker_problem[0]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Without a Docker engine every `docker` test skips, all with the one reason."""
+    marked = [item for item in items if item.get_closest_marker("docker")]
+    if not marked:
+        return
+    problem = _docker_reason()
+    if problem is not None:
+        from .containers import SKIP_REASON
+
+        skip = pytest.mark.skip(reason=f"{SKIP_REASON} ({problem})")
+        for item in marked:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def docker_network():
+    from .containers import start_network
+
+    network = start_network()
+    yield network
+    network.remove()
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server(docker_network):
+    """A ClickHouse server (containers.ClickHouseServer): `dsn()` is its http:// DSN."""
+    from .containers import start_clickhouse
+
+    server = start_clickhouse(docker_network)
+    yield server
+    server.container.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_container(docker_network):
+    """Apache Kafka in a container; `.get_bootstrap_server()` from the host."""
+    from .containers import start_kafka
+
+    kafka = start_kafka(docker_network)
+    yield kafka
+    kafka.stop()
+
+
+@pytest.fixture(scope="session")
+def grafana(docker_network, clickhouse_server):
+    """Grafana with the ClickHouse plugin and dashboards/grafana's provisioning."""
+    from .containers import start_grafana
+
+    server = start_grafana(docker_network, clickhouse_server)
+    yield server
+    server.container.stop()

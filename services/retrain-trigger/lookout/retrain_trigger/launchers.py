@@ -27,6 +27,7 @@ import orjson
 from lookout.core.auth import same_secret
 from lookout.core.settings import CommonSettings
 
+from .kubeconfig import SERVICE_ACCOUNT, api_access
 from .settings import RetrainSettings
 
 log = logging.getLogger(__name__)
@@ -218,58 +219,30 @@ def k8s_manifest(req: LaunchRequest, settings: RetrainSettings) -> dict[str, Any
     }
 
 
-_SA = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-
-
-class TokenFile(httpx.Auth):
-    """A bearer token read from its file for every request: the kubelet rewrites a projected
-    service-account token before it expires (about an hour), so a token read once at start
-    would be refused for the rest of the process's life."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def auth_flow(self, request: httpx.Request):
-        token = self.path.read_text().strip()  # a few dozen bytes, small enough for the event loop
-        if token:
-            request.headers["Authorization"] = f"Bearer {token}"
-        yield request
-
-
-class StaticToken(httpx.Auth):
-    def __init__(self, token: str):
-        self.token = token
-
-    def auth_flow(self, request: httpx.Request):
-        request.headers["Authorization"] = f"Bearer {self.token}"
-        yield request
-
-
-def _bearer(settings: RetrainSettings) -> httpx.Auth | None:
-    """A token given in the settings as is; else the token file, re-read per request."""
-    if settings.retrain_k8s_token:
-        return StaticToken(settings.retrain_k8s_token)
-    path = Path(settings.retrain_k8s_token_file) if settings.retrain_k8s_token_file else _SA / "token"
-    if settings.retrain_k8s_token_file and not path.is_file():
-        raise ValueError(f"LOOKOUT_RETRAIN_K8S_TOKEN_FILE: no file at {path}")
-    return TokenFile(path) if path.is_file() else None
-
-
 class KubernetesLauncher:
     """Creates the Job through the Kubernetes REST API (POST .../namespaces/{ns}/jobs), the
-    call the official client makes, without its dependency tree. In a pod the API URL,
-    token and CA come from the service account; settings override them."""
+    call the official client makes, without its dependency tree. The API URL and
+    credentials come from a kubeconfig (LOOKOUT_RETRAIN_K8S_KUBECONFIG), else from the pod's
+    service account; the explicit settings override either (kubeconfig.py). The Jobs'
+    namespace is LOOKOUT_RETRAIN_K8S_NAMESPACE when set, else the kubeconfig context's (or
+    the pod's), else "default"."""
 
-    def __init__(self, settings: RetrainSettings, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(self, settings: RetrainSettings, transport: httpx.AsyncBaseTransport | None = None,
+                 service_account: Path = SERVICE_ACCOUNT):
         if settings.kafka_sasl_password and not settings.retrain_k8s_sasl_secret:
             # At start, not at the first firing: a run should never fail for a setting.
             raise ValueError("the kubernetes launcher passes the Kafka SASL password as a Secret reference: set "
                              "LOOKOUT_RETRAIN_K8S_SASL_SECRET to the name of a Secret that holds it")
+        access = api_access(settings, service_account)
+        if access.namespace and "retrain_k8s_namespace" not in settings.model_fields_set:
+            settings = settings.model_copy(update={"retrain_k8s_namespace": access.namespace})
         self.settings = settings
-        self.api = settings.retrain_k8s_api or "https://kubernetes.default.svc"
-        ca = settings.retrain_k8s_ca_cert or (str(_SA / "ca.crt") if (_SA / "ca.crt").exists() else True)
-        self.http = httpx.AsyncClient(base_url=self.api, auth=_bearer(settings), verify=ca, timeout=30,
+        self.api = access.server
+        self.source = access.source
+        self.http = httpx.AsyncClient(base_url=self.api, auth=access.auth, verify=access.verify, timeout=30,
                                       transport=transport)
+        log.info("kubernetes launcher: API %s (%s), namespace %s", self.api, self.source,
+                 settings.retrain_k8s_namespace)
 
     def _jobs(self) -> str:
         return f"/apis/batch/v1/namespaces/{self.settings.retrain_k8s_namespace}/jobs"

@@ -28,8 +28,15 @@ class RetrainSettings(CommonSettings, ServerSettings):
         3600.0, gt=0, description="A launched run that reports nothing for this long is marked timed_out."
     )
     retrain_watchdog_s: float = Field(5.0, gt=0, description="How often launched runs are checked for timeouts.")
-    retrain_k8s_api: str = Field("", description="Kubernetes API URL (default: in-cluster).")
-    retrain_k8s_namespace: str = Field("default", description="Namespace of fine-tuning Jobs.")
+    retrain_k8s_kubeconfig: str = Field(
+        "", description="kubeconfig file of the cluster fine-tuning Jobs run on (its current context: server, CA, "
+        "token, tokenFile or client certificate). Default: the pod's service account.")
+    retrain_k8s_context: str = Field(
+        "", description="Context of that kubeconfig to use (default: its current-context).")
+    retrain_k8s_api: str = Field("", description="Kubernetes API URL (default: the kubeconfig's, else in-cluster).")
+    retrain_k8s_namespace: str = Field(
+        "default", description="Namespace of fine-tuning Jobs (unset: the kubeconfig context's or the pod's, else "
+        "default).")
     retrain_k8s_image: str = Field("ghcr.io/lookout/finetune:latest", description="Image of the fine-tuning Job.")
     retrain_k8s_gpus: int = Field(1, ge=0, description="nvidia.com/gpu per fine-tuning Job.")
     retrain_k8s_sasl_secret: str = Field(
