@@ -40,9 +40,19 @@ run: setup
 	fi
 	$(BIN)/lookout up --demo
 
+# Most tests wait on brokers, subprocesses and timers, so TEST_WORKERS processes (each with its
+# own brokers and chdb path) finish in about half the time of one even on two cores. Tests marked
+# `serial` assert timing under their own load (a /healthz deadline, evidence within minutes), so
+# they run afterwards, alone. TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 3
+TEST_ENV := LOOKOUT_KAFKA_LIBS=$(CURDIR)/.cache/kafka/$(KAFKA_VERSION)/libs
+
 test: setup kafka
 	$(BIN)/ruff check .
-	LOOKOUT_KAFKA_LIBS=$(CURDIR)/.cache/kafka/$(KAFKA_VERSION)/libs $(BIN)/python -m pytest
+	@rc=0; \
+	$(TEST_ENV) $(BIN)/python -m pytest -m "not serial" $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist worksteal) || rc=$$?; \
+	$(TEST_ENV) $(BIN)/python -m pytest -m serial || rc=$$?; \
+	exit $$rc
 
 # pyright (basic) covers what pyrightconfig.json includes: core/, sdk/ (the SDK itself as Python 3.9, its oldest),
 # jobs/finetune/, broker/ and the services' packages.

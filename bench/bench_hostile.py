@@ -15,11 +15,15 @@ garbage Bearer values with non-ASCII bytes, non-ASCII Content-Type, bodies over 
 and OTLP span floods (`--flood-spans` GenAI spans in one protobuf export).
 
 Phases: warm-up, quiet (`--quiet-seconds` of normal traffic alone), hostile (`--seconds`
-with both). Reported: normal p50/p99 per phase and their ratio, the slowest /healthz per
-phase, every 5xx (normal and hostile), and what each hostile kind was answered.
+with both), once per `--modes` (LOOKOUT_WORK_MODE: process, thread or both, each against a
+server of its own, one after the other). Reported per mode: normal p50/p99 per phase and
+their ratio, the slowest /healthz per phase, every 5xx (normal and hostile), what each
+hostile kind was answered, the load average, and the server's CPU seconds during the
+hostile phase by part (event loop, sink store threads, worker threads or processes); once:
+what a 5 000-event batch costs to pickle as records vs as pydantic calls.
 Targets: 0 x 5xx, slowest /healthz < 250 ms, hostile p99 <= 2 x quiet p99.
 
-Run: `.venv/bin/python -m bench.bench_hostile [--broker kafka|tansu] [--seconds 60]`.
+Run: `.venv/bin/python -m bench.bench_hostile [--broker kafka|tansu] [--seconds 60] [--modes thread,process]`.
 Results print and go to bench/out/hostile.json.
 """
 
@@ -55,25 +59,80 @@ def progress(msg: str) -> None:
 # --- server process ----------------------------------------------------------------------
 
 
-def serve(bootstrap: str, idempotence: bool, chdb: str, conn, stop) -> None:
+def cpu_seconds(pid: int | str = "self", tid: int | None = None) -> float:
+    """User + system CPU seconds of a process (or one of its threads) from /proc."""
+    path = f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat"
+    try:
+        fields = Path(path).read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu(stack) -> dict[str, float]:
+    """CPU seconds so far of the server's parts: the event loop's thread (ingest routes,
+    uvicorn, the sink's consumer and aiokafka), the default executor's threads (the sink
+    parsing and storing batches), other threads (key lookups, chdb's own), and the worker
+    processes (ingest's request work in process mode)."""
+    groups: dict[str, float] = defaultdict(float)
+    seen = 0.0
+    for thread in threading.enumerate():
+        if thread.native_id is None:
+            continue
+        spent = cpu_seconds(tid=thread.native_id)
+        seen += spent
+        name = thread.name
+        group = ("loop" if name == "ingest-stack" else "sink_store_threads" if name.startswith("asyncio_")
+                 else "work_threads" if name.startswith("ingest-work") else "other_python_threads")
+        groups[group] += spent
+    groups["native_threads"] = max(0.0, cpu_seconds() - seen)  # chdb's and other threads Python does not know
+    runner = stack.service.ctx.workers.runner
+    groups["work_processes"] = sum(cpu_seconds(pid) for pid in getattr(runner, "pids", list)())
+    return {k: round(v, 2) for k, v in groups.items()}
+
+
+def serve(bootstrap: str, idempotence: bool, chdb: str, mode: str, conn, stop) -> None:
     from lookout.core.settings import CommonSettings
     from lookout.testing.stack import IngestStack, ingest_settings_for
 
     common = CommonSettings(
-        kafka_bootstrap=bootstrap, kafka_idempotence="on" if idempotence else "off", topic_prefix="hostile.",
-        clickhouse_dsn=f"chdb://{chdb}", clickhouse_database="hostile",
+        kafka_bootstrap=bootstrap, kafka_idempotence="on" if idempotence else "off", topic_prefix=f"hostile-{mode}.",
+        clickhouse_dsn=f"chdb://{chdb}", clickhouse_database=f"hostile_{mode}",
     )
-    stack = IngestStack(ingest_settings_for(common)).start()
+    stack = IngestStack(ingest_settings_for(common).model_copy(update={"work_mode": mode})).start()
     _, normal = stack.keys.create("normal", ["ingest"], name="bench-normal")
     _, hostile = stack.keys.create("hostile", ["ingest"], name="bench-hostile")
     conn.send({"url": stack.url, "normal": normal, "hostile": hostile, "settings": {
         k: v for k, v in stack.settings.model_dump().items()
         if k.startswith(("work_", "max_")) or k in ("http_workers", "pii_mode")
     }})
-    stop.wait()
+    while not stop.is_set():
+        if conn.poll(0.1) and conn.recv() == "cpu":
+            conn.send(server_cpu(stack))
     stats = {"sink_stored": stack.count_calls("normal"), "hostile_stored": stack.count_calls("hostile")}
     conn.send(stats)
     stack.close()
+
+
+def crossing_costs() -> dict:
+    """What a 5 000-event batch costs to send back from a worker process: its Kafka records
+    (what ingest sends) against the pydantic calls they were made from (what it avoids)."""
+    import pickle
+
+    from lookout.core.events import LlmCall
+    from tests.events import llm_call
+
+    calls = [LlmCall.model_validate(llm_call("bench", i=i)) for i in range(5000)]
+    records = [(b"key", call.to_bytes()) for call in calls]
+    out = {}
+    for name, value in (("records", records), ("pydantic_calls", calls)):
+        start = time.perf_counter()
+        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        dumped = time.perf_counter()
+        pickle.loads(data)
+        out[name] = {"mb": round(len(data) / 1e6, 2), "dumps_ms": round((dumped - start) * 1000, 1),
+                     "loads_ms": round((time.perf_counter() - dumped) * 1000, 1)}
+    return out
 
 
 # --- hostile process ---------------------------------------------------------------------
@@ -233,36 +292,21 @@ def summary(phase: Phase) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--broker", choices=["kafka", "tansu"], default="kafka")
-    parser.add_argument("--seconds", type=float, default=60, help="hostile phase")
-    parser.add_argument("--quiet-seconds", type=float, default=30)
-    parser.add_argument("--concurrency", type=int, default=7, help="hostile workers")
-    parser.add_argument("--flood-spans", type=int, default=20_000)
-    parser.add_argument("--kinds", default=",".join(KINDS), help=f"hostile kinds, comma-separated: {', '.join(KINDS)}")
-    args = parser.parse_args()
-    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
-    if not kinds or set(kinds) - set(KINDS):
-        parser.error(f"--kinds takes some of {', '.join(KINDS)}")
-
-    from lookout.testing.brokers import KafkaBroker, TansuBroker
-
-    broker = (KafkaBroker() if args.broker == "kafka" else TansuBroker()).start()
-    chdb = tempfile.mkdtemp(prefix="lookout-bench-hostile-")
-    ctx = mp.get_context("spawn")
+def run_mode(mode: str, args, kinds: tuple[str, ...], broker, ctx) -> dict:
+    """Warm-up, quiet and hostile phases against a server whose request work runs in `mode`."""
+    chdb = tempfile.mkdtemp(prefix=f"lookout-bench-hostile-{mode}-")
     server_end, here = ctx.Pipe()
     stop_server = ctx.Event()
-    server = ctx.Process(target=serve, args=(broker.bootstrap, broker.supports_idempotence, chdb, server_end,
-                                             stop_server), daemon=True)
-    results: dict = {"broker": args.broker, "cpus": os.cpu_count(), "load_before": os.getloadavg(),
-                     "hostile_kinds": kinds, "concurrency": args.concurrency, "flood_spans": args.flood_spans}
+    # Not daemonic: a daemonic process may not start ingest's worker processes.
+    server = ctx.Process(target=serve, args=(broker.bootstrap, broker.supports_idempotence, chdb, mode, server_end,
+                                             stop_server))
+    results: dict = {"work_mode": mode, "load_before": os.getloadavg()}
     try:
         server.start()
         info = here.recv()
         results["server_settings"] = info["settings"]
         url = info["url"]
-        progress(f"ingest + sink at {url}")
+        progress(f"[{mode}] ingest + sink at {url}")
 
         warmup, quiet, hostile = Phase("warmup"), Phase("quiet"), Phase("hostile")
         current = [warmup]
@@ -273,7 +317,7 @@ def main() -> None:
             t.start()
         time.sleep(5)
         current[0] = quiet
-        progress(f"quiet: normal traffic alone for {args.quiet_seconds:.0f} s")
+        progress(f"[{mode}] quiet: normal traffic alone for {args.quiet_seconds:.0f} s")
         time.sleep(args.quiet_seconds)
 
         attacker_end, attacker_here = ctx.Pipe()
@@ -281,13 +325,21 @@ def main() -> None:
                                                     args.flood_spans, kinds, attacker_end), daemon=True)
         attacker.start()
         assert attacker_here.recv() == "ready"
+        here.send("cpu")
+        cpu_before = here.recv()
         current[0] = hostile
-        progress(f"hostile: {args.concurrency} hostile workers beside normal traffic for {args.seconds:.0f} s")
+        results["load_hostile_start"] = os.getloadavg()
+        progress(f"[{mode}] hostile: {args.concurrency} hostile workers beside normal traffic for {args.seconds:.0f} s")
         hostile_report = attacker_here.recv()
+        here.send("cpu")
+        cpu_after = here.recv()
+        results["load_hostile_end"] = os.getloadavg()
         stop.set()
         for t in threads:
             t.join(120)
         attacker.join(30)
+        # What the server spent during the hostile phase, by part (item: does the sink compete?).
+        results["server_cpu_s_hostile"] = {k: round(cpu_after[k] - cpu_before.get(k, 0.0), 2) for k in cpu_after}
 
         stop_server.set()
         results["stored"] = here.recv()
@@ -310,14 +362,50 @@ def main() -> None:
             server.join(60)
             if server.is_alive():
                 server.kill()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--broker", choices=["kafka", "tansu"], default="kafka")
+    parser.add_argument("--seconds", type=float, default=60, help="hostile phase")
+    parser.add_argument("--quiet-seconds", type=float, default=30)
+    parser.add_argument("--concurrency", type=int, default=7, help="hostile workers")
+    parser.add_argument("--flood-spans", type=int, default=20_000)
+    parser.add_argument("--kinds", default=",".join(KINDS), help=f"hostile kinds, comma-separated: {', '.join(KINDS)}")
+    parser.add_argument("--modes", default="process",
+                        help="LOOKOUT_WORK_MODE of the server, comma-separated to compare in one run "
+                             "(e.g. thread,process: each mode gets its own server, quiet and hostile phases)")
+    args = parser.parse_args()
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    if not kinds or set(kinds) - set(KINDS):
+        parser.error(f"--kinds takes some of {', '.join(KINDS)}")
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    if not modes or set(modes) - {"process", "thread"}:
+        parser.error("--modes takes process and/or thread")
+
+    from lookout.testing.brokers import KafkaBroker, TansuBroker
+
+    results: dict = {"broker": args.broker, "cpus": os.cpu_count(), "load_before": os.getloadavg(),
+                     "hostile_kinds": kinds, "concurrency": args.concurrency, "flood_spans": args.flood_spans,
+                     "crossing_5000_events": crossing_costs(), "modes": {}}
+    broker = (KafkaBroker() if args.broker == "kafka" else TansuBroker()).start()
+    try:
+        ctx = mp.get_context("spawn")
+        for mode in modes:
+            results["modes"][mode] = run_mode(mode, args, kinds, broker, ctx)
+    finally:
         broker.close()
+    results["load_after"] = os.getloadavg()
     OUT.mkdir(exist_ok=True)
     (OUT / "hostile.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
-    v = results["verdict"]
-    progress(f"5xx: {v['5xx']} (target 0); slowest /healthz {v['slowest_healthz_ms']} ms (target < 250); "
-             f"normal p99 {results['hostile']['p99_ms']} ms under hostile load vs {results['quiet']['p99_ms']} ms "
-             f"quiet: x{v['p99_ratio_hostile_vs_quiet']} (target <= 2)")
+    for mode, r in results["modes"].items():
+        v = r["verdict"]
+        progress(f"[{mode}] 5xx: {v['5xx']} (target 0); slowest /healthz {v['slowest_healthz_ms']} ms (target < 250); "
+                 f"normal p99 {r['hostile']['p99_ms']} ms under hostile load vs {r['quiet']['p99_ms']} ms "
+                 f"quiet: x{v['p99_ratio_hostile_vs_quiet']} (target <= 2); load {r['load_before'][0]:.1f} -> "
+                 f"{r['load_after'][0]:.1f}")
 
 
 if __name__ == "__main__":

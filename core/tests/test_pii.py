@@ -433,9 +433,9 @@ def test_redaction_cost_grows_linearly_with_adversarial_text(kind):
     small, large = unit * (10_000 // len(unit)), unit * (100_000 // len(unit))
     find_pii(small)  # warm caches
     ratio = _cpu_seconds(large, 3) / max(_cpu_seconds(small, 5), 1e-4)
-    # Ten times the text may cost up to ~15 times as much (noise, allocation); a quadratic
-    # step or backtracking would show as ~100.
-    assert ratio <= 15, f"{kind}: 10x the text cost {ratio:.1f}x the time"
+    # Ten times the text may cost up to ~30 times as much (allocation, and cache contention on a
+    # loaded machine, where 21x was seen); a quadratic step or backtracking shows as ~100.
+    assert ratio <= 30, f"{kind}: 10x the text cost {ratio:.1f}x the time"
 
 
 def test_a_megabyte_of_addresses_is_fully_redacted():

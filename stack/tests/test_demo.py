@@ -14,6 +14,7 @@ import time
 from datetime import datetime
 
 import httpx
+import pytest
 
 from lookout.stack import demo
 from lookout.stack.demo_evaluator import DEMO_MODEL
@@ -48,6 +49,7 @@ def panel(base: str, headers: dict, panel_id: str) -> list[dict]:
     return [dict(zip(names, row, strict=True)) for row in body["rows"]]
 
 
+@pytest.mark.serial
 def test_demo_phases_show_in_the_stored_data_and_the_quality_loop_closes(tmp_path):
     port = free_port()
     base = f"http://127.0.0.1:{port}"

@@ -38,6 +38,18 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.message, self.field, self.headers = status, message, field, headers or {}
 
+    def __reduce__(self) -> tuple:
+        # Pickles whole, subclasses too (ingest raises it in worker processes); Exception's
+        # default would call the class with the message alone.
+        return _rebuild_api_error, (type(self), self.message, dict(self.__dict__))
+
+
+def _rebuild_api_error(cls: type[ApiError], message: str, state: dict) -> ApiError:
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, message)
+    exc.__dict__.update(state)
+    return exc
+
 
 def error_response(exc: ApiError) -> JSONResponse:
     body: dict = {"error": {"status": exc.status, "message": exc.message}}

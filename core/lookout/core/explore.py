@@ -9,9 +9,11 @@ responses are cut at TEXT_MAX characters (the field is named in `clipped`).
 
 Speed on large stores: the call list reads keys (ts, event_id) in widening time windows
 from the newest end (an hour, a day, a week, a month, then all), so a page reads the
-recent partitions only, and fetches previews for just the rows of the page; a call, a
-trace and a session are found through the bloom-filter indexes on event_id, trace_id
-and session_id.
+recent partitions only, and fetches previews for just the rows of the page by their sort
+keys. A call (with its scores and votes), a trace and a session are read by id through
+`id_lookup` (migration 0017), an index from each id to the sort keys of the rows that
+carry it: a few granules there, then exactly those rows, whatever the store's size or
+the rows' age, so no time hint is needed and a long session is read whole.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ TEXT_MAX = 256 * 1024
 PREVIEW_CHARS = 300
 ATTACHED_MAX = 500  # scores and feedback rows with one call
 TRACE_MAX_SPANS = 2000
+TRACES_PER_SESSION_MAX = 10_000
 PAGE_MAX = 200
 TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 # A call's question: its prompt's last user message (else its last message, else the prompt).
@@ -42,6 +45,11 @@ _QUESTION = (
     "JSONExtractArrayRaw(input)), arrayLast(m -> JSONExtractString(m, 'role') = 'user', JSONExtractArrayRaw(input)), "
     "arrayElement(JSONExtractArrayRaw(input), -1)), 'content'))"
 )
+# Keys of llm_calls rows, as a query parameter: the table's whole sort key.
+_CALL_KEYS = "{keys:Array(Tuple(String, String, DateTime64(3, 'UTC'), UUID))}"
+# Reads of rows by their sort keys (from id_lookup, migration 0017): a granule or two per
+# table, which one thread reads best, and the bloom-filter indexes would only add reads.
+BY_KEY = " SETTINGS max_threads = 1, use_skip_indexes = 0"
 _WINDOWS = (timedelta(hours=1), timedelta(days=1), timedelta(days=7), timedelta(days=31), None)
 
 
@@ -127,6 +135,14 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
+# Scores and votes are dated at or after their call (a score at its call's ts, a vote when
+# cast), so the semi-joins on them read only the partitions from the listing's time window
+# on, less a day's slack for a score dated by a client's clock: `scored_lo` (search_calls).
+_SINCE_SCORED = "ts >= {scored_lo:DateTime64(3, 'UTC')}"
+_SCORE_SLACK = timedelta(days=1)
+_OLDEST = datetime(1900, 1, 1, tzinfo=UTC)  # DateTime64's first day
+
+
 def _filters(q: CallQuery, params: dict[str, Any]) -> list[str]:
     where = [apps_clause(q.apps, params)]
     for column, value in (("app_id", q.app_id), ("model", q.model), ("model_version", q.model_version),
@@ -135,6 +151,10 @@ def _filters(q: CallQuery, params: dict[str, Any]) -> list[str]:
         if value is not None:
             params[f"f_{column}"] = value
             where.append(f"{column} = {{f_{column}:String}}")
+    for kind, value in (("session", q.session_id), ("trace", q.trace_id)):
+        if value is not None:  # the calls' sort keys from id_lookup: the primary key finds their granules
+            where.append(f"(app_id, model, ts, event_id) IN (SELECT app_id, sort, ts, row_id FROM id_lookup "
+                         f"WHERE kind = '{kind}' AND id = {{f_{kind}_id:String}} AND {apps_clause(q.apps, params)})")
     if q.since is not None:
         params["since"] = q.since
         where.append("ts >= {since:DateTime64(3, 'UTC')}")
@@ -156,11 +176,10 @@ def _filters(q: CallQuery, params: dict[str, Any]) -> list[str]:
         if q.score_max is not None:
             params["s_max"] = q.score_max
             inner.append("value <= {s_max:Float64}")
-        if q.since is not None:
-            inner.append("ts >= {since:DateTime64(3, 'UTC')}")
+        inner.append(_SINCE_SCORED)
         where.append(f"(app_id, event_id) IN (SELECT app_id, event_id FROM scores WHERE {' AND '.join(inner)})")
     if q.feedback is not None:
-        inner = [apps_clause(q.apps, params)]
+        inner = [apps_clause(q.apps, params), _SINCE_SCORED]
         if q.feedback == "up":
             inner.append("thumbs = 1")
         elif q.feedback == "down":
@@ -202,15 +221,18 @@ def search_calls(client: Any, q: CallQuery, *, limit: int = 50, cursor: Cursor |
         params.update(c_ts=cursor.ts, c_id=str(cursor.event_id), c_app=cursor.app_id)
     upper = _upper_bound(q, cursor)
     keys: Sequence[Sequence[Any]] = []
-    for window in _WINDOWS:
+    # A session or trace filter goes through id_lookup to its calls' granules: no windows.
+    windows = (None,) if q.session_id is not None or q.trace_id is not None else _WINDOWS
+    for window in windows:
         clause = list(where)
+        lower = q.since
         if window is not None:
-            lower = upper - window
-            if q.since is not None and lower <= q.since:
+            if q.since is not None and upper - window <= q.since:
                 window = None  # the window reaches past `since`: the filter alone bounds it
             else:
-                params["w_lo"] = lower
+                lower = params["w_lo"] = upper - window
                 clause.append("ts >= {w_lo:DateTime64(3, 'UTC')}")
+        params["scored_lo"] = max(_OLDEST, lower - _SCORE_SLACK) if lower is not None else _OLDEST
         keys = session.query(
             f"SELECT app_id, ts, event_id, model FROM llm_calls WHERE {' AND '.join(clause)} "
             "ORDER BY ts DESC, event_id, app_id LIMIT 1 BY app_id, event_id LIMIT {n:UInt32}",
@@ -225,13 +247,10 @@ def search_calls(client: Any, q: CallQuery, *, limit: int = 50, cursor: Cursor |
         "error, latency_ms, tokens_in, tokens_out, cost_usd, session_id, trace_id, "
         f"substring(output, 1, {PREVIEW_CHARS}) AS answer, "
         f"substring({_QUESTION}, 1, {PREVIEW_CHARS}) AS question "
-        # (app, model, ts) bounds follow the sort key, so only the page's granules are read.
-        "FROM llm_calls WHERE app_id IN {apps:Array(String)} AND model IN {models:Array(String)} "
-        "AND ts BETWEEN {lo:DateTime64(3, 'UTC')} AND {hi:DateTime64(3, 'UTC')} "
-        "AND (app_id, event_id) IN {pairs:Array(Tuple(String, UUID))} LIMIT 1 BY app_id, event_id",
-        parameters={"apps": sorted({r[0] for r in chosen}), "models": sorted({r[3] for r in chosen}),
-                    "lo": min(r[1] for r in chosen), "hi": max(r[1] for r in chosen),
-                    "pairs": [(r[0], str(r[2])) for r in chosen]})
+        # The page's rows by their whole sort key: only their granules are read (a page spans
+        # many apps and models, so many granules: read in parallel, unlike BY_KEY's).
+        f"FROM llm_calls WHERE (app_id, model, ts, event_id) IN {_CALL_KEYS} LIMIT 1 BY app_id, event_id",
+        parameters={"keys": [(r[0], r[3], r[1], str(r[2])) for r in chosen]})
     names = rows.column_names
     found = {(r[2], r[0]): {k: _iso(v) for k, v in zip(names, r, strict=True)} for r in rows.result_rows}
     summaries = [found[(app, event)] for app, _, event, _ in chosen if (app, event) in found]
@@ -250,49 +269,29 @@ _CALL_COLUMNS = (
 
 
 def apps_with_call(client: Any, apps: Apps, event_id: uuid.UUID, limit: int = 10) -> list[str]:
+    """The apps (of `apps`) that stored a call with this id: ids are client-chosen, so two
+    apps may share one."""
     params: dict[str, Any] = {"id": str(event_id), "n": limit}
     rows = Session.of(client).query(
-        f"SELECT DISTINCT app_id FROM llm_calls WHERE event_id = {{id:UUID}} AND {apps_clause(apps, params)} "
-        "ORDER BY app_id LIMIT {n:UInt32}", parameters=params).result_rows
+        "SELECT DISTINCT app_id FROM id_lookup WHERE kind = 'call' AND id = {id:String} "
+        f"AND {apps_clause(apps, params)} ORDER BY app_id LIMIT {{n:UInt32}}", parameters=params).result_rows
     return [r[0] for r in rows]
 
 
-def _near(event_id: uuid.UUID, around: datetime | None, days: int = 1) -> tuple[datetime, datetime] | None:
-    """A time window that holds the call: around a time the caller knows (a list row, the
-    call a trace or session was opened from), or the time inside a UUIDv7 event id (the
-    SDK's); None when neither is known (the bloom-filter index alone finds it)."""
-    if around is None and event_id.version == 7:
-        around = datetime.fromtimestamp((event_id.int >> 80) / 1000, UTC)
-    if around is None:
-        return None
-    around = around if around.tzinfo else around.replace(tzinfo=UTC)
-    return around - timedelta(days=days), around + timedelta(days=days)
+def _keys_of(kind: str, columns: str = "app_id, sort, ts, row_id") -> str:
+    """The sort keys id_lookup holds for `kind` rows of id {id} in app {app}, the newest {n}."""
+    return (f"(SELECT {columns} FROM id_lookup WHERE kind = '{kind}' AND id = {{id:String}} "
+            "AND app_id = {app:String} ORDER BY ts DESC LIMIT 1 BY app_id, row_id LIMIT {n:UInt32})")
 
 
-def call(client: Any, app_id: str, event_id: uuid.UUID, *, around: datetime | None = None) -> dict[str, Any] | None:
-    """App `app_id`'s call with this id, its scores (with evaluators), votes and reviews,
-    and the open review task if there is one."""
+def call(client: Any, app_id: str, event_id: uuid.UUID) -> dict[str, Any] | None:
+    """App `app_id`'s call with this id, its scores (with evaluators), votes and reviews.
+    Each table reads exactly the rows id_lookup names for the id (its primary key)."""
     session = Session.of(client)
     params: dict[str, Any] = {"id": str(event_id), "app": app_id, "n": ATTACHED_MAX + 1}
-    window = _near(event_id, around)
-    where = "app_id = {app:String} AND event_id = {id:UUID}"
-    # First the call's sort key from small columns (the bloom index finds its granules), then
-    # the whole row by that key: one granule of the big text columns, not the index block's four.
-    found: Sequence[Sequence[Any]] = []
-    if window:
-        params.update(w_lo=window[0], w_hi=window[1])
-        found = session.query(
-            f"SELECT model, ts FROM llm_calls WHERE {where} "
-            "AND ts BETWEEN {w_lo:DateTime64(3, 'UTC')} AND {w_hi:DateTime64(3, 'UTC')} LIMIT 1",
-            parameters=params).result_rows
-    if not found:  # no hint, or a wrong one (a stale link, a UUIDv7 minted apart from the call's ts)
-        found = session.query(f"SELECT model, ts FROM llm_calls WHERE {where} LIMIT 1", parameters=params).result_rows
-    if not found:
-        return None
-    params.update(model=found[0][0], ts=found[0][1], after=found[0][1] - timedelta(days=1))
     result = session.query(
-        f"SELECT {_CALL_COLUMNS} FROM llm_calls WHERE app_id = {{app:String}} AND model = {{model:String}} "
-        "AND ts = {ts:DateTime64(3, 'UTC')} AND event_id = {id:UUID} LIMIT 1", parameters=params)
+        f"SELECT {_CALL_COLUMNS} FROM llm_calls WHERE (app_id, model, ts, event_id) IN {_keys_of('call')} "
+        f"ORDER BY ts DESC LIMIT 1{BY_KEY}", parameters=params)
     if not result.result_rows:
         return None
     record = {k: _iso(v) for k, v in zip(result.column_names, result.result_rows[0], strict=True)}
@@ -302,23 +301,21 @@ def call(client: Any, app_id: str, event_id: uuid.UUID, *, around: datetime | No
             message["content"] = message["content"][:TEXT_MAX]
             record.setdefault("clipped", []).append("input")
     _clip(record, ("prompt", "output", "error", "reference"))
-    scores = session.query(
-        "SELECT score_id, name, value, label, source, evaluator, evaluator_version, substring(explanation, 1, 4000), "
-        "cost_usd, ts FROM scores WHERE app_id = {app:String} AND event_id = {id:UUID} "
-        "AND ts >= {after:DateTime64(3, 'UTC')} "
-        "ORDER BY ts DESC LIMIT 1 BY score_id LIMIT {n:UInt32}", parameters=params)
     names = ("score_id", "name", "value", "label", "source", "evaluator", "evaluator_version", "explanation",
              "cost_usd", "ts")
-    record["scores"] = [{k: _iso(v) for k, v in zip(names, r, strict=True)} for r in scores.result_rows[:ATTACHED_MAX]]
+    scores = session.query(
+        "SELECT score_id, name, value, label, source, evaluator, evaluator_version, substring(explanation, 1, 4000), "
+        f"cost_usd, ts FROM scores WHERE (app_id, name, ts, score_id) IN {_keys_of('score')} "
+        f"AND event_id = {{id:UUID}} ORDER BY ts DESC LIMIT 1 BY score_id{BY_KEY}", parameters=params).result_rows
+    record["scores"] = [{k: _iso(v) for k, v in zip(names, r, strict=True)} for r in scores[:ATTACHED_MAX]]
+    names = ("feedback_id", "source", "author", "thumbs", "rating", "labels", "corrected_output", "comment", "ts")
     feedback = session.query(
         "SELECT feedback_id, source, author, thumbs, rating, labels, substring(corrected_output, 1, 65536), "
-        "substring(comment, 1, 4000), ts FROM feedback WHERE app_id = {app:String} AND event_id = {id:UUID} "
-        "AND ts >= {after:DateTime64(3, 'UTC')} "
-        "ORDER BY ts DESC LIMIT 1 BY feedback_id LIMIT {n:UInt32}", parameters=params)
-    names = ("feedback_id", "source", "author", "thumbs", "rating", "labels", "corrected_output", "comment", "ts")
-    record["feedback"] = [{k: _iso(v) for k, v in zip(names, r, strict=True)}
-                          for r in feedback.result_rows[:ATTACHED_MAX]]
-    if len(scores.result_rows) > ATTACHED_MAX or len(feedback.result_rows) > ATTACHED_MAX:
+        "substring(comment, 1, 4000), ts FROM feedback WHERE (app_id, ts, feedback_id) IN "
+        f"{_keys_of('vote', 'app_id, ts, row_id')} AND event_id = {{id:UUID}} "
+        f"ORDER BY ts DESC LIMIT 1 BY feedback_id{BY_KEY}", parameters=params).result_rows
+    record["feedback"] = [{k: _iso(v) for k, v in zip(names, r, strict=True)} for r in feedback[:ATTACHED_MAX]]
+    if len(scores) > ATTACHED_MAX or len(feedback) > ATTACHED_MAX:
         record["truncated"] = True
     return record
 
@@ -326,45 +323,39 @@ def call(client: Any, app_id: str, event_id: uuid.UUID, *, around: datetime | No
 # --- traces --------------------------------------------------------------------------------------
 
 
-def trace(client: Any, apps: Apps, trace_id: str, *, max_spans: int = TRACE_MAX_SPANS,
-          around: datetime | None = None) -> dict[str, Any] | None:
+def trace(client: Any, apps: Apps, trace_id: str, *, max_spans: int = TRACE_MAX_SPANS) -> dict[str, Any] | None:
     """The steps of a trace as a tree: `spans` in depth-first order, each with its `depth`,
     `offset_ms` from the trace's start, `duration_ms` and `children` (span ids); calls the
-    SDK stored with this trace id (no OTLP span) join as LLM steps."""
-    if around is not None:  # the trace of a call the caller opened: its days' partitions only
-        around = around if around.tzinfo else around.replace(tzinfo=UTC)
-        near = _trace(client, apps, trace_id, max_spans, (around - timedelta(days=1), around + timedelta(days=1)))
-        if near is not None:
-            return near
-    return _trace(client, apps, trace_id, max_spans, None)  # a wrong hint costs one more read
-
-
-def _trace(client: Any, apps: Apps, trace_id: str, max_spans: int,
-           window: tuple[datetime, datetime] | None) -> dict[str, Any] | None:
+    SDK stored with this trace id (no OTLP span) join as LLM steps. At most `max_spans`
+    steps: a longer trace is cut, `truncated` says so and `spans_total` / `calls_total`
+    count what is stored."""
     session = Session.of(client)
     params: dict[str, Any] = {"t": trace_id, "n": max_spans + 1}
-    apps_sql = apps_clause(apps, params)
-    if window is not None:
-        params.update(w_lo=window[0], w_hi=window[1])
-        apps_sql += " AND ts BETWEEN {w_lo:DateTime64(3, 'UTC')} AND {w_hi:DateTime64(3, 'UTC')}"
+    scope = apps_clause(apps, params)
+    # Where the trace lives, from id_lookup (migration 0017): the apps and days of its spans
+    # (the sort key (app_id, trace_id) inside those partitions), the sort keys of its calls.
     steps = session.query(
         "SELECT span_key, app_id, span_id, parent_span_id, ts, duration_ms, kind, name, status, "
         "substring(error, 1, 2000) AS error, event_id, provider, model, tokens_in, tokens_out, cost_usd, "
-        f"substring(input, 1, {TEXT_MAX}) AS input, substring(output, 1, {TEXT_MAX}) AS output, attributes, source, "
-        f"source_version, session_id FROM trace_spans WHERE trace_id = {{t:String}} AND {apps_sql} "
-        "ORDER BY ts LIMIT 1 BY app_id, span_id LIMIT {n:UInt32}", parameters=params)
+        f"substring(input, 1, {TEXT_MAX}) AS input, substring(output, 1, {TEXT_MAX}) AS output, attributes, "
+        "source, source_version, session_id FROM trace_spans WHERE trace_id = {t:String} AND (app_id, toDate(ts)) IN "
+        f"(SELECT app_id, toDate(ts) FROM id_lookup WHERE kind = 'span' AND id = {{t:String}} AND {scope}) "
+        f"ORDER BY ts LIMIT 1 BY app_id, span_id LIMIT {{n:UInt32}}{BY_KEY}", parameters=params)
     calls = session.query(
-        "SELECT event_id, app_id, span_id, metadata['otlp.parent_span_id'] AS parent_span_id, ts, latency_ms, model, "
-        "provider, status, substring(error, 1, 2000) AS error, tokens_in, tokens_out, cost_usd, session_id, "
-        f"substring(output, 1, {PREVIEW_CHARS}) AS answer FROM llm_calls "
-        f"WHERE trace_id = {{t:String}} AND {apps_sql} ORDER BY ts LIMIT 1 BY app_id, event_id LIMIT {{n:UInt32}}",
-        parameters=params)
+        "SELECT event_id, app_id, span_id, metadata['otlp.parent_span_id'] AS parent_span_id, ts, latency_ms, "
+        "model, provider, status, substring(error, 1, 2000) AS error, tokens_in, tokens_out, cost_usd, session_id, "
+        f"substring(output, 1, {PREVIEW_CHARS}) AS answer FROM llm_calls WHERE (app_id, model, ts, event_id) IN "
+        f"(SELECT app_id, sort, ts, row_id FROM id_lookup WHERE kind = 'trace' AND id = {{t:String}} AND {scope} "
+        "ORDER BY ts LIMIT 1 BY app_id, row_id LIMIT {n:UInt32}) "
+        f"ORDER BY ts LIMIT 1 BY app_id, event_id{BY_KEY}", parameters=params)
+    steps_rows, steps_names = steps.result_rows, steps.column_names
+    calls_rows, calls_names = calls.result_rows[:max_spans], calls.column_names
     nodes: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in steps.result_rows:
-        node = {k: _iso(v) for k, v in zip(steps.column_names, row, strict=True)}
+    for row in steps_rows:
+        node = {k: _iso(v) for k, v in zip(steps_names, row, strict=True)}
         nodes[(node["app_id"], node["span_id"])] = node
-    for row in calls.result_rows:
-        found = {k: _iso(v) for k, v in zip(calls.column_names, row, strict=True)}
+    for row in calls_rows:
+        found = {k: _iso(v) for k, v in zip(calls_names, row, strict=True)}
         key = (found["app_id"], found["span_id"] or str(found["event_id"]))
         node = nodes.get(key)
         if node is None:  # a call of the SDK (or one whose span row is not stored yet)
@@ -380,9 +371,17 @@ def _trace(client: Any, apps: Apps, trace_id: str, max_spans: int,
         node["answer"] = found["answer"]
     if not nodes:
         return None
-    truncated = len(steps.result_rows) > max_spans or len(calls.result_rows) > max_spans
+    truncated = len(steps_rows) > max_spans or len(calls.result_rows) > max_spans or len(nodes) > max_spans
     ordered = _tree(list(nodes.values()))[:max_spans]
-    return {"trace_id": trace_id, "spans": ordered, "truncated": truncated}
+    result: dict[str, Any] = {"trace_id": trace_id, "spans": ordered, "truncated": truncated}
+    if truncated:  # what a cut trace holds in all, for the reader to know how much is missing
+        totals = session.query(
+            "SELECT (SELECT uniqExact(app_id, span_id) FROM trace_spans WHERE trace_id = {t:String} AND "
+            f"(app_id, toDate(ts)) IN (SELECT app_id, toDate(ts) FROM id_lookup WHERE kind = 'span' "
+            f"AND id = {{t:String}} AND {scope})), (SELECT uniqExact(app_id, row_id) FROM id_lookup "
+            f"WHERE kind = 'trace' AND id = {{t:String}} AND {scope}){BY_KEY}", parameters=params).result_rows[0]
+        result.update(spans_total=totals[0], calls_total=totals[1])
+    return result
 
 
 def _tree(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -422,48 +421,43 @@ def _tree(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def session_calls(client: Any, apps: Apps, session_id: str, *, limit: int = 100,
-                  cursor: Cursor | None = None, around: datetime | None = None) -> Page:
+                  cursor: Cursor | None = None) -> Page:
     """The calls of a session (conversation) oldest first, as turns: the prompt's last user
     message, the answer, and ids to open each call or its trace. A call belongs to the
     session named on it, or on any step of its trace (an agent run's conversation id,
-    exported apart from the model calls below it). `around`: a time in the session (the
-    call it was opened from); the session is then read within a week of it."""
+    exported apart from the model calls below it). The whole session, however long it
+    ran, page by page; a session of more than TRACES_PER_SESSION_MAX traces is read
+    through its first ones only, and says so (`truncated`)."""
     session = Session.of(client)
     limit = max(1, min(limit, PAGE_MAX))
-    params: dict[str, Any] = {"s": session_id, "n": limit + 1, "traces_max": 1000}
+    params: dict[str, Any] = {"s": session_id, "n": limit + 1, "traces_max": TRACES_PER_SESSION_MAX,
+                              "over": TRACES_PER_SESSION_MAX + 1}
     scope = apps_clause(apps, params)
-    if around is not None:
-        around = around if around.tzinfo else around.replace(tzinfo=UTC)
-        params.update(w_lo=around - timedelta(days=7), w_hi=around + timedelta(days=7))
-        scope += " AND ts BETWEEN {w_lo:DateTime64(3, 'UTC')} AND {w_hi:DateTime64(3, 'UTC')}"
-    where = [scope]
+    # One query through id_lookup (migration 0017): the traces whose steps name the session;
+    # the sort keys of one page of the calls that name it or belong to one of those traces;
+    # those calls' rows by their keys; and whether the session had more traces than read.
+    traces = (f"SELECT app_id, sort FROM id_lookup WHERE kind = 'span_session' AND id = {{s:String}} AND {scope} "
+              "ORDER BY ts, sort LIMIT 1 BY app_id, sort")
+    searched = f"{traces} LIMIT {{traces_max:UInt32}}"
+    where = [scope, f"((kind = 'session' AND id = {{s:String}}) OR (kind = 'trace' AND id IN (SELECT sort FROM "
+                    f"({searched})) AND (app_id, id) IN ({searched})))"]
     if cursor is not None:
         where.append("(ts > {c_ts:DateTime64(3, 'UTC')} OR (ts = {c_ts:DateTime64(3, 'UTC')} "
-                     "AND (event_id, app_id) > ({c_id:UUID}, {c_app:String})))")
+                     "AND (row_id, app_id) > ({c_id:UUID}, {c_app:String})))")
         params.update(c_ts=cursor.ts, c_id=str(cursor.event_id), c_app=cursor.app_id)
-    columns = ("SELECT event_id, ts, app_id, model, status, latency_ms, tokens_in, tokens_out, cost_usd, trace_id, "
-               f"substring({_QUESTION}, 1, {TEXT_MAX}) AS question, substring(output, 1, {TEXT_MAX}) AS answer "
-               "FROM llm_calls WHERE ")
-    order = " ORDER BY ts, event_id, app_id LIMIT 1 BY app_id, event_id LIMIT {n:UInt32}"
-    named = session.query(columns + " AND ".join([*where, "session_id = {s:String}"]) + order, parameters=params)
-    traces = session.query(
-        f"SELECT DISTINCT app_id, trace_id FROM trace_spans WHERE {scope} AND session_id = {{s:String}} "
-        "LIMIT {traces_max:UInt32}", parameters=params).result_rows
-    found = {(r[2], r[0]): r for r in named.result_rows}
-    if traces:
-        params["traces"] = [(app, trace) for app, trace in traces]
-        params["trace_ids"] = sorted({trace for _, trace in traces})
-        joined = session.query(
-            columns + " AND ".join([*where, "trace_id IN {trace_ids:Array(String)}",
-                                    "(app_id, trace_id) IN {traces:Array(Tuple(String, String))}"]) + order,
-            parameters=params)
-        found.update({(r[2], r[0]): r for r in joined.result_rows})
-    ordered = sorted(found.values(), key=lambda r: (r[1], str(r[0]), r[2]))[: limit + 1]
-    page = [{k: _iso(v) for k, v in zip(named.column_names, r, strict=True)} for r in ordered[:limit]]
-    if not page and around is not None and cursor is None:  # a wrong hint: the whole store
-        return session_calls(client, apps, session_id, limit=limit)
+    rows = session.query(
+        f"WITH (SELECT count() FROM ({traces} LIMIT {{over:UInt32}})) AS traces_found "
+        "SELECT event_id, ts, app_id, model, status, latency_ms, tokens_in, tokens_out, cost_usd, trace_id, "
+        f"substring({_QUESTION}, 1, {TEXT_MAX}) AS question, substring(output, 1, {TEXT_MAX}) AS answer, "
+        "traces_found > {traces_max:UInt32} AS traces_cut FROM llm_calls WHERE (app_id, model, ts, event_id) IN "
+        f"(SELECT app_id, sort, ts, row_id FROM id_lookup WHERE {' AND '.join(where)} "
+        "ORDER BY ts, row_id, app_id LIMIT 1 BY app_id, row_id LIMIT {n:UInt32}) "
+        f"ORDER BY ts, event_id, app_id LIMIT 1 BY app_id, event_id{BY_KEY}", parameters=params)
+    names = rows.column_names[:-1]
+    found = rows.result_rows
+    truncated = bool(found) and bool(found[0][-1])
+    page = [{k: _iso(v) for k, v in zip(names, r[:-1], strict=True)} for r in found[:limit]]
     if not page:
-        return Page([], None)
-    last = ordered[len(page) - 1]
-    return Page(page, Cursor(last[1], last[0], last[2]) if len(ordered) > limit else None)
-
+        return Page([], None, truncated)
+    last = found[len(page) - 1]
+    return Page(page, Cursor(last[1], last[0], last[2]) if len(found) > limit else None, truncated)

@@ -48,6 +48,7 @@ def onnx_encoder(tmp_path_factory):
     return build_encoder("onnx-int8", cache_dir=str(tmp_path_factory.mktemp("onnx")))
 
 
+@pytest.mark.serial
 @pytest.mark.timeout(900)
 async def test_a_burst_on_two_streams_flags_the_shifted_one_within_four_minutes_and_never_the_other(
     kafka_broker, settings_for, onnx_encoder, tokenizer
@@ -128,6 +129,7 @@ async def test_length_only_and_vocabulary_only_shifts_are_caught_from_unsampled_
         assert emb and emb[0].details["evidence"]["observed"] < first.details["evidence"]["observed"] / 4
 
 
+@pytest.mark.serial
 @pytest.mark.timeout(900)
 async def test_a_restart_in_the_middle_of_accumulating_evidence_resumes_it(
     kafka_broker, settings_for, encoder, tokenizer

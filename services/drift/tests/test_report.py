@@ -7,6 +7,7 @@ import random
 import time
 import uuid
 
+import pytest
 from corpus import answer, questions
 from test_service import EVERY, REF, T0, Traffic, api, produce
 
@@ -48,6 +49,7 @@ def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
 
+@pytest.mark.serial
 async def test_a_drifted_result_has_an_evidently_report_of_its_own_window(kafka_ingest_stack, encoder, tokenizer):
     s = drift_settings(kafka_ingest_stack.settings)
     traffic = Traffic(seed=11)

@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from corpus import answer, questions
 from fastapi import FastAPI
 
@@ -131,6 +132,7 @@ def first_drifted(signal: str):
     return lambda rs: any(r.signal == signal and r.drifted for r in rs)
 
 
+@pytest.mark.serial
 async def test_a_topic_shift_is_reported_as_soon_as_evidence_crosses_with_its_share_and_examples(
     settings, encoder, tokenizer
 ):

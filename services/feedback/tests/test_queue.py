@@ -137,6 +137,7 @@ async def test_a_claim_requested_before_the_log_started_says_so():
     assert log._waiting == {}  # nothing left waiting for an answer that cannot come
 
 
+@pytest.mark.serial
 @pytest.mark.slow
 def test_20_reviewers_on_two_instances_review_500_tasks_each_exactly_once(feedback_pair):
     stack = feedback_pair

@@ -1,8 +1,11 @@
 """A hostile body costs its sender, not everyone else: a megabyte of e-mail-like words is
-redacted on a worker thread while /healthz and other clients keep their answers coming."""
+redacted in a worker process while /healthz and other clients keep their answers coming,
+and a worker that dies mid-request costs that request a 503, nothing else."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
@@ -25,7 +28,7 @@ def stack(tansu_broker, chdb_path):
         clickhouse_dsn=f"chdb://{chdb_path}", clickhouse_database="hostile", kafka_topic_partitions=1,
     )
     # One thread and one queued request per key: a flood of three at once meets the limit.
-    settings = ingest_settings_for(common).model_copy(update={"work_threads_per_key": 1, "work_queue_per_key": 1})
+    settings = ingest_settings_for(common).model_copy(update={"work_workers_per_key": 1, "work_queue_per_key": 1})
     s = IngestStack(settings).start()
     yield s
     s.close()
@@ -88,6 +91,7 @@ def test_a_megabyte_of_addresses_is_redacted_while_healthz_keeps_answering(stack
     assert redactions == 142_000
 
 
+@pytest.mark.serial
 def test_a_full_batch_at_the_body_limit_is_stored_while_healthz_keeps_answering(stack):
     # 5 000 events with PII in each, ~9 MB: intake, redaction, produce and the sink's
     # parsing of them all stay off the loop that answers /healthz.
@@ -138,3 +142,38 @@ def test_other_clients_are_served_while_one_sends_hostile_bodies(stack):
     assert busy.headers["Retry-After"] and "retry later" in busy.json()["error"]["message"]
     # A normal call never waits for a hostile one to finish redacting (about a second each).
     assert max(latencies) < 1.0, latencies
+
+
+def test_a_worker_process_killed_mid_request_answers_503_with_retry_after_and_is_replaced(stack):
+    runner = stack.service.ctx.workers.runner
+    assert stack.settings.work_mode == "process"
+    before = runner.pids()
+    text = "call +44 20 7946 0958 or write to x@example.com " * 26
+    body = orjson.dumps({"events": [llm_call("dies", output=text) for _ in range(4000)]})
+    answer: list[httpx.Response] = []
+
+    def post() -> None:
+        with stack.http(timeout=120) as http:
+            answer.append(http.post("/v1/events", content=body, headers={"Content-Type": "application/json"}))
+
+    started = runner.jobs_started()
+    poster = threading.Thread(target=post)
+    poster.start()
+    deadline = time.monotonic() + 30
+    while runner.jobs_started() == started and time.monotonic() < deadline:
+        time.sleep(0.002)
+    time.sleep(0.05)  # the job is a second or more of decoding and redaction: it is running now
+    for pid in before:  # the idle workers too: they are replaced before their next job
+        os.kill(pid, signal.SIGKILL)
+    poster.join(60)
+    (r,) = answer
+    assert r.status_code == 503, r.text
+    assert r.headers["Retry-After"] == str(stack.settings.retry_after_s)
+    assert "worker process" in r.json()["error"]["message"]
+    # The next requests are served by new workers, and the stack never stopped answering.
+    with stack.http() as http:
+        assert http.get("/healthz").status_code == 200
+        for i in range(3):
+            r = http.post("/v1/events", json={"events": [llm_call("dies", i=i)]})
+            assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
+    assert not set(runner.pids()) & set(before)

@@ -48,9 +48,13 @@ def broker(request):
 
 @pytest.fixture(scope="session")
 def chdb_path() -> Path:
-    # One chdb path for the whole test process (chdb's limit); removed by the OS tmp reaper.
-    path = Path(os.environ.get("LOOKOUT_TEST_CHDB") or tempfile.mkdtemp(prefix="lookout-chdb-"))
-    return path
+    # One chdb path per test process (chdb's limit): under pytest-xdist each worker has its own.
+    # Removed by the OS tmp reaper.
+    chosen = os.environ.get("LOOKOUT_TEST_CHDB")
+    if chosen:
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        return Path(f"{chosen}-{worker}") if worker else Path(chosen)
+    return Path(tempfile.mkdtemp(prefix="lookout-chdb-"))
 
 
 def _unique(prefix: str) -> str:

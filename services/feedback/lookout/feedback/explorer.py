@@ -35,7 +35,6 @@ _COVERAGE_SOURCES_MAX = 100
 _DROPPED_MAX = 50
 
 Text = Annotated[str | None, Query(max_length=256)]
-Around = Annotated[datetime | None, Query(description="A time in it (the call it was opened from): read near it.")]
 
 
 @dataclass
@@ -126,7 +125,6 @@ def build_router(ctx: ExplorerContext) -> APIRouter:
         event_id: uuid.UUID, reviewer: Reviewer = Depends(viewer),
         app_id: Annotated[str | None, Query(max_length=128, description="The call's app, when several apps used "
                                                                           "this id.")] = None,
-        around: Around = None,
     ) -> dict:
         """One call with its scores (and evaluators), votes and reviews, and its review tasks."""
         missing = ApiError(404, f"no call with event_id {event_id}", field="event_id")
@@ -141,8 +139,7 @@ def build_router(ctx: ExplorerContext) -> APIRouter:
         if len(found) > 1 and app_id is None:
             raise ApiError(409, f"event_id {event_id} was used by several apps ({', '.join(found)}); "
                                 "choose one with ?app_id=", field="app_id")
-        record = await run_in_threadpool(started(ctx.session).run, explore.call, found[0], event_id,
-                                         around=_utc(around, "around"))
+        record = await run_in_threadpool(started(ctx.session).run, explore.call, found[0], event_id)
         if record is None:
             raise missing
         record["review_tasks"] = await run_in_threadpool(
@@ -155,11 +152,10 @@ def build_router(ctx: ExplorerContext) -> APIRouter:
     async def get_trace(
         trace_id: Annotated[str, PathParam(min_length=32, max_length=32, pattern="^[0-9a-fA-F]{32}$")],
         reviewer: Reviewer = Depends(viewer),
-        around: Around = None,
     ) -> dict:
-        """The trace as a tree of steps with timings, of the reviewer's apps only."""
-        found = await run_in_threadpool(started(ctx.session).run, explore.trace, _apps(reviewer), trace_id.lower(),
-                                        around=_utc(around, "around"))
+        """The trace as a tree of steps with timings, of the reviewer's apps only; at most
+        2000 steps (`truncated`, with `spans_total` and `calls_total`, beyond)."""
+        found = await run_in_threadpool(started(ctx.session).run, explore.trace, _apps(reviewer), trace_id.lower())
         if found is None:
             raise ApiError(404, f"no trace {trace_id}", field="trace_id")
         return found
@@ -170,11 +166,11 @@ def build_router(ctx: ExplorerContext) -> APIRouter:
         reviewer: Reviewer = Depends(viewer),
         limit: Annotated[int, Query(ge=1, le=explore.PAGE_MAX)] = 100,
         cursor: Annotated[str | None, Query(max_length=1000)] = None,
-        around: Around = None,
     ) -> dict:
-        """A session (stored, pseudonymous id) as a conversation, oldest turn first."""
+        """A session (stored, pseudonymous id) as a conversation, oldest turn first, however
+        long it ran (`next` pages on)."""
         page = await run_in_threadpool(started(ctx.session).run, explore.session_calls, _apps(reviewer), session_id,
-                                       limit=limit, cursor=_cursor(cursor), around=_utc(around, "around"))
+                                       limit=limit, cursor=_cursor(cursor))
         if not page.rows and cursor is None:
             raise ApiError(404, f"no session {session_id}", field="session_id")
         return {"session_id": session_id, **_page(page)}

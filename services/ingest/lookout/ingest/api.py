@@ -3,7 +3,6 @@ GET /v1/traces/{trace_id}, GET /v1/sessions/{session_id}."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import uuid
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from .enrich import Enricher
 from .otlp import response as otlp_response
 from .publisher import EventPublisher, Unavailable
 from .settings import IngestSettings
-from .workers import Busy, WorkerPool
+from .workers import Busy, WorkerLost, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -84,18 +83,19 @@ def build_router(ctx: IngestContext) -> APIRouter:
     api_key = api_key_dependency(lambda: ctx.keys)
 
     async def prepared(step, *args, key: ApiKey, **kwargs) -> prepare.Prepared:
-        # Decoding, validation and redaction are CPU work: on a worker thread, never the loop.
-        work = functools.partial(step, *args, key=key, enricher=ctx.enricher, **kwargs)
+        # Decoding, validation and redaction are CPU work: on a worker (the worker's own
+        # enricher is passed to `step`), never on the loop.
+        retry = {"Retry-After": str(ctx.settings.retry_after_s)}
         try:
-            return await started(ctx.workers).run(key.key_id, work)
+            return await started(ctx.workers).run(key.key_id, step, *args, key=key, **kwargs)
         except Busy as exc:
-            raise ApiError(
-                429, f"{exc}; retry later", headers={"Retry-After": str(ctx.settings.retry_after_s)}
-            ) from None
+            raise ApiError(429, f"{exc}; retry later", headers=retry) from None
+        except WorkerLost as exc:
+            raise ApiError(503, f"{exc}; retry later", headers=retry) from None
 
     async def publish(route: str, ready: prepare.Prepared) -> int:
         REDACTED.inc(ready.redactions)
-        if ready.calls:
+        if ready.records:
             try:
                 await started(ctx.publisher).publish_records(ready.records)
             except Unavailable as exc:
@@ -112,9 +112,9 @@ def build_router(ctx: IngestContext) -> APIRouter:
             raise ApiError(
                 503, f"{exc}; retry later", headers={"Retry-After": str(ctx.settings.retry_after_s)}
             ) from None
-        ACCEPTED.labels(route).inc(len(ready.calls))
+        ACCEPTED.labels(route).inc(ready.accepted)
         REJECTED.labels(route).inc(len(ready.rejected))
-        return len(ready.calls)
+        return ready.accepted
 
     @router.post("/v1/events", tags=["ingest"])
     async def post_events(request: Request, key: ApiKey = Depends(api_key)) -> dict:

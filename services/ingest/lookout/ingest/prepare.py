@@ -1,7 +1,12 @@
-"""The CPU part of each intake route, from body bytes to calls ready to produce: decoding,
-validation, the key's app check, and enrichment (PII redaction, pseudonyms, prices). All of
-it runs on a worker thread (workers.WorkerPool), never on the event loop: a body can hold
-10 MiB of hostile text, and the loop must keep answering everyone else meanwhile."""
+"""The CPU part of each intake route, from body bytes to Kafka records ready to produce:
+decoding, validation, the key's app check, and enrichment (PII redaction, pseudonyms,
+prices). All of it runs on a worker (workers.WorkerPool: a worker process by default), never
+on the event loop: a body can hold 10 MiB of hostile text, and the loop must keep answering
+everyone else meanwhile.
+
+What goes in and out crosses a process boundary, so it is kept cheap to pickle: body bytes
+and the key in; records (bytes), rejections and counts out. A pydantic graph of the calls
+would cost far more to send back than the records it becomes (bench/RESULTS.md)."""
 
 from __future__ import annotations
 
@@ -17,50 +22,52 @@ from . import intake, otlp
 from .enrich import Enricher
 from .publisher import encode, encode_scores, encode_steps
 
+Records = list[tuple[bytes, bytes]]  # Kafka (key, value)
+
 
 @dataclass
 class Prepared:
-    calls: list[LlmCall]
+    records: Records  # the accepted calls, for llm.events
     rejected: list[dict[str, Any]] = field(default_factory=list)  # {"index", "field", "message"}
     redactions: int = 0
     ignored: int = 0  # OTLP spans that are not GenAI calls
-    # OTLP's trace steps (llm.spans) and client evaluations (llm.scores), encoded
-    step_records: list[tuple[bytes, bytes]] = field(default_factory=list)
-    score_records: list[tuple[bytes, bytes]] = field(default_factory=list)
+    # OTLP's trace steps (llm.spans) and client evaluations (llm.scores)
+    step_records: Records = field(default_factory=list)
+    score_records: Records = field(default_factory=list)
     coverage: otlp.coverage.Coverage | None = None
-    records: list[tuple[bytes, bytes]] = field(init=False)  # the calls as Kafka (key, value)
 
-    def __post_init__(self) -> None:
-        self.records = encode(self.calls)
+    @property
+    def accepted(self) -> int:
+        return len(self.records)
 
 
 def events(
+    enricher: Enricher,
     body: bytes,
     content_type: str | None,
     content_encoding: str | None,
     *,
     key: ApiKey,
-    enricher: Enricher,
     max_bytes: int,
     max_events: int,
 ) -> Prepared:
-    """POST /v1/events."""
+    """POST /v1/events (on a worker: `enricher` is the worker's own)."""
     try:
         payload = intake.decode_body(body, content_type, content_encoding, max_bytes=max_bytes)
         accepted, rejected = intake.validate_events(payload, max_events=max_events)
     except intake.IntakeError as exc:
         raise ApiError(exc.status, exc.message, exc.field) from None
     calls, redactions = _enrich((call for _, call in accepted), key, enricher)
-    return Prepared(calls, [r.as_dict() for r in rejected], redactions)
+    return Prepared(encode(calls), [r.as_dict() for r in rejected], redactions)
 
 
 def traces(
+    enricher: Enricher,
     body: bytes,
     content_type: str,
     content_encoding: str | None,
     *,
     key: ApiKey,
-    enricher: Enricher,
     max_bytes: int,
     max_spans: int,
 ) -> Prepared:
@@ -93,8 +100,8 @@ def traces(
         score, n = enricher.score(score)
         scores.append(score)
         redactions += n
-    return Prepared(calls, result.rejected, redactions, result.ignored, encode_steps(steps), encode_scores(scores),
-                    result.coverage)
+    return Prepared(encode(calls), result.rejected, redactions, result.ignored, encode_steps(steps),
+                    encode_scores(scores), result.coverage)
 
 
 def _enrich(calls: Iterable[LlmCall], key: ApiKey, enricher: Enricher) -> tuple[list[LlmCall], int]:

@@ -1,5 +1,6 @@
 """The ingest service: the HTTP and OTLP intake (api.py) with what it needs started
-behind it (the Kafka producer, the API key store, the enricher, the CPU worker pool).
+behind it (the Kafka producer, the API key store, the enricher, the CPU worker pool:
+worker processes by default, started and warmed here).
 
 `python -m lookout.ingest` runs it (LOOKOUT_HTTP_WORKERS processes); `lookout up` runs it
 beside the other services in one process.
@@ -8,6 +9,7 @@ beside the other services in one process.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 
@@ -48,7 +50,13 @@ class IngestService:
         # ApiKeyStore takes its lock from Session.of(client): one lock for the client.
         self.ctx.keys = self.session.run(lambda client: ApiKeyStore(client))
         self.ctx.enricher = enricher
-        self.ctx.workers = WorkerPool(settings.work_threads, settings.work_threads_per_key, settings.work_queue_per_key)
+        # Worker processes build their own enricher from the settings (cheaper than sending one per job).
+        workers = WorkerPool.create(
+            settings.work_mode, settings.work_workers, functools.partial(Enricher.from_settings, settings),
+            per_key=settings.work_workers_per_key, queue_per_key=settings.work_queue_per_key, nice=settings.work_nice,
+        )
+        self.ctx.workers = workers
+        await workers.start()
         await kafka.ensure_topics(settings)
         self.producer = await kafka.start_producer(settings)
         # One producer; calls, OTLP trace steps and client evaluations each get a publisher.

@@ -10,6 +10,7 @@ from lookout.core.app_map import AppMap
 from lookout.core.settings import CommonSettings, ServerSettings
 
 PiiMode = Literal["off", "mask", "hash"]
+WorkMode = Literal["process", "thread"]
 
 
 class IngestSettings(CommonSettings, ServerSettings):
@@ -34,15 +35,24 @@ class IngestSettings(CommonSettings, ServerSettings):
         default=10.0, gt=0, description="How long a request waits for Kafka acks before 503."
     )
     retry_after_s: int = Field(default=2, ge=1, description="Retry-After seconds sent with a 503 or 429.")
-    work_threads: int = Field(
-        default=4, ge=1, description="Threads for each request's CPU work (decoding, validation, PII redaction, OTLP), "
-        "off the event loop."
+    work_mode: WorkMode = Field(
+        default="process", description="Where each request's CPU work runs (decoding, validation, PII redaction, OTLP "
+        "conversion): `process`, worker processes beside the server, so it never competes with the server for "
+        "Python's interpreter lock; `thread`, threads in the server process (where extra processes are unwelcome)."
     )
-    work_threads_per_key: int = Field(
-        default=1, ge=1, description="Most of those threads one API key holds at once, so other keys always find one."
+    work_workers: int = Field(
+        default=4, ge=1,
+        description="Worker processes (or threads) for that CPU work, per intake process; started with the service."
+    )
+    work_workers_per_key: int = Field(
+        default=1, ge=1, description="Most of those workers one API key holds at once, so other keys always find one."
     )
     work_queue_per_key: int = Field(
-        default=32, ge=0, description="Requests of one key waiting for a thread; beyond it 429 + Retry-After."
+        default=32, ge=0, description="Requests of one key waiting for a worker; beyond it 429 + Retry-After."
+    )
+    work_nice: int = Field(
+        default=10, ge=0, le=19, description="How far worker processes lower their CPU priority (os.nice), so the "
+        "server and /healthz win the CPU when the machine is busy."
     )
     pii_mode: PiiMode = Field(default="mask", description="PII redaction: off, mask or hash.")
     pii_app_modes: AppMap[PiiMode] = Field(

@@ -29,8 +29,8 @@ function link(href, text) {
 }
 
 // `ts`, where known, lets the server look the call up in its day's partitions only.
-function callHref(eventId, appId, ts) {
-  return `/calls/${encodeURIComponent(eventId)}?app_id=${encodeURIComponent(appId)}` + (ts ? `&ts=${encodeURIComponent(ts)}` : "");
+function callHref(eventId, appId) {
+  return `/calls/${encodeURIComponent(eventId)}?app_id=${encodeURIComponent(appId)}`;
 }
 function fmtTime(iso) { return iso ? new Date(iso).toLocaleString() : ""; }
 function fmtMs(v) { return v == null ? "–" : v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${Math.round(v)} ms`; }
@@ -53,7 +53,7 @@ async function route() {
   const match = /^\/calls\/([0-9a-fA-F-]{36})$/.exec(path);
   if (match) {
     const params = new URLSearchParams(location.search);
-    show("call-view"); await openCall(match[1], params.get("app_id"), params.get("ts"));
+    show("call-view"); await openCall(match[1], params.get("app_id"));
   }
   else if (path === "/calls/coverage") { show("coverage-view"); await loadCoverage(); }
   else { show("list-view"); fillForm(new URLSearchParams(location.search)); await search(false); }
@@ -138,7 +138,7 @@ function select(index) {
 
 function openSelected() {
   const call = state.rows[state.selected];
-  if (call) go(callHref(call.event_id, call.app_id, call.ts));
+  if (call) go(callHref(call.event_id, call.app_id));
 }
 
 async function loadFacets() {
@@ -157,13 +157,12 @@ async function loadFacets() {
 
 // ---- one call ------------------------------------------------------------------------------
 
-async function openCall(eventId, appId, ts) {
+async function openCall(eventId, appId) {
   text($("call-error"), "");
   $("call").hidden = true;
   let call;
   const q = new URLSearchParams();
   if (appId) q.set("app_id", appId);
-  if (ts) q.set("around", ts);
   try { call = await api(`/calls/${encodeURIComponent(eventId)}?${q}`); }
   catch (e) { if (e.status === 401) return signIn(); text($("call-error"), e.message); return; }
   state.call = call;
@@ -216,7 +215,7 @@ async function loadTrace(call) {
   box.replaceChildren();
   if (!call.trace_id) { box.append(el("p", "This call has no trace id.", "muted")); return; }
   let trace;
-  try { trace = await api(`/traces/${encodeURIComponent(call.trace_id)}?around=${encodeURIComponent(call.ts)}`); }
+  try { trace = await api(`/traces/${encodeURIComponent(call.trace_id)}`); }
   catch (e) { box.append(el("p", e.status === 404 ? "No steps of this trace are stored." : e.message, "muted")); return; }
   const total = Math.max(1, ...trace.spans.map((s) => (s.offset_ms || 0) + (s.duration_ms || 0)));
   for (const span of trace.spans) {
@@ -225,7 +224,7 @@ async function loadTrace(call) {
     row.style.paddingLeft = `${span.depth * 1.2}rem`;
     const label = el("span", null, "step-label");
     label.append(el("span", span.kind, `kind ${span.kind}`), " ");
-    if (span.kind === "llm" && span.event_id && span.event_id !== call.event_id) label.append(link(callHref(span.event_id, span.app_id, span.ts), span.name || span.model));
+    if (span.kind === "llm" && span.event_id && span.event_id !== call.event_id) label.append(link(callHref(span.event_id, span.app_id), span.name || span.model));
     else label.append(el("span", span.name || span.model || span.kind));
     if (span.status === "error") label.append(el("span", " error", "bad"));
     const bar = el("span", null, "bar");
@@ -241,7 +240,10 @@ async function loadTrace(call) {
     if (io.length) { const d = el("div", io.join("\n"), "step-io"); d.style.marginLeft = `${span.depth * 1.2 + 1}rem`; box.append(row, d); }
     else box.append(row);
   }
-  if (trace.truncated) box.append(el("p", "The trace has more steps than shown.", "muted"));
+  if (trace.truncated) {
+    box.append(el("p", `Trace cut: ${trace.spans.length} steps shown of ${trace.spans_total} stored steps and ` +
+      `${trace.calls_total} calls.`, "muted cut"));
+  }
 }
 
 async function loadSession(call) {
@@ -249,31 +251,48 @@ async function loadSession(call) {
   box.replaceChildren();
   state.session = [];
   if (!call.session_id) { box.append(el("p", "This call belongs to no session.", "muted")); return; }
+  await loadTurns(call, box, null);
+}
+
+// A page of the session's turns, then a button for the next one: a long session is read
+// whole, page by page.
+async function loadTurns(call, box, cursor) {
+  const q = new URLSearchParams({ limit: "200" });
+  if (cursor) q.set("cursor", cursor);
   let page;
-  try { page = await api(`/sessions/${encodeURIComponent(call.session_id)}?limit=200&around=${encodeURIComponent(call.ts)}`); }
+  try { page = await api(`/sessions/${encodeURIComponent(call.session_id)}?${q}`); }
   catch (e) { box.append(el("p", e.message, "muted")); return; }
-  state.session = page.calls;
+  if (state.call !== call) return;  // another call was opened meanwhile
+  state.session.push(...page.calls);
   for (const turn of page.calls) {
     const current = turn.event_id === call.event_id;
     const d = el("div", null, "turn" + (current ? " current" : ""));
     const head = el("div", null, "meta");
-    head.append(current ? el("span", fmtTime(turn.ts)) : link(callHref(turn.event_id, turn.app_id, turn.ts), fmtTime(turn.ts)), ` · ${turn.model}`);
+    head.append(current ? el("span", fmtTime(turn.ts)) : link(callHref(turn.event_id, turn.app_id), fmtTime(turn.ts)), ` · ${turn.model}`);
     d.append(head, el("div", turn.question, "msg q"), el("div", turn.answer, "msg a"));
     box.append(d);
   }
-  if (page.next) box.append(el("p", "The session has more turns than shown.", "muted"));
+  if (page.truncated && !cursor) {
+    box.append(el("p", "This session has more agent runs than are searched for its turns; turns of the latest runs may be missing.", "muted cut"));
+  }
+  if (page.next) {
+    const more = el("button", "More turns", "more-turns");
+    more.type = "button";
+    more.addEventListener("click", () => { more.remove(); loadTurns(call, box, page.next); });
+    box.append(more);
+  }
 }
 
 function stepSession(delta) {
   const at = state.session.findIndex((t) => t.event_id === state.call.event_id);
   const turn = state.session[at + delta];
-  if (at >= 0 && turn) go(callHref(turn.event_id, turn.app_id, turn.ts));
+  if (at >= 0 && turn) go(callHref(turn.event_id, turn.app_id));
 }
 
 function stepList(delta) {
   const at = state.rows.findIndex((r) => r.event_id === state.call.event_id);
   const next = state.rows[at + delta];
-  if (at >= 0 && next) { state.selected = at + delta; go(callHref(next.event_id, next.app_id, next.ts)); }
+  if (at >= 0 && next) { state.selected = at + delta; go(callHref(next.event_id, next.app_id)); }
 }
 
 // ---- coverage ------------------------------------------------------------------------------
