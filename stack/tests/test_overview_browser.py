@@ -1,7 +1,7 @@
 """The embedded overview page renders real data, in Debian's chromium driven by Playwright.
 
 The router runs under uvicorn on a free port over a chdb database seeded through the real
-schema (dashboards.sample), beside the review UI's login (the feedback service's own
+schema (lookout.testing.sample), beside the review UI's login (the feedback service's own
 router and Accounts), as `lookout up` mounts them. The API half checks the JSON contract,
 who may read it (a read key or a review session, each seeing only its apps), the Host
 check and the bounds on the time range; the browser half signs in as a user would and
@@ -26,16 +26,16 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from dashboards import sample
-from dashboards.panels import PANELS
 from lookout.core.api_errors import install_error_handlers
 from lookout.core.auth import ApiKeyStore
 from lookout.core.session import Session
+from lookout.dashboards.panels import PANELS
 from lookout.feedback import explorer, review
 from lookout.feedback.accounts import Accounts
 from lookout.feedback.settings import FeedbackSettings
 from lookout.stack import overview
 from lookout.stack.overview_access import REVIEW_COOKIE, OverviewSettings, host_name
+from lookout.testing import sample
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

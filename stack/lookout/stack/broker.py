@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lookout.broker import Broker, KafkaBroker, Pidfile, ResolveError, Tansu, ensure_libs, find_java
 from lookout.broker.net import listening
+from lookout.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +104,8 @@ class BrokerKeeper:
         self._task = asyncio.create_task(self._watch(), name="broker-keeper")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def check(self) -> str | None:
         if self.problem:

@@ -1,7 +1,7 @@
 """The embedded overview: Lookout's dashboard without Grafana, served at / by `lookout up`.
 
-The page draws the same panel specification as Grafana (dashboards.panels) and runs the
-same SQL, expanded by dashboards.macros. Filter values from the request never become SQL
+The page draws the same panel specification as Grafana (lookout.dashboards.panels) and runs the
+same SQL, expanded by lookout.dashboards.macros. Filter values from the request never become SQL
 text: they travel as ClickHouse query parameters (macros.expand_parameterized), and the
 time range and bucket size are numbers this module computes.
 
@@ -37,13 +37,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse
 
-from dashboards import alerts as alert_rules
-from dashboards import macros
-from dashboards.panels import CALLS_FILTER, PANELS, VARIABLES, Panel, panel, spec_json
-from dashboards.settings import DashboardSettings
 from lookout.core.api_errors import ApiError, error_router
 from lookout.core.auth import ApiKeyStore
 from lookout.core.session import Session
+from lookout.dashboards import alerts as alert_rules
+from lookout.dashboards import macros
+from lookout.dashboards.panels import CALLS_FILTER, PANELS, VARIABLES, Panel, panel, spec_json
+from lookout.dashboards.settings import DashboardSettings
 
 from .overview_access import OverviewSettings, SessionLookup, Viewer, host_check, viewer_of
 

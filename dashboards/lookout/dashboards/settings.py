@@ -2,7 +2,7 @@
 
 Grafana does not expand environment variables inside an alert query's model (it would eat
 the plugin's `$__timeFilter` macros), so thresholds are applied when the provisioning
-files are generated: `LOOKOUT_ALERT_ERROR_RATE=0.1 python -m dashboards.generate --out DIR`.
+files are generated: `LOOKOUT_ALERT_ERROR_RATE=0.1 python -m lookout.dashboards.generate --out DIR`.
 The committed files are generated with the defaults below.
 """
 
