@@ -196,7 +196,7 @@ def write(out: Path, settings: DashboardSettings) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").strip().splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT, help="folder to write into (default: dashboards/grafana)")
     args = parser.parse_args(argv)
     for path in write(args.out, DashboardSettings()):

@@ -22,12 +22,13 @@ put between the quotes, so the panel's own decoding runs on it unchanged.
 
 from __future__ import annotations
 
+import enum
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, Literal
 from urllib.parse import quote_from_bytes
 
 
@@ -35,16 +36,19 @@ class MacroError(ValueError):
     pass
 
 
-class _All:
-    """The value of a variable set to All (Grafana's `$__all`)."""
+class _All(enum.Enum):
+    """The value of a variable set to All (Grafana's `$__all`); an enum member, so `is ALL`
+    narrows the type (PEP 484's sentinel)."""
+
+    ALL = "ALL"
 
     def __repr__(self) -> str:
         return "ALL"
 
 
-ALL: Final = _All()
+ALL: Final = _All.ALL
 
-VarValue = _All | str | float | int | Sequence[str]
+VarValue = Literal[_All.ALL] | str | float | int | Sequence[str]
 
 
 @dataclass(frozen=True)

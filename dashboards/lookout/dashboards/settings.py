@@ -15,33 +15,42 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class DashboardSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOOKOUT_", extra="ignore")
 
-    daily_budget_usd: float = Field(100.0, gt=0, description="LLM spend budget per UTC day, all apps together.")
+    daily_budget_usd: float = Field(default=100.0, gt=0, description="LLM spend budget per UTC day, all apps together.")
 
     alert_cost_burn: float = Field(
-        1.0, gt=0,
+        default=1.0, gt=0,
         description="Cost burn alert: the last hour's spend, extrapolated to a day, over this share of the budget.",
     )
     alert_token_spike: float = Field(
-        3.0, gt=1, description="Token spike alert: tokens/min of the last 10 min over this multiple of the 24 h norm."
+        default=3.0, gt=1,
+        description="Token spike alert: tokens/min of the last 10 min over this multiple of the 24 h norm."
     )
-    alert_error_rate: float = Field(0.05, gt=0, le=1, description="Error rate alert: share of failed calls, 5 min.")
-    alert_latency_p99_ms: float = Field(10_000.0, gt=0, description="Latency alert: p99 latency in ms, 5 min.")
+    alert_error_rate: float = Field(
+        default=0.05, gt=0, le=1, description="Error rate alert: share of failed calls, 5 min."
+    )
+    alert_latency_p99_ms: float = Field(default=10_000.0, gt=0, description="Latency alert: p99 latency in ms, 5 min.")
     alert_toxicity_rate: float = Field(
-        0.05, gt=0, le=1, description="Toxicity alert: share of scored calls with a toxicity score >= 0.5, 15 min."
+        default=0.05, gt=0, le=1,
+        description="Toxicity alert: share of scored calls with a toxicity score >= 0.5, 15 min."
     )
     alert_drift_windows: int = Field(
-        3, ge=1, description="Sustained drift alert: this many consecutive drifted windows of one signal."
+        default=3, ge=1, description="Sustained drift alert: this many consecutive drifted windows of one signal."
     )
     alert_thumbs_down_rate: float = Field(
-        0.3, gt=0, le=1, description="Thumbs-down surge alert: share of thumbs-down votes, 30 min."
+        default=0.3, gt=0, le=1, description="Thumbs-down surge alert: share of thumbs-down votes, 30 min."
     )
     alert_judge_kappa: float = Field(
-        0.4, gt=-1, le=1,
+        default=0.4, gt=-1, le=1,
         description="Judge agreement alert: the pass/fail kappa of a rubric's judge against reviewers below this "
         "(0.4: 'fair' agreement at best, Landis & Koch), on the judge's rolling window of reviews.",
     )
     alert_judge_min_pairs: int = Field(
-        30, ge=2, description="The judge agreement alert stays quiet below this many reviewed calls in the window."
+        default=30, ge=2,
+        description="The judge agreement alert stays quiet below this many reviewed calls in the window."
     )
-    alert_min_calls: int = Field(20, ge=1, description="Rate alerts stay quiet on streams with fewer events than this.")
-    alert_min_votes: int = Field(10, ge=1, description="The thumbs-down alert stays quiet below this many votes.")
+    alert_min_calls: int = Field(
+        default=20, ge=1, description="Rate alerts stay quiet on streams with fewer events than this."
+    )
+    alert_min_votes: int = Field(
+        default=10, ge=1, description="The thumbs-down alert stays quiet below this many votes."
+    )

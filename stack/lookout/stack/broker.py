@@ -33,13 +33,15 @@ class EmbeddedSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOOKOUT_", extra="ignore")
 
     embedded_broker: str = Field(
-        "auto", pattern=r"^(auto|kafka|tansu|[^\s,:]+:\d+(,[^\s,:]+:\d+)*)$",
+        default="auto", pattern=r"^(auto|kafka|tansu|[^\s,:]+:\d+(,[^\s,:]+:\d+)*)$",
         description="Broker of `lookout up`: auto (Apache Kafka when Java 17+ is there, else Tansu, in memory), "
         "kafka, tansu, or host:port[,host:port] of an external cluster (LOOKOUT_KAFKA_* security settings apply).",
     )
-    embedded_kafka_heap_mb: int = Field(512, ge=128, le=65536, description="Java heap of the embedded Apache Kafka.")
+    embedded_kafka_heap_mb: int = Field(
+        default=512, ge=128, le=65536, description="Java heap of the embedded Apache Kafka."
+    )
     kafka_libs: str | None = Field(
-        None, description="Folder of Apache Kafka's jars (default: resolved from Maven Central once, into the "
+        default=None, description="Folder of Apache Kafka's jars (default: resolved from Maven Central once, into the "
         "checkout's .cache/kafka or ~/.cache/lookout/kafka).",
     )
 

@@ -17,6 +17,7 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -64,7 +65,8 @@ class EmbeddedStack:
         broker = self.choice.broker if self.choice else None
         # Idempotent producers on Kafka (a start that cannot make one fails, it does not quietly
         # go without); off on Tansu, which refuses them; an external cluster's as configured.
-        idempotence = {} if broker is None else {"kafka_idempotence": "on" if broker.supports_idempotence else "off"}
+        idempotence: dict[str, Any] = {} if broker is None else {
+            "kafka_idempotence": "on" if broker.supports_idempotence else "off"}
         return IngestSettings(
             kafka_bootstrap=bootstrap,
             **idempotence,
@@ -98,7 +100,8 @@ class EmbeddedStack:
         """Take the data dir, end a stale broker of it, launch ours; its bootstrap servers.
         The broker starts while ClickHouse opens and migrates (wait_broker joins them)."""
         self._lock_fd = lock_data_dir(self.data_dir)
-        settings = EmbeddedSettings(**({"embedded_broker": self.broker} if self.broker else {}))
+        chosen: dict[str, Any] = {"embedded_broker": self.broker} if self.broker else {}
+        settings = EmbeddedSettings(**chosen)
         self.choice = choose(settings, self.data_dir, self.kafka_port, progress=lambda line: print(line, flush=True))
         broker = self.choice.broker
         if broker is None:
@@ -192,6 +195,8 @@ class EmbeddedStack:
                 await life.start()
                 if self.demo and self.demo_traffic:
                     from .demo import run_demo
+
+                    assert self.dev_key is not None  # build() refuses the demo's traffic without it
 
                     reviewer = ("admin", self.secret("review-admin-password"))
                     self._tasks.append(asyncio.create_task(run_demo(

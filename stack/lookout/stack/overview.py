@@ -216,9 +216,9 @@ def router(
 
     def context(who: Viewer, from_: str, to: str, filters: dict[str, list[str] | None]) -> macros.QueryContext:
         start, end = _time_range(from_, to)
-        variables: dict[str, macros.VarValue] = {k: _values(k, v) for k, v in filters.items()}
-        variables["app"] = scoped_apps(who, variables["app"])
-        variables["daily_budget"] = float(settings.daily_budget_usd)
+        chosen = {k: _values(k, v) for k, v in filters.items()}
+        variables: dict[str, macros.VarValue] = {**chosen, "app": scoped_apps(who, chosen["app"]),
+                                                 "daily_budget": float(settings.daily_budget_usd)}
         return macros.QueryContext(start, end, macros.interval_for(start, end), variables)
 
     @api.get("/", response_class=HTMLResponse, include_in_schema=False)
