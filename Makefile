@@ -42,7 +42,8 @@ test: setup kafka
 	$(BIN)/ruff check .
 	LOOKOUT_KAFKA_LIBS=$(CURDIR)/.cache/kafka/$(KAFKA_VERSION)/libs $(BIN)/python -m pytest
 
-# pyright (basic) covers core/, sdk/ (the SDK itself as Python 3.9, its oldest) and jobs/finetune/ (pyrightconfig.json);
+# pyright (basic) covers core/, sdk/ (the SDK itself as Python 3.9, its oldest), jobs/finetune/, stack/, dashboards/
+# and the services listed in pyrightconfig.json;
 # the services join as they move onto the shape.
 lint: setup
 	$(BIN)/ruff check .

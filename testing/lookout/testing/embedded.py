@@ -39,7 +39,7 @@ class LookoutUp(subprocess.Popen):
         return self.output(), None
 
 
-def start_lookout_up(data_dir, port: int, *extra: str, env: dict[str, str] | None = None) -> LookoutUp:
+def start_lookout_up(data_dir, port: int, *extra: str, env: dict[str, str | None] | None = None) -> LookoutUp:
     """`env`: variables set (or, with value None, removed) over this process's environment."""
     merged = None
     if env is not None:
