@@ -64,7 +64,9 @@ class Stack:
         accounts.upsert("idle", password=PASSWORD, role="reviewer", apps=[])
         self.app = FastAPI()
         install_error_handlers(self.app)
-        context = review.ReviewContext(FeedbackSettings(), Session.of(client), accounts)
+        # Feedback's settings give their defaults positionally (Field(x, ...)), which pyright
+        # does not read as defaults; every field has one.
+        context = review.ReviewContext(FeedbackSettings(), Session.of(client), accounts)  # pyright: ignore[reportCallIssue]
         self.app.include_router(review.build_router(context))
         self.app.include_router(overview.router(lambda: client, keys=self.keys, sessions=accounts.session,
                                                 bound_host="127.0.0.1", access=access))
