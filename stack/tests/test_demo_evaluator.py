@@ -75,6 +75,6 @@ async def test_relevance_is_the_minilm_cosine_named_as_the_demo_evaluator():
         cosine = float(a @ b)
         assert measured.value == pytest.approx((relevance_score(cosine) - 1) / 4)
         assert measured.evaluator == DEMO_MODEL and "not an LLM" in (measured.evaluator or "")
-        assert f"{cosine:.3f}" in measured.explanation and measured.cost_usd == 0
+        assert f"{cosine:.3f}" in (measured.explanation or "") and measured.cost_usd == 0
     assert good is not None and bad is not None and good.value > bad.value
     assert refused is None  # fluency: refused with a 400, a judge error, never a made-up score
