@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 KAFKA_VERSION ?= 4.1.1
 PACKAGES := -e core -e broker -e testing -e services/ingest -e services/sink -e services/drift -e services/judge \
-            -e services/feedback -e services/retrain-trigger -e services/alerts -e jobs/finetune -e cli -e stack -e sdk
+            -e services/feedback -e services/retrain-trigger -e services/alerts -e jobs/finetune -e dashboards \
+            -e cli -e stack -e sdk
 PYPROJECTS := $(wildcard core/pyproject.toml broker/pyproject.toml cli/pyproject.toml testing/pyproject.toml \
               services/*/pyproject.toml stack/pyproject.toml \
               sdk/pyproject.toml dashboards/pyproject.toml jobs/finetune/pyproject.toml)
@@ -20,9 +21,6 @@ $(VENV)/.installed: $(PYPROJECTS) requirements-dev.txt
 	# feedback and retrain-trigger never import it). PyPI's Linux wheel is the CUDA build,
 	# which also runs on CPU; set TORCH_INDEX to a CPU wheel index where one is reachable.
 	$(BIN)/python -m pip install -q torch $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	# dashboards/ is a flat package that compat mode cannot map: default editable mode, first,
-	# since the stack depends on it.
-	$(BIN)/python -m pip install -q -e dashboards
 	$(BIN)/python -m pip install -q --config-settings editable_mode=compat $(PACKAGES) -r requirements-dev.txt
 	@touch $@
 
@@ -55,7 +53,7 @@ test: setup kafka
 	exit $$rc
 
 # pyright (basic) covers what pyrightconfig.json includes: core/, sdk/ (the SDK itself as Python 3.9, its oldest),
-# jobs/finetune/, broker/ and the services' packages.
+# jobs/finetune/, broker/, stack/, dashboards/ and the services' packages.
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/pyright
@@ -63,9 +61,9 @@ lint: setup
 bench: setup kafka
 	LOOKOUT_KAFKA_LIBS=$(CURDIR)/.cache/kafka/$(KAFKA_VERSION)/libs $(BIN)/python -m bench
 
-# Regenerate the Grafana dashboard and alert provisioning from dashboards/*.py.
+# Regenerate the Grafana dashboard and alert provisioning (dashboards/grafana/) from lookout.dashboards.
 dashboards: setup
-	$(BIN)/python -m dashboards.generate
+	$(BIN)/python -m lookout.dashboards.generate
 
 clean:
 	rm -rf $(VENV) .cache .lookout

@@ -27,11 +27,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from dashboards import macros
-from dashboards.macros import ALL, QueryContext
-from dashboards.panels import PANELS
 from lookout.core import clickhouse, migrations
 from lookout.core.settings import CommonSettings
+from lookout.dashboards import macros
+from lookout.dashboards.macros import ALL, QueryContext
+from lookout.dashboards.panels import PANELS
 
 OUT = Path(__file__).parent / "out"
 TARGET_MS = 200.0

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dashboards import generate
 from lookout.core.settings import CommonSettings
+from lookout.dashboards import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
@@ -288,7 +288,7 @@ import sys
 from datetime import datetime
 from lookout.core import clickhouse, migrations
 from lookout.core.settings import CommonSettings
-from dashboards import sample
+from lookout.testing import sample
 settings = CommonSettings(clickhouse_dsn="chdb://" + sys.argv[1], clickhouse_database="lookout")
 client = clickhouse.connect(settings)
 migrations.apply(client, settings.retention_days)
@@ -411,8 +411,8 @@ def test_grafanas_clickhouse_user_reads_lookout_and_cannot_write_or_read_credent
 def test_every_panel_variable_and_alert_query_runs_as_grafanas_user(reader_db):
     from datetime import timedelta
 
-    from dashboards import alerts, macros, panels
-    from dashboards.settings import DashboardSettings
+    from lookout.dashboards import alerts, macros, panels
+    from lookout.dashboards.settings import DashboardSettings
 
     now, run = reader_db
     variables = {"app": macros.ALL, "model": macros.ALL, "environment": macros.ALL, "daily_budget": 100.0}

@@ -1,6 +1,6 @@
 """The on-call view's SQL runs on the real schema (chdb) the way Grafana would send it.
 
-Every panel and alert query is expanded with dashboards.macros (the plugin's macros and
+Every panel and alert query is expanded with lookout.dashboards.macros (the plugin's macros and
 Grafana's variable formatting) and run on seeded rows; results are checked against what was
 seeded. The generated provisioning files are checked for shape and for being up to date.
 """
@@ -16,10 +16,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import yaml
 
-from dashboards import alerts, generate, macros, panels, sample
-from dashboards.macros import ALL, MacroError, QueryContext
-from dashboards.panels import PANELS, VARIABLES, panel, spec_json
-from dashboards.settings import DashboardSettings
+from lookout.dashboards import alerts, generate, macros, panels
+from lookout.dashboards.macros import ALL, MacroError, QueryContext
+from lookout.dashboards.panels import PANELS, VARIABLES, panel, spec_json
+from lookout.dashboards.settings import DashboardSettings
+from lookout.testing import sample
 
 ALL_VARS = {"app": ALL, "model": ALL, "environment": ALL, "daily_budget": 100.0}
 
@@ -773,8 +774,8 @@ def test_alert_thresholds_follow_the_environment(ch, now, monkeypatch, defaults)
 def test_generated_files_are_up_to_date(defaults):
     for rel, text in generate.render(defaults).items():
         path = generate.ROOT / rel
-        assert path.exists(), f"{path} missing: run python -m dashboards.generate"
-        assert path.read_text() == text, f"{path} is stale: run python -m dashboards.generate"
+        assert path.exists(), f"{path} missing: run python -m lookout.dashboards.generate"
+        assert path.read_text() == text, f"{path} is stale: run python -m lookout.dashboards.generate"
 
 
 def test_dashboard_json_has_the_spec_panels_on_the_clickhouse_datasource():

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dashboards import macros
-from dashboards.macros import ALL, QueryContext
-from dashboards.panels import panel
 from lookout.core import clickhouse, migrations
+from lookout.dashboards import macros
+from lookout.dashboards.macros import ALL, QueryContext
+from lookout.dashboards.panels import panel
 
 VERSION = 6
 

@@ -117,7 +117,7 @@ def test_demo_phases_show_in_the_stored_data_and_the_quality_loop_closes(tmp_pat
         assert (run["app_id"], run["model"], run["rule"]) == ("support-bot", "gpt-4o-mini",
                                                                "demo-support-quality/thumbs-down")
         assert run["model_version"] == loop.version and run["run_id"] == loop.run_id
-        assert run["started"] > loop.onset - 1  # epoch seconds: requested after the surge began
+        assert loop.onset is not None and run["started"] > loop.onset - 1  # epoch s: requested after the surge began
         run_dir = tmp_path / "runs" / run["run_id"]
         assert (run_dir / "job.log").exists() and (run_dir / "adapter").is_dir()  # the local launcher's child
         metrics = json.loads((run_dir / "metrics.json").read_text())

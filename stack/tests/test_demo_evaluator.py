@@ -52,6 +52,7 @@ async def test_relevance_is_the_minilm_cosine_named_as_the_demo_evaluator():
     evaluator = DemoEvaluator()
     await evaluator.start()
     settings = JudgeSettings(**evaluator.judge_settings())
+    assert settings.judge_base_url
     # The first request waits for MiniLM to load (in the background, on shared cores): a long
     # timeout, not a retry, so the test reads one answer per request.
     client = ChatClient(base_url=settings.judge_base_url, model=settings.judge_model, max_retries=0, timeout_s=300)
@@ -69,10 +70,11 @@ async def test_relevance_is_the_minilm_cosine_named_as_the_demo_evaluator():
 
     encoder = SentenceEncoder(device="cpu")
     for measured, c in ((good, on_topic), (bad, off_topic)):
+        assert measured is not None and c.input[0].content is not None and c.output is not None
         a, b = encoder.encode([c.input[0].content, c.output])
         cosine = float(a @ b)
         assert measured.value == pytest.approx((relevance_score(cosine) - 1) / 4)
-        assert measured.evaluator == DEMO_MODEL and "not an LLM" in measured.evaluator
-        assert f"{cosine:.3f}" in measured.explanation and measured.cost_usd == 0
-    assert good.value > bad.value
+        assert measured.evaluator == DEMO_MODEL and "not an LLM" in (measured.evaluator or "")
+        assert f"{cosine:.3f}" in (measured.explanation or "") and measured.cost_usd == 0
+    assert good is not None and bad is not None and good.value > bad.value
     assert refused is None  # fluency: refused with a 400, a judge error, never a made-up score

@@ -130,7 +130,7 @@ def test_a_second_lookout_up_on_a_data_dir_in_use_is_refused_and_touches_nothing
                                "print('locked', flush=True); time.sleep(600)", str(tmp_path)],
                               stdout=subprocess.PIPE, text=True)
     try:
-        assert holder.stdout.readline().strip() == "locked"
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         out = subprocess.run([sys.executable, "-m", "lookout.stack.cli", "up", "--data-dir", str(tmp_path),
                               "--port", str(free_port()), "--broker", "tansu"], capture_output=True, text=True,
                              timeout=120)

@@ -8,7 +8,7 @@ import signal
 
 import httpx
 
-from dashboards import alerts
+from lookout.dashboards import alerts
 from lookout.testing.brokers import free_port
 from lookout.testing.embedded import start_lookout_up as start
 from lookout.testing.embedded import wait_ready

@@ -13,11 +13,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dashboards import alerts, sample
 from lookout.alerts.clock import ManualClock
 from lookout.alerts.service import AlertService
 from lookout.alerts.settings import AlertSettings
 from lookout.core.session import Session
+from lookout.dashboards import alerts
+from lookout.testing import sample
 from lookout.testing.http import serve
 from stack.tests.test_overview_browser import CHROMIUM, PASSWORD, Stack, _wait_for_calls
 

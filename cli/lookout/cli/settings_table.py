@@ -19,7 +19,7 @@ SERVICES = [
     ("judge", "lookout.judge.settings", "JudgeSettings"),
     ("feedback", "lookout.feedback.settings", "FeedbackSettings"),
     ("retrain-trigger", "lookout.retrain_trigger.settings", "RetrainSettings"),
-    ("dashboards", "dashboards.settings", "DashboardSettings"),
+    ("dashboards", "lookout.dashboards.settings", "DashboardSettings"),
     ("alerts", "lookout.alerts.settings", "AlertSettings"),
     ("stack", "lookout.stack.overview_access", "OverviewSettings"),
     ("stack", "lookout.stack.broker", "EmbeddedSettings"),

@@ -36,7 +36,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .api_errors import ApiError, error_response, install_error_handlers
 from .body_limit import install_body_limit
 from .http_metrics import install_http_metrics
-from .logs import configure_logging
+from .logs import astep, configure_logging
 from .ops import ReadinessCheck, ops_router
 from .service import Service
 from .settings import CommonSettings
@@ -62,10 +62,13 @@ def _as_list(services: Service | Sequence[Service]) -> list[Service]:
 
 
 class Lifecycle:
-    """Starts services in order and stops the ones it tried to start in reverse."""
+    """Starts services in order and stops the ones it tried to start in reverse.
+    `announce`: each start is a logged step (what starts, then how long it took), as
+    `lookout up` shows its progress."""
 
-    def __init__(self, services: Sequence[Service]):
+    def __init__(self, services: Sequence[Service], *, announce: bool = False):
         self.services = list(services)
+        self.announce = announce
         self.state = "not started"
         self.running = False
         self._tried: list[Service] = []
@@ -74,8 +77,11 @@ class Lifecycle:
         for service in self.services:
             self.state = f"starting {service.name}"
             self._tried.append(service)
+            step = astep(f"starting {service.name}", service=service.name) if self.announce \
+                else contextlib.nullcontext()
             try:
-                await service.start()
+                async with step:
+                    await service.start()
             except BaseException as exc:
                 self.state = f"{service.name} failed to start: {type(exc).__name__}: {exc}"
                 raise
@@ -120,7 +126,7 @@ def _checks(services: Sequence[Service], lifecycle: Lifecycle) -> dict[str, Read
     return checks
 
 
-def _install_middleware(app: FastAPI, services: Sequence[Service]) -> None:
+def install_middleware(app: FastAPI, services: Sequence[Service]) -> None:
     """Middleware every service's app has: the request-size limit (body_limit.py), from the
     first service's settings, with the larger limits services declare for their own routes
     (an optional `body_limits()` -> {path: bytes}, e.g. ingest's batch routes); then, outermost,
@@ -161,7 +167,7 @@ def service_app(
     # Added last, so outermost: an oversized body is refused (413) before anything else
     # runs, the start gate's 503 included.
     app.add_middleware(_StartGate, lifecycle=life)
-    _install_middleware(app, found)
+    install_middleware(app, found)
     for service in found:
         for router in service.routers():
             app.include_router(router)

@@ -12,10 +12,11 @@ from alert_receivers import ROUTING_KEY, T0, WEBHOOK_SECRET
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
-from dashboards import alerts, sample
 from lookout.alerts.engine import State
 from lookout.core.api_errors import install_error_handlers
 from lookout.core.auth import ApiKeyStore
+from lookout.dashboards import alerts
+from lookout.testing import sample
 from lookout.testing.envelope import assert_error_envelopes
 
 RULE = alerts.rule("lookout-error-rate")

@@ -1,14 +1,14 @@
 """The state machine on its own (no store, no clock): Grafana's transitions for the rules
-of dashboards/alerts.py, evaluation by evaluation."""
+of lookout.dashboards.alerts, evaluation by evaluation."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from dashboards import alerts
-from dashboards.alerts import Series
 from lookout.alerts import engine
 from lookout.alerts.engine import Failed, Rows, State
+from lookout.dashboards import alerts
+from lookout.dashboards.alerts import Series
 
 T = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 ERRORS = alerts.rule("lookout-error-rate")  # for 5m

@@ -1,4 +1,4 @@
-"""Seeded calls cross the error-rate rule of dashboards/alerts.py on real ClickHouse (chdb):
+"""Seeded calls cross the error-rate rule of lookout.dashboards.alerts on real ClickHouse (chdb):
 the alert goes Pending, fires after its `for` (5 minutes, on a clock the test sets),
 notifies a local signed webhook, a Slack-format and a PagerDuty-format receiver (each
 payload checked against its format), and resolves when the calls recover. Also: a
@@ -13,11 +13,12 @@ import pytest
 from alert_formats import check_pagerduty, check_slack, check_webhook
 from alert_receivers import ROUTING_KEY, T0, WEBHOOK_SECRET
 
-from dashboards import alerts, sample
 from lookout.alerts import metrics
 from lookout.alerts.engine import State
 from lookout.alerts.service import AlertService
 from lookout.core.session import Session
+from lookout.dashboards import alerts
+from lookout.testing import sample
 
 RULE = alerts.rule("lookout-error-rate")
 BOT = ("support-bot", "gpt-4o-mini")

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 from alert_formats import check_webhook
 from alert_receivers import WEBHOOK_SECRET
 
-from dashboards import sample
 from lookout.alerts.clock import ManualClock
 from lookout.alerts.service import AlertService
 from lookout.core.session import Session
+from lookout.testing import sample
 
 
 async def wait_for(condition) -> None:

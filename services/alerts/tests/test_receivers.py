@@ -15,11 +15,11 @@ import pytest
 from alert_formats import check_pagerduty, check_slack, check_webhook
 from alert_receivers import ROUTING_KEY, WEBHOOK_SECRET
 
-from dashboards import alert_templates as tpl
-from dashboards import alerts
 from lookout.alerts.outbox import Backoff
 from lookout.alerts.receivers import AlertMessage, PagerDuty, Slack, Webhook, read_answer, sign, verify
 from lookout.alerts.settings import AlertSettings
+from lookout.dashboards import alert_templates as tpl
+from lookout.dashboards import alerts
 
 NOW = datetime(2026, 4, 1, 8, 30, tzinfo=UTC)
 

@@ -5,20 +5,15 @@ stream in it. No 5xx. On the same served app: every 4xx in the one error envelop
 
 from __future__ import annotations
 
-from collections import Counter
-
 import httpx
 import pytest
-import schemathesis
 from test_service import Traffic, drift_settings, produce
 
 from lookout.core.auth import ApiKeyStore
-from lookout.core.serving import service_app
 from lookout.core.session import Session
-from lookout.core.settings import CommonSettings
 from lookout.drift import DriftService
 from lookout.testing.envelope import assert_error_envelopes
-from lookout.testing.fuzz import Served, fuzz_operations, keyed_callers
+from lookout.testing.fuzz import assert_no_5xx, fuzz_settings, serving
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")]
@@ -26,11 +21,7 @@ pytestmark = [pytest.mark.slow,
 
 @pytest.fixture(scope="module")
 def served(tansu_broker, chdb_path, encoder, tokenizer):
-    common = CommonSettings(
-        kafka_bootstrap=tansu_broker.bootstrap, kafka_idempotence="off", topic_prefix="driftfuzz.",
-        clickhouse_dsn=f"chdb://{chdb_path}", clickhouse_database="driftfuzz", kafka_topic_partitions=1,
-        kafka_session_timeout_ms=4_000,
-    )
+    common = fuzz_settings(tansu_broker, chdb_path, "driftfuzz")
     settings = drift_settings(common, drift_auth=True)
     session = Session.connect(settings, migrate=True)
     keys = session.run(ApiKeyStore)
@@ -38,26 +29,16 @@ def served(tansu_broker, chdb_path, encoder, tokenizer):
     _, reader = keys.create("shop", ["read"], name="fuzz reader")
     _, ingest_only = keys.create("shop", ["ingest"], name="fuzz ingest-only")
     service = DriftService(settings, session=session, encoder=encoder, tokenizer=tokenizer)
-    app = service_app(service, lifespan=True)
-    server = Served(app).start()
-    server.run(produce(settings, Traffic().calls("cooking", 70)))  # one stream, with its reference
-    yield server, {"admin": admin, "reader": reader, "ingest_only": ingest_only}, app
-    server.close()
+    with serving(service) as server:
+        server.run(produce(settings, Traffic().calls("cooking", 70)))  # one stream, with its reference
+        yield server, {"admin": admin, "reader": reader, "ingest_only": ingest_only}, server.app
     session.command("DROP DATABASE IF EXISTS driftfuzz")
     session.close()
 
 
 def test_no_request_built_from_the_openapi_gets_a_5xx(served):
     server, keys, _ = served
-    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
-    callers = keyed_callers(admin=keys["admin"], reader=keys["reader"])
-    seen: dict[str, Counter] = {}
-    try:
-        failures = fuzz_operations(schema, server.url, callers, seen=seen)
-    finally:
-        for s in callers.values():
-            s.close()
-    assert not failures, "\n\n".join(failures[:5])
+    seen = assert_no_5xx(server.url, {"admin": keys["admin"], "reader": keys["reader"]})
     # The cases got past validation and auth into the handlers, not only into 4xx.
     for op in ("admin GET /v1/drift", "admin POST /v1/drift/reference", "reader GET /v1/drift/streams"):
         assert seen[op][200] > 0, (op, seen[op])

@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dashboards import macros
-from dashboards.macros import ALL, QueryContext
-from dashboards.panels import panel
 from lookout.core import kafka, topics
 from lookout.core.events import Feedback, LlmCall, Message, Score
 from lookout.core.ids import uuid7
+from lookout.dashboards import macros
+from lookout.dashboards.macros import ALL, QueryContext
+from lookout.dashboards.panels import panel
 from lookout.judge.scores import Measurement, to_score
 
 from .test_thumbs import pseudonym

@@ -5,23 +5,18 @@ caller, an all-apps reader and a reader bound to one app, against the started se
 
 from __future__ import annotations
 
-from collections import Counter
-
 import httpx
 import pytest
-import schemathesis
 from openai_stub import FakeOpenAI
-from served import app_of
 from test_agreement import store
 
 from lookout.core import clickhouse, migrations
 from lookout.core.auth import ApiKeyStore
 from lookout.core.session import Session
-from lookout.core.settings import CommonSettings
 from lookout.judge.service import JudgeService
 from lookout.judge.settings import JudgeSettings
 from lookout.judge.toxicity import ProfanityModel
-from lookout.testing.fuzz import Served, fuzz_operations, keyed_callers
+from lookout.testing.fuzz import assert_no_5xx, fuzz_settings, serving
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")]
@@ -29,11 +24,7 @@ pytestmark = [pytest.mark.slow,
 
 @pytest.fixture(scope="module")
 def served(tansu_broker, chdb_path):
-    common = CommonSettings(
-        kafka_bootstrap=tansu_broker.bootstrap, kafka_idempotence="off", topic_prefix="judgefuzz.",
-        clickhouse_dsn=f"chdb://{chdb_path}", clickhouse_database="judgefuzz", kafka_topic_partitions=1,
-        kafka_session_timeout_ms=4_000,
-    )
+    common = fuzz_settings(tansu_broker, chdb_path, "judgefuzz")
     openai = FakeOpenAI().start()
     settings = JudgeSettings(**common.model_dump(), judge_base_url=openai.base_url, judge_sample_rate=0.5,
                              judge_sampling_secret="judge-fuzz-sampling-secret")
@@ -44,27 +35,15 @@ def served(tansu_broker, chdb_path):
     _, reader = keys.create("*", ["read"], name="fuzz reader")
     _, one_app = keys.create("shop", ["read"], name="fuzz one-app reader")
     service = JudgeService(settings, session=Session.of(client), toxicity_model=ProfanityModel())
-    server = Served(app_of(service))
-    server.run(service.start())
-    server.start()
-    yield server, {"reader": reader, "one_app": one_app}
-    server.run(service.stop())
-    server.close()
+    with serving(service) as server:
+        yield server, {"reader": reader, "one_app": one_app}
     openai.close()
     client.command("DROP DATABASE IF EXISTS judgefuzz")
 
 
 def test_no_request_built_from_the_openapi_gets_a_5xx(served):
     server, keys = served
-    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
-    callers = keyed_callers(**keys)
-    seen: dict[str, Counter] = {}
-    try:
-        failures = fuzz_operations(schema, server.url, callers, seen=seen)
-    finally:
-        for s in callers.values():
-            s.close()
-    assert not failures, "\n\n".join(failures[:5])
+    seen = assert_no_5xx(server.url, keys)
     # Rubric names are listed in the schema, so the cases reach the report's queries.
     assert seen["reader GET /v1/judge/agreement/{rubric}"][200] > 0
     assert seen["one_app GET /v1/judge/agreement/{rubric}"].keys() <= {403, 422}

@@ -17,11 +17,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from ingest_io import post, shared
 
-from dashboards import alerts, macros
-from dashboards.settings import DashboardSettings
 from lookout.core import kafka, migrations, review_signing, topics
 from lookout.core.events import Feedback
 from lookout.core.session import Session
+from lookout.dashboards import alerts, macros
+from lookout.dashboards.settings import DashboardSettings
 from lookout.judge.agreement import agreement_of
 from lookout.judge.live_agreement import COLUMNS, TABLE, AgreementWriter, rows_for, window_end
 from lookout.judge.rubrics import RubricSet

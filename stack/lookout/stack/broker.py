@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lookout.broker import Broker, KafkaBroker, Pidfile, ResolveError, Tansu, ensure_libs, find_java
 from lookout.broker.net import listening
+from lookout.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +33,15 @@ class EmbeddedSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOOKOUT_", extra="ignore")
 
     embedded_broker: str = Field(
-        "auto", pattern=r"^(auto|kafka|tansu|[^\s,:]+:\d+(,[^\s,:]+:\d+)*)$",
+        default="auto", pattern=r"^(auto|kafka|tansu|[^\s,:]+:\d+(,[^\s,:]+:\d+)*)$",
         description="Broker of `lookout up`: auto (Apache Kafka when Java 17+ is there, else Tansu, in memory), "
         "kafka, tansu, or host:port[,host:port] of an external cluster (LOOKOUT_KAFKA_* security settings apply).",
     )
-    embedded_kafka_heap_mb: int = Field(512, ge=128, le=65536, description="Java heap of the embedded Apache Kafka.")
+    embedded_kafka_heap_mb: int = Field(
+        default=512, ge=128, le=65536, description="Java heap of the embedded Apache Kafka."
+    )
     kafka_libs: str | None = Field(
-        None, description="Folder of Apache Kafka's jars (default: resolved from Maven Central once, into the "
+        default=None, description="Folder of Apache Kafka's jars (default: resolved from Maven Central once, into the "
         "checkout's .cache/kafka or ~/.cache/lookout/kafka).",
     )
 
@@ -103,10 +106,8 @@ class BrokerKeeper:
         self._task = asyncio.create_task(self._watch(), name="broker-keeper")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def check(self) -> str | None:
         if self.problem:

@@ -255,8 +255,9 @@ async def run_demo(base_url: str, api_key: str, speed: float = 1.0, *, seed: int
                             break
                         batch = []
                         for app, provider, model in (rng.choice(streams) for _ in range(EVENTS_PER_SECOND)):
-                            version = stats.loop.version if serving and (app, model) == RETRAIN_STREAM \
-                                else BASE_VERSION
+                            retrained = stats.loop.version if serving and (app, model) == RETRAIN_STREAM \
+                                else None
+                            version = retrained or BASE_VERSION
                             batch.append(make_call(app, provider, model, phase, rng, version))
                         try:
                             response = await client.post("/v1/events", json={"events": batch})

@@ -113,6 +113,7 @@ class DemoEvaluator:
         user = next((m.get("content") or "" for m in messages if m.get("role") == "user"), "")
         question, answer = question_and_answer(user)
         a, b = self._encode([question, answer])
+        assert self._encoder is not None  # _encode loaded it
         cosine = float(a @ b)  # the encoder's embeddings are unit length
         score = relevance_score(cosine)
         explanation = (f"Cosine similarity {cosine:.3f} of the user input and the response (all-MiniLM-L6-v2 "

@@ -41,7 +41,7 @@ def scale(doc: dict, speed: float) -> dict:
 
 def write_policies(data_dir: Path, speed: float) -> Path:
     """<data_dir>/demo-policies.yaml for this speed, checked the way the trigger will load it."""
-    text = resources.files(__package__).joinpath("demo_policies.yaml").read_text()
+    text = resources.files("lookout.stack").joinpath("demo_policies.yaml").read_text()
     scaled = yaml.safe_dump(scale(yaml.safe_load(text), speed), sort_keys=False)
     header = f"# Written by `lookout up --demo --speed {speed:g}` from the packaged demo_policies.yaml.\n"
     path = data_dir / POLICY_FILE

@@ -2,8 +2,9 @@
 where Java 17+ is there; else Tansu, in memory; see broker.py), chdb under the data dir,
 and every service in this one process and asyncio loop, all HTTP APIs on one port.
 
-chdb locks a path to one process and a process can open one path, so the services share
-one ClickHouse client here instead of each opening the store.
+chdb locks a path to one process, so every service runs in this one and opens its clients
+on the one path; the services are the list in components.py, started in order, stopped in
+reverse, their routers on the one app and their checks in its /readyz.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -23,19 +25,15 @@ from lookout.broker import Broker
 from lookout.core import clickhouse, kafka, migrations
 from lookout.core.api_errors import install_error_handlers
 from lookout.core.auth import ApiKeyStore
-from lookout.core.body_limit import install_body_limit
-from lookout.core.http_metrics import install_http_metrics
-from lookout.core.logs import astep, step
+from lookout.core.logs import step
 from lookout.core.ops import ops_router
-from lookout.core.session import Session
-from lookout.ingest.api import body_limits
-from lookout.ingest.service import IngestService
+from lookout.core.serving import Lifecycle, install_middleware
+from lookout.core.tasks import cancel_and_wait
 from lookout.ingest.settings import IngestSettings
-from lookout.sink.service import SinkService
-from lookout.sink.settings import SinkSettings
 
+from . import components
 from .broker import IN_MEMORY, BrokerKeeper, Choice, EmbeddedSettings, choose
-from .components import BUILDERS, Component
+from .components import Layout
 from .lock import lock_data_dir
 from .overview import review_sessions
 from .overview import router as overview_router
@@ -67,7 +65,8 @@ class EmbeddedStack:
         broker = self.choice.broker if self.choice else None
         # Idempotent producers on Kafka (a start that cannot make one fails, it does not quietly
         # go without); off on Tansu, which refuses them; an external cluster's as configured.
-        idempotence = {} if broker is None else {"kafka_idempotence": "on" if broker.supports_idempotence else "off"}
+        idempotence: dict[str, Any] = {} if broker is None else {
+            "kafka_idempotence": "on" if broker.supports_idempotence else "off"}
         return IngestSettings(
             kafka_bootstrap=bootstrap,
             **idempotence,
@@ -101,7 +100,8 @@ class EmbeddedStack:
         """Take the data dir, end a stale broker of it, launch ours; its bootstrap servers.
         The broker starts while ClickHouse opens and migrates (wait_broker joins them)."""
         self._lock_fd = lock_data_dir(self.data_dir)
-        settings = EmbeddedSettings(**({"embedded_broker": self.broker} if self.broker else {}))
+        chosen: dict[str, Any] = {"embedded_broker": self.broker} if self.broker else {}
+        settings = EmbeddedSettings(**chosen)
         self.choice = choose(settings, self.data_dir, self.kafka_port, progress=lambda line: print(line, flush=True))
         broker = self.choice.broker
         if broker is None:
@@ -181,62 +181,51 @@ class EmbeddedStack:
                     await kafka.ensure_topics(settings)
 
             self._keeper = BrokerKeeper(broker, self.choice.fallback if self.choice else "", after_restart)
-        ingest = IngestService(settings, session=Session.of(client))
-        sink = SinkService(SinkSettings(**{k: v for k, v in settings.model_dump(mode="json").items()
-                                           if k in SinkSettings.model_fields}), session=Session.of(client))
-        demo_speed = self.demo_speed if self.demo else None
-        components = [build(settings, self.data_dir, self.secret, demo_speed) for build in BUILDERS]
+        layout = Layout(settings, client, self.data_dir, self.secret, self.demo_speed if self.demo else None)
+        services = components.services(layout)
+        # Started in order, stopped in reverse; a failed start stops what it started.
+        life = Lifecycle(services, announce=True)
 
         @asynccontextmanager
         async def lifespan(_: FastAPI):
-            if self._keeper is not None:
-                self._keeper.start()
-            async with astep("starting ingest"):
-                await ingest.start()
-            async with astep("starting the sink"):
-                await sink.start()
-            started: list[Component] = []
-            for component in components:
-                # A service's start loads its models (judge: toxicity; drift: the encoder).
-                async with astep(f"starting {component.name}", service=component.name):
-                    await component.start()
-                started.append(component)
-            if self.demo and self.demo_traffic:
-                from .demo import run_demo
-
-                reviewer = ("admin", self.secret("review-admin-password"))
-                self._tasks.append(asyncio.create_task(run_demo(
-                    f"http://{self.host}:{self.port}", self.dev_key, self.demo_speed, reviewer=reviewer,
-                    await_retrain=True)))
-            log.info("Lookout is up in %.1fs on http://%s:%d", time.monotonic() - began, self.host, self.port)
             try:
+                if self._keeper is not None:
+                    self._keeper.start()
+                # A service's start loads its models (judge: toxicity; drift: the encoder).
+                await life.start()
+                if self.demo and self.demo_traffic:
+                    from .demo import run_demo
+
+                    assert self.dev_key is not None  # build() refuses the demo's traffic without it
+
+                    reviewer = ("admin", self.secret("review-admin-password"))
+                    self._tasks.append(asyncio.create_task(run_demo(
+                        f"http://{self.host}:{self.port}", self.dev_key, self.demo_speed, reviewer=reviewer,
+                        await_retrain=True), name="lookout-demo"))
+                log.info("Lookout is up in %.1fs on http://%s:%d", time.monotonic() - began, self.host, self.port)
                 yield
             finally:
-                for task in self._tasks:
-                    task.cancel()
-                for component in reversed(started):
-                    await component.stop()
-                await sink.stop()
-                await ingest.stop()
+                await cancel_and_wait(*self._tasks)
+                self._tasks.clear()
+                await life.stop()
                 if self._keeper is not None:
                     await self._keeper.stop()
                 self.stop_broker()
 
         app = FastAPI(title="Lookout (embedded)", lifespan=lifespan)
         install_error_handlers(app)
-        install_body_limit(app, settings, body_limits(settings))
-        for router in ingest.routers():
-            app.include_router(router)
-        checks = {**ingest.checks(), "sink": sink.worker.ready}
+        # Each check named <service>.<check>, as serving names them for several services.
+        checks = {f"{service.name}.{name}": check for service in services for name, check in service.checks().items()}
         if self._keeper is not None:
             checks["broker"] = self._keeper.check
-        for component in components:
-            checks.update(component.checks)
-            for router in component.routers:
+        for service in services:
+            for router in service.routers():
                 app.include_router(router)
         app.include_router(ops_router(checks, self.readiness_details))
         overview_client = clickhouse.connect(settings)
-        install_http_metrics(app)  # last: outermost
+        # The request-size limit with ingest's larger ones for its batch routes, then (outermost)
+        # the request metrics: as every service's own app has them.
+        install_middleware(app, services)
         app.include_router(overview_router(lambda: overview_client, keys=ApiKeyStore(overview_client),
                                            sessions=review_sessions(clickhouse.connect(settings)),
                                            bound_host=self.host))

@@ -1,7 +1,7 @@
 """The embedded overview: Lookout's dashboard without Grafana, served at / by `lookout up`.
 
-The page draws the same panel specification as Grafana (dashboards.panels) and runs the
-same SQL, expanded by dashboards.macros. Filter values from the request never become SQL
+The page draws the same panel specification as Grafana (lookout.dashboards.panels) and runs the
+same SQL, expanded by lookout.dashboards.macros. Filter values from the request never become SQL
 text: they travel as ClickHouse query parameters (macros.expand_parameterized), and the
 time range and bucket size are numbers this module computes.
 
@@ -37,13 +37,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse
 
-from dashboards import alerts as alert_rules
-from dashboards import macros
-from dashboards.panels import CALLS_FILTER, PANELS, VARIABLES, Panel, panel, spec_json
-from dashboards.settings import DashboardSettings
 from lookout.core.api_errors import ApiError, error_router
 from lookout.core.auth import ApiKeyStore
 from lookout.core.session import Session
+from lookout.dashboards import alerts as alert_rules
+from lookout.dashboards import macros
+from lookout.dashboards.panels import CALLS_FILTER, PANELS, VARIABLES, Panel, panel, spec_json
+from lookout.dashboards.settings import DashboardSettings
 
 from .overview_access import OverviewSettings, SessionLookup, Viewer, host_check, viewer_of
 
@@ -216,9 +216,9 @@ def router(
 
     def context(who: Viewer, from_: str, to: str, filters: dict[str, list[str] | None]) -> macros.QueryContext:
         start, end = _time_range(from_, to)
-        variables: dict[str, macros.VarValue] = {k: _values(k, v) for k, v in filters.items()}
-        variables["app"] = scoped_apps(who, variables["app"])
-        variables["daily_budget"] = float(settings.daily_budget_usd)
+        chosen = {k: _values(k, v) for k, v in filters.items()}
+        variables: dict[str, macros.VarValue] = {**chosen, "app": scoped_apps(who, chosen["app"]),
+                                                 "daily_budget": float(settings.daily_budget_usd)}
         return macros.QueryContext(start, end, macros.interval_for(start, end), variables)
 
     @api.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -40,7 +40,7 @@ class OverviewSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOOKOUT_", extra="ignore")
 
     overview_allowed_hosts: str = Field(
-        "",
+        default="",
         description="Host names the overview (/ and /overview/*) answers to besides localhost, IP addresses and "
         "the bound host, comma separated (e.g. a proxy's name). Others get 421: a DNS-rebinding page cannot read it.",
     )
@@ -50,7 +50,8 @@ class OverviewSettings(BaseSettings):
 
 
 class _Reviewer(Protocol):
-    username: str
+    @property
+    def username(self) -> str: ...
 
     def app_scope(self) -> tuple[str, ...] | None: ...
 

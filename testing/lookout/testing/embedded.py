@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -39,7 +40,7 @@ class LookoutUp(subprocess.Popen):
         return self.output(), None
 
 
-def start_lookout_up(data_dir, port: int, *extra: str, env: dict[str, str] | None = None) -> LookoutUp:
+def start_lookout_up(data_dir, port: int, *extra: str, env: Mapping[str, str | None] | None = None) -> LookoutUp:
     """`env`: variables set (or, with value None, removed) over this process's environment."""
     merged = None
     if env is not None:

@@ -2,7 +2,13 @@
 cases generated from its schema, sent by every kind of caller; a 5xx is a failure.
 
 `Served` runs an app under uvicorn on a free port (its own thread and event loop), for
-services that have no test stack of their own; `keyed_callers` gives the usual callers."""
+services that have no test stack of their own, and `serving` a service in it as run_service
+would; `fuzz_settings` gives a fuzzed service its own topics and database; `keyed_callers`
+the usual callers, and `assert_no_5xx` is the fuzz test itself:
+
+    with serving(JudgeService(settings, ...)) as server:
+        seen = assert_no_5xx(server.url, {"reader": key})
+"""
 
 from __future__ import annotations
 
@@ -10,15 +16,21 @@ import asyncio
 import threading
 import time
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import requests
+import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
+
+from lookout.core.service import Service
+from lookout.core.serving import Lifecycle, service_app
+from lookout.core.settings import CommonSettings
 
 EXAMPLES = 25  # per operation, each sent by every caller
 
@@ -31,6 +43,7 @@ class Served:
     def __init__(self, app: Any, *, lifespan: str = "on") -> None:
         from .brokers import free_port
 
+        self.app = app
         self.port = free_port()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"served-{self.port}", daemon=True)
@@ -66,6 +79,32 @@ class Served:
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
+
+
+@contextmanager
+def serving(service: Service) -> Iterator[Served]:
+    """The service's app as run_service builds it (its routers, the ops routes, the error
+    envelope), served; the service started in the server's loop first and stopped after."""
+    life = Lifecycle([service])
+    server = Served(service_app(service, lifecycle=life), lifespan="off")
+    try:
+        server.run(life.start())
+        yield server.start()
+    finally:
+        try:
+            server.run(life.stop())
+        finally:
+            server.close()
+
+
+def fuzz_settings(broker: Any, chdb_path: Any, name: str) -> CommonSettings:
+    """A fuzzed service's settings on the test broker and chdb, with topics (`<name>.`) and a
+    database (`name`) of its own; one partition, and a short session, so joining is quick."""
+    return CommonSettings(
+        kafka_bootstrap=broker.bootstrap, kafka_idempotence="off", topic_prefix=f"{name}.",
+        clickhouse_dsn=f"chdb://{chdb_path}", clickhouse_database=name, kafka_topic_partitions=1,
+        kafka_session_timeout_ms=4_000,
+    )
 
 
 def keyed_callers(**keys: str) -> dict[str, requests.Session]:
@@ -114,3 +153,22 @@ def fuzz_operations(schema, base_url: str, callers: dict[str, requests.Session],
         except Exception:  # recorded above (Hypothesis may group several); next operation
             pass
     return failures
+
+
+def assert_no_5xx(base_url: str, keys: Mapping[str, str] | None = None, *,
+                  callers: dict[str, requests.Session] | None = None, skip=frozenset()) -> dict[str, Counter]:
+    """Fuzz every operation of the OpenAPI at base_url (fuzz_operations) and fail on a 5xx.
+    Callers: an anonymous one and one per key (name=key), closed after; or `callers`, which
+    stay the caller's. Returns the status codes each "<caller> <METHOD> <path>" got, for
+    checking that the cases reached the handlers."""
+    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
+    sessions = callers if callers is not None else keyed_callers(**(keys or {}))
+    seen: dict[str, Counter] = {}
+    try:
+        failures = fuzz_operations(schema, base_url, sessions, skip=skip, seen=seen)
+    finally:
+        if callers is None:
+            for session in sessions.values():
+                session.close()
+    assert not failures, "\n\n".join(failures[:5])
+    return seen

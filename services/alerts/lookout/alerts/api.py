@@ -18,10 +18,10 @@ from fastapi import Path as PathParam
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.config import JsonDict
 
-from dashboards import alerts
 from lookout.core.api_errors import ApiError, error_router, scope_dependency
 from lookout.core.auth import ALL_APPS, ApiKey
 from lookout.core.ids import uuid7
+from lookout.dashboards import alerts
 
 from .engine import Instance
 from .service import AlertService

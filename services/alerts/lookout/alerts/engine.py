@@ -1,5 +1,5 @@
 """The alert state machine, as Grafana's state manager runs it for the rules of
-dashboards/alerts.py (no I/O here: the service feeds it query results and stores what it
+lookout.dashboards.alerts (no I/O here: the service feeds it query results and stores what it
 returns).
 
 Per evaluation of a rule at time `at`, for each row (series) of its query:
@@ -11,7 +11,7 @@ Per evaluation of a rule at time `at`, for each row (series) of its query:
   the rule's minimum, or stopped) keeps its state for one evaluation and is resolved on the
   second in a row (Grafana's MissingSeries, 2 evaluations by default).
 
-No rows at all is the rule's no-data state, OK in our spec (dashboards.alerts.NO_DATA_STATE):
+No rows at all is the rule's no-data state, OK in our spec (lookout.dashboards.alerts.NO_DATA_STATE):
 nothing new fires, and the series seen before are missing, as above.
 
 A query that fails is the rule's error state, Error in our spec: one instance per rule,
@@ -35,9 +35,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from dashboards import alert_templates, alerts
-from dashboards.alerts import AlertRule, Series
 from lookout.core.ids import uuid7
+from lookout.dashboards import alert_templates, alerts
+from lookout.dashboards.alerts import AlertRule, Series
 
 # Evaluations a series may be missing before it is resolved (Grafana's default).
 MISSING_TO_RESOLVE = 2

@@ -1,5 +1,5 @@
 """The alert evaluator as a Service: every GROUP_INTERVAL (1 minute) it runs each rule of
-dashboards/alerts.py against ClickHouse over the rule's window, steps the rule's alert
+lookout.dashboards.alerts against ClickHouse over the rule's window, steps the rule's alert
 instances (engine.py), stores what changed and every transition, and queues the
 notifications (outbox.py) the transitions call for:
 
@@ -27,12 +27,12 @@ from datetime import datetime, timedelta
 import httpx
 from fastapi import APIRouter
 
-from dashboards import alerts, macros
-from dashboards.alerts import AlertRule
 from lookout.core.auth import ApiKeyStore
 from lookout.core.ids import uuid7
 from lookout.core.ops import ReadinessCheck
 from lookout.core.session import Session
+from lookout.dashboards import alerts, macros
+from lookout.dashboards.alerts import AlertRule
 
 from . import engine, metrics
 from .clock import Clock, SystemClock

@@ -1,5 +1,5 @@
 """The evaluator's one settings object. Thresholds and rule knobs are the LOOKOUT_ALERT_*
-fields of dashboards/settings.py (the same ones Grafana's provisioning is generated from),
+fields of lookout.dashboards.settings (the same ones Grafana's provisioning is generated from),
 inherited here, so one variable sets a threshold for both modes; the fields below say
 where notifications go and how hard to try."""
 
@@ -9,8 +9,8 @@ from urllib.parse import urlparse
 
 from pydantic import Field, field_validator, model_validator
 
-from dashboards.settings import DashboardSettings
 from lookout.core.settings import CommonSettings, ServerSettings
+from lookout.dashboards.settings import DashboardSettings
 
 RECEIVERS = ("webhook", "slack", "pagerduty")
 

@@ -20,7 +20,6 @@ fingerprint: only the served model, or two fingerprints both known, tell identit
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import uuid
@@ -32,6 +31,7 @@ from aiokafka import AIOKafkaProducer
 
 from lookout.core import ids, topics
 from lookout.core.events import DriftResult
+from lookout.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -163,11 +163,8 @@ class IdentityWatch:
         self._task = asyncio.create_task(self._run(), name="lookout-model-identity")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def problem(self) -> str | None:
         if self._task is not None and self._task.done() and not self._task.cancelled():

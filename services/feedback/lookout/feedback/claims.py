@@ -21,7 +21,6 @@ Rules, applied to a record at its position in the log, with the record's own tim
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -33,6 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from lookout.core import kafka, topics
 from lookout.core.settings import CommonSettings
+from lookout.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -145,11 +145,8 @@ class ClaimLog:
         await asyncio.wait_for(self._caught_up.wait(), 120)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None

@@ -22,12 +22,13 @@ put between the quotes, so the panel's own decoding runs on it unchanged.
 
 from __future__ import annotations
 
+import enum
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, Literal
 from urllib.parse import quote_from_bytes
 
 
@@ -35,16 +36,19 @@ class MacroError(ValueError):
     pass
 
 
-class _All:
-    """The value of a variable set to All (Grafana's `$__all`)."""
+class _All(enum.Enum):
+    """The value of a variable set to All (Grafana's `$__all`); an enum member, so `is ALL`
+    narrows the type (PEP 484's sentinel)."""
+
+    ALL = "ALL"
 
     def __repr__(self) -> str:
         return "ALL"
 
 
-ALL: Final = _All()
+ALL: Final = _All.ALL
 
-VarValue = _All | str | float | int | Sequence[str]
+VarValue = Literal[_All.ALL] | str | float | int | Sequence[str]
 
 
 @dataclass(frozen=True)
@@ -214,21 +218,20 @@ def _plugin_macros(ctx: QueryContext) -> dict[str, Callable[[list[str]], str]]:
     seconds = int(max(ctx.interval_s, 1))
     millis = int(max(ctx.interval_s * 1000, 1))
 
-    def time_filter(a: list[str]) -> str:
-        (col,) = _args("timeFilter", a, 1)
-        return f"{col} >= {dt_f} AND {col} <= {dt_t}"
+    d_f, d_t = _date(f), _date(t)
 
-    def time_filter_ms(a: list[str]) -> str:
-        (col,) = _args("timeFilter_ms", a, 1)
-        return f"{col} >= {ms_f} AND {col} <= {ms_t}"
+    def between(name: str, lo: str, hi: str) -> Callable[[list[str]], str]:
+        """A filter macro of one column: the column within [lo, hi]."""
 
-    def date_filter(a: list[str]) -> str:
-        (col,) = _args("dateFilter", a, 1)
-        return f"{col} >= {_date(f)} AND {col} <= {_date(t)}"
+        def expand(a: list[str]) -> str:
+            (col,) = _args(name, a, 1)
+            return f"{col} >= {lo} AND {col} <= {hi}"
+
+        return expand
 
     def date_time_filter(a: list[str]) -> str:
         d, c = _args("dateTimeFilter", a, 2)
-        return f"({d} >= {_date(f)} AND {d} <= {_date(t)}) AND ({c} >= {dt_f} AND {c} <= {dt_t})"
+        return f"({d} >= {d_f} AND {d} <= {d_t}) AND ({c} >= {dt_f} AND {c} <= {dt_t})"
 
     def time_interval(a: list[str]) -> str:
         (col,) = _args("timeInterval", a, 1)
@@ -243,9 +246,9 @@ def _plugin_macros(ctx: QueryContext) -> dict[str, Callable[[list[str]], str]]:
         "toTime": lambda a: dt_t,
         "fromTime_ms": lambda a: ms_f,
         "toTime_ms": lambda a: ms_t,
-        "timeFilter": time_filter,
-        "timeFilter_ms": time_filter_ms,
-        "dateFilter": date_filter,
+        "timeFilter": between("timeFilter", dt_f, dt_t),
+        "timeFilter_ms": between("timeFilter_ms", ms_f, ms_t),
+        "dateFilter": between("dateFilter", d_f, d_t),
         "dateTimeFilter": date_time_filter,
         "dt": date_time_filter,
         "timeInterval": time_interval,
