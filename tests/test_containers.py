@@ -25,10 +25,11 @@ import httpx
 import pytest
 import yaml
 
-from dashboards import macros, sample
-from dashboards.panels import PANELS
 from lookout.core import clickhouse, migrations
 from lookout.core.settings import CommonSettings
+from lookout.dashboards import macros
+from lookout.dashboards.panels import PANELS
+from lookout.testing import sample
 from lookout.testing.containers import ROOT
 from lookout.testing.stack import IngestStack, ingest_settings_for
 from tests.events import llm_call
