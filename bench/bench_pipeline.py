@@ -90,9 +90,30 @@ class Cores:
                        check=True, capture_output=True)
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime, every thread
+    """utime + stime of every thread of `pid` and of its live descendants: ingest's request work
+    runs in worker processes (a forkserver's children), which count as the server's cost."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                children.setdefault(int(_stat(int(entry.name))[1]), []).append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+    total, todo = 0.0, [pid]
+    while todo:
+        one = todo.pop()
+        try:
+            fields = _stat(one)
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / TICKS
+        todo += children.get(one, [])
+    return total
 
 
 class Node:
