@@ -27,6 +27,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.procs import children
 from lookout.broker import KafkaBroker, free_port
 from lookout.testing.brokers import kafka_libs
 from lookout.testing.embedded import LookoutUp, start_lookout_up
@@ -47,18 +48,6 @@ def rss_mb(pid: int) -> float:
     except FileNotFoundError:
         pass
     return 0.0
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        if int(text[text.rindex(")") + 2:].split()[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
 
 
 def memory(proc: LookoutUp) -> dict:

@@ -46,6 +46,8 @@ from pathlib import Path
 import httpx
 import orjson
 
+from bench.procs import cpu_seconds
+
 OUT = Path(__file__).parent / "out"
 ADDRESSES = "a@b.cc " * 142_000  # 994 KB: just under the 1 MB field limit, every word a finding
 KINDS = ("pii_megabyte", "random_key", "garbage_key", "non_ascii_header", "oversized_body",
@@ -57,16 +59,6 @@ def progress(msg: str) -> None:
 
 
 # --- server process ----------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int | str = "self", tid: int | None = None) -> float:
-    """User + system CPU seconds of a process (or one of its threads) from /proc."""
-    path = f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat"
-    try:
-        fields = Path(path).read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def server_cpu(stack) -> dict[str, float]:

@@ -39,12 +39,12 @@ from pathlib import Path
 import httpx
 import orjson
 
+from bench.procs import tree_cpu_seconds
 from lookout.testing.brokers import KafkaBroker, free_port
 from tests.events import llm_call
 
 OUT = Path(__file__).parent / "out"
 ROOT = Path(__file__).resolve().parents[1]
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def progress(msg: str) -> None:
@@ -90,32 +90,6 @@ class Cores:
                        check=True, capture_output=True)
 
 
-def _stat(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of every thread of `pid` and of its live descendants: ingest's request work
-    runs in worker processes (a forkserver's children), which count as the server's cost."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                children.setdefault(int(_stat(int(entry.name))[1]), []).append(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                continue  # gone meanwhile
-    total, todo = 0.0, [pid]
-    while todo:
-        one = todo.pop()
-        try:
-            fields = _stat(one)
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / TICKS
-        todo += children.get(one, [])
-    return total
-
-
 class Node:
     """A pipeline_node process with its own store, pinned to `cores`."""
 
@@ -150,7 +124,7 @@ class Node:
         return sum(float(ln.split()[-1]) for ln in text.splitlines() if ln.startswith(metric))
 
     def cpu(self) -> float:
-        return cpu_seconds(self.proc.pid)
+        return tree_cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
