@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -32,6 +31,7 @@ from lookout.dashboards.panels import PANELS
 from lookout.testing import sample
 from lookout.testing.containers import ROOT
 from lookout.testing.stack import IngestStack, ingest_settings_for
+from lookout.testing.waiting import wait_until
 from tests.events import llm_call
 from tests.test_dashboards import ctx, run
 
@@ -40,16 +40,6 @@ pytestmark = pytest.mark.docker
 DASHBOARD = json.loads((ROOT / "dashboards/grafana/dashboards/lookout.json").read_text())
 ALERTS = yaml.safe_load((ROOT / "dashboards/grafana/provisioning/alerting/lookout-alerts.yaml").read_text())
 RULE_UIDS = {r["uid"] for g in ALERTS["groups"] for r in g["rules"]}
-
-
-def _wait(predicate, what: str, timeout_s: float = 120):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(1)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +68,7 @@ def test_ingest_and_the_sink_store_calls_in_a_clickhouse_server_over_http(kafka_
             assert stack.wait_for_calls("docker-app", 500, timeout=120) == 500
             r = http.post("/v1/events", json={"events": events[:100]})  # a client retrying
             assert r.status_code == 200
-        _wait(lambda: stack.sink.stats.consumed >= 600, "the replay reached the sink")
+        wait_until("the replay reached the sink", lambda: stack.sink.stats.consumed >= 600, every=1)
         assert stack.count_calls("docker-app") == 500 and stack.duplicate_rows("docker-app") == 0
         with stack.http() as http:
             call = http.get(f"/v1/calls/{events[0]['event_id']}").json()
@@ -106,8 +96,8 @@ def test_grafanas_clickhouse_datasource_answers_as_the_read_only_user(grafana, s
 
 def test_grafana_loads_the_dashboard_and_accepts_it_through_its_api(grafana):
     with _grafana(grafana) as http:
-        got = _wait(lambda: (r := http.get(f"/api/dashboards/uid/{DASHBOARD['uid']}")).status_code == 200 and r,
-                    "the provisioned dashboard")
+        got = wait_until("the provisioned dashboard", lambda: (
+            r := http.get(f"/api/dashboards/uid/{DASHBOARD['uid']}")).status_code == 200 and r, every=1)
         body = got.json()
         assert body["meta"]["provisioned"] is True
         assert len(body["dashboard"]["panels"]) == len(DASHBOARD["panels"])
@@ -121,8 +111,9 @@ def test_grafana_loads_the_dashboard_and_accepts_it_through_its_api(grafana):
 
 def test_grafana_loads_every_alert_rule_and_evaluates_each_without_error(grafana, seeded_server):
     with _grafana(grafana) as http:
-        loaded = _wait(lambda: {r["uid"] for r in http.get("/api/v1/provisioning/alert-rules").json()} >= RULE_UIDS
-                       and http.get("/api/v1/provisioning/alert-rules").json(), "the provisioned alert rules")
+        loaded = wait_until("the provisioned alert rules", lambda: {
+            r["uid"] for r in http.get("/api/v1/provisioning/alert-rules").json()} >= RULE_UIDS
+            and http.get("/api/v1/provisioning/alert-rules").json(), every=1)
         assert {r["uid"] for r in loaded} >= RULE_UIDS
         for uid in RULE_UIDS:
             assert http.get(f"/api/v1/provisioning/alert-rules/{uid}").status_code == 200, uid
@@ -132,7 +123,7 @@ def test_grafana_loads_every_alert_rule_and_evaluates_each_without_error(grafana
             health = {r["name"]: r.get("health", "unknown") for g in groups for r in g["rules"]}
             return health if len(health) >= len(RULE_UIDS) and "unknown" not in health.values() else None
 
-        health = _wait(evaluated, "one evaluation of every rule", timeout_s=180)  # the group runs every 1m
+        health = wait_until("one evaluation of every rule", evaluated, timeout=180, every=1)  # the group runs every 1m
         assert all(h in ("ok", "nodata") for h in health.values()), health
 
 

@@ -15,8 +15,9 @@ import orjson
 
 from lookout.core import kafka, topics
 from lookout.testing.brokers import free_port
+from lookout.testing.waiting import wait_until
 from tests.events import llm_call
-from tests.test_pipeline import post_in_batches, wait_until
+from tests.test_pipeline import post_in_batches
 
 
 def test_broker_outage_answers_503_with_retry_after_and_loses_no_accepted_event(kafka_ingest_stack, kafka_broker):
@@ -55,14 +56,11 @@ def test_broker_outage_answers_503_with_retry_after_and_loses_no_accepted_event(
     # A refused batch may still reach the broker (503 means "not known to be accepted", and a
     # client retries it with the same ids), so a row count can pass before every accepted id is
     # stored: wait for the ids themselves.
-    deadline = time.monotonic() + 120
-    while True:
-        stored = {str(r[0]) for r in stack.client.query(
+    def stored() -> set[str]:
+        return {str(r[0]) for r in stack.client.query(
             "SELECT event_id FROM llm_calls WHERE app_id='outage'").result_rows}
-        if ids <= stored or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert ids <= stored, f"{len(ids - stored)} accepted events never stored"  # every accepted event is there...
+
+    wait_until("every accepted event stored", lambda: ids <= stored(), every=0.5)  # every accepted event is there...
     assert stack.duplicate_rows("outage") == 0  # ...once
 
 
@@ -140,14 +138,15 @@ def test_a_sink_killed_mid_stream_and_restarted_stores_every_event_once(ingest_s
             lines = [ln for ln in text.splitlines() if ln.startswith(metric)]
             return float(lines[0].split()[-1]) if lines else 0
 
-        wait_until(lambda: stored() >= 1000, timeout=120)
+        wait_until("1 000 calls stored", lambda: stored() >= 1000, timeout=120, every=0.1)
         sink.send_signal(signal.SIGKILL)
         sink.wait(10)
         sink = _sink_process(stack.settings, chdb_dir, port)
-        wait_until(lambda: _ready(port, sink), timeout=60)
+        wait_until("the restarted sink ready", lambda: _ready(port, sink), timeout=60, every=0.1)
         # Done once the group's committed offsets reach the end of llm.events.
         # (<= 0: Tansu reports a high watermark below the committed end offset.)
-        wait_until(lambda: _group_lag(stack.settings, "killed-sink") <= 0, timeout=180)
+        wait_until("the sink group caught up", lambda: _group_lag(stack.settings, "killed-sink") <= 0,
+                   timeout=180, every=0.1)
     finally:
         sink.send_signal(signal.SIGTERM)
         assert sink.wait(60) == 0

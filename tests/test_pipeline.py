@@ -4,18 +4,11 @@ brokers (Apache Kafka and Tansu) and the real ClickHouse engine (chdb)."""
 from __future__ import annotations
 
 import gzip
-import time
 
 import orjson
 
+from lookout.testing.waiting import wait_until
 from tests.events import llm_call
-
-
-def wait_until(predicate, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
 
 
 def post_in_batches(stack, events, batch=500):
@@ -35,7 +28,9 @@ def test_ten_thousand_events_are_stored_exactly_once_even_when_posted_twice(inge
     assert ingest_stack.wait_for_calls("shop", 10_000, timeout=120) == 10_000
 
     post_in_batches(ingest_stack, events[:2_000])  # a client retrying batches it already sent
-    wait_until(lambda: ingest_stack.sink.stats.consumed >= 12_000, timeout=60)  # the replays reached the sink...
+    # the replays reached the sink...
+    wait_until("the replays reached the sink", lambda: ingest_stack.sink.stats.consumed >= 12_000,
+               timeout=60, every=0.1)
     assert ingest_stack.count_calls("shop") == 10_000
     assert ingest_stack.duplicate_rows("shop") == 0  # ...and are skipped, not stored twice
     # The per-minute rollup counts each call once too.

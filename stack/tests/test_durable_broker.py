@@ -39,6 +39,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from lookout.broker.child import Recorded
 from lookout.testing.brokers import free_port
 from lookout.testing.embedded import LookoutUp, broker_of, start_lookout_up, wait_ready
+from lookout.testing.waiting import wait_until
 from tests.events import llm_call
 
 APP, MODEL = "durable", "gpt-4o-mini"
@@ -59,16 +60,6 @@ policies:
         fire_above: 0.5
         clear_below: 0.2
 """
-
-
-def wait_until(what: str, check, timeout: float = 120, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(every)
 
 
 class Webhook(ThreadingHTTPServer):
