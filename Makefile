@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# `uv pip install` where setup could install uv (UV_NATIVE_TLS: the system's certificates, as pip's),
+# else pip; decided by the shell, as make expands a whole recipe before running its first line.
+INSTALL = $$(if [ -x $(BIN)/uv ]; then echo env UV_NATIVE_TLS=1 $(BIN)/uv pip install -q --python $(BIN)/python; else echo $(BIN)/python -m pip install -q; fi)
 KAFKA_VERSION ?= 4.1.1
 PACKAGES := -e core -e broker -e testing -e services/ingest -e services/sink -e services/drift -e services/judge \
             -e services/feedback -e services/retrain-trigger -e services/alerts -e jobs/finetune -e dashboards \
@@ -16,12 +19,14 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: $(PYPROJECTS) requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	# uv resolves the same packages as pip and fetches them in parallel: setup from nothing in about
+	# half the time. Where uv cannot be had, pip does the same installs.
+	$(BIN)/python -m pip install -q --upgrade pip uv || $(BIN)/python -m pip install -q --upgrade pip
 	# torch first and on its own (drift, judge and the fine-tuning job need it; ingest,
 	# feedback and retrain-trigger never import it). PyPI's Linux wheel is the CUDA build,
 	# which also runs on CPU; set TORCH_INDEX to a CPU wheel index where one is reachable.
-	$(BIN)/python -m pip install -q torch $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/python -m pip install -q --config-settings editable_mode=compat $(PACKAGES) -r requirements-dev.txt
+	$(INSTALL) torch $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(INSTALL) --config-settings editable_mode=compat $(PACKAGES) -r requirements-dev.txt
 	@touch $@
 
 # Apache Kafka jars from Maven Central, for `lookout up` and the test fixtures (cached under .cache/).

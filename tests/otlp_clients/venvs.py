@@ -1,4 +1,4 @@
-"""One virtual environment per instrumentation library, built from PyPI under
+"""One virtual environment per instrumentation library, built from PyPI (by uv, else pip) under
 .cache/otlp-venvs/ and kept between runs.
 
 Each library pins OpenTelemetry its own way (OpenLIT's pins conflict with the others'), so
@@ -54,6 +54,25 @@ def _pypi_reachable() -> bool:
         return False
 
 
+def _uv() -> str | None:
+    """The uv next to the tests' python (requirements-dev.txt), else one on PATH."""
+    beside = Path(sys.executable).with_name("uv")
+    return str(beside) if beside.exists() else shutil.which("uv")
+
+
+def _build_commands(target: Path, requirements: Path) -> list[list[str]]:
+    # uv builds an environment in about a fifth of pip's time and a twentieth of its CPU (17 s
+    # against 81 s for OpenLIT's, from an empty cache), CPU the suite's other workers need;
+    # pip where uv is missing.
+    python = str(target / "bin" / "python")
+    uv = _uv()
+    if uv:
+        return [[uv, "venv", "-q", "--python", _python(), str(target)],
+                [uv, "pip", "install", "-q", "--python", python, "-r", str(requirements)]]
+    return [[_python(), "-m", "venv", str(target)],
+            [python, "-m", "pip", "install", "--disable-pip-version-check", "-q", "-r", str(requirements)]]
+
+
 def ensure(library: str) -> Path:
     """The python of `library`'s environment, built first if it is not cached."""
     target = path_for(library)
@@ -69,16 +88,15 @@ def ensure(library: str) -> Path:
         if not _pypi_reachable():
             raise Unreachable(f"PyPI is unreachable, and no cached environment for {library} under {CACHE}")
         shutil.rmtree(target, ignore_errors=True)
-        subprocess.run([_python(), "-m", "venv", str(target)], check=True, capture_output=True)
-        log = target / "pip.log"
+        log = target.parent / f"{target.name}.log"
+        env = {**os.environ, "UV_NATIVE_TLS": "1"}  # the system's certificates, as pip uses
         with open(log, "w") as out:
-            result = subprocess.run(
-                [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q",
-                 "-r", str(REQUIREMENTS / f"{library}.txt")],
-                stdout=out, stderr=subprocess.STDOUT, timeout=1800,
-            )
+            for command in _build_commands(target, REQUIREMENTS / f"{library}.txt"):
+                result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, timeout=1800, env=env)
+                if result.returncode != 0:
+                    break
         if result.returncode != 0:
-            raise RuntimeError(f"pip could not build the {library} environment; see {log}:\n"
+            raise RuntimeError(f"could not build the {library} environment; see {log}:\n"
                                + log.read_text()[-3000:])
         done.write_text("ok\n")
     return python
