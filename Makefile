@@ -25,8 +25,8 @@ $(VENV)/.installed: $(PYPROJECTS) requirements-dev.txt
 	# torch first and on its own (drift, judge and the fine-tuning job need it; ingest,
 	# feedback and retrain-trigger never import it). PyPI's Linux wheel is the CUDA build,
 	# which also runs on CPU; set TORCH_INDEX to a CPU wheel index where one is reachable.
-	$(INSTALL) torch $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(INSTALL) --config-settings editable_mode=compat $(PACKAGES) -r requirements-dev.txt
+	@echo "installing torch$(if $(TORCH_INDEX), from $(TORCH_INDEX))"; $(INSTALL) torch $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	@echo "installing Lookout's packages (editable) and requirements-dev.txt"; $(INSTALL) --config-settings editable_mode=compat $(PACKAGES) -r requirements-dev.txt
 	@touch $@
 
 # Apache Kafka jars from Maven Central, for `lookout up` and the test fixtures (cached under .cache/).
