@@ -77,6 +77,24 @@ def test_configure_logging_replaces_its_handler_and_holds_libraries_at_warning(c
     configure_logging("INFO", "text")
 
 
+def test_a_coordinator_error_the_kafka_client_retries_itself_is_not_shown_unless_debug(capsys):
+    from aiokafka.errors import GroupCoordinatorNotAvailableError
+
+    coordinator = logging.getLogger("aiokafka.consumer.group_coordinator")
+    try:
+        configure_logging("INFO", "text")
+        coordinator.error("Group Coordinator Request failed: %s", GroupCoordinatorNotAvailableError())
+        coordinator.error("Unexpected error in coordinator routine")  # a real one still shows
+        err = capsys.readouterr().err
+        assert "Unexpected error in coordinator routine" in err
+        assert "GroupCoordinatorNotAvailable" not in err
+        configure_logging("DEBUG", "text")
+        coordinator.error("Group Coordinator Request failed: %s", GroupCoordinatorNotAvailableError())
+        assert "GroupCoordinatorNotAvailable" in capsys.readouterr().err
+    finally:
+        configure_logging("INFO", "text")
+
+
 def test_step_says_what_starts_and_how_long_it_took_or_that_it_failed(caplog):
     caplog.set_level(logging.INFO, logger="lookout.progress")
     with step("loading the encoder", service="drift"):

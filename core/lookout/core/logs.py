@@ -43,6 +43,13 @@ QUIET = (
     "asyncio", "evidently", "onnxruntime", "matplotlib", "PIL", "numexpr",
 )
 _MARK = "_lookout_handler"
+# aiokafka logs these at ERROR and then retries them itself; on every start against a fresh
+# broker the group coordinator is briefly "not available", and an ERROR line there told
+# users something was broken when nothing was. Shown at DEBUG.
+_RETRIED = {
+    "aiokafka.consumer.group_coordinator": (
+        "GroupCoordinatorNotAvailableError", "NotCoordinatorForGroupError", "CoordinatorLoadInProgressError"),
+}
 
 # What every LogRecord has; the rest of its __dict__ came in through `extra`.
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
@@ -133,6 +140,24 @@ def configure_logging(level: str | int = "INFO", fmt: LogFormat | str = "text") 
     root.setLevel(numeric)
     for name in QUIET:
         logging.getLogger(name).setLevel(numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING))
+    for name, errors in _RETRIED.items():
+        logger = logging.getLogger(name)
+        for old in [f for f in logger.filters if isinstance(f, _Retried)]:
+            logger.removeFilter(old)
+        if numeric > logging.DEBUG:
+            logger.addFilter(_Retried(errors))
+
+
+class _Retried(logging.Filter):
+    """Drops a library's error line for a condition the library retries by itself."""
+
+    def __init__(self, errors: tuple[str, ...]):
+        super().__init__()
+        self.errors = errors
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(error in message for error in self.errors)
 
 
 # -- progress of a long start (`lookout up`) ---------------------------------------------
