@@ -56,49 +56,6 @@ def test_revoking_an_unknown_key_id_says_so_and_fails(tmp_path):
     assert key_id in listed and "revoked" in listed
 
 
-def test_a_revoked_dev_key_stays_revoked_and_lookout_up_says_how_to_get_a_new_one(tmp_path):
-    import signal
-
-    import httpx
-
-    from lookout.testing.brokers import free_port
-    from lookout.testing.embedded import start_lookout_up, wait_ready
-
-    port = free_port()
-    proc = start_lookout_up(tmp_path, port)
-    try:
-        wait_ready(proc, port, timeout=240)  # two cold starts on a loaded machine
-        base = f"http://127.0.0.1:{port}"
-        # The one body limit holds on the embedded app too, before auth: ingest's own, 1 MiB elsewhere.
-        assert httpx.post(f"{base}/v1/feedback", content=b"{" * ((1 << 20) + 1)).status_code == 413
-        assert httpx.post(f"{base}/v1/events", content=b"{" * ((1 << 20) + 1)).status_code == 401
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=60)
-    key_file = tmp_path / "dev-api-key"
-    key = key_file.read_text().strip()
-    from lookout.core.auth import parse_key
-
-    parsed = parse_key(key)  # an id may itself hold "_": never split the key on it
-    assert parsed is not None, key
-    key_id = parsed[0]
-    assert lookout("keys", "--data-dir", str(tmp_path), "revoke", key_id).returncode == 0
-
-    proc = start_lookout_up(tmp_path, port)
-    try:
-        wait_ready(proc, port, timeout=240)  # two cold starts on a loaded machine
-        r = httpx.get(f"http://127.0.0.1:{port}/v1/calls", headers={"Authorization": f"Bearer {key}"})
-        assert r.status_code == 401  # still revoked after the restart
-    finally:
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-    assert f"development key {key_id}" in out and "was revoked" in out
-    assert f"delete {key_file}" in out and "lookout keys create" in out
-    assert key_file.read_text().strip() == key  # no new key written...
-    listed = lookout("keys", "--data-dir", str(tmp_path), "list").stdout.strip().splitlines()
-    assert len(listed) == 1 and "revoked" in listed[0]  # ...nor stored
-
-
 def test_lookout_settings_write_puts_the_table_between_the_markers(tmp_path):
     from lookout.cli.settings_table import END, START
 

@@ -59,30 +59,61 @@ def test_lookout_up_serves_ingest_and_reads_then_stops_cleanly_on_ctrl_c(tmp_pat
     assert "broker: Apache Kafka" in out and "(durable" in out
 
 
-def test_the_dev_key_is_created_once_and_only_its_hash_is_stored(tmp_path):
+def lookout(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lookout.cli", *argv], capture_output=True, text=True, timeout=120)
+
+
+def test_the_dev_key_is_made_once_stored_as_a_hash_and_once_revoked_stays_revoked(tmp_path):
+    """Three starts on one data dir: the first writes the key, the second uses the same one,
+    the third (after `lookout keys revoke`) mints no new one and says how to get one."""
     port = free_port()
     proc = start(tmp_path, port)
     try:
-        wait_ready(proc, port)
+        wait_ready(proc, port, timeout=240)
+        base = f"http://127.0.0.1:{port}"
+        # The one body limit holds on the embedded app too, before auth: ingest's own, 1 MiB elsewhere.
+        assert httpx.post(f"{base}/v1/feedback", content=b"{" * ((1 << 20) + 1)).status_code == 413
+        assert httpx.post(f"{base}/v1/events", content=b"{" * ((1 << 20) + 1)).status_code == 401
     finally:
         proc.send_signal(signal.SIGINT)
         first_out, _ = proc.communicate(timeout=60)
-    key = (tmp_path / "dev-api-key").read_text().strip()
+    key_file = tmp_path / "dev-api-key"
+    key = key_file.read_text().strip()
     assert key in first_out  # printed for the user
     proc = start(tmp_path, port)
     try:
-        wait_ready(proc, port)
+        wait_ready(proc, port, timeout=240)
         r = httpx.get(f"http://127.0.0.1:{port}/v1/calls", headers={"Authorization": f"Bearer {key}"})
         assert r.status_code == 200  # the same key still works after a restart
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)
-    assert (tmp_path / "dev-api-key").read_text().strip() == key
+    assert key_file.read_text().strip() == key
     # Nothing under the data dir holds the secret part of the key in clear.
     secret = key.rsplit("_", 1)[1].encode()
     for path in (tmp_path / "chdb").rglob("*"):
         if path.is_file():
             assert secret not in path.read_bytes(), path
+
+    from lookout.core.auth import parse_key
+
+    parsed = parse_key(key)  # an id may itself hold "_": never split the key on it
+    assert parsed is not None, key
+    key_id = parsed[0]
+    assert lookout("keys", "--data-dir", str(tmp_path), "revoke", key_id).returncode == 0
+    proc = start(tmp_path, port)
+    try:
+        wait_ready(proc, port, timeout=240)
+        r = httpx.get(f"http://127.0.0.1:{port}/v1/calls", headers={"Authorization": f"Bearer {key}"})
+        assert r.status_code == 401  # still revoked after the restart
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert f"development key {key_id}" in out and "was revoked" in out
+    assert f"delete {key_file}" in out and "lookout keys create" in out
+    assert key_file.read_text().strip() == key  # no new key written...
+    listed = lookout("keys", "--data-dir", str(tmp_path), "list").stdout.strip().splitlines()
+    assert len(listed) == 1 and "revoked" in listed[0]  # ...nor stored
 
 
 def without_java(tmp_path) -> dict[str, str | None]:
