@@ -157,7 +157,7 @@ class _Recorder:
         return self.client.database
 
     def query(self, sql: str, parameters: dict | None = None, **kwargs: Any) -> Any:
-        if sql.lstrip().upper().startswith("SELECT"):
+        if sql.lstrip().upper().startswith(("SELECT", "WITH")):
             self.selects.append((sql, dict(parameters or {})))
         return self.client.query(sql, parameters=parameters, **kwargs)
 
@@ -182,6 +182,27 @@ def _key_granules(client, sql: str, parameters: dict) -> list[tuple[str, int, in
     return found
 
 
+_PART = "groupArray(tuple(*)) FROM ("
+
+
+def _with_parts(sql: str) -> list[str]:
+    """The query and each part it gathers as an array of rows (a scalar subquery, which runs
+    before the plan and so is not in EXPLAIN's), with the query's WITH clause."""
+    found = re.match(r"WITH (.*?) AS the_app ", sql)
+    prefix = found.group(0) if found else ""
+    parts, at = [sql], sql.find(_PART)
+    while at >= 0:
+        start = depth = at + len(_PART)
+        depth = 1
+        end = start
+        while depth:
+            depth += {"(": 1, ")": -1}.get(sql[end], 0)
+            end += 1
+        parts.append(prefix + "SELECT * FROM (" + sql[start:end])
+        at = sql.find(_PART, end)
+    return parts
+
+
 def test_the_reads_by_id_reach_their_rows_through_the_primary_keys(ch):
     # 200 000 calls of one app over 3 days (dozens of granules a day), each in a session
     # and a trace; spans for some traces; then every query the call page makes.
@@ -199,16 +220,26 @@ def test_the_reads_by_id_reach_their_rows_through_the_primary_keys(ch):
     event_id, session, trace = ch.query(
         "SELECT event_id, session_id, trace_id FROM llm_calls WHERE ts < now() - INTERVAL 2 DAY "
         "ORDER BY ts DESC LIMIT 1").result_rows[0]
+    at = NOW - timedelta(days=2)
+    ch.insert("scores", [[uuid.uuid4(), event_id, at, "shop", "relevance", 0.7]],
+              column_names=["score_id", "event_id", "ts", "app_id", "name", "value"])
+    ch.insert("feedback", [[uuid.uuid4(), event_id, at, "shop", "end_user", "u1", 1]],
+              column_names=["feedback_id", "event_id", "ts", "app_id", "source", "author", "thumbs"])
+    ch.insert("review_tasks", [[event_id, "shop", "m1", "judge", "low relevance", 0.5, at]],
+              column_names=["event_id", "app_id", "model", "kind", "reason", "severity", "created_at"])
     probe = _Recorder(ch)
     assert explore.apps_with_call(probe, None, event_id) == ["shop"]
-    assert explore.call(probe, "shop", event_id) is not None
+    shown = _found(explore.call(probe, "shop", event_id))
+    assert (len(shown["scores"]), len(shown["feedback"]), len(shown["review_tasks"])) == (1, 1, 1)
+    assert _found(explore.call(probe, None, event_id))["event_id"] == str(event_id)
     assert explore.trace(probe, None, trace) is not None
     assert explore.session_calls(probe, None, session).rows
     assert explore.search_calls(probe, explore.CallQuery(apps=None, session_id=session)).rows
 
-    reads = [(sql, table, selected, total) for sql, params in probe.selects
-             for table, selected, total in _key_granules(ch, sql, params)]
-    assert {table for _, table, _, _ in reads} >= {"id_lookup", "llm_calls", "trace_spans"}
+    reads = [(part, table, selected, total) for sql, params in probe.selects for part in _with_parts(sql)
+             for table, selected, total in _key_granules(ch, part, params)]
+    assert {table for _, table, _, _ in reads} >= {"id_lookup", "llm_calls", "trace_spans", "scores", "feedback",
+                                                  "review_tasks", "call_previews"}
     for sql, table, selected, total in reads:
         assert selected <= 8, (table, selected, total, sql)
     marks = ch.query("SELECT table, sum(marks) FROM system.parts WHERE database = currentDatabase() AND active "
