@@ -248,9 +248,14 @@ def main() -> None:
         near_session = {"around": session_ts} if hinted else {}
 
         def call_page() -> None:
-            # What the call page asks for, as an admin opening a call from the list.
-            (found,) = mod.apps_with_call(client, None, call_id)
-            shown = mod.call(client, found, call_id, **near)
+            # What the call page asks for, as an admin opening a call by its id alone (a
+            # link from a panel or a drift result): since migration 0018 the call's app is
+            # looked up in the call's own query, before it by a query of its own.
+            if "apps" in inspect.signature(mod.call).parameters:
+                shown = mod.call(client, None, call_id, apps=None)
+            else:
+                (found,) = mod.apps_with_call(client, None, call_id)
+                shown = mod.call(client, found, call_id, **near)
             assert shown is not None
             mod.trace(client, None, shown["trace_id"], **near)
             mod.session_calls(client, None, shown["session_id"], limit=200, **near)

@@ -247,19 +247,29 @@ def test_the_reads_by_id_reach_their_rows_through_the_primary_keys(ch):
     assert dict(marks)["llm_calls"] >= 20 and dict(marks)["id_lookup"] >= 200  # what a scan would read
 
 
-@pytest.fixture
-def before_0017(ch_settings):
-    """A store migrated up to the migration before 0017."""
+def _migrated_before(ch_settings, version: int):
+    """A store migrated up to the migration before `version`."""
     client = clickhouse.connect(ch_settings)
     client.command("CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, "
                    "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version")
     for m in migrations.load():
-        if m.version < 17:
+        if m.version < version:
             for statement in m.statements(ch_settings.retention_days):
                 client.command(statement)
             client.insert("schema_migrations", [[m.version, m.name]], column_names=["version", "name"])
-    yield client
-    client.command(f"DROP DATABASE IF EXISTS {ch_settings.clickhouse_database}")
+    return client
+
+
+@pytest.fixture
+def before_0017(ch_settings):
+    yield _migrated_before(ch_settings, 17)
+    clickhouse.connect(ch_settings).command(f"DROP DATABASE IF EXISTS {ch_settings.clickhouse_database}")
+
+
+@pytest.fixture
+def before_0018(ch_settings):
+    yield _migrated_before(ch_settings, 18)
+    clickhouse.connect(ch_settings).command(f"DROP DATABASE IF EXISTS {ch_settings.clickhouse_database}")
 
 
 def test_calls_traces_and_sessions_stored_before_the_index_are_backfilled_once(before_0017, ch_settings):
@@ -285,3 +295,46 @@ def test_calls_traces_and_sessions_stored_before_the_index_are_backfilled_once(b
     for statement in migration.statements(ch_settings.retention_days):
         ch.command(statement)
     assert read() == expected
+
+
+def _listed(ch) -> list[str]:
+    return [r["answer"] for r in explore.search_calls(ch, explore.CallQuery(apps=None), limit=20).rows]
+
+
+def test_calls_stored_before_the_previews_are_listed_after_a_backfill_that_resumes_where_it_stopped(
+        before_0018, ch_settings):
+    ch = before_0018
+    ages = {"today": timedelta(hours=2), "3 days": timedelta(days=3), "20 days": timedelta(days=20),
+            "60 days": timedelta(days=60)}
+    _insert_calls(ch, [_call("shop", NOW - age, text=f"stored {name} ago") for name, age in ages.items()])
+    (migration,) = [m for m in migrations.load() if m.version == 18]
+    statements = migration.statements(ch_settings.retention_days)
+    # A first start that crashed after the backfill's first two slices (the last day, the
+    # week before) were recorded, and lost their rows (the worst case): the re-run resumes
+    # at the third slice and does not redo those two.
+    for statement in statements:
+        if statement.startswith("INSERT INTO call_previews"):
+            break
+        ch.command(statement)
+    ch.insert("call_previews_backfill", [[1], [2]], column_names=["slice"])
+    for statement in statements:
+        ch.command(statement)
+    assert _listed(ch) == ["stored 20 days ago", "stored 60 days ago"]
+    assert sorted(r[0] for r in ch.query("SELECT DISTINCT slice FROM call_previews_backfill").result_rows) == [
+        1, 2, 3, 4, 5, 6]
+
+    # A store that starts afresh: every age is backfilled, newest first, with its previews;
+    # a re-run reads nothing again (every slice recorded) and the list is unchanged.
+    ch.command("TRUNCATE TABLE call_previews")
+    ch.command("TRUNCATE TABLE call_previews_backfill")
+    assert 18 in migrations.apply(ch, ch_settings.retention_days)
+    expected = [f"stored {name} ago" for name in ages]
+    assert _listed(ch) == expected
+    (row,) = explore.search_calls(ch, explore.CallQuery(apps=None), limit=1).rows
+    assert (row["question"], row["app_id"], row["status"]) == ("a question", "shop", "ok")
+    for statement in statements:
+        ch.command(statement)
+    assert _listed(ch) == expected
+    # Calls stored after the migration reach the list through the view, at once.
+    _insert_calls(ch, [_call("shop", NOW, text="stored now")])
+    assert _listed(ch)[0] == "stored now"
