@@ -338,3 +338,27 @@ def test_calls_stored_before_the_previews_are_listed_after_a_backfill_that_resum
     # Calls stored after the migration reach the list through the view, at once.
     _insert_calls(ch, [_call("shop", NOW, text="stored now")])
     assert _listed(ch)[0] == "stored now"
+
+
+def test_a_list_scoped_to_many_apps_or_to_one_shows_those_apps_calls_only_newest_first(ch):
+    # Scoped to more than FEW_APPS apps the keys come from call_previews (time order), to
+    # one app from llm_calls (its app_id prefix): both see their apps' calls only.
+    apps = [f"app-{i}" for i in range(explore.FEW_APPS + 3)]
+    _insert_calls(ch, [_call(app, NOW - timedelta(minutes=i * len(apps) + n), text=f"{app} {i}")
+                       for n, app in enumerate(apps) for i in range(3)])
+    many = frozenset(apps[:explore.FEW_APPS + 1])
+    listed = explore.search_calls(ch, explore.CallQuery(apps=many), limit=200).rows
+    assert {r["app_id"] for r in listed} == many and len(listed) == 3 * len(many)
+    assert [r["ts"] for r in listed] == sorted((r["ts"] for r in listed), reverse=True)
+    one = explore.search_calls(ch, explore.CallQuery(apps=frozenset({apps[-1]})), limit=200).rows
+    assert [r["answer"] for r in one] == [f"{apps[-1]} {i}" for i in range(3)]
+    assert explore.search_calls(ch, explore.CallQuery(apps=frozenset({"nobody"}))).rows == []
+    # Paged two by two through the previews, the same calls in the same order.
+    paged, cursor = [], None
+    while True:
+        page = explore.search_calls(ch, explore.CallQuery(apps=many), limit=2, cursor=cursor)
+        paged += page.rows
+        if page.next is None:
+            break
+        cursor = page.next
+    assert [r["event_id"] for r in paged] == [r["event_id"] for r in listed]

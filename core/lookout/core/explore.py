@@ -38,6 +38,7 @@ ATTACHED_MAX = 500  # scores and feedback rows with one call
 TRACE_MAX_SPANS = 2000
 TRACES_PER_SESSION_MAX = 10_000
 PAGE_MAX = 200
+FEW_APPS = 4  # a list scoped to at most this many apps reads its keys by llm_calls' app_id prefix
 TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 # A call's question: its prompt's last user message (else its last message, else the prompt).
 _QUESTION = (
@@ -47,6 +48,8 @@ _QUESTION = (
 )
 # Reads of rows by their sort keys (from id_lookup, migration 0017): a granule or two per
 # table, which one thread reads best, and the bloom-filter indexes would only add reads.
+# The keys go in PREWHERE (ClickHouse does not move an IN subquery there itself), so the
+# texts are read after the rows are chosen.
 BY_KEY = " SETTINGS max_threads = 1, use_skip_indexes = 0"
 _WINDOWS = (timedelta(hours=1), timedelta(days=1), timedelta(days=7), timedelta(days=31), None)
 
@@ -226,8 +229,11 @@ def search_calls(client: Any, q: CallQuery, *, limit: int = 50, cursor: Cursor |
     session = Session.of(client)
     limit = max(1, min(limit, PAGE_MAX))
     params: dict[str, Any] = {"n": limit + 1}
-    # Text is searched in the whole prompt and answer, which only llm_calls holds.
-    source, keys = ("llm_calls", _CALL_KEY) if q.text else ("call_previews", _PREVIEW_KEY)
+    # Text is searched in the whole prompt and answer, which only llm_calls holds; a few
+    # apps' keys are read there too, by its primary key's prefix (app_id), where the time
+    # order of call_previews would scan every app's rows of a window for a small app's.
+    few_apps = q.app_id is not None or (q.apps is not None and len(q.apps) <= FEW_APPS)
+    source, keys = ("llm_calls", _CALL_KEY) if q.text or few_apps else ("call_previews", _PREVIEW_KEY)
     where = _filters(q, params, keys)
     if cursor is not None:
         where.append(
@@ -250,9 +256,9 @@ def search_calls(client: Any, q: CallQuery, *, limit: int = 50, cursor: Cursor |
                 clause.append("ts >= {w_lo:DateTime64(3, 'UTC')}")
         params["scored_lo"] = max(_OLDEST, lower - _SCORE_SLACK) if lower is not None else _OLDEST
         result = session.query(
-            f"SELECT {_PREVIEW_COLUMNS} FROM call_previews WHERE {apps_clause(q.apps, params)} AND "
-            f"{_PREVIEW_KEY} IN (SELECT ts, app_id, event_id FROM {source} WHERE {' AND '.join(clause)} "
-            "ORDER BY ts DESC, event_id, app_id LIMIT 1 BY app_id, event_id LIMIT {n:UInt32}) "
+            f"SELECT {_PREVIEW_COLUMNS} FROM call_previews PREWHERE {_PREVIEW_KEY} IN (SELECT ts, app_id, event_id "
+            f"FROM {source} WHERE {' AND '.join(clause)} ORDER BY ts DESC, event_id, app_id "
+            f"LIMIT 1 BY app_id, event_id LIMIT {{n:UInt32}}) WHERE {apps_clause(q.apps, params)} "
             "ORDER BY ts DESC, event_id, app_id LIMIT 1 BY app_id, event_id", parameters=params)
         found, names = result.result_rows, result.column_names
         if len(found) > limit or window is None:
@@ -314,10 +320,10 @@ def call(client: Any, app_id: str | None, event_id: uuid.UUID, *, apps: Apps = N
         the_app = ("(SELECT if(uniqExact(app_id) = 1, any(app_id), '') FROM id_lookup WHERE kind = 'call' "
                    f"AND id = {{id:String}} AND {apps_clause(apps, params)})")
     scores = ("SELECT score_id, name, value, label, source, evaluator, evaluator_version, "
-              f"substring(explanation, 1, 4000), cost_usd, ts FROM scores WHERE (app_id, name, ts, score_id) IN "
+              f"substring(explanation, 1, 4000), cost_usd, ts FROM scores PREWHERE (app_id, name, ts, score_id) IN "
               f"{_keys_of('score')} AND event_id = {{id:UUID}} ORDER BY ts DESC LIMIT 1 BY score_id")
     votes = ("SELECT feedback_id, source, author, thumbs, rating, labels, substring(corrected_output, 1, 65536), "
-             "substring(comment, 1, 4000), ts FROM feedback WHERE (app_id, ts, feedback_id) IN "
+             "substring(comment, 1, 4000), ts FROM feedback PREWHERE (app_id, ts, feedback_id) IN "
              f"{_keys_of('vote', 'app_id, ts, row_id')} AND event_id = {{id:UUID}} "
              "ORDER BY ts DESC LIMIT 1 BY feedback_id")
     tasks = ("SELECT kind, reason, severity, created_at FROM review_tasks WHERE app_id = the_app "
@@ -327,7 +333,7 @@ def call(client: Any, app_id: str | None, event_id: uuid.UUID, *, apps: Apps = N
         f"(SELECT groupArray(tuple(*)) FROM ({scores})) AS scores, "
         f"(SELECT groupArray(tuple(*)) FROM ({votes})) AS feedback, "
         f"(SELECT groupArray(tuple(*)) FROM ({tasks})) AS review_tasks "
-        f"FROM llm_calls WHERE (app_id, model, ts, event_id) IN {_keys_of('call')} "
+        f"FROM llm_calls PREWHERE (app_id, model, ts, event_id) IN {_keys_of('call')} "
         f"ORDER BY ts DESC LIMIT 1{BY_KEY}", parameters=params)
     if not result.result_rows:
         return None
@@ -371,13 +377,14 @@ def trace(client: Any, apps: Apps, trace_id: str, *, max_spans: int = TRACE_MAX_
         "SELECT span_key, app_id, span_id, parent_span_id, ts, duration_ms, kind, name, status, "
         "substring(error, 1, 2000) AS error, event_id, provider, model, tokens_in, tokens_out, cost_usd, "
         f"substring(input, 1, {TEXT_MAX}) AS input, substring(output, 1, {TEXT_MAX}) AS output, attributes, "
-        "source, source_version, session_id FROM trace_spans WHERE trace_id = {t:String} AND (app_id, toDate(ts)) IN "
-        f"(SELECT app_id, toDate(ts) FROM id_lookup WHERE kind = 'span' AND id = {{t:String}} AND {scope}) "
+        "source, source_version, session_id FROM trace_spans PREWHERE trace_id = {t:String} "
+        "AND (app_id, toDate(ts)) IN (SELECT app_id, toDate(ts) FROM id_lookup WHERE kind = 'span' "
+        f"AND id = {{t:String}} AND {scope}) "
         "ORDER BY ts LIMIT 1 BY app_id, span_id LIMIT {n:UInt32}")
     calls_sql = (
         "SELECT event_id, app_id, span_id, metadata['otlp.parent_span_id'] AS parent_span_id, ts, latency_ms, "
         "model, provider, status, substring(error, 1, 2000) AS error, tokens_in, tokens_out, cost_usd, session_id, "
-        f"substring(output, 1, {PREVIEW_CHARS}) AS answer FROM llm_calls WHERE (app_id, model, ts, event_id) IN "
+        f"substring(output, 1, {PREVIEW_CHARS}) AS answer FROM llm_calls PREWHERE (app_id, model, ts, event_id) IN "
         f"(SELECT app_id, sort, ts, row_id FROM id_lookup WHERE kind = 'trace' AND id = {{t:String}} AND {scope} "
         "ORDER BY ts LIMIT 1 BY app_id, row_id LIMIT {n:UInt32}) "
         "ORDER BY ts LIMIT 1 BY app_id, event_id")
@@ -485,7 +492,7 @@ def session_calls(client: Any, apps: Apps, session_id: str, *, limit: int = 100,
         f"WITH (SELECT count() FROM ({traces} LIMIT {{over:UInt32}})) AS traces_found "
         "SELECT event_id, ts, app_id, model, status, latency_ms, tokens_in, tokens_out, cost_usd, trace_id, "
         f"substring({_QUESTION}, 1, {TEXT_MAX}) AS question, substring(output, 1, {TEXT_MAX}) AS answer, "
-        "traces_found > {traces_max:UInt32} AS traces_cut FROM llm_calls WHERE (app_id, model, ts, event_id) IN "
+        "traces_found > {traces_max:UInt32} AS traces_cut FROM llm_calls PREWHERE (app_id, model, ts, event_id) IN "
         f"(SELECT app_id, sort, ts, row_id FROM id_lookup WHERE {' AND '.join(where)} "
         "ORDER BY ts, row_id, app_id LIMIT 1 BY app_id, row_id LIMIT {n:UInt32}) "
         f"ORDER BY ts, event_id, app_id LIMIT 1 BY app_id, event_id{BY_KEY}", parameters=params)
