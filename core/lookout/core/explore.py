@@ -7,13 +7,17 @@ Every list is capped and cursor-paginated in the shape of GET /v1/calls: {"calls
 "spans", "next", "truncated"}, `next` a `Cursor` of where the page ended. Texts in
 responses are cut at TEXT_MAX characters (the field is named in `clipped`).
 
-Speed on large stores: the call list reads keys (ts, event_id) in widening time windows
-from the newest end (an hour, a day, a week, a month, then all), so a page reads the
-recent partitions only, and fetches previews for just the rows of the page by their sort
-keys. A call (with its scores and votes), a trace and a session are read by id through
-`id_lookup` (migration 0017), an index from each id to the sort keys of the rows that
-carry it: a few granules there, then exactly those rows, whatever the store's size or
-the rows' age, so no time hint is needed and a long session is read whole.
+Speed on large stores: the call list reads in widening time windows from the newest end
+(an hour, a day, a week, a month, then all), one query a window: the keys of the page's
+rows, then their previews by primary key, from `call_previews` (migration 0018), the
+list's columns in time order, so the newest page of all apps, or one deep in the cursor,
+is a granule or two of small rows. A text search reads its keys from llm_calls (its
+ngram indexes hold the whole texts), and so does a list of a few apps (its app_id
+prefix). A call (with its scores, votes and review tasks, in one query), a trace (one
+query) and a session are read by id through `id_lookup` (migration 0017), an index from
+each id to the sort keys of the rows that carry it: a few granules there, then exactly
+those rows, whatever the store's size or the rows' age, so no time hint is needed and a
+long session is read whole.
 """
 
 from __future__ import annotations
