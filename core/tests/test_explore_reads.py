@@ -157,7 +157,7 @@ class _Recorder:
         return self.client.database
 
     def query(self, sql: str, parameters: dict | None = None, **kwargs: Any) -> Any:
-        if sql.lstrip().upper().startswith("SELECT"):
+        if sql.lstrip().upper().startswith(("SELECT", "WITH")):
             self.selects.append((sql, dict(parameters or {})))
         return self.client.query(sql, parameters=parameters, **kwargs)
 
@@ -182,6 +182,27 @@ def _key_granules(client, sql: str, parameters: dict) -> list[tuple[str, int, in
     return found
 
 
+_PART = "groupArray(tuple(*)) FROM ("
+
+
+def _with_parts(sql: str) -> list[str]:
+    """The query and each part it gathers as an array of rows (a scalar subquery, which runs
+    before the plan and so is not in EXPLAIN's), with the query's WITH clause."""
+    found = re.match(r"WITH (.*?) AS the_app ", sql)
+    prefix = found.group(0) if found else ""
+    parts, at = [sql], sql.find(_PART)
+    while at >= 0:
+        start = depth = at + len(_PART)
+        depth = 1
+        end = start
+        while depth:
+            depth += {"(": 1, ")": -1}.get(sql[end], 0)
+            end += 1
+        parts.append(prefix + "SELECT * FROM (" + sql[start:end])
+        at = sql.find(_PART, end)
+    return parts
+
+
 def test_the_reads_by_id_reach_their_rows_through_the_primary_keys(ch):
     # 200 000 calls of one app over 3 days (dozens of granules a day), each in a session
     # and a trace; spans for some traces; then every query the call page makes.
@@ -199,16 +220,26 @@ def test_the_reads_by_id_reach_their_rows_through_the_primary_keys(ch):
     event_id, session, trace = ch.query(
         "SELECT event_id, session_id, trace_id FROM llm_calls WHERE ts < now() - INTERVAL 2 DAY "
         "ORDER BY ts DESC LIMIT 1").result_rows[0]
+    at = NOW - timedelta(days=2)
+    ch.insert("scores", [[uuid.uuid4(), event_id, at, "shop", "relevance", 0.7]],
+              column_names=["score_id", "event_id", "ts", "app_id", "name", "value"])
+    ch.insert("feedback", [[uuid.uuid4(), event_id, at, "shop", "end_user", "u1", 1]],
+              column_names=["feedback_id", "event_id", "ts", "app_id", "source", "author", "thumbs"])
+    ch.insert("review_tasks", [[event_id, "shop", "m1", "judge", "low relevance", 0.5, at]],
+              column_names=["event_id", "app_id", "model", "kind", "reason", "severity", "created_at"])
     probe = _Recorder(ch)
     assert explore.apps_with_call(probe, None, event_id) == ["shop"]
-    assert explore.call(probe, "shop", event_id) is not None
+    shown = _found(explore.call(probe, "shop", event_id))
+    assert (len(shown["scores"]), len(shown["feedback"]), len(shown["review_tasks"])) == (1, 1, 1)
+    assert _found(explore.call(probe, None, event_id))["event_id"] == str(event_id)
     assert explore.trace(probe, None, trace) is not None
     assert explore.session_calls(probe, None, session).rows
     assert explore.search_calls(probe, explore.CallQuery(apps=None, session_id=session)).rows
 
-    reads = [(sql, table, selected, total) for sql, params in probe.selects
-             for table, selected, total in _key_granules(ch, sql, params)]
-    assert {table for _, table, _, _ in reads} >= {"id_lookup", "llm_calls", "trace_spans"}
+    reads = [(part, table, selected, total) for sql, params in probe.selects for part in _with_parts(sql)
+             for table, selected, total in _key_granules(ch, part, params)]
+    assert {table for _, table, _, _ in reads} >= {"id_lookup", "llm_calls", "trace_spans", "scores", "feedback",
+                                                  "review_tasks", "call_previews"}
     for sql, table, selected, total in reads:
         assert selected <= 8, (table, selected, total, sql)
     marks = ch.query("SELECT table, sum(marks) FROM system.parts WHERE database = currentDatabase() AND active "
@@ -216,19 +247,29 @@ def test_the_reads_by_id_reach_their_rows_through_the_primary_keys(ch):
     assert dict(marks)["llm_calls"] >= 20 and dict(marks)["id_lookup"] >= 200  # what a scan would read
 
 
-@pytest.fixture
-def before_0017(ch_settings):
-    """A store migrated up to the migration before 0017."""
+def _migrated_before(ch_settings, version: int):
+    """A store migrated up to the migration before `version`."""
     client = clickhouse.connect(ch_settings)
     client.command("CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, "
                    "applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY version")
     for m in migrations.load():
-        if m.version < 17:
+        if m.version < version:
             for statement in m.statements(ch_settings.retention_days):
                 client.command(statement)
             client.insert("schema_migrations", [[m.version, m.name]], column_names=["version", "name"])
-    yield client
-    client.command(f"DROP DATABASE IF EXISTS {ch_settings.clickhouse_database}")
+    return client
+
+
+@pytest.fixture
+def before_0017(ch_settings):
+    yield _migrated_before(ch_settings, 17)
+    clickhouse.connect(ch_settings).command(f"DROP DATABASE IF EXISTS {ch_settings.clickhouse_database}")
+
+
+@pytest.fixture
+def before_0018(ch_settings):
+    yield _migrated_before(ch_settings, 18)
+    clickhouse.connect(ch_settings).command(f"DROP DATABASE IF EXISTS {ch_settings.clickhouse_database}")
 
 
 def test_calls_traces_and_sessions_stored_before_the_index_are_backfilled_once(before_0017, ch_settings):
@@ -254,3 +295,70 @@ def test_calls_traces_and_sessions_stored_before_the_index_are_backfilled_once(b
     for statement in migration.statements(ch_settings.retention_days):
         ch.command(statement)
     assert read() == expected
+
+
+def _listed(ch) -> list[str]:
+    return [r["answer"] for r in explore.search_calls(ch, explore.CallQuery(apps=None), limit=20).rows]
+
+
+def test_calls_stored_before_the_previews_are_listed_after_a_backfill_that_resumes_where_it_stopped(
+        before_0018, ch_settings):
+    ch = before_0018
+    ages = {"today": timedelta(hours=2), "3 days": timedelta(days=3), "20 days": timedelta(days=20),
+            "60 days": timedelta(days=60)}
+    _insert_calls(ch, [_call("shop", NOW - age, text=f"stored {name} ago") for name, age in ages.items()])
+    (migration,) = [m for m in migrations.load() if m.version == 18]
+    statements = migration.statements(ch_settings.retention_days)
+    # A first start that crashed after the backfill's first two slices (the last day, the
+    # week before) were recorded, and lost their rows (the worst case): the re-run resumes
+    # at the third slice and does not redo those two.
+    for statement in statements:
+        if statement.startswith("INSERT INTO call_previews"):
+            break
+        ch.command(statement)
+    ch.insert("call_previews_backfill", [[1], [2]], column_names=["slice"])
+    for statement in statements:
+        ch.command(statement)
+    assert _listed(ch) == ["stored 20 days ago", "stored 60 days ago"]
+    assert sorted(r[0] for r in ch.query("SELECT DISTINCT slice FROM call_previews_backfill").result_rows) == [
+        1, 2, 3, 4, 5, 6]
+
+    # A store that starts afresh: every age is backfilled, newest first, with its previews;
+    # a re-run reads nothing again (every slice recorded) and the list is unchanged.
+    ch.command("TRUNCATE TABLE call_previews")
+    ch.command("TRUNCATE TABLE call_previews_backfill")
+    assert 18 in migrations.apply(ch, ch_settings.retention_days)
+    expected = [f"stored {name} ago" for name in ages]
+    assert _listed(ch) == expected
+    (row,) = explore.search_calls(ch, explore.CallQuery(apps=None), limit=1).rows
+    assert (row["question"], row["app_id"], row["status"]) == ("a question", "shop", "ok")
+    for statement in statements:
+        ch.command(statement)
+    assert _listed(ch) == expected
+    # Calls stored after the migration reach the list through the view, at once.
+    _insert_calls(ch, [_call("shop", NOW, text="stored now")])
+    assert _listed(ch)[0] == "stored now"
+
+
+def test_a_list_scoped_to_many_apps_or_to_one_shows_those_apps_calls_only_newest_first(ch):
+    # Scoped to more than FEW_APPS apps the keys come from call_previews (time order), to
+    # one app from llm_calls (its app_id prefix): both see their apps' calls only.
+    apps = [f"app-{i}" for i in range(explore.FEW_APPS + 3)]
+    _insert_calls(ch, [_call(app, NOW - timedelta(minutes=i * len(apps) + n), text=f"{app} {i}")
+                       for n, app in enumerate(apps) for i in range(3)])
+    many = frozenset(apps[:explore.FEW_APPS + 1])
+    listed = explore.search_calls(ch, explore.CallQuery(apps=many), limit=200).rows
+    assert {r["app_id"] for r in listed} == many and len(listed) == 3 * len(many)
+    assert [r["ts"] for r in listed] == sorted((r["ts"] for r in listed), reverse=True)
+    one = explore.search_calls(ch, explore.CallQuery(apps=frozenset({apps[-1]})), limit=200).rows
+    assert [r["answer"] for r in one] == [f"{apps[-1]} {i}" for i in range(3)]
+    assert explore.search_calls(ch, explore.CallQuery(apps=frozenset({"nobody"}))).rows == []
+    # Paged two by two through the previews, the same calls in the same order.
+    paged, cursor = [], None
+    while True:
+        page = explore.search_calls(ch, explore.CallQuery(apps=many), limit=2, cursor=cursor)
+        paged += page.rows
+        if page.next is None:
+            break
+        cursor = page.next
+    assert [r["event_id"] for r in paged] == [r["event_id"] for r in listed]

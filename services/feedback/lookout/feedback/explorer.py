@@ -131,21 +131,16 @@ def build_router(ctx: ExplorerContext) -> APIRouter:
         apps = visible(reviewer, app_id)
         if apps is not None and not apps:
             raise missing
-        # The app named (and visible) needs no search across apps for the id.
-        found = [app_id] if app_id is not None else await run_in_threadpool(
-            started(ctx.session).run, explore.apps_with_call, apps, event_id)
-        if not found:
-            raise missing
-        if len(found) > 1 and app_id is None:
-            raise ApiError(409, f"event_id {event_id} was used by several apps ({', '.join(found)}); "
-                                "choose one with ?app_id=", field="app_id")
-        record = await run_in_threadpool(started(ctx.session).run, explore.call, found[0], event_id)
+        # One query: the call of the app named (and visible), else of the one visible app
+        # that stored the id; only a miss asks which apps have it (none: 404, several: 409).
+        record = await run_in_threadpool(started(ctx.session).run, explore.call, app_id, event_id, apps=apps)
+        if record is None and app_id is None:
+            found = await run_in_threadpool(started(ctx.session).run, explore.apps_with_call, apps, event_id)
+            if len(found) > 1:
+                raise ApiError(409, f"event_id {event_id} was used by several apps ({', '.join(found)}); "
+                                    "choose one with ?app_id=", field="app_id")
         if record is None:
             raise missing
-        record["review_tasks"] = await run_in_threadpool(
-            started(ctx.session).named,
-            "SELECT kind, reason, severity, created_at FROM review_tasks WHERE app_id = {app:String} "
-            "AND event_id = {id:UUID} ORDER BY created_at LIMIT 50", app=found[0], id=str(event_id))
         return record
 
     @router.get("/traces/{trace_id}")
