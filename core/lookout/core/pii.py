@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import operator
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -74,6 +75,9 @@ class Redaction:
 # Emails are found from each '@', so a text costs one str.find unless it has one. The local
 # part takes the characters people's addresses have (O'Brien's too), at most 64 of them.
 _EMAIL_LOCAL_PUNCT = frozenset("_.%+'-")
+# The same characters in ASCII, for str.rstrip to walk back over at C speed.
+_EMAIL_LOCAL_ASCII = "".join(sorted(_EMAIL_LOCAL_PUNCT)) + "".join(map(chr, range(48, 58))) + "".join(
+    chr(c) for c in range(65, 123) if chr(c).isalpha())
 _EMAIL_LOCAL_MAX = 64
 _EMAIL_DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(?![\w-])")
 
@@ -170,8 +174,10 @@ def _is_local_char(ch: str) -> bool:
 def _emails(text: str) -> Iterator[tuple[int, int, str]]:
     at = text.find("@")
     while at != -1:
-        # Walk back over the local part: at most 64 characters, whatever precedes them.
-        start, stop = at, max(0, at - _EMAIL_LOCAL_MAX)
+        # Walk back over the local part: at most 64 characters, whatever precedes them
+        # (ASCII ones in one step; from a non-ASCII one on, character by character).
+        stop = max(0, at - _EMAIL_LOCAL_MAX)
+        start = stop + len(text[stop:at].rstrip(_EMAIL_LOCAL_ASCII))
         while start > stop and _is_local_char(text[start - 1]):
             start -= 1
         too_long = start == stop and start > 0 and _is_local_char(text[start - 1])
@@ -433,13 +439,16 @@ def _detectors_for(text: str) -> list[_Detector]:
 Finding = tuple[int, int, Kind, str | None]
 
 
+_start = operator.itemgetter(0)
+
+
 def _merge(claimed: list[Finding], found: Iterable[tuple[int, int, str | None]], kind: Kind) -> list[Finding]:
     """`claimed` (sorted, non-overlapping) plus each new finding that overlaps nothing before
     it, in one sweep: the cost is linear in the findings, however many a text holds."""
     out: list[Finding] = []
     i, n = 0, len(claimed)
     # Detectors yield in text order; sorting an ordered list is linear and makes sure of it.
-    for start, end, value in sorted(found, key=lambda f: f[0]):
+    for start, end, value in sorted(found, key=_start):
         while i < n and claimed[i][1] <= start:
             out.append(claimed[i])
             i += 1
@@ -454,10 +463,18 @@ def find_pii(text: str) -> list[tuple[int, int, Kind, str]]:
     """Non-overlapping findings as (start, end, kind, normalised value), in text order."""
     if not _MAY_HOLD_PII.search(text):
         return []
+    return _findings(text)
+
+
+def _findings(text: str) -> list[tuple[int, int, Kind, str]]:
+    """find_pii of a text that holds '@', ':' or a digit."""
+    detectors = _detectors_for(text)
+    if not detectors:
+        return []
     claimed: list[Finding] = []
-    for detector in _detectors_for(text):
+    for detector in detectors:
         claimed = _merge(claimed, detector.find(text), detector.kind)
-    return [(s, e, k, v) for s, e, k, v in claimed if v is not None]
+    return [f for f in claimed if f[3] is not None]  # type: ignore[misc]
 
 
 # ---------------------------------------------------------------------------------------
@@ -486,11 +503,14 @@ class Redactor:
         return f"[{kind.upper()}]"
 
     def redact(self, text: str) -> Redaction:
-        if self.mode == "off" or not text:
+        if self.mode == "off" or not text or not _MAY_HOLD_PII.search(text):
             return Redaction(text)
-        found = find_pii(text)
+        found = _findings(text)
         if not found:
             return Redaction(text)
+        return self._replace(text, found)
+
+    def _replace(self, text: str, found: list[tuple[int, int, Kind, str]]) -> Redaction:
         parts: list[str] = []
         counts: dict[str, int] = {}
         # A hostile text repeats one value thousands of times: one HMAC per distinct value.
@@ -612,11 +632,11 @@ def redaction_updates(call: LlmCall, redactor: Redactor) -> tuple[dict[str, obje
         nonlocal total
         if not _MAY_HOLD_PII.search(text):  # most fields of most calls: no detector can match
             return text
-        result = redactor.redact(text)
-        if not result.counts:
+        found = _findings(text)
+        if not found:
             return text
-        total += result.total
-        return _fit(result.text, limit)
+        total += len(found)
+        return _fit(redactor._replace(text, found).text, limit)
 
     update: dict[str, object] = {}
     for name, limit in _TEXT_FIELDS:
