@@ -142,6 +142,7 @@ def test_a_chat_span_on_the_current_conventions_becomes_one_complete_call():
     )
     call = only_call(spans)
     context = spans[0].context
+    assert context is not None
 
     assert call.event_id == span_event_id(f"{context.trace_id:032x}", f"{context.span_id:016x}")
     assert (call.trace_id, call.span_id) == (f"{context.trace_id:032x}", f"{context.span_id:016x}")

@@ -38,6 +38,23 @@ class Enricher:
     def __call__(self, call: LlmCall) -> tuple[LlmCall, int]:
         """The call as it may be stored, and its redaction count. One copy of the call at
         most (none when nothing changes), and of its metadata only when keys are added."""
+        updates, redactions = self.updates(call)
+        if updates:
+            call = call.model_copy(update=updates)
+        return call, redactions
+
+    def apply(self, call: LlmCall) -> int:
+        """__call__ for a call nobody else holds (one this worker just validated): changed
+        in place, no copy; its redaction count returned."""
+        updates, redactions = self.updates(call)
+        if updates:
+            # What model_copy(update=...) does to its copy, without copying.
+            vars(call).update(updates)
+            call.__pydantic_fields_set__.update(updates)
+        return redactions
+
+    def updates(self, call: LlmCall) -> tuple[dict[str, object], int]:
+        """What enriching changes in `call` (a model_copy update) and its redaction count."""
         updates, redactions = redaction_updates(call, self.policy.for_app(call.app_id))
         added: dict[str, str] = {}
         if redactions:
@@ -55,9 +72,7 @@ class Enricher:
         if added:
             metadata = updates.get("metadata", call.metadata)
             updates["metadata"] = {**metadata, **added}  # type: ignore[dict-item]
-        if updates:
-            call = call.model_copy(update=updates)
-        return call, redactions
+        return updates, redactions
 
     def step(self, step: TraceSpan) -> tuple[TraceSpan, int]:
         """A trace step redacted (texts, error, attribute values) and pseudonymised; an

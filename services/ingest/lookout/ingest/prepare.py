@@ -109,9 +109,8 @@ def _enrich(calls: Iterable[LlmCall], key: ApiKey, enricher: Enricher) -> tuple[
     # Every app is checked before any work is spent on enriching: one foreign app refuses the request.
     for call in calls:
         require(key, "ingest", call.app_id)
-    enriched, total = [], 0
+    # The calls were validated (or converted) for this request alone: enriched in place.
+    total = 0
     for call in calls:
-        call, redactions = enricher(call)
-        enriched.append(call)
-        total += redactions
-    return enriched, total
+        total += enricher.apply(call)
+    return calls, total
