@@ -14,8 +14,9 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from clickhouse_connect.driver.external import ExternalData
 
@@ -58,7 +59,7 @@ class Carrier:
             self.session.command(statement.replace(SOURCE, _file(path, fmt, structure)))
 
     def query(self, statement: str, data: bytes, fmt: str, structure: str,
-              parameters: Mapping | None = None) -> list[tuple]:
+              parameters: Mapping | None = None) -> list[Sequence[Any]]:
         """Rows of `statement` (SOURCE where the data is read, as often as needed)."""
         if not self.chdb:
             external = ExternalData(file_name="lookout_data", data=data, fmt=fmt, structure=_plain(structure))
