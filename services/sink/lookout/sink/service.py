@@ -27,6 +27,9 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 
+# The longest a lagging sink waits to fill a batch (the rows are already late).
+LAGGING_LINGER_MS = 1000
+
 
 class SinkService:
     name = "sink"
@@ -56,6 +59,21 @@ class SinkService:
     async def _handle(self, batch: Batch) -> None:
         assert self.store is not None
         await asyncio.to_thread(self.store.write, batch)
+        self._pace()
+
+    def _pace(self) -> None:
+        """Lagging (a full batch or more still on the topic): wait for full batches, since
+        each statement has a fixed cost and the rows wait anyway; keeping up: the short
+        linger, so a row waits at most sink_batch_ms. Records fetched while a batch is
+        stored arrive in fetch-sized pieces, so without this a lagging sink stored batches
+        of a few hundred rows whenever a piece came later than the linger."""
+        loop = self.worker.loop
+        if loop is None:
+            return
+        lag = sum(loop.lag_snapshot().values())
+        settings = self.settings
+        loop.linger_ms = max(settings.sink_batch_ms, LAGGING_LINGER_MS) if lag >= settings.sink_batch_rows \
+            else settings.sink_batch_ms
 
     @property
     def stats(self) -> kafka.ConsumerStats:
