@@ -31,6 +31,18 @@ log = logging.getLogger(__name__)
 LAGGING_LINGER_MS = 1000
 
 
+def linger_ms(lag: int, settings: SinkSettings) -> int:
+    """How long the next batch waits to fill. Lagging (a full batch or more still on the
+    topic): up to LAGGING_LINGER_MS for a full batch, since each statement has a fixed cost
+    and the rows are late anyway; keeping up: sink_batch_ms, so a row waits at most that.
+    Records fetched while a batch is stored arrive in fetch-sized pieces, so with the short
+    linger alone a lagging sink stored batches of a few hundred rows whenever a piece came
+    later than the linger."""
+    if lag >= settings.sink_batch_rows:
+        return max(settings.sink_batch_ms, LAGGING_LINGER_MS)
+    return settings.sink_batch_ms
+
+
 class SinkService:
     name = "sink"
 
@@ -62,18 +74,9 @@ class SinkService:
         self._pace()
 
     def _pace(self) -> None:
-        """Lagging (a full batch or more still on the topic): wait for full batches, since
-        each statement has a fixed cost and the rows wait anyway; keeping up: the short
-        linger, so a row waits at most sink_batch_ms. Records fetched while a batch is
-        stored arrive in fetch-sized pieces, so without this a lagging sink stored batches
-        of a few hundred rows whenever a piece came later than the linger."""
         loop = self.worker.loop
-        if loop is None:
-            return
-        lag = sum(loop.lag_snapshot().values())
-        settings = self.settings
-        loop.linger_ms = max(settings.sink_batch_ms, LAGGING_LINGER_MS) if lag >= settings.sink_batch_rows \
-            else settings.sink_batch_ms
+        if loop is not None:
+            loop.linger_ms = linger_ms(sum(loop.lag_snapshot().values()), self.settings)
 
     @property
     def stats(self) -> kafka.ConsumerStats:
