@@ -31,16 +31,16 @@ log = logging.getLogger(__name__)
 LAGGING_LINGER_MS = 1000
 
 
-def linger_ms(lag: int, settings: SinkSettings) -> int:
+def linger_ms(lag: int, batch_rows: int, batch_ms: int) -> int:
     """How long the next batch waits to fill. Lagging (a full batch or more still on the
-    topic): up to LAGGING_LINGER_MS for a full batch, since each statement has a fixed cost
-    and the rows are late anyway; keeping up: sink_batch_ms, so a row waits at most that.
+    topic): up to LAGGING_LINGER_MS for a full batch of batch_rows, since each statement has a fixed cost
+    and the rows are late anyway; keeping up: batch_ms, so a row waits at most that.
     Records fetched while a batch is stored arrive in fetch-sized pieces, so with the short
     linger alone a lagging sink stored batches of a few hundred rows whenever a piece came
     later than the linger."""
-    if lag >= settings.sink_batch_rows:
-        return max(settings.sink_batch_ms, LAGGING_LINGER_MS)
-    return settings.sink_batch_ms
+    if lag >= batch_rows:
+        return max(batch_ms, LAGGING_LINGER_MS)
+    return batch_ms
 
 
 class SinkService:
@@ -76,7 +76,8 @@ class SinkService:
     def _pace(self) -> None:
         loop = self.worker.loop
         if loop is not None:
-            loop.linger_ms = linger_ms(sum(loop.lag_snapshot().values()), self.settings)
+            lag = sum(loop.lag_snapshot().values())
+            loop.linger_ms = linger_ms(lag, self.settings.sink_batch_rows, self.settings.sink_batch_ms)
 
     @property
     def stats(self) -> kafka.ConsumerStats:
