@@ -8,7 +8,8 @@ core with taskset): settings from LOOKOUT_* as every service reads them.
                                                queryable
     python -m bench.pipeline_node both         ingest + sink on one store, as `lookout up` runs them
     python -m bench.pipeline_node raw-produce  baseline: aiokafka produce of events (stdin: a file)
-    python -m bench.pipeline_node raw-insert   baseline: clickhouse-connect insert of their rows
+    python -m bench.pipeline_node raw-insert SRC  baseline: clickhouse-connect insert of their rows
+                                               (SRC: a file, or topic:N for the sink's input)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -58,15 +60,28 @@ def _serve(which: str, out: str | None) -> int:
 
 def _poll_latency(settings, out: Path) -> None:
     """When each batch of the latency run had all its calls stored: a client of its own on
-    the store (a chdb path serves several clients of one process)."""
+    the store (a chdb path serves several clients of one process). It runs in the sink's
+    process, on its core, so it reads only the rows from just before the oldest batch not
+    yet complete on (the sort key's ts range; a batch's calls are stamped within 0.5 s of
+    each other, in posting order): a poll over the whole run's rows every 20 ms took a
+    growing share of the core the sink was being measured on."""
+    from datetime import timedelta
+
     from lookout.core import clickhouse
 
     client = clickhouse.connect(settings)
     seen: dict[str, float] = {}
+    first_ts: dict[int, object] = {}
     while True:
+        complete = 0
+        while str(complete) in seen:
+            complete += 1
+        since = first_ts.get(complete - 1)
         try:
             rows = client.query(
-                "SELECT metadata['batch'] AS b, count() FROM llm_calls WHERE app_id = 'latency' GROUP BY b"
+                "SELECT metadata['batch'] AS b, count(), min(ts) FROM llm_calls WHERE app_id = 'latency' "
+                "AND ts >= {since:DateTime64(3, 'UTC')} GROUP BY b",
+                {"since": since - timedelta(seconds=5) if since is not None else datetime(1971, 1, 1, tzinfo=UTC)},
             ).result_rows
         except Exception:
             time.sleep(0.1)
@@ -74,9 +89,10 @@ def _poll_latency(settings, out: Path) -> None:
         now = time.time()
         expected = int(out.with_suffix(".per").read_text()) if out.with_suffix(".per").exists() else 0
         fresh = False
-        for batch, count in rows:
+        for batch, count, lo in rows:
             if expected and count >= expected and batch not in seen:
                 seen[batch] = now
+                first_ts[int(batch)] = lo
                 fresh = True
         if fresh:
             out.write_text(json.dumps(seen))
@@ -110,26 +126,56 @@ def _raw_produce(path: str) -> None:
     print(json.dumps(asyncio.run(run())))
 
 
-def _raw_insert(path: str) -> None:
-    """The rows of the same events (built before the clock starts), inserted with
-    clickhouse-connect in batches of 5 000: rows/s on stdout."""
+def _sink_input(count: int) -> list[bytes]:
+    """The first `count` records of the sink's input topic (llm.events under the prefix):
+    the calls exactly as ingest wrote them (redacted, priced), warm-up ones included."""
+    from lookout.core import kafka, topics
+    from lookout.core.settings import CommonSettings
+
+    settings = CommonSettings()
+
+    async def read() -> list[bytes]:
+        consumer = kafka.make_consumer(settings, None, topics.resolve(settings.topic_prefix, topics.EVENTS))
+        await consumer.start()
+        try:
+            values: list[bytes] = []
+            while len(values) < count:
+                for part in (await consumer.getmany(timeout_ms=1000, max_records=5000)).values():
+                    values.extend(r.value for r in part if r.value is not None)
+            return values[:count]
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
+
+
+def _raw_insert(source: str) -> None:
+    """The rows of the same calls (built before the clock starts), inserted with
+    clickhouse-connect in batches of 5 000 into the same table with the same materialized
+    views: rows/s on stdout. `source`: a file of JSON lines, or `topic:N` for the first N
+    records of the sink's input topic, i.e. exactly the rows the sink stores."""
     from lookout.core import clickhouse, migrations, topics
     from lookout.core.events import LlmCall
     from lookout.core.settings import CommonSettings
     from lookout.sink.rows import TABLES
 
     settings = CommonSettings()
+    if source.startswith("topic:"):
+        values = _sink_input(int(source.removeprefix("topic:")))
+    else:
+        values = Path(source).read_bytes().splitlines()
     client = clickhouse.connect(settings)
     migrations.apply(client, settings.retention_days)
     spec = TABLES[topics.EVENTS]
-    rows = [spec.to_row(LlmCall.model_validate(orjson.loads(line))) for line in Path(path).read_bytes().splitlines()]
+    rows = [spec.to_row(LlmCall.from_bytes(v)) for v in values]
     columns = list(rows[0])
     data = [[r[c] for c in columns] for r in rows]
     start, cpu = time.perf_counter(), time.process_time()
     for i in range(0, len(data), 5000):
         client.insert(spec.table, data[i : i + 5000], column_names=columns)
     wall = time.perf_counter() - start
-    print(json.dumps({"per_s": len(data) / wall, "cpu_s_per_1000": (time.process_time() - cpu) / len(data) * 1000}))
+    print(json.dumps({"per_s": len(data) / wall, "cpu_s_per_1000": (time.process_time() - cpu) / len(data) * 1000,
+                      "rows": len(data)}))
 
 
 def main() -> int:

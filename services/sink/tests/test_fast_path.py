@@ -5,6 +5,7 @@ writes them (PII redacted by the real redactor, priced from the packaged price t
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
@@ -57,7 +58,7 @@ def record(value: bytes | None, offset: int, topic: str = topics.EVENTS) -> Cons
                           serialized_value_size=len(value or b""), headers=())
 
 
-def batch_of(values: list[bytes | None]) -> Batch:
+def batch_of(values: Sequence[bytes | None]) -> Batch:
     return Batch([record(v, i) for i, v in enumerate(values)], service="sink", topic_prefix=PREFIX)
 
 

@@ -6,8 +6,10 @@ operator sees what broke."""
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 import httpx
+from clickhouse_connect.driver.client import Client
 
 from lookout.core.serving import Lifecycle, service_app
 from lookout.sink.service import SinkService
@@ -35,7 +37,7 @@ async def test_readyz_is_503_naming_clickhouse_once_the_sinks_clickhouse_connect
             assert (await _ready(http)).json() == {"ready": True, "problems": {}}
             assert sink.session is not None
             with sink.session.locked() as client:
-                client.close()  # the connection to ClickHouse is gone; the consumer still runs
+                cast(Client, client).close()  # the connection to ClickHouse is gone; the consumer still runs
             r = await http.get("/readyz")
             assert r.status_code == 503
             body = r.json()

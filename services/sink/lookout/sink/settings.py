@@ -10,7 +10,9 @@ from lookout.core.settings import CommonSettings, ServerSettings
 class SinkSettings(CommonSettings, ServerSettings):
     sink_group: str = Field("lookout-sink", description="Consumer group of the sink.")
     sink_batch_rows: int = Field(5000, ge=1, description="Sink inserts when a batch reaches this many rows...")
-    sink_batch_ms: int = Field(500, ge=10, description="...or when the oldest row waited this long.")
+    # Short: a batch is fetched whole when the sink is behind (up to sink_batch_rows at once),
+    # so the linger only decides how long a row waits while the sink keeps up.
+    sink_batch_ms: int = Field(200, ge=10, description="...or when the oldest row waited this long.")
     sink_sql_rows: bool = Field(
         True, description="ClickHouse parses llm.events batches itself (one INSERT ... SELECT over their JSON; a batch "
         "it refuses is validated in Python). Off: every batch is validated in Python (slower; for comparison).",

@@ -10,8 +10,9 @@ with pydantic's error and stores the rest. Where exact agreement would be costly
 refuses too: such a batch is stored the slower way, never differently.
 
 The statement is the same for chdb and a ClickHouse server; only the carrier of the bytes
-differs: a server reads them from the request body through `input()`, chdb (which has no
-request body, and ignores data put after an `input()` query) from a file through `file()`.
+differs (carrier.py): a server reads them from the request body through `input()`, chdb
+(which has no request body, and ignores data put after an `input()` query) from a file
+through `file()`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+
+from .carrier import settings_clause
 
 # Parsing as strict as the wire schema: nothing coerced that pydantic would refuse.
 SETTINGS: dict[str, int | str] = {
@@ -38,7 +41,6 @@ SETTINGS: dict[str, int | str] = {
     "input_format_allow_errors_num": 0,
     "input_format_allow_errors_ratio": 0,
     "output_format_json_escape_forward_slashes": 0,  # toJSONString writes '/' as orjson does
-    "max_query_size": 1 << 20,
 }
 
 
@@ -248,9 +250,10 @@ class SqlRows:
     key: Callable[[bytes], Key | None]
 
     def statement(self, source: str, records: int) -> str:
-        """INSERT ... SELECT over `source` (input() or file(), see sources) that refuses the
-        whole batch unless every record passes the checks and the records make exactly
-        `records` rows (a record holding two JSON objects would make two)."""
+        """INSERT ... SELECT over `source` (JSONEachRow of `structure`: input() or file(), see
+        carrier.py) that refuses the whole batch unless every record passes the checks and the
+        records make exactly `records` rows (a record holding two JSON objects would make two).
+        The parsing settings are the statement's own (SETTINGS)."""
         names = ", ".join(c for c, _ in self.columns)
         # Columns go by position, without aliases: an alias named like a field would shadow
         # the field in the checks (ClickHouse aliases are visible everywhere in a query).
@@ -261,18 +264,10 @@ class SqlRows:
             f"SELECT\n    {values}\n"
             f"FROM (SELECT * FROM (SELECT *, count() OVER () AS _records FROM {source})\n"
             f"      WHERE throwIf(NOT ({ok}) OR _records != {int(records)}, "
-            f"'a record is not one the wire schema takes as it is: store this batch by validating it') = 0)"
+            f"'a record is not one the wire schema takes as it is: store this batch by validating it') = 0)\n"
+            f"{settings_clause(SETTINGS)}"
         )
 
-    def from_input(self) -> str:
-        """The source a ClickHouse server reads the request body through."""
-        return f"input('{self.structure}')"
-
-    def from_file(self, path: str) -> str:
-        """The source chdb reads a file of the batch through."""
-        if "'" in path or "\\" in path:
-            raise ValueError(f"unusable path for file(): {path!r}")
-        return f"file('{path}', 'JSONEachRow', '{self.structure}')"
 
 
 CALLS = SqlRows("llm_calls", _CALL_STRUCTURE, _CALL_COLUMNS, _CALL_CHECKS, _call_key)

@@ -22,13 +22,11 @@ thousands of records is CPU work the event loop must not do.
 from __future__ import annotations
 
 import logging
-import os
-import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date
 
+import orjson
 from aiokafka import ConsumerRecord
 from clickhouse_connect.driver.exceptions import OperationalError
 from prometheus_client import Counter
@@ -39,6 +37,7 @@ from lookout.core.events import TOPIC_SCHEMAS
 from lookout.core.session import Session
 
 from . import sql_rows
+from .carrier import SOURCE, Carrier
 from .rows import TABLES, TableSpec
 
 log = logging.getLogger(__name__)
@@ -60,31 +59,13 @@ class _Pending:
     records: list[ConsumerRecord] = field(default_factory=list)
 
 
-# An app id or a UUID: characters that need no escaping inside '...'.
-_PLAIN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-
-
-def _literal(keys: list[tuple[str] | tuple[str, str]]) -> str | None:
-    """The keys as a SQL list of tuples, written here instead of bound, when every part is
-    plain (always, for keys read from a record's head or a validated call). Binding escapes
-    each string character by character in Python (clickhouse-connect binds client-side for
-    chdb), which cost as much CPU per row as the insert. None: some part is not plain."""
-    if not keys:
-        return None
-    parts = []
-    for key in keys:
-        if not all(isinstance(v, str) and _PLAIN.fullmatch(v) for v in key):
-            return None
-        parts.append("('" + "','".join(key) + "')" if len(key) > 1 else f"'{key[0]}'")
-    return "(" + ",".join(parts) + ")"
-
-
 class Store:
     def __init__(self, session: Session, topic_prefix: str = "", *, chdb: bool = False, fast: bool = True):
         self.session = session
         self.topic_prefix = topic_prefix
-        # chdb reads the batch from a file; a server from the request body (sql_rows.py).
+        # chdb reads a batch and its keys from a file; a server from the request (carrier.py).
         self.chdb = chdb
+        self.carrier = Carrier(session, chdb)
         self.fast = fast  # False: every batch the validating way (tests compare the two)
 
     def write(self, batch: Batch) -> None:
@@ -143,48 +124,38 @@ class Store:
         return unread
 
     def _insert_sql(self, sql: sql_rows.SqlRows, values: list[bytes]) -> None:
-        body = b"\n".join(values)
-        if not self.chdb:
-            self.session.command(sql.statement(sql.from_input(), len(values)), data=body, settings=sql_rows.SETTINGS)
-            return
-        fd, path = tempfile.mkstemp(prefix="lookout-sink-", suffix=".ndjson")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(body)
-            self.session.command(sql.statement(sql.from_file(path), len(values)), settings=sql_rows.SETTINGS)
-        finally:
-            os.unlink(path)
+        # The records as they came off Kafka, joined once: ClickHouse parses them.
+        self.carrier.insert(sql.statement(SOURCE, len(values)), b"\n".join(values), "JSONEachRow", sql.structure)
 
     def _stored(self, spec: TableSpec, keys: Iterable[tuple], days: set[date]) -> set[tuple]:
         """Which of these keys ((app_id, id) or (id,), ids as text) are stored already.
 
         One query per batch, bounded: it reads only the partitions (days) of the batch's
-        rows and the primary-key ranges of its apps, and returns at most one row per key."""
+        rows, the primary-key ranges of its apps and, within those, the granules whose id
+        bloom filter may hold one of the ids; it returns at most one row per key. The keys
+        go as data (carrier.py), not as SQL: parsing 5 000 tuples written out took longer
+        than the batch's insert."""
         keys = list(keys)
+        if not keys:
+            return set()
         id_col = spec.id_column
+        data = b"\n".join(orjson.dumps(list(key)) for key in keys)
         parameters: dict = {"days": sorted(days), "n": len(keys)}
-        literal = _literal(keys)
         if spec.app_scoped:
             parameters["apps"] = sorted({app for app, _ in keys})
-            if literal is None:
-                parameters["keys"] = keys
-            keys_sql = literal or "{keys:Array(Tuple(String, UUID))}"
-            condition = f"app_id IN {{apps:Array(String)}} AND (app_id, {id_col}) IN {keys_sql}"
+            structure = "app_id String, id UUID"
+            condition = (f"app_id IN {{apps:Array(String)}} AND {id_col} IN (SELECT id FROM {SOURCE}) "
+                         f"AND (app_id, {id_col}) IN (SELECT app_id, id FROM {SOURCE})")
         else:
-            if literal is None:
-                parameters["keys"] = [i for (i,) in keys]
-            condition = f"{id_col} IN {literal or '{keys:Array(UUID)}'}"
+            structure = "id UUID"
+            condition = f"{id_col} IN (SELECT id FROM {SOURCE})"
         return {
             tuple(str(v) for v in r)
-            for r in self.session.query(
+            for r in self.carrier.query(
                 f"SELECT DISTINCT {', '.join(spec.dedup_key)} FROM {spec.table} "
                 f"WHERE toDate(ts) IN {{days:Array(Date)}} AND {condition} LIMIT {{n:UInt32}}",
-                parameters,
-                # The keys are in the query text (bound client-side on chdb too): a full batch
-                # of 5 000 is ~330 KB, over ClickHouse's default 256 KiB max_query_size, which
-                # would refuse every retry of the batch. A key is at most ~300 bytes written out.
-                settings={"max_query_size": (1 << 20) + 512 * len(keys)},
-            ).result_rows
+                data, "JSONCompactEachRow", structure, parameters,
+            )
         }
 
     # -- the validating way ---------------------------------------------------------------
