@@ -60,74 +60,53 @@ FROM llm_calls;
 CREATE TABLE IF NOT EXISTS call_previews_backfill (slice UInt8, done_at DateTime64(3, 'UTC') DEFAULT now64(3))
 ENGINE = ReplacingMergeTree ORDER BY slice;
 
-INSERT INTO call_previews
+-- The view's rows as a plain view, so each slice below is one short statement (ClickHouse
+-- pushes a slice's ts bounds into the view, so it reads only that slice's partitions);
+-- dropped at the end. A materialized view fires only on inserts into the table it reads,
+-- so call_previews_mv above keeps its own copy of this SELECT.
+CREATE VIEW IF NOT EXISTS call_previews_source AS
 SELECT ts, app_id, event_id, environment, provider, model, model_version, prompt_version, status,
-    substring(error, 1, 300), latency_ms, tokens_in, tokens_out, cost_usd, session_id, trace_id,
+    substring(error, 1, 300) AS error, latency_ms, tokens_in, tokens_out, cost_usd, session_id, trace_id,
     substring(if(input = '', prompt, JSONExtractString(if(arrayExists(m -> JSONExtractString(m, 'role') = 'user',
         JSONExtractArrayRaw(input)), arrayLast(m -> JSONExtractString(m, 'role') = 'user', JSONExtractArrayRaw(input)),
-        arrayElement(JSONExtractArrayRaw(input), -1)), 'content')), 1, 300),
-    substring(output, 1, 300)
-FROM llm_calls WHERE ts >= now64(3) - INTERVAL 1 DAY
+        arrayElement(JSONExtractArrayRaw(input), -1)), 'content')), 1, 300) AS question,
+    substring(output, 1, 300) AS answer
+FROM llm_calls;
+
+INSERT INTO call_previews
+SELECT * FROM call_previews_source WHERE ts >= now64(3) - INTERVAL 1 DAY
     AND (SELECT count() FROM call_previews_backfill WHERE slice = 1) = 0;
 
 INSERT INTO call_previews_backfill (slice) SELECT 1 WHERE (SELECT count() FROM call_previews_backfill WHERE slice = 1) = 0;
 
 INSERT INTO call_previews
-SELECT ts, app_id, event_id, environment, provider, model, model_version, prompt_version, status,
-    substring(error, 1, 300), latency_ms, tokens_in, tokens_out, cost_usd, session_id, trace_id,
-    substring(if(input = '', prompt, JSONExtractString(if(arrayExists(m -> JSONExtractString(m, 'role') = 'user',
-        JSONExtractArrayRaw(input)), arrayLast(m -> JSONExtractString(m, 'role') = 'user', JSONExtractArrayRaw(input)),
-        arrayElement(JSONExtractArrayRaw(input), -1)), 'content')), 1, 300),
-    substring(output, 1, 300)
-FROM llm_calls WHERE ts >= now64(3) - INTERVAL 7 DAY AND ts < now64(3) - INTERVAL 1 DAY
+SELECT * FROM call_previews_source WHERE ts >= now64(3) - INTERVAL 7 DAY AND ts < now64(3) - INTERVAL 1 DAY
     AND (SELECT count() FROM call_previews_backfill WHERE slice = 2) = 0;
 
 INSERT INTO call_previews_backfill (slice) SELECT 2 WHERE (SELECT count() FROM call_previews_backfill WHERE slice = 2) = 0;
 
 INSERT INTO call_previews
-SELECT ts, app_id, event_id, environment, provider, model, model_version, prompt_version, status,
-    substring(error, 1, 300), latency_ms, tokens_in, tokens_out, cost_usd, session_id, trace_id,
-    substring(if(input = '', prompt, JSONExtractString(if(arrayExists(m -> JSONExtractString(m, 'role') = 'user',
-        JSONExtractArrayRaw(input)), arrayLast(m -> JSONExtractString(m, 'role') = 'user', JSONExtractArrayRaw(input)),
-        arrayElement(JSONExtractArrayRaw(input), -1)), 'content')), 1, 300),
-    substring(output, 1, 300)
-FROM llm_calls WHERE ts >= now64(3) - INTERVAL 31 DAY AND ts < now64(3) - INTERVAL 7 DAY
+SELECT * FROM call_previews_source WHERE ts >= now64(3) - INTERVAL 31 DAY AND ts < now64(3) - INTERVAL 7 DAY
     AND (SELECT count() FROM call_previews_backfill WHERE slice = 3) = 0;
 
 INSERT INTO call_previews_backfill (slice) SELECT 3 WHERE (SELECT count() FROM call_previews_backfill WHERE slice = 3) = 0;
 
 INSERT INTO call_previews
-SELECT ts, app_id, event_id, environment, provider, model, model_version, prompt_version, status,
-    substring(error, 1, 300), latency_ms, tokens_in, tokens_out, cost_usd, session_id, trace_id,
-    substring(if(input = '', prompt, JSONExtractString(if(arrayExists(m -> JSONExtractString(m, 'role') = 'user',
-        JSONExtractArrayRaw(input)), arrayLast(m -> JSONExtractString(m, 'role') = 'user', JSONExtractArrayRaw(input)),
-        arrayElement(JSONExtractArrayRaw(input), -1)), 'content')), 1, 300),
-    substring(output, 1, 300)
-FROM llm_calls WHERE ts >= now64(3) - INTERVAL 92 DAY AND ts < now64(3) - INTERVAL 31 DAY
+SELECT * FROM call_previews_source WHERE ts >= now64(3) - INTERVAL 92 DAY AND ts < now64(3) - INTERVAL 31 DAY
     AND (SELECT count() FROM call_previews_backfill WHERE slice = 4) = 0;
 
 INSERT INTO call_previews_backfill (slice) SELECT 4 WHERE (SELECT count() FROM call_previews_backfill WHERE slice = 4) = 0;
 
 INSERT INTO call_previews
-SELECT ts, app_id, event_id, environment, provider, model, model_version, prompt_version, status,
-    substring(error, 1, 300), latency_ms, tokens_in, tokens_out, cost_usd, session_id, trace_id,
-    substring(if(input = '', prompt, JSONExtractString(if(arrayExists(m -> JSONExtractString(m, 'role') = 'user',
-        JSONExtractArrayRaw(input)), arrayLast(m -> JSONExtractString(m, 'role') = 'user', JSONExtractArrayRaw(input)),
-        arrayElement(JSONExtractArrayRaw(input), -1)), 'content')), 1, 300),
-    substring(output, 1, 300)
-FROM llm_calls WHERE ts >= now64(3) - INTERVAL 183 DAY AND ts < now64(3) - INTERVAL 92 DAY
+SELECT * FROM call_previews_source WHERE ts >= now64(3) - INTERVAL 183 DAY AND ts < now64(3) - INTERVAL 92 DAY
     AND (SELECT count() FROM call_previews_backfill WHERE slice = 5) = 0;
 
 INSERT INTO call_previews_backfill (slice) SELECT 5 WHERE (SELECT count() FROM call_previews_backfill WHERE slice = 5) = 0;
 
 INSERT INTO call_previews
-SELECT ts, app_id, event_id, environment, provider, model, model_version, prompt_version, status,
-    substring(error, 1, 300), latency_ms, tokens_in, tokens_out, cost_usd, session_id, trace_id,
-    substring(if(input = '', prompt, JSONExtractString(if(arrayExists(m -> JSONExtractString(m, 'role') = 'user',
-        JSONExtractArrayRaw(input)), arrayLast(m -> JSONExtractString(m, 'role') = 'user', JSONExtractArrayRaw(input)),
-        arrayElement(JSONExtractArrayRaw(input), -1)), 'content')), 1, 300),
-    substring(output, 1, 300)
-FROM llm_calls WHERE ts < now64(3) - INTERVAL 183 DAY
+SELECT * FROM call_previews_source WHERE ts < now64(3) - INTERVAL 183 DAY
     AND (SELECT count() FROM call_previews_backfill WHERE slice = 6) = 0;
 
 INSERT INTO call_previews_backfill (slice) SELECT 6 WHERE (SELECT count() FROM call_previews_backfill WHERE slice = 6) = 0;
+
+DROP VIEW IF EXISTS call_previews_source;
