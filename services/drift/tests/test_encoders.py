@@ -111,3 +111,14 @@ def test_a_distilled_model_is_cached_and_reused(tiny_static, tmp_path, monkeypat
     second = build_encoder("model2vec", cache_dir=str(tmp_path))
     assert calls == [target] and first.name == second.name == "all-MiniLM-L6-v2+model2vec"
     assert json.loads((target / "config.json").read_text())["model_type"] == "model2vec"
+
+
+def test_identical_texts_in_a_call_are_embedded_once(onnx_fp32, monkeypatch):
+    rows = []
+    forward = onnx_fp32._forward
+    monkeypatch.setattr(onnx_fp32, "_forward", lambda encodings: rows.append(len(encodings)) or forward(encodings))
+    texts = [TEXTS[0], TEXTS[1], TEXTS[0], TEXTS[0], TEXTS[2]]
+    vectors = onnx_fp32.encode(texts)
+    assert sum(rows) == 3
+    assert np.array_equal(vectors[0], vectors[2]) and np.array_equal(vectors[0], vectors[3])
+    assert (vectors[[0, 1, 4]] * onnx_fp32.encode(TEXTS[:3])).sum(axis=1).min() > 0.9999

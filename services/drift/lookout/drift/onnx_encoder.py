@@ -163,15 +163,18 @@ class OnnxEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
             started = time.perf_counter()
-            encodings = self.tokenizer.encode_batch(texts)
+            # Identical texts (a shared system prompt, a canned answer) are embedded once.
+            first: dict[str, int] = {}
+            which = np.fromiter((first.setdefault(t, len(first)) for t in texts), dtype=np.int64, count=len(texts))
+            encodings = self.tokenizer.encode_batch(list(first))
             # Longest first, as sentence-transformers does: batches of similar length pad less.
             order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
-            out = np.empty((len(texts), self.dim), dtype=np.float32)
-            for start in range(0, len(texts), self.batch_size):
+            unique = np.empty((len(encodings), self.dim), dtype=np.float32)
+            for start in range(0, len(encodings), self.batch_size):
                 chunk = order[start: start + self.batch_size]
-                out[chunk] = self._forward([encodings[i] for i in chunk])
+                unique[chunk] = self._forward([encodings[i] for i in chunk])
             self.throughput.observe(len(texts), time.perf_counter() - started)
-        return out
+        return unique[which]
 
     def _forward(self, encodings) -> np.ndarray:
         width = max(len(e.ids) for e in encodings)
