@@ -85,8 +85,8 @@ def test_a_locally_distilled_static_model_encodes_unit_vectors(tiny_static):
 
 
 def test_the_model2vec_backend_is_chosen_by_setting(tiny_static, tmp_path):
-    settings = DriftSettings(drift_encoder_backend="model2vec", drift_encoder_model=str(tiny_static),
-                             drift_onnx_dir=str(tmp_path))
+    settings = DriftSettings.model_validate({"drift_encoder_backend": "model2vec",
+                                             "drift_encoder_model": str(tiny_static), "drift_onnx_dir": str(tmp_path)})
     enc = DriftService(settings)._load_encoder()
     assert isinstance(enc, StaticEncoder) and enc.dim == 16
 
