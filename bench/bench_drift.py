@@ -21,11 +21,12 @@ Methods, on exactly the same streams:
 
 Also: at the sequential alarm, the shift-share estimate and the precision of its 5
 examples (share of them from the new topic); and throughput, torch vs ONNX Runtime int8,
-through the service (see `throughput`).
+through the service, torch against the faster encoders (onnx-int8, model2vec), alternating
+(see `throughput`).
 
-Run: `.venv/bin/python -m bench.bench_drift [--runs 20] [--encoder torch|onnx-int8]
-[--skip-throughput] [--skip-detection]`. Embeddings come from .cache/drift-corpora
-(computed once per encoder). Results print and go to bench/out/drift.json.
+Run: `.venv/bin/python -m bench.bench_drift [--runs 20] [--encoder torch|onnx-int8|model2vec]
+[--encoders torch,onnx-int8,model2vec] [--skip-throughput] [--skip-detection]`. Embeddings come from
+.cache/drift-corpora (computed once per encoder). Results print and go to bench/out/drift.json.
 """
 
 from __future__ import annotations
@@ -372,13 +373,15 @@ async def _wait(condition, limit_s: float = 1200) -> None:
 
 
 def throughput(args) -> dict:
-    """torch (the service's path before) vs ONNX Runtime int8, alternating, same run."""
+    """torch (the service's path before) against the faster encoders, alternating in every
+    round, same run; the load average is recorded beside every figure (a shared machine)."""
     from lookout.drift.encoder import build_encoder
 
-    encoders = {kind: build_encoder(kind, device="cpu") for kind in ("torch", "onnx-int8")}
+    kinds = ["torch", *(k for k in args.encoders if k != "torch")]
+    encoders = {kind: build_encoder(kind, device="cpu") for kind in kinds}
     calls = bench_calls(args.events)
     texts = [c.prompt for c in calls[:400]] + [c.output for c in calls[:400]]
-    out: dict = {"events": len(calls), "load_average_1m_start": round(os.getloadavg()[0], 2)}
+    out: dict = {"events": len(calls), "encoders": kinds, "load_average_1m_start": round(os.getloadavg()[0], 2)}
     for enc in encoders.values():
         enc.encode(texts[:64])  # warm-up
     for r in range(args.rounds):
@@ -387,10 +390,16 @@ def throughput(args) -> dict:
             enc.encode(texts)
             out.setdefault(f"{kind}_raw_texts_per_s", []).append(round(len(texts) / (time.perf_counter() - t), 1))
             out.setdefault(f"{kind}_e2e_calls_per_s", []).append(round(asyncio.run(e2e_rate(enc, calls)), 1))
-            progress(f"throughput round {r}: {kind} {out[f'{kind}_e2e_calls_per_s'][-1]} calls/s")
-    t_med = float(np.median(out["torch_e2e_calls_per_s"]))
-    o_med = float(np.median(out["onnx-int8_e2e_calls_per_s"]))
-    out.update(e2e_ratio_onnx_int8_vs_torch=round(o_med / t_med, 3), load_average_1m_end=round(os.getloadavg()[0], 2))
+            out.setdefault(f"{kind}_load_average_1m", []).append(round(os.getloadavg()[0], 2))
+            progress(f"throughput round {r}: {kind} raw {out[f'{kind}_raw_texts_per_s'][-1]} texts/s, "
+                     f"e2e {out[f'{kind}_e2e_calls_per_s'][-1]} calls/s (load {os.getloadavg()[0]:.1f})")
+    for kind in kinds[1:]:
+        # Per round, then the median: each round's pair ran under about the same load.
+        for what in ("raw_texts_per_s", "e2e_calls_per_s"):
+            ratios = [a / b for a, b in zip(out[f"{kind}_{what}"], out[f"torch_{what}"], strict=True)]
+            out[f"{kind}_vs_torch_{what.split('_')[0]}_ratios"] = [round(x, 3) for x in ratios]
+            out[f"{kind}_vs_torch_{what.split('_')[0]}_median"] = round(float(np.median(ratios)), 3)
+    out["load_average_1m_end"] = round(os.getloadavg()[0], 2)
     return out
 
 
@@ -401,10 +410,13 @@ def main() -> None:
     parser.add_argument("--control-streams", type=int, default=10, help="unshifted streams per corpus")
     parser.add_argument("--control-length", type=int, default=5000, help="calls after the reference per control")
     parser.add_argument("--shares", type=lambda v: [float(x) for x in v.split(",")], default=list(SHARES))
-    parser.add_argument("--encoder", default="torch", help="embeddings the detection runs on: torch, onnx-int8")
+    parser.add_argument("--encoder", default="torch",
+                        help="embeddings the detection runs on: torch, onnx, onnx-int8, model2vec")
     parser.add_argument("--corpus", action="append", choices=("debian", "wordnet"))
     parser.add_argument("--events", type=int, default=1200, help="calls for each throughput run")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--encoders", type=lambda v: v.split(","), default=["torch", "onnx-int8"],
+                        help="throughput: encoders alternated with torch, e.g. torch,onnx-int8,model2vec")
     parser.add_argument("--skip-baselines", action="store_true")
     parser.add_argument("--skip-detection", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")

@@ -29,6 +29,10 @@ def make_encoder(kind: str):
 
 def cache_path(name: str, kind: str) -> Path:
     digest = hashlib.sha256((DATA / f"{name}.jsonl.gz").read_bytes()).hexdigest()[:12]
+    if kind.startswith("onnx"):
+        from lookout.drift.onnx_encoder import EXPORT_VERSION
+
+        kind = f"{kind}-{EXPORT_VERSION}"  # a new graph is a new encoder: embed again
     return CACHE / f"{name}-{kind}-{digest}.npz"
 
 

@@ -21,3 +21,17 @@ def tokenizer():
     from lookout.drift.tokenizer import Tokenizer
 
     return Tokenizer()
+
+
+@pytest.fixture(scope="session")
+def onnx_cache(tmp_path_factory):
+    """One ONNX export (fused, then int8) per session, shared by every test that needs it."""
+    return tmp_path_factory.mktemp("onnx")
+
+
+@pytest.fixture(scope="session")
+def onnx_encoder(onnx_cache):
+    """The default encoder: MiniLM on ONNX Runtime, int8 (exported on first use)."""
+    from lookout.drift.encoder import build_encoder
+
+    return build_encoder("onnx-int8", cache_dir=str(onnx_cache))

@@ -40,14 +40,6 @@ def settings_of(settings, **extra) -> DriftSettings:
     return DriftSettings(**{**settings.model_dump(), "drift_auth": False, **extra})
 
 
-@pytest.fixture(scope="session")
-def onnx_encoder(tmp_path_factory):
-    """The default encoder: MiniLM on ONNX Runtime, int8 (exported on first use)."""
-    from lookout.drift.encoder import build_encoder
-
-    return build_encoder("onnx-int8", cache_dir=str(tmp_path_factory.mktemp("onnx")))
-
-
 @pytest.mark.serial
 @pytest.mark.timeout(900)
 async def test_a_burst_on_two_streams_flags_the_shifted_one_within_four_minutes_and_never_the_other(

@@ -87,9 +87,14 @@ class SentenceEncoder:
 
 def build_encoder(backend: str = "torch", model: str = "", device: str = "auto", batch_size: int = 64,
                   **options) -> Encoder:
-    """The encoder a setting names: torch (sentence-transformers) or ONNX Runtime."""
+    """The encoder a setting names: torch (sentence-transformers), ONNX Runtime, or a
+    static model2vec model distilled from the same MiniLM."""
     if backend == "torch":
         return SentenceEncoder(model, device, batch_size)
+    if backend == "model2vec":
+        from .static_encoder import StaticEncoder
+
+        return StaticEncoder(model, cache_dir=options.get("cache_dir", ""))
     from .onnx_encoder import OnnxEncoder
 
     return OnnxEncoder(model, quantized=backend == "onnx-int8", batch_size=batch_size, **options)

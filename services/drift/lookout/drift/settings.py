@@ -9,7 +9,7 @@ from pydantic import Field
 from lookout.core.settings import CommonSettings, ServerSettings
 
 EmbeddingMethod = Literal["mmd", "classifier", "ks_projection", "evidently"]
-EncoderBackend = Literal["torch", "onnx", "onnx-int8"]
+EncoderBackend = Literal["torch", "onnx", "onnx-int8", "model2vec"]
 
 
 class DriftSettings(CommonSettings, ServerSettings):
@@ -38,11 +38,13 @@ class DriftSettings(CommonSettings, ServerSettings):
     )
     drift_encoder_backend: EncoderBackend = Field(
         "onnx-int8",
-        description="Encoder runtime: onnx-int8 (ONNX Runtime, int8 weights), onnx (fp32) or torch; "
-                    "falls back to torch if ONNX Runtime fails.",
+        description="Encoder runtime: onnx-int8 (ONNX Runtime, int8 weights), onnx (fp32), torch, or model2vec "
+                    "(a static model distilled from the same MiniLM: far faster, far weaker on subtle shifts); "
+                    "falls back to torch if the chosen one fails.",
     )
     drift_onnx_dir: str = Field(
-        "", description="Where the ONNX export of the encoder is cached; empty: ~/.cache/lookout/onnx."
+        "", description="Where the ONNX export (or the model2vec distillation) of the encoder is cached; empty: "
+        "~/.cache/lookout/onnx (or ~/.cache/lookout/model2vec)."
     )
     drift_encoder_batch_size: int = Field(64, ge=1, description="Texts per forward pass of the encoder.")
     drift_lag_budget_s: float = Field(
