@@ -127,8 +127,6 @@ _DATE_PREFIX = re.compile(
 )
 _NOT_DIGIT = re.compile(r"\D")
 
-_DIGIT_CHARS = "0123456789"
-
 # ISO 13616 registry: IBAN length per country. A country missing here is still accepted
 # on the generic rule (15-34 characters and mod-97), so the table only sharpens matching.
 _IBAN_LENGTHS = {
