@@ -53,8 +53,10 @@ def bearer(token: str) -> dict:
 async def test_a_drifted_result_has_an_evidently_report_of_its_own_window(kafka_ingest_stack, encoder, tokenizer):
     s = drift_settings(kafka_ingest_stack.settings)
     traffic = Traffic(seed=11)
-    # Windows of 60 tested every 30: window 1 is half tax (crosses), window 2 all tax (drifted).
-    await produce(s, traffic.calls("cooking", REF + EVERY) + traffic.calls("tax", 2 * EVERY))
+    # Windows of 60 tested every 30: window 1 is half tax, window 2 all tax. The sequential
+    # evidence crosses its threshold near the 55th tax call, barely (log10 10.05 against 9.95
+    # on one run, short of it on another), so two more windows of tax give it a clear margin.
+    await produce(s, traffic.calls("cooking", REF + EVERY) + traffic.calls("tax", 4 * EVERY))
     service = DriftService(s, encoder=encoder, tokenizer=tokenizer)
     await service.start()
     try:
