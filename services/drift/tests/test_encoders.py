@@ -122,3 +122,18 @@ def test_identical_texts_in_a_call_are_embedded_once(onnx_fp32, monkeypatch):
     assert sum(rows) == 3
     assert np.array_equal(vectors[0], vectors[2]) and np.array_equal(vectors[0], vectors[3])
     assert (vectors[[0, 1, 4]] * onnx_fp32.encode(TEXTS[:3])).sum(axis=1).min() > 0.9999
+
+
+def test_the_onnx_thread_pool_is_set_by_the_service_settings(onnx_cache):
+    settings = DriftSettings.model_validate({"drift_encoder_backend": "onnx", "drift_onnx_dir": str(onnx_cache),
+                                             "drift_encoder_threads": 1})
+    enc = DriftService(settings)._load_encoder()
+    assert isinstance(enc, onnx_module.OnnxEncoder)
+    options = enc.session.get_session_options()
+    assert options.intra_op_num_threads == 1
+    # Not spinning unless asked: the service shares its cores with the broker client and chdb.
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    spinning = DriftSettings.model_validate({**settings.model_dump(), "drift_encoder_spinning": True})
+    enc = DriftService(spinning)._load_encoder()
+    assert isinstance(enc, onnx_module.OnnxEncoder)
+    assert enc.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "1"

@@ -130,7 +130,7 @@ def _export_torch(folder: Path, dst: Path) -> None:
 
 class OnnxEncoder:
     def __init__(self, model: str = "", quantized: bool = True, batch_size: int = 64, cache_dir: str = "",
-                 threads: int = 0):
+                 threads: int = 0, spinning: bool = False):
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -141,6 +141,10 @@ class OnnxEncoder:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
+        # Off by default: between ops a spinning pool keeps its threads busy-waiting, and in
+        # the service those cycles are the ones the broker client, chdb and the other
+        # signals need (bench/RESULTS.md, "ONNX Runtime's thread pool").
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         self.path = path
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._inputs = {i.name for i in self.session.get_inputs()}

@@ -214,9 +214,13 @@ class DriftService:
     def _load_encoder(self) -> Encoder:
         s = self.settings
         try:
+            options: dict = {}
+            if s.drift_encoder_backend != "torch":
+                options["cache_dir"] = s.drift_onnx_dir
+            if s.drift_encoder_backend in ("onnx", "onnx-int8"):
+                options.update(threads=s.drift_encoder_threads, spinning=s.drift_encoder_spinning)
             return build_encoder(s.drift_encoder_backend, s.drift_encoder_model, s.drift_encoder_device,
-                                 s.drift_encoder_batch_size, **({"cache_dir": s.drift_onnx_dir}
-                                                                if s.drift_encoder_backend != "torch" else {}))
+                                 s.drift_encoder_batch_size, **options)
         except Exception:
             if s.drift_encoder_backend == "torch":
                 raise

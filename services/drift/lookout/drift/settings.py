@@ -47,6 +47,13 @@ class DriftSettings(CommonSettings, ServerSettings):
         "~/.cache/lookout/onnx (or ~/.cache/lookout/model2vec)."
     )
     drift_encoder_batch_size: int = Field(64, ge=1, description="Texts per forward pass of the encoder.")
+    drift_encoder_threads: int = Field(
+        0, ge=0, description="ONNX Runtime: threads of one forward pass; 0: one per physical core."
+    )
+    drift_encoder_spinning: bool = Field(
+        False, description="ONNX Runtime: let idle pool threads busy-wait between ops (faster alone on a machine, "
+        "slower beside the service's other work)."
+    )
     drift_lag_budget_s: float = Field(
         60.0, ge=0,
         description="Every event is embedded while the consumer lag is at most this many seconds; "
