@@ -80,6 +80,20 @@ def test_identifiers_refuse_quotes_backslashes_whitespace_and_sql_or_template_ch
     assert value not in error["msg"]  # the value itself is never echoed
 
 
+@pytest.mark.parametrize(("field", "limit"), [("model", 256), ("environment", 64), ("prompt_version", 1024),
+                                            ("model_version", 1024), ("app_id", 128)])
+def test_identifier_lengths_are_checked_first_and_said_in_characters(field, limit):
+    # Length before characters: a hostile megabyte is refused before any pattern runs over it.
+    for value, words in (("m" * (limit + 1), f"at most {limit} characters"), ("-" * (limit + 1), f"at most {limit}")):
+        with pytest.raises(ValidationError) as info:
+            a_call(**{field: value})
+        error = info.value.errors()[0]
+        assert (error["loc"], words in error["msg"]) == ((field,), True)
+    with pytest.raises(ValidationError) as info:  # within the limit, the characters decide
+        a_call(**{field: "m" * (limit - 1) + "'"})
+    assert "may hold only" in info.value.errors()[0]["msg"]
+
+
 def test_app_ids_are_narrower_than_other_identifiers():
     with pytest.raises(ValidationError, match="app_id"):
         a_call(app_id="org/app")

@@ -53,10 +53,14 @@ def _blank_is_none(value: Any) -> Any:
 
 AppId = Annotated[str, Field(min_length=1, max_length=128), _identifier_check(_APP_ID, APP_ID_CHARS)]
 Identifier = Annotated[str, _identifier_check(_IDENTIFIER, IDENTIFIER_CHARS)]
-ModelId = Annotated[Identifier, Field(min_length=1, max_length=256)]
-EnvironmentId = Annotated[Identifier, Field(min_length=1, max_length=64)]
+# The length limits come before the character check, as for AppId: pydantic then checks
+# them in its core (a length limit after a Python validator costs two more Python calls
+# per value), and a hostile 1 MB value is refused before any pattern runs over it.
+_IDENTIFIER_CHECK = _identifier_check(_IDENTIFIER, IDENTIFIER_CHARS)
+ModelId = Annotated[str, Field(min_length=1, max_length=256), _IDENTIFIER_CHECK]
+EnvironmentId = Annotated[str, Field(min_length=1, max_length=64), _IDENTIFIER_CHECK]
 # Versions keep the 1 KiB the SDK trims them to.
-Version = Annotated[Identifier, Field(min_length=1, max_length=1024)]
+Version = Annotated[str, Field(min_length=1, max_length=1024), _IDENTIFIER_CHECK]
 VersionId = Annotated[Version | None, BeforeValidator(_blank_is_none)]
 # Metadata keys are capped like the SDK caps them.
 MetadataKey = Annotated[str, Field(max_length=1024)]

@@ -625,9 +625,13 @@ def redact_call(call: LlmCall, redactor: Redactor) -> tuple[LlmCall, int]:
     return call.model_copy(update=update), total
 
 
-def redaction_updates(call: LlmCall, redactor: Redactor) -> tuple[dict[str, object], int]:
+def redaction_updates(call: LlmCall, redactor: Redactor, *, owned: bool = False) -> tuple[dict[str, object], int]:
     """What redact_call changes, as a model_copy update ({} when nothing is found), and
-    the number of redactions: for a caller that changes more fields and copies once."""
+    the number of redactions: for a caller that changes more fields and copies once.
+
+    `owned`: the call and its messages are the caller's alone (ingest's worker has just
+    validated them for this request), so a message with findings is redacted in place
+    instead of copied, and `input` is never in the update (its list is unchanged)."""
     if redactor.mode == "off":
         return {}, 0
     total = 0
@@ -661,6 +665,11 @@ def redaction_updates(call: LlmCall, redactor: Redactor) -> tuple[dict[str, obje
                     if cleaned is not value:
                         fields[name] = cleaned
             if fields:
+                if owned:
+                    # What model_copy(update=...) does to its copy, without copying.
+                    vars(message).update(fields)
+                    message.__pydantic_fields_set__.update(fields)
+                    continue
                 message = message.model_copy(update=fields)
                 changed = True
             messages.append(message)

@@ -10,7 +10,7 @@ import orjson
 
 from bench.corpora import load
 from lookout.core.auth import ApiKey
-from lookout.core.events import LlmCall
+from lookout.core.events import LlmCall, Message
 from lookout.ingest import prepare
 from lookout.ingest.enrich import Enricher
 from lookout.ingest.publisher import encode
@@ -63,3 +63,26 @@ def test_enriching_in_place_changes_only_the_call_given():
     assert first.input[0].content == "write to [EMAIL]" and first.user_id and first.user_id.startswith("u_")
     assert second.input[0].content == "write to ann@example.com" and second.user_id == "ann"
     assert first.to_bytes() == enricher(second)[0].to_bytes()
+
+
+def test_messages_validated_from_json_are_redacted_in_place_with_the_same_record():
+    enricher = Enricher.from_settings(IngestSettings(pii_secret="test-pii-secret-0123456789", pii_mode="mask"))
+    event = llm_call("shop", input=[{"role": "user", "content": "write to ann@example.com"}, {"role": "user"}])
+    call, copy = LlmCall.model_validate(event), LlmCall.model_validate(event)
+    messages = list(call.input)
+    assert enricher.apply(call, own_messages=True) == 1
+    assert call.input == messages and all(a is b for a, b in zip(call.input, messages, strict=True))  # no copy
+    assert messages[0].content == "write to [EMAIL]" and "content" in messages[0].model_fields_set
+    assert call.to_bytes() == enricher(copy)[0].to_bytes()
+
+
+def test_a_message_object_two_calls_share_is_never_redacted_in_place():
+    # OTLP conversion builds Message objects that validation keeps as they are: each call
+    # that holds one gets its own redacted copy, and the object itself stays untouched.
+    enricher = Enricher.from_settings(IngestSettings(pii_secret="test-pii-secret-0123456789", pii_mode="mask"))
+    shared = Message(role="user", content="write to ann@example.com")
+    first, second = (LlmCall.model_validate({**llm_call("shop"), "input": [shared]}) for _ in range(2))
+    assert first.input[0] is second.input[0] is shared
+    assert enricher.apply(first) == 1 and enricher.apply(second) == 1
+    assert shared.content == "write to ann@example.com"
+    assert first.input[0].content == second.input[0].content == "write to [EMAIL]"

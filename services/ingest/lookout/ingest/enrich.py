@@ -43,19 +43,22 @@ class Enricher:
             call = call.model_copy(update=updates)
         return call, redactions
 
-    def apply(self, call: LlmCall) -> int:
+    def apply(self, call: LlmCall, *, own_messages: bool = False) -> int:
         """__call__ for a call nobody else holds (one this worker just validated): changed
-        in place, no copy; its redaction count returned."""
-        updates, redactions = self.updates(call)
+        in place, no copy; its redaction count returned. `own_messages`: its messages are
+        its own too (validated from JSON, not Message objects that another call may share,
+        as OTLP conversion builds them), so they are redacted in place as well."""
+        updates, redactions = self.updates(call, owned=own_messages)
         if updates:
             # What model_copy(update=...) does to its copy, without copying.
             vars(call).update(updates)
             call.__pydantic_fields_set__.update(updates)
         return redactions
 
-    def updates(self, call: LlmCall) -> tuple[dict[str, object], int]:
-        """What enriching changes in `call` (a model_copy update) and its redaction count."""
-        updates, redactions = redaction_updates(call, self.policy.for_app(call.app_id))
+    def updates(self, call: LlmCall, *, owned: bool = False) -> tuple[dict[str, object], int]:
+        """What enriching changes in `call` (a model_copy update) and its redaction count;
+        `owned` (a call nobody else holds): its messages are redacted in place."""
+        updates, redactions = redaction_updates(call, self.policy.for_app(call.app_id), owned=owned)
         added: dict[str, str] = {}
         if redactions:
             added["lookout.pii_redactions"] = str(redactions)

@@ -57,7 +57,8 @@ def events(
         accepted, rejected = intake.validate_events(payload, max_events=max_events)
     except intake.IntakeError as exc:
         raise ApiError(exc.status, exc.message, exc.field) from None
-    calls, redactions = _enrich((call for _, call in accepted), key, enricher)
+    # Validated from the body's JSON: every object of every call is this request's own.
+    calls, redactions = _enrich((call for _, call in accepted), key, enricher, own_messages=True)
     return Prepared(encode(calls), [r.as_dict() for r in rejected], redactions)
 
 
@@ -104,7 +105,8 @@ def traces(
                     encode_scores(scores), result.coverage)
 
 
-def _enrich(calls: Iterable[LlmCall], key: ApiKey, enricher: Enricher) -> tuple[list[LlmCall], int]:
+def _enrich(calls: Iterable[LlmCall], key: ApiKey, enricher: Enricher, *,
+            own_messages: bool = False) -> tuple[list[LlmCall], int]:
     calls = list(calls)
     # Every app is checked before any work is spent on enriching: one foreign app refuses the request.
     for call in calls:
@@ -112,5 +114,5 @@ def _enrich(calls: Iterable[LlmCall], key: ApiKey, enricher: Enricher) -> tuple[
     # The calls were validated (or converted) for this request alone: enriched in place.
     total = 0
     for call in calls:
-        total += enricher.apply(call)
+        total += enricher.apply(call, own_messages=own_messages)
     return calls, total
