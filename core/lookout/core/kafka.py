@@ -201,9 +201,13 @@ class CommitAfterLoop:
     consumer: AIOKafkaConsumer
     handler: Handler
     max_records: int = 2000
-    # Keep polling until max_records or this long after the first record: fewer, larger
-    # batches downstream (inserts) at a bounded extra latency.
+    # Keep polling until max_records or until the batch's oldest record is this old (its
+    # producer's timestamp; see linger_left_ms): fewer, larger batches downstream (inserts)
+    # at a bounded extra latency.
     linger_ms: int = 0
+    # While lagging (a full batch or more still on the topic): wait up to this long from the
+    # first fetch for a full batch; None: linger_ms.
+    lagging_linger_ms: int | None = None
     poll_timeout_ms: int = 200
     retry_backoff_s: float = 1.0
     stats: ConsumerStats = field(default_factory=ConsumerStats)
@@ -245,9 +249,18 @@ class CommitAfterLoop:
     async def _fill(self) -> dict:
         batches = await self.consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
         count = sum(len(p) for p in batches.values())
-        if not count or not self.linger_ms:
+        if not count or not (self.linger_ms or self.lagging_linger_ms):
             return batches
-        deadline = asyncio.get_running_loop().time() + self.linger_ms / 1000
+        await self._observe_lag()
+        oldest = min(part[0].timestamp for part in batches.values() if part)
+        wait_ms = linger_left_ms(
+            self.linger_ms, self.linger_ms if self.lagging_linger_ms is None else self.lagging_linger_ms,
+            lagging=sum(self._lag.values()) >= self.max_records - count,
+            oldest_age_ms=time.time() * 1000 - oldest,
+        )
+        if wait_ms <= 0:
+            return batches
+        deadline = asyncio.get_running_loop().time() + wait_ms / 1000
         while count < self.max_records and not self._stop.is_set():
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
@@ -314,6 +327,21 @@ class CommitAfterLoop:
         consumer_metrics.RECORDS.labels(self.group).inc(len(records))
         consumer_metrics.BATCHES.labels(self.group).inc()
         consumer_metrics.BATCH_SECONDS.labels(self.group).observe(time.perf_counter() - began)
+
+
+def linger_left_ms(linger_ms: int, lagging_linger_ms: int, *, lagging: bool, oldest_age_ms: float) -> float:
+    """How much longer a batch just fetched waits to fill. Keeping up: until its oldest
+    record is linger_ms old, so a record waits at most linger_ms in the loop even when it
+    arrived while the previous batch was being handled (it is already old: the batch goes at
+    once, with whatever came meanwhile). Lagging (a full batch or more still on the topic,
+    the rows already late): lagging_linger_ms, since each handler call has a fixed cost and
+    records fetched while a batch is handled arrive in fetch-sized pieces, so the age rule
+    alone would hand over batches of a few hundred records. The age comes from the
+    producer's clock: clamped to [0, linger_ms], a skewed clock only shortens the linger to
+    none or leaves it as if the record were new."""
+    if lagging:
+        return lagging_linger_ms
+    return linger_ms - min(max(oldest_age_ms, 0.0), float(linger_ms))
 
 
 def loop_problem(task: asyncio.Task | None) -> str | None:

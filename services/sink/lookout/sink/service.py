@@ -27,20 +27,10 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 
-# The longest a lagging sink waits to fill a batch (the rows are already late).
+# The longest a lagging sink (a full batch or more still on the topic) waits to fill a
+# batch: each statement has a fixed cost and the rows are late anyway. Keeping up, a row
+# waits at most sink_batch_ms from when it was produced (kafka.linger_left_ms).
 LAGGING_LINGER_MS = 1000
-
-
-def linger_ms(lag: int, batch_rows: int, batch_ms: int) -> int:
-    """How long the next batch waits to fill. Lagging (a full batch or more still on the
-    topic): up to LAGGING_LINGER_MS for a full batch of batch_rows, since each statement has a fixed cost
-    and the rows are late anyway; keeping up: batch_ms, so a row waits at most that.
-    Records fetched while a batch is stored arrive in fetch-sized pieces, so with the short
-    linger alone a lagging sink stored batches of a few hundred rows whenever a piece came
-    later than the linger."""
-    if lag >= batch_rows:
-        return max(batch_ms, LAGGING_LINGER_MS)
-    return batch_ms
 
 
 class SinkService:
@@ -56,6 +46,7 @@ class SinkService:
         self.worker = ConsumerWorker(
             settings, self.name, settings.sink_group, topics.ALL, self._handle, decode=False,
             max_records=settings.sink_batch_rows, linger_ms=settings.sink_batch_ms,
+            lagging_linger_ms=max(settings.sink_batch_ms, LAGGING_LINGER_MS),
         )
 
     async def start(self) -> None:
@@ -71,13 +62,6 @@ class SinkService:
     async def _handle(self, batch: Batch) -> None:
         assert self.store is not None
         await asyncio.to_thread(self.store.write, batch)
-        self._pace()
-
-    def _pace(self) -> None:
-        loop = self.worker.loop
-        if loop is not None:
-            lag = sum(loop.lag_snapshot().values())
-            loop.linger_ms = linger_ms(lag, self.settings.sink_batch_rows, self.settings.sink_batch_ms)
 
     @property
     def stats(self) -> kafka.ConsumerStats:
