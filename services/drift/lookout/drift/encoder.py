@@ -54,7 +54,7 @@ class Throughput:
 
 
 class SentenceEncoder:
-    def __init__(self, model: str = "", device: str = "auto", batch_size: int = 64):
+    def __init__(self, model: str = "", device: str = "auto", batch_size: int = 32):
         offline()
         from sentence_transformers import SentenceTransformer
 
@@ -85,7 +85,7 @@ class SentenceEncoder:
         return np.asarray(out, dtype=np.float32)
 
 
-def build_encoder(backend: str = "torch", model: str = "", device: str = "auto", batch_size: int = 64,
+def build_encoder(backend: str = "torch", model: str = "", device: str = "auto", batch_size: int = 32,
                   **options) -> Encoder:
     """The encoder a setting names: torch (sentence-transformers), ONNX Runtime, or a
     static model2vec model distilled from the same MiniLM."""

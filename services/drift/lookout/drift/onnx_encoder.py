@@ -129,7 +129,7 @@ def _export_torch(folder: Path, dst: Path) -> None:
 
 
 class OnnxEncoder:
-    def __init__(self, model: str = "", quantized: bool = True, batch_size: int = 64, cache_dir: str = "",
+    def __init__(self, model: str = "", quantized: bool = True, batch_size: int = 32, cache_dir: str = "",
                  threads: int = 0, spinning: bool = False):
         import onnxruntime as ort
         from tokenizers import Tokenizer

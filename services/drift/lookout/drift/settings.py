@@ -46,7 +46,9 @@ class DriftSettings(CommonSettings, ServerSettings):
         "", description="Where the ONNX export (or the model2vec distillation) of the encoder is cached; empty: "
         "~/.cache/lookout/onnx (or ~/.cache/lookout/model2vec)."
     )
-    drift_encoder_batch_size: int = Field(64, ge=1, description="Texts per forward pass of the encoder.")
+    drift_encoder_batch_size: int = Field(
+        32, ge=1, description="Texts per forward pass of the encoder (sorted by length, so a batch pads little)."
+    )
     drift_encoder_threads: int = Field(
         0, ge=0, description="ONNX Runtime: threads of one forward pass; 0: one per physical core."
     )
