@@ -8,7 +8,7 @@ baselines' helpers kept off that core where the machine has more than one:
 - sink: rows/s llm.events -> ClickHouse ÷ a raw clickhouse-connect insert of the same rows
   (the rows of the records on the sink's input topic, built before the clock starts, into
   the same table with the same materialized views), for the sink's two ways (ClickHouse
-  parsing the batch, and validating it in Python).
+  parsing the batch, and validating it in Python), and the first without fetching ahead.
   Target >= 0.7.
 - CPU seconds per 1 000 events, ingest + sink, each way.
 - scale-out: 2 ingest processes ÷ 1, and 2 sink processes (one consumer group, 6
@@ -322,10 +322,12 @@ def main() -> None:
                           f"topic:{total}")
             assert base["rows"] == total, base
             results["raw_insert"] = base | {"load": load()}
-            for way, sql in (("validating", "false"), ("sql", "true")):
+            # sql_serial: the sink before it fetched ahead (LOOKOUT_SINK_PREFETCH=false), same run.
+            for way, sql, prefetch in (("validating", "false", "true"), ("sql_serial", "true", "false"),
+                                       ("sql", "true", "true")):
                 progress(f"sink ({way}) draining llm.events (load {load()})...")
                 env = env_for(bootstrap, "bench.", str(work / f"sink-{way}"), LOOKOUT_SINK_GROUP=f"s-{way}",
-                              LOOKOUT_SINK_SQL_ROWS=sql)
+                              LOOKOUT_SINK_SQL_ROWS=sql, LOOKOUT_SINK_PREFETCH=prefetch)
                 sink = Node("sink", env, cores.service).wait_ready()
                 nodes.append(sink)
                 rows, cpu_1000 = drain([sink], total)

@@ -1,5 +1,7 @@
 import asyncio
 
+import pytest
+
 from lookout.core import kafka, topics
 
 
@@ -59,10 +61,11 @@ def test_tls_and_sasl_options_are_built_from_settings(tmp_path):
         kafka.client_options(CommonSettings.model_validate({"kafka_security_protocol": "SASL_PLAINTEXT"}))
 
 
-async def test_a_rebalance_between_two_live_consumers_neither_loses_nor_repeats_a_record(settings):
+@pytest.mark.parametrize("prefetch", [False, True], ids=["one-batch", "fetching-ahead"])
+async def test_a_rebalance_between_two_live_consumers_neither_loses_nor_repeats_a_record(settings, prefetch):
     """Two members of one group: B joins while A is mid-batch, later A leaves mid-stream.
-    The fence holds each rebalance until the batch in hand is handled and committed, so
-    every record is handled exactly once and no commit is refused."""
+    The fence holds each rebalance until the batch in hand (and one fetched ahead of it) is
+    handled and committed, so every record is handled exactly once and no commit is refused."""
     await kafka.ensure_topics(settings, [topics.EVENTS])
     name = topics.resolve(settings.topic_prefix, topics.EVENTS)
     partitions = settings.kafka_topic_partitions
@@ -83,7 +86,7 @@ async def test_a_rebalance_between_two_live_consumers_neither_loses_nor_repeats_
             await asyncio.sleep(0.4)  # slow enough that each rebalance lands mid-batch
             handled[label].extend(r.value for r in records)
         consumer = kafka.make_consumer(settings, "g-rebalance", name)
-        return consumer, kafka.CommitAfterLoop(consumer, handle, max_records=10)
+        return consumer, kafka.CommitAfterLoop(consumer, handle, max_records=10, prefetch=prefetch)
 
     async def until(condition, what: str, limit_s=60):
         for _ in range(limit_s * 20):

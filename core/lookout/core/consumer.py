@@ -48,6 +48,7 @@ class ConsumerWorker:
     max_records: int = 2000
     linger_ms: int = 0
     lagging_linger_ms: int | None = None  # CommitAfterLoop's: the linger while a full batch is still on the topic
+    prefetch: bool = False  # CommitAfterLoop's: fetch the next batch while the handler works
     grace_s: float = 30.0
     listener: ConsumerRebalanceListener | None = None
     # decode=False: the handler reads batch.records itself (topics without a wire schema).
@@ -90,7 +91,8 @@ class ConsumerWorker:
                                             **self.consumer_options)
         await self.consumer.start()
         self.loop = kafka.CommitAfterLoop(self.consumer, self._handle, max_records=self.max_records,
-                                          linger_ms=self.linger_ms, lagging_linger_ms=self.lagging_linger_ms)
+                                          linger_ms=self.linger_ms, lagging_linger_ms=self.lagging_linger_ms,
+                                          prefetch=self.prefetch)
         self._task = asyncio.create_task(self._run(), name=f"lookout-{self.name}-consumer")
 
     async def _run(self) -> None:

@@ -46,7 +46,7 @@ class SinkService:
         self.worker = ConsumerWorker(
             settings, self.name, settings.sink_group, topics.ALL, self._handle, decode=False,
             max_records=settings.sink_batch_rows, linger_ms=settings.sink_batch_ms,
-            lagging_linger_ms=max(settings.sink_batch_ms, LAGGING_LINGER_MS),
+            lagging_linger_ms=max(settings.sink_batch_ms, LAGGING_LINGER_MS), prefetch=settings.sink_prefetch,
         )
 
     async def start(self) -> None:

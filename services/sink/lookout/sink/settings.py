@@ -13,6 +13,8 @@ class SinkSettings(CommonSettings, ServerSettings):
     # Short: a batch is fetched whole when the sink is behind (up to sink_batch_rows at once),
     # so the linger only decides how long a row waits while the sink keeps up.
     sink_batch_ms: int = Field(200, ge=10, description="...or when the oldest row waited this long.")
+    sink_prefetch: bool = Field(
+        True, description="Fetch the next batch from Kafka while this one is inserted (off: one after the other).")
     sink_sql_rows: bool = Field(
         True, description="ClickHouse parses llm.events batches itself (one INSERT ... SELECT over their JSON; a batch "
         "it refuses is validated in Python). Off: every batch is validated in Python (slower; for comparison).",
