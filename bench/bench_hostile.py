@@ -83,7 +83,7 @@ def server_cpu(stack) -> dict[str, float]:
     return {k: round(v, 2) for k, v in groups.items()}
 
 
-def serve(bootstrap: str, idempotence: bool, chdb: str, mode: str, conn, stop) -> None:
+def serve(bootstrap: str, idempotence: bool, chdb: str, mode: str, conn, stop, sink_apart: bool = False) -> None:
     from lookout.core.settings import CommonSettings
     from lookout.testing.stack import IngestStack, ingest_settings_for
 
@@ -91,7 +91,10 @@ def serve(bootstrap: str, idempotence: bool, chdb: str, mode: str, conn, stop) -
         kafka_bootstrap=bootstrap, kafka_idempotence="on" if idempotence else "off", topic_prefix=f"hostile-{mode}.",
         clickhouse_dsn=f"chdb://{chdb}", clickhouse_database=f"hostile_{mode}",
     )
-    stack = IngestStack(ingest_settings_for(common).model_copy(update={"work_mode": mode})).start()
+    stack = IngestStack(ingest_settings_for(common).model_copy(update={"work_mode": mode}))
+    # --sink apart: the sink is a process of its own (compose's and Helm's shape), storing
+    # into a chdb path of its own (one process per path): this one serves intake only.
+    stack.start_intake() if sink_apart else stack.start()
     _, normal = stack.keys.create("normal", ["ingest"], name="bench-normal")
     _, hostile = stack.keys.create("hostile", ["ingest"], name="bench-hostile")
     conn.send({"url": stack.url, "normal": normal, "hostile": hostile, "settings": {
@@ -101,9 +104,29 @@ def serve(bootstrap: str, idempotence: bool, chdb: str, mode: str, conn, stop) -
     while not stop.is_set():
         if conn.poll(0.1) and conn.recv() == "cpu":
             conn.send(server_cpu(stack))
-    stats = {"sink_stored": stack.count_calls("normal"), "hostile_stored": stack.count_calls("hostile")}
+    stats = ({"sink_stored": None, "hostile_stored": None} if sink_apart else
+             {"sink_stored": stack.count_calls("normal"), "hostile_stored": stack.count_calls("hostile")})
     conn.send(stats)
     stack.close()
+
+
+def sink_apart(bootstrap: str, idempotence: bool, chdb: str, mode: str, stop) -> None:
+    """The sink alone, on the server's topics, storing into a chdb path of its own."""
+    from lookout.sink.service import SinkService
+    from lookout.sink.settings import SinkSettings
+
+    settings = SinkSettings.model_validate({
+        "kafka_bootstrap": bootstrap, "kafka_idempotence": "on" if idempotence else "off",
+        "topic_prefix": f"hostile-{mode}.", "clickhouse_dsn": f"chdb://{chdb}-sink",
+        "clickhouse_database": f"hostile_{mode}"})
+
+    async def run() -> None:
+        sink = SinkService(settings)
+        await sink.start()
+        await asyncio.to_thread(stop.wait)  # a multiprocessing Event: waited for off the loop
+        await sink.stop()
+
+    asyncio.run(run())
 
 
 def crossing_costs() -> dict:
@@ -291,14 +314,18 @@ def run_mode(mode: str, args, kinds: tuple[str, ...], broker, ctx) -> dict:
     stop_server = ctx.Event()
     # Not daemonic: a daemonic process may not start ingest's worker processes.
     server = ctx.Process(target=serve, args=(broker.bootstrap, broker.supports_idempotence, chdb, mode, server_end,
-                                             stop_server))
-    results: dict = {"work_mode": mode, "load_before": os.getloadavg()}
+                                             stop_server, args.sink == "apart"))
+    sink = (ctx.Process(target=sink_apart, args=(broker.bootstrap, broker.supports_idempotence, chdb, mode,
+                                                 stop_server)) if args.sink == "apart" else None)
+    results: dict = {"work_mode": mode, "sink": args.sink, "load_before": os.getloadavg()}
     try:
         server.start()
+        if sink is not None:
+            sink.start()
         info = here.recv()
         results["server_settings"] = info["settings"]
         url = info["url"]
-        progress(f"[{mode}] ingest + sink at {url}")
+        progress(f"[{mode}] ingest + sink ({args.sink}) at {url}")
 
         warmup, quiet, hostile = Phase("warmup"), Phase("quiet"), Phase("hostile")
         current = [warmup]
@@ -349,11 +376,12 @@ def run_mode(mode: str, args, kinds: tuple[str, ...], broker, ctx) -> dict:
             "p99_ratio_hostile_vs_quiet": round(h["p99_ms"] / q["p99_ms"], 2),
         }
     finally:
-        if server.is_alive():
-            stop_server.set()
-            server.join(60)
-            if server.is_alive():
-                server.kill()
+        for proc in (server, sink):
+            if proc is not None and proc.is_alive():
+                stop_server.set()
+                proc.join(60)
+                if proc.is_alive():
+                    proc.kill()
     return results
 
 
@@ -368,6 +396,8 @@ def main() -> None:
     parser.add_argument("--modes", default="process",
                         help="LOOKOUT_WORK_MODE of the server, comma-separated to compare in one run "
                              "(e.g. thread,process: each mode gets its own server, quiet and hostile phases)")
+    parser.add_argument("--sink", choices=["embedded", "apart"], default="embedded",
+                        help="the sink on the server's loop (as `lookout up` runs it) or a process of its own")
     args = parser.parse_args()
     kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
     if not kinds or set(kinds) - set(KINDS):
