@@ -258,10 +258,11 @@ class CommitAfterLoop:
 
     async def _fill(self) -> dict:
         batches = await self.consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
+        # Once a fetch, a fetch ahead included: the metrics' lag and the linger's `lagging`.
+        await self._observe_lag()
         count = sum(len(p) for p in batches.values())
         if not count or not (self.linger_ms or self.lagging_linger_ms):
             return batches
-        await self._observe_lag()
         oldest = min(part[0].timestamp for part in batches.values() if part)
         wait_ms = linger_left_ms(
             self.linger_ms, self.linger_ms if self.lagging_linger_ms is None else self.lagging_linger_ms,
@@ -291,7 +292,6 @@ class CommitAfterLoop:
                 # poll_timeout_ms + linger_ms to a rebalance; fetching ahead, one batch more).
                 async with fence.batch() if fence else contextlib.nullcontext():
                     batches = await self._fill()
-                    await self._observe_lag()
                     while batches:
                         ahead = (asyncio.create_task(self._fill())
                                  if self.prefetch and not self._stop.is_set() and not (fence and fence.wanted)
