@@ -214,13 +214,10 @@ class DriftService:
     def _load_encoder(self) -> Encoder:
         s = self.settings
         try:
-            options: dict = {}
-            if s.drift_encoder_backend != "torch":
-                options["cache_dir"] = s.drift_onnx_dir
-            if s.drift_encoder_backend in ("onnx", "onnx-int8"):
-                options.update(threads=s.drift_encoder_threads, spinning=s.drift_encoder_spinning)
+            # build_encoder hands each backend the options it takes (torch none, model2vec its cache).
             return build_encoder(s.drift_encoder_backend, s.drift_encoder_model, s.drift_encoder_device,
-                                 s.drift_encoder_batch_size, **options)
+                                 s.drift_encoder_batch_size, cache_dir=s.drift_onnx_dir,
+                                 threads=s.drift_encoder_threads, spinning=s.drift_encoder_spinning)
         except Exception:
             if s.drift_encoder_backend == "torch":
                 raise
