@@ -105,6 +105,13 @@ def _utc_or_none(ts: datetime | None) -> datetime | None:
     return None if ts is None else _utc(ts)
 
 
+def update_in_place(model: BaseModel, fields: dict[str, object]) -> None:
+    """What model_copy(update=fields) does to its copy, done to `model` itself: for an
+    object nobody else holds (one a worker has just validated for its request)."""
+    vars(model).update(fields)
+    model.__pydantic_fields_set__.update(fields)
+
+
 def now_utc() -> datetime:
     return datetime.now(UTC)
 

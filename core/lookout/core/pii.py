@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal, get_args, overload
 
-from .events import LlmCall
+from .events import LlmCall, update_in_place
 
 Mode = Literal["off", "mask", "hash"]
 MODES: tuple[str, ...] = get_args(Mode)
@@ -666,9 +666,7 @@ def redaction_updates(call: LlmCall, redactor: Redactor, *, owned: bool = False)
                         fields[name] = cleaned
             if fields:
                 if owned:
-                    # What model_copy(update=...) does to its copy, without copying.
-                    vars(message).update(fields)
-                    message.__pydantic_fields_set__.update(fields)
+                    update_in_place(message, fields)
                     continue
                 message = message.model_copy(update=fields)
                 changed = True

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lookout.core.app_map import AppMap
-from lookout.core.events import LlmCall, Score, TraceSpan
+from lookout.core.events import LlmCall, Score, TraceSpan, update_in_place
 from lookout.core.pii import PiiPolicy, Redactor, pseudonymise, redaction_updates
 from lookout.core.pricing import PriceTable
 
@@ -50,9 +50,7 @@ class Enricher:
         as OTLP conversion builds them), so they are redacted in place as well."""
         updates, redactions = self.updates(call, owned=own_messages)
         if updates:
-            # What model_copy(update=...) does to its copy, without copying.
-            vars(call).update(updates)
-            call.__pydantic_fields_set__.update(updates)
+            update_in_place(call, updates)
         return redactions
 
     def updates(self, call: LlmCall, *, owned: bool = False) -> tuple[dict[str, object], int]:
