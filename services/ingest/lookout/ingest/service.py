@@ -39,6 +39,7 @@ class IngestService:
         self._owns_session = session is None
         self.ctx = IngestContext(settings=settings, clickhouse=session)
         self.producer: AIOKafkaProducer | None = None
+        self.bulk_producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -59,7 +60,10 @@ class IngestService:
         await workers.start()
         await kafka.ensure_topics(settings)
         self.producer = await kafka.start_producer(settings)
-        # One producer; calls, OTLP trace steps and client evaluations each get a publisher.
+        if settings.bulk_request_bytes:
+            self.bulk_producer = await kafka.start_producer(settings)
+        # Two producers (small requests, bulk ones); calls, OTLP trace steps and client
+        # evaluations each get a publisher.
         self.ctx.publisher, self.ctx.step_publisher, self.ctx.score_publisher = (
             EventPublisher(
                 self.producer,
@@ -67,6 +71,8 @@ class IngestService:
                 max_inflight=settings.max_inflight_events,
                 timeout_s=settings.produce_timeout_s,
                 topic=topic,
+                bulk=self.bulk_producer,
+                bulk_bytes=settings.bulk_request_bytes,
             )
             for topic in (topics.EVENTS, topics.SPANS, topics.SCORES)
         )
@@ -75,9 +81,10 @@ class IngestService:
         if self.ctx.workers is not None:
             self.ctx.workers.close()
             self.ctx.workers = None
-        if self.producer is not None:
-            await self.producer.stop()  # flushes what is still lingering
-            self.producer = None
+        for producer in (self.producer, self.bulk_producer):
+            if producer is not None:
+                await producer.stop()  # flushes what is still lingering
+        self.producer = self.bulk_producer = None
         if self._owns_session and self.session is not None:
             self.session.close()
             self.session = None

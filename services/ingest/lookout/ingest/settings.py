@@ -34,6 +34,12 @@ class IngestSettings(CommonSettings, ServerSettings):
     produce_timeout_s: float = Field(
         default=10.0, gt=0, description="How long a request waits for Kafka acks before 503."
     )
+    bulk_request_bytes: int = Field(
+        default=256 * 1024, ge=0,
+        description="A request whose records exceed this many bytes is produced over a Kafka connection of its own, "
+        "so a megabyte batch never holds up the acks of small requests (a connection has one produce request in "
+        "flight at a time). 0: one connection for all.",
+    )
     retry_after_s: int = Field(default=2, ge=1, description="Retry-After seconds sent with a 503 or 429.")
     work_mode: WorkMode = Field(
         default="process", description="Where each request's CPU work runs (decoding, validation, PII redaction, OTLP "
