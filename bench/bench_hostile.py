@@ -78,8 +78,9 @@ def server_cpu(stack) -> dict[str, float]:
                  else "work_threads" if name.startswith("ingest-work") else "other_python_threads")
         groups[group] += spent
     groups["native_threads"] = max(0.0, cpu_seconds() - seen)  # chdb's and other threads Python does not know
-    runner = stack.service.ctx.workers.runner
-    groups["work_processes"] = sum(cpu_seconds(pid) for pid in getattr(runner, "pids", list)())
+    pools = [stack.service.ctx.workers, stack.service.ctx.quick_workers]
+    groups["work_processes"] = sum(cpu_seconds(pid) for pool in pools if pool is not None
+                                   for pid in getattr(pool.runner, "pids", list)())
     return {k: round(v, 2) for k, v in groups.items()}
 
 

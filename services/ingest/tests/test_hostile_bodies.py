@@ -4,6 +4,7 @@ and a worker that dies mid-request costs that request a 503, nothing else."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import signal
 import threading
@@ -142,6 +143,33 @@ def test_other_clients_are_served_while_one_sends_hostile_bodies(stack):
     assert busy.headers["Retry-After"] and "retry later" in busy.json()["error"]["message"]
     # A normal call never waits for a hostile one to finish redacting (about a second each).
     assert max(latencies) < 1.0, latencies
+
+
+def test_small_requests_have_workers_of_their_own_and_a_small_body_that_decodes_large_goes_to_the_others(stack):
+    quick, main = stack.service.ctx.quick_workers.runner, stack.service.ctx.workers.runner
+    # Small requests' workers keep the server's priority; the others give way to it.
+    def niceness(pids: list[int]) -> set[int]:
+        return {os.getpriority(os.PRIO_PROCESS, pid) - os.nice(0) for pid in pids}
+
+    assert niceness(quick.pids()) == {stack.settings.work_quick_nice}
+    assert niceness(main.pids()) == {stack.settings.work_nice}
+    limit = stack.settings.bulk_request_bytes
+    quick_jobs, main_jobs = quick.jobs_started(), main.jobs_started()
+    with stack.http() as http:
+        r = http.post("/v1/events", json={"events": [llm_call("lanes", i=0)]})
+        assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
+        assert (quick.jobs_started(), main.jobs_started()) == (quick_jobs + 1, main_jobs)
+        # A few KB on the wire, about 420 KB decoded: tried on a small-request worker, which
+        # stops decoding at its limit, and done by one of the others.
+        events = [llm_call("lanes", i=i, output="the same words again " * 1000) for i in range(1, 21)]
+        decoded = orjson.dumps({"events": events})
+        body = gzip.compress(decoded)
+        assert len(body) < limit < len(decoded)
+        r = http.post("/v1/events", content=body,
+                      headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+        assert r.status_code == 200 and r.json()["accepted"] == 20, r.text
+        assert (quick.jobs_started(), main.jobs_started()) == (quick_jobs + 2, main_jobs + 1)
+    assert stack.wait_for_calls("lanes", 21, timeout=60) == 21
 
 
 def test_a_worker_process_killed_mid_request_answers_503_with_retry_after_and_is_replaced(stack):

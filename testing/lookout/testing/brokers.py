@@ -58,3 +58,15 @@ class TansuBroker(Tansu):
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.log_path.parent, ignore_errors=True)
+
+    def revive(self) -> str | None:
+        """Start it again on its port if it died (a CI run once lost a session's Tansu
+        mid-run, and every later test of that process failed to connect): what its log
+        ended with, or None when it was running. Its topics were in memory: tests make
+        their own, so the next ones start clean."""
+        if self.alive():
+            return None
+        tail = self.log_path.read_text(errors="replace")[-2000:] if self.log_path.exists() else "(no log)"
+        self.stop()
+        self.start()
+        return tail

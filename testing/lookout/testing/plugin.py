@@ -41,6 +41,20 @@ def tansu_broker():
     broker.close()
 
 
+@pytest.fixture(autouse=True)
+def _tansu_alive(request):
+    """Before a test on the session's Tansu: if it died, say so with its log and start it again."""
+    callspec = getattr(request.node, "callspec", None)
+    on_tansu = "tansu_broker" in request.fixturenames or (
+        callspec is not None and callspec.params.get("broker") == "tansu")
+    if on_tansu:
+        tail = request.getfixturevalue("tansu_broker").revive()
+        if tail is not None:
+            import warnings
+
+            warnings.warn(f"the session's Tansu had died; started it again. Its log ended:\n{tail}", stacklevel=1)
+
+
 @pytest.fixture(params=["kafka", "tansu"])
 def broker(request):
     return request.getfixturevalue(f"{request.param}_broker")

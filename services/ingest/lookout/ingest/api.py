@@ -47,6 +47,8 @@ class IngestContext:
     keys: ApiKeyStore | None = None
     clickhouse: Session | None = None
     workers: WorkerPool | None = None
+    # Small requests' workers (LOOKOUT_WORK_QUICK_WORKERS; None: every request on `workers`).
+    quick_workers: WorkerPool | None = None
     # OTLP's trace steps (llm.spans) and client evaluations (llm.scores).
     step_publisher: EventPublisher | None = None
     score_publisher: EventPublisher | None = None
@@ -82,12 +84,22 @@ def build_router(ctx: IngestContext) -> APIRouter:
     router = error_router()
     api_key = api_key_dependency(lambda: ctx.keys)
 
-    async def prepared(step, *args, key: ApiKey, **kwargs) -> prepare.Prepared:
+    async def prepared(step, body: bytes, *args, key: ApiKey, max_bytes: int, **kwargs) -> prepare.Prepared:
         # Decoding, validation and redaction are CPU work: on a worker (the worker's own
-        # enricher is passed to `step`), never on the loop.
+        # enricher is passed to `step`), never on the loop. A small request goes to the
+        # small-request workers, so it never waits or starves behind megabyte jobs; one that
+        # decodes to more than they take comes back NotQuick and goes to the others.
         retry = {"Retry-After": str(ctx.settings.retry_after_s)}
+        quick_bytes = ctx.settings.bulk_request_bytes
         try:
-            return await started(ctx.workers).run(key.key_id, step, *args, key=key, **kwargs)
+            if ctx.quick_workers is not None and len(body) <= quick_bytes:
+                try:
+                    return await ctx.quick_workers.run(key.key_id, step, body, *args, key=key,
+                                                       max_bytes=min(max_bytes, quick_bytes), quick=True, **kwargs)
+                except prepare.NotQuick:
+                    pass
+            return await started(ctx.workers).run(key.key_id, step, body, *args, key=key, max_bytes=max_bytes,
+                                                  **kwargs)
         except Busy as exc:
             raise ApiError(429, f"{exc}; retry later", headers=retry) from None
         except WorkerLost as exc:

@@ -25,6 +25,11 @@ from .publisher import encode, encode_scores, encode_steps
 Records = list[tuple[bytes, bytes]]  # Kafka (key, value)
 
 
+class NotQuick(Exception):
+    """A job on a small-request worker met a body that decodes to more than that lane takes
+    (a small gzip body may hold megabytes): the request goes to the other workers."""
+
+
 @dataclass
 class Prepared:
     records: Records  # the accepted calls, for llm.events
@@ -50,10 +55,17 @@ def events(
     key: ApiKey,
     max_bytes: int,
     max_events: int,
+    quick: bool = False,
 ) -> Prepared:
-    """POST /v1/events (on a worker: `enricher` is the worker's own)."""
+    """POST /v1/events (on a worker: `enricher` is the worker's own). `quick`: on a
+    small-request worker, where `max_bytes` is that lane's limit (NotQuick beyond it)."""
     try:
         payload = intake.decode_body(body, content_type, content_encoding, max_bytes=max_bytes)
+    except intake.IntakeError as exc:
+        if quick and exc.status == 413:
+            raise NotQuick() from None
+        raise ApiError(exc.status, exc.message, exc.field) from None
+    try:
         accepted, rejected = intake.validate_events(payload, max_events=max_events)
     except intake.IntakeError as exc:
         raise ApiError(exc.status, exc.message, exc.field) from None
@@ -71,11 +83,17 @@ def traces(
     key: ApiKey,
     max_bytes: int,
     max_spans: int,
+    quick: bool = False,
 ) -> Prepared:
-    """POST /v1/traces (OTLP/HTTP, protobuf or JSON)."""
+    """POST /v1/traces (OTLP/HTTP, protobuf or JSON); `quick` as for events."""
     try:
         if (content_encoding or "identity").strip().lower() == "gzip":
-            body = intake.gunzip(body, max_bytes)
+            try:
+                body = intake.gunzip(body, max_bytes)
+            except intake.IntakeError as exc:
+                if quick and exc.status == 413:
+                    raise NotQuick() from None
+                raise
         decoded = otlp.decode_request(body, content_type)
     except intake.IntakeError as exc:
         raise ApiError(exc.status, exc.message) from None

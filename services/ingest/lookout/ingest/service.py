@@ -1,6 +1,7 @@
 """The ingest service: the HTTP and OTLP intake (api.py) with what it needs started
-behind it (the Kafka producer, the API key store, the enricher, the CPU worker pool:
-worker processes by default, started and warmed here).
+behind it (the Kafka producers, the API key store, the enricher, the CPU worker pools:
+worker processes by default, one pool for small requests and one for the rest, started and
+warmed here).
 
 `python -m lookout.ingest` runs it (LOOKOUT_HTTP_WORKERS processes); `lookout up` runs it
 beside the other services in one process.
@@ -25,7 +26,7 @@ from .api import IngestContext, body_limits, build_router
 from .enrich import Enricher
 from .publisher import EventPublisher
 from .settings import IngestSettings
-from .workers import WorkerPool
+from .workers import ProcessRunner, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,15 @@ class IngestService:
         )
         self.ctx.workers = workers
         await workers.start()
+        # Only beside worker processes: threads share one interpreter lock and one priority.
+        if isinstance(workers.runner, ProcessRunner) and settings.work_quick_workers and settings.bulk_request_bytes:
+            quick = WorkerPool.create(
+                "process", settings.work_quick_workers, functools.partial(Enricher.from_settings, settings),
+                per_key=settings.work_workers_per_key, queue_per_key=settings.work_queue_per_key,
+                nice=settings.work_quick_nice,
+            )
+            self.ctx.quick_workers = quick
+            await quick.start()
         await kafka.ensure_topics(settings)
         self.producer = await kafka.start_producer(settings)
         if settings.bulk_request_bytes:
@@ -78,9 +88,10 @@ class IngestService:
         )
 
     async def stop(self) -> None:
-        if self.ctx.workers is not None:
-            self.ctx.workers.close()
-            self.ctx.workers = None
+        for pool in (self.ctx.workers, self.ctx.quick_workers):
+            if pool is not None:
+                pool.close()
+        self.ctx.workers = self.ctx.quick_workers = None
         for producer in (self.producer, self.bulk_producer):
             if producer is not None:
                 await producer.stop()  # flushes what is still lingering

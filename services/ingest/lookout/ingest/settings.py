@@ -56,6 +56,15 @@ class IngestSettings(CommonSettings, ServerSettings):
     work_queue_per_key: int = Field(
         default=32, ge=0, description="Requests of one key waiting for a worker; beyond it 429 + Retry-After."
     )
+    work_quick_workers: int = Field(
+        default=2, ge=0,
+        description="Worker processes for small requests only (a body that decodes to at most "
+        "LOOKOUT_BULK_REQUEST_BYTES), at LOOKOUT_WORK_QUICK_NICE, so their work is never queued or starved behind "
+        "megabyte jobs; process mode only. 0: every request on the workers above.",
+    )
+    work_quick_nice: int = Field(
+        default=0, ge=0, le=19, description="How far the small-request workers lower their CPU priority.",
+    )
     work_nice: int = Field(
         default=10, ge=0, le=19, description="How far worker processes lower their CPU priority (os.nice), so the "
         "server and /healthz win the CPU when the machine is busy."
