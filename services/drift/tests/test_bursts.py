@@ -171,8 +171,13 @@ async def test_a_restart_in_the_middle_of_accumulating_evidence_resumes_it(
         # move one score across a grid edge.
         assert abs(r.statistic - e.statistic) <= 0.05 + 0.02 * abs(e.statistic), slot
     stopped_at = max(r.details["window_index"] for r in resumed if r.window_end <= calls[214].ts)
-    # The shift's evidence kept growing across the restart, from where it stood.
-    last = max(r.details["window_index"] for r in resumed)
-    emb = {(r.signal, r.details["window_index"]): r.statistic for r in resumed if r.signal.endswith("_embedding")}
-    assert max(emb[(sig, last)] - emb[(sig, stopped_at)] for sig in ("prompt_embedding", "response_embedding")) > 0.2
+    # The shift's evidence kept growing across the restart, from where it stood, up to a report
+    # or beyond it by a clear margin (a report resets the evidence, so the last window alone
+    # can stand lower than the stop: a CI run saw +0.03 there).
+    def grew(signal: str) -> bool:
+        at_stop = got[(signal, stopped_at)].statistic
+        after = [r for (sig, index), r in got.items() if sig == signal and index > stopped_at]
+        return any(r.drifted for r in after) or max(r.statistic for r in after) - at_stop > 0.2
+
+    assert grew("prompt_embedding") or grew("response_embedding")
 
