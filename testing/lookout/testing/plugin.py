@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
+import warnings
 from pathlib import Path
 
 import pytest
@@ -50,8 +51,6 @@ def _tansu_alive(request):
     if on_tansu:
         tail = request.getfixturevalue("tansu_broker").revive()
         if tail is not None:
-            import warnings
-
             warnings.warn(f"the session's Tansu had died; started it again. Its log ended:\n{tail}", stacklevel=1)
 
 

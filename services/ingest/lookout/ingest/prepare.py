@@ -10,7 +10,8 @@ would cost far more to send back than the records it becomes (bench/RESULTS.md).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,17 @@ Records = list[tuple[bytes, bytes]]  # Kafka (key, value)
 class NotQuick(Exception):
     """A job on a small-request worker met a body that decodes to more than that lane takes
     (a small gzip body may hold megabytes): the request goes to the other workers."""
+
+
+@contextlib.contextmanager
+def _decoding(quick: bool) -> Iterator[None]:
+    # On a small-request worker `max_bytes` is the lane's limit: beyond it, not a 413 but NotQuick.
+    try:
+        yield
+    except intake.IntakeError as exc:
+        if quick and exc.status == 413:
+            raise NotQuick() from None
+        raise
 
 
 @dataclass
@@ -60,12 +72,8 @@ def events(
     """POST /v1/events (on a worker: `enricher` is the worker's own). `quick`: on a
     small-request worker, where `max_bytes` is that lane's limit (NotQuick beyond it)."""
     try:
-        payload = intake.decode_body(body, content_type, content_encoding, max_bytes=max_bytes)
-    except intake.IntakeError as exc:
-        if quick and exc.status == 413:
-            raise NotQuick() from None
-        raise ApiError(exc.status, exc.message, exc.field) from None
-    try:
+        with _decoding(quick):
+            payload = intake.decode_body(body, content_type, content_encoding, max_bytes=max_bytes)
         accepted, rejected = intake.validate_events(payload, max_events=max_events)
     except intake.IntakeError as exc:
         raise ApiError(exc.status, exc.message, exc.field) from None
@@ -88,12 +96,8 @@ def traces(
     """POST /v1/traces (OTLP/HTTP, protobuf or JSON); `quick` as for events."""
     try:
         if (content_encoding or "identity").strip().lower() == "gzip":
-            try:
+            with _decoding(quick):
                 body = intake.gunzip(body, max_bytes)
-            except intake.IntakeError as exc:
-                if quick and exc.status == 413:
-                    raise NotQuick() from None
-                raise
         decoded = otlp.decode_request(body, content_type)
     except intake.IntakeError as exc:
         raise ApiError(exc.status, exc.message) from None

@@ -53,20 +53,16 @@ class IngestService:
         self.ctx.keys = self.session.run(lambda client: ApiKeyStore(client))
         self.ctx.enricher = enricher
         # Worker processes build their own enricher from the settings (cheaper than sending one per job).
-        workers = WorkerPool.create(
-            settings.work_mode, settings.work_workers, functools.partial(Enricher.from_settings, settings),
-            per_key=settings.work_workers_per_key, queue_per_key=settings.work_queue_per_key, nice=settings.work_nice,
-        )
-        self.ctx.workers = workers
+        def pool(mode: str, size: int, nice: int) -> WorkerPool:
+            return WorkerPool.create(mode, size, functools.partial(Enricher.from_settings, settings),
+                                     per_key=settings.work_workers_per_key,
+                                     queue_per_key=settings.work_queue_per_key, nice=nice)
+
+        workers = self.ctx.workers = pool(settings.work_mode, settings.work_workers, settings.work_nice)
         await workers.start()
         # Only beside worker processes: threads share one interpreter lock and one priority.
         if isinstance(workers.runner, ProcessRunner) and settings.work_quick_workers and settings.bulk_request_bytes:
-            quick = WorkerPool.create(
-                "process", settings.work_quick_workers, functools.partial(Enricher.from_settings, settings),
-                per_key=settings.work_workers_per_key, queue_per_key=settings.work_queue_per_key,
-                nice=settings.work_quick_nice,
-            )
-            self.ctx.quick_workers = quick
+            quick = self.ctx.quick_workers = pool("process", settings.work_quick_workers, settings.work_quick_nice)
             await quick.start()
         await kafka.ensure_topics(settings)
         self.producer = await kafka.start_producer(settings)
