@@ -18,6 +18,10 @@ from tests.test_compose import settings_class
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "deploy" / "helm" / "lookout"
 KUBE = "1.31.0"
+# The first test builds scripts/helm-check (helm's Go modules) on a fresh machine: over 300 s,
+# pytest's default per test, on a slow CI host (measured: killed at 300 s, the build unfinished).
+pytestmark = pytest.mark.timeout(1500)
+
 REQUIRED = ["kafka.bootstrap=kafka.kafka.svc:9092", "clickhouse.dsnSecret.name=lookout-clickhouse",
             "secrets.name=lookout-secrets"]
 
