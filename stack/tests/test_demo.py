@@ -50,7 +50,7 @@ def panel(base: str, headers: dict, panel_id: str) -> list[dict]:
 
 
 @pytest.mark.serial
-# The whole demo (stack start, five phases, a retrain run): 3-4 min on stop 23's CI host,
+# The whole demo (stack start, five phases, a retrain run): under 4 min on stop 23's CI host,
 # past pytest's 300 s on one about twice as slow a core (a fresh-clone run, 2026-12-03).
 @pytest.mark.timeout(900)
 def test_demo_phases_show_in_the_stored_data_and_the_quality_loop_closes(tmp_path):
