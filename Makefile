@@ -13,7 +13,7 @@ PYPROJECTS := $(wildcard core/pyproject.toml broker/pyproject.toml cli/pyproject
               services/*/pyproject.toml stack/pyproject.toml \
               sdk/pyproject.toml dashboards/pyproject.toml jobs/finetune/pyproject.toml)
 
-.PHONY: setup kafka run test lint bench dashboards clean
+.PHONY: setup kafka checkers checkers-or-warn run test lint bench dashboards clean
 
 setup: $(VENV)/.installed
 
@@ -35,6 +35,20 @@ kafka: .cache/kafka/$(KAFKA_VERSION)/.resolved
 .cache/kafka/$(KAFKA_VERSION)/.resolved: broker/lookout/broker/kafka-pom.xml
 	scripts/fetch-kafka.sh $(KAFKA_VERSION)
 
+# The Go checkers the tests run (compose-go for compose.yaml, helm + kubeconform for the chart).
+# A cold build of helm's modules takes minutes of both cores: `make test` builds them beside the
+# package installs (network-bound) instead of inside a test. The tests rebuild a stale one the
+# same way (tests/go_checkers.py).
+GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
+checkers: .cache/go/compose-check .cache/go/helm-check
+
+.cache/go/%: scripts/%/go.mod scripts/%/go.sum scripts/%/main.go
+	@mkdir -p $(@D)
+	cd scripts/$* && $(GO) build -o $(CURDIR)/$@ .
+
+checkers-or-warn:
+	@$(MAKE) --no-print-directory checkers || echo "warning: a Go checker did not build; its tests will build it again" >&2
+
 # With Java 17+ and Maven, the jars first: `lookout up` then runs Apache Kafka (durable). Without
 # them, or offline, it runs Tansu (in memory) and says so at start.
 run: setup
@@ -50,7 +64,10 @@ run: setup
 TEST_WORKERS ?= 3
 TEST_ENV := LOOKOUT_KAFKA_LIBS=$(CURDIR)/.cache/kafka/$(KAFKA_VERSION)/libs
 
-test: setup kafka
+test:
+	@# Setup, the Kafka jars and the Go checkers at once; a checker that does not build is built
+	@# (and its error shown) again by its tests.
+	$(MAKE) --no-print-directory -j3 setup kafka checkers-or-warn
 	$(BIN)/ruff check .
 	@rc=0; \
 	$(TEST_ENV) $(BIN)/python -m pytest -m "not serial" $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist worksteal) || rc=$$?; \

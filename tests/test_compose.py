@@ -14,7 +14,6 @@ import inspect
 import json
 import os
 import re
-import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -24,6 +23,7 @@ import yaml
 
 from lookout.core.settings import CommonSettings
 from lookout.dashboards import generate
+from tests import go_checkers
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
@@ -199,14 +199,7 @@ REQUIRED_SECRETS = {
 
 @pytest.fixture(scope="module")
 def compose_check() -> Path:
-    go = shutil.which("go") or "/usr/local/go/bin/go"
-    binary = ROOT / ".cache" / "compose-check" / "compose-check"
-    source = ROOT / "scripts" / "compose-check"
-    newest = max(p.stat().st_mtime for p in source.iterdir())
-    if not binary.exists() or binary.stat().st_mtime < newest:
-        binary.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([go, "build", "-o", str(binary), "."], cwd=source, check=True, timeout=600)
-    return binary
+    return go_checkers.built("compose-check")
 
 
 def load_with_compose_go(binary: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
