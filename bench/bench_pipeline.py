@@ -7,7 +7,8 @@ baselines' helpers kept off that core where the machine has more than one:
   aiokafka produce of the same events. Target >= 0.5.
 - sink: rows/s llm.events -> ClickHouse ÷ a raw clickhouse-connect insert of the same rows
   (the rows of the records on the sink's input topic, built before the clock starts, into
-  the same table with the same materialized views), for the sink's two ways (ClickHouse
+  the same table with the same materialized views, in batches of the sink's size; in
+  batches of 5 000 too), for the sink's two ways (ClickHouse
   parsing the batch, and validating it in Python), and the first without fetching ahead.
   Target >= 0.7.
 - CPU seconds per 1 000 events, ingest + sink, each way.
@@ -42,6 +43,7 @@ import httpx
 import orjson
 
 from bench.procs import cpu_seconds, tree_cpu_seconds
+from lookout.sink.settings import SinkSettings
 from lookout.testing.brokers import KafkaBroker, free_port
 from tests.events import llm_call
 
@@ -150,8 +152,8 @@ def new_key(env: dict[str, str]) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-def helper(what: str, env: dict[str, str], cores: list[int], path: Path | str) -> dict:
-    out = subprocess.run([*Cores.prefix(cores), sys.executable, "-m", "bench.pipeline_node", what, str(path)],
+def helper(what: str, env: dict[str, str], cores: list[int], path: Path | str, *args: str) -> dict:
+    out = subprocess.run([*Cores.prefix(cores), sys.executable, "-m", "bench.pipeline_node", what, str(path), *args],
                          env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, cwd=ROOT, capture_output=True,
                          text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -318,16 +320,26 @@ def main() -> None:
             progress(f"raw clickhouse-connect insert (load {load()})...")
             # The rows of the very records the sink will store (as ingest wrote them: redacted,
             # priced, warm-up ones too), into the same table and materialized views.
+            # In batches of the sink's size (the ratio's baseline), and of 5 000 (earlier runs' one).
+            batch = SinkSettings().sink_batch_rows
             base = helper("raw-insert", env_for(bootstrap, "bench.", str(work / "raw-insert")), cores.service,
-                          f"topic:{total}")
+                          f"topic:{total}", str(batch))
             assert base["rows"] == total, base
-            results["raw_insert"] = base | {"load": load()}
+            results["raw_insert"] = base | {"batch_rows": batch, "load": load()}
+            small = helper("raw-insert", env_for(bootstrap, "bench.", str(work / "raw-insert-5000")), cores.service,
+                           f"topic:{total}", "5000")
+            results["raw_insert_5000"] = small | {"batch_rows": 5000, "load": load()}
+            progress(f"raw insert {base['per_s']:,.0f} rows/s in batches of {batch}, {small['per_s']:,.0f} in 5 000")
             # sql_serial: the sink before it fetched ahead (LOOKOUT_SINK_PREFETCH=false), same run.
-            for way, sql, prefetch in (("validating", "false", "true"), ("sql_serial", "true", "false"),
-                                       ("sql", "true", "true")):
+            # sql_batch_5000: the sink's batch before it was 20 000 rows, same run.
+            for way, sql, prefetch, rows_a_batch in (
+                ("validating", "false", "true", batch), ("sql_serial", "true", "false", batch),
+                ("sql_batch_5000", "true", "true", 5000), ("sql", "true", "true", batch),
+            ):
                 progress(f"sink ({way}) draining llm.events (load {load()})...")
                 env = env_for(bootstrap, "bench.", str(work / f"sink-{way}"), LOOKOUT_SINK_GROUP=f"s-{way}",
-                              LOOKOUT_SINK_SQL_ROWS=sql, LOOKOUT_SINK_PREFETCH=prefetch)
+                              LOOKOUT_SINK_SQL_ROWS=sql, LOOKOUT_SINK_PREFETCH=prefetch,
+                              LOOKOUT_SINK_BATCH_ROWS=str(rows_a_batch))
                 sink = Node("sink", env, cores.service).wait_ready()
                 nodes.append(sink)
                 rows, cpu_1000 = drain([sink], total)

@@ -8,8 +8,9 @@ core with taskset): settings from LOOKOUT_* as every service reads them.
                                                queryable
     python -m bench.pipeline_node both         ingest + sink on one store, as `lookout up` runs them
     python -m bench.pipeline_node raw-produce  baseline: aiokafka produce of events (stdin: a file)
-    python -m bench.pipeline_node raw-insert SRC  baseline: clickhouse-connect insert of their rows
-                                               (SRC: a file, or topic:N for the sink's input)
+    python -m bench.pipeline_node raw-insert SRC [ROWS]  baseline: clickhouse-connect insert of their rows,
+                                               ROWS a batch (default 5000; SRC: a file, or topic:N for
+                                               the sink's input)
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ def _sink_input(count: int) -> list[bytes]:
     return asyncio.run(read())
 
 
-def _raw_insert(source: str) -> None:
+def _raw_insert(source: str, chunk: int = 5000) -> None:
     """The rows of the same calls (built before the clock starts), inserted with
     clickhouse-connect in batches of 5 000 into the same table with the same materialized
     views: rows/s on stdout. `source`: a file of JSON lines, or `topic:N` for the first N
@@ -179,8 +180,8 @@ def _raw_insert(source: str) -> None:
     columns = list(rows[0])
     data = [[r[c] for c in columns] for r in rows]
     start, cpu = time.perf_counter(), time.process_time()
-    for i in range(0, len(data), 5000):
-        client.insert(spec.table, data[i : i + 5000], column_names=columns)
+    for i in range(0, len(data), chunk):
+        client.insert(spec.table, data[i : i + chunk], column_names=columns)
     wall = time.perf_counter() - start
     print(json.dumps({"per_s": len(data) / wall, "cpu_s_per_1000": (time.process_time() - cpu) / len(data) * 1000,
                       "rows": len(data)}))
@@ -195,7 +196,7 @@ def main() -> int:
     elif what == "raw-produce":
         _raw_produce(sys.argv[2])
     elif what == "raw-insert":
-        _raw_insert(sys.argv[2])
+        _raw_insert(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 5000)
     else:
         raise SystemExit(__doc__)
     return 0

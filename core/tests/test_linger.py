@@ -56,3 +56,33 @@ async def test_records_produced_longer_than_linger_ms_ago_are_handled_without_li
         await worker.stop()
         await producer.stop()
     assert sum(handled) == 5
+
+
+async def test_a_batch_stops_filling_at_max_bytes_of_values_whatever_its_count_and_linger(settings):
+    # Large answers: max_records of them would be gigabytes. Each fetch returns at most one
+    # record here (max_partition_fetch_bytes below one value), so the cap is what ends a batch.
+    await kafka.ensure_topics(settings, [topics.EVENTS, topics.DLQ])
+    producer = await kafka.start_producer(settings)
+    name = topics.resolve(settings.topic_prefix, topics.EVENTS)
+    value = b"x" * 300_000
+    for i in range(12):
+        await producer.send_and_wait(name, value, key=b"k", partition=0)
+    handled: list[int] = []
+
+    async def handle(batch: Batch) -> None:
+        handled.append(sum(len(r.value or b"") for r in batch.records))
+
+    worker = ConsumerWorker(settings, "bytes-test", "g-bytes", [topics.EVENTS], handle, decode=False,
+                            max_records=1000, linger_ms=120_000, lagging_linger_ms=120_000, max_bytes=1_000_000,
+                            consumer_options={"max_partition_fetch_bytes": 1024, "fetch_max_bytes": 1024})
+    try:
+        await worker.start(producer)
+        for _ in range(600):
+            if sum(handled) >= 12 * len(value):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await worker.stop()
+        await producer.stop()
+    assert sum(handled) == 12 * len(value)  # nothing lost or repeated...
+    assert len(handled) >= 3 and max(handled) <= 1_000_000 + len(value)  # ...in batches of about max_bytes

@@ -49,6 +49,7 @@ class ConsumerWorker:
     linger_ms: int = 0
     lagging_linger_ms: int | None = None  # CommitAfterLoop's: the linger while a full batch is still on the topic
     prefetch: bool = False  # CommitAfterLoop's: fetch the next batch while the handler works
+    max_bytes: int = 0  # CommitAfterLoop's: stop filling a batch at this many bytes of values
     grace_s: float = 30.0
     listener: ConsumerRebalanceListener | None = None
     # decode=False: the handler reads batch.records itself (topics without a wire schema).
@@ -92,7 +93,7 @@ class ConsumerWorker:
         await self.consumer.start()
         self.loop = kafka.CommitAfterLoop(self.consumer, self._handle, max_records=self.max_records,
                                           linger_ms=self.linger_ms, lagging_linger_ms=self.lagging_linger_ms,
-                                          prefetch=self.prefetch)
+                                          prefetch=self.prefetch, max_bytes=self.max_bytes)
         self._task = asyncio.create_task(self._run(), name=f"lookout-{self.name}-consumer")
 
     async def _run(self) -> None:

@@ -213,6 +213,10 @@ class CommitAfterLoop:
     # While lagging (a full batch or more still on the topic): wait up to this long from the
     # first fetch for a full batch; None: linger_ms.
     lagging_linger_ms: int | None = None
+    # Stop lingering once the batch holds this many bytes of values (0: no limit): records
+    # are capped one by one, not their count, so a batch of large answers would otherwise
+    # grow to max_records of them. A fetch already buffered can add up to fetch_max_bytes.
+    max_bytes: int = 0
     poll_timeout_ms: int = 200
     retry_backoff_s: float = 1.0
     # Fetch (and decode) the next batch while the handler works on this one: for a handler
@@ -272,7 +276,8 @@ class CommitAfterLoop:
         if wait_ms <= 0:
             return batches
         deadline = asyncio.get_running_loop().time() + wait_ms / 1000
-        while count < self.max_records and not self._stop.is_set():
+        size = _value_bytes(batches) if self.max_bytes else 0
+        while count < self.max_records and not self._stop.is_set() and not (self.max_bytes and size >= self.max_bytes):
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
                 break
@@ -280,6 +285,8 @@ class CommitAfterLoop:
             for tp, part in more.items():
                 batches.setdefault(tp, []).extend(part)
                 count += len(part)
+            if self.max_bytes:
+                size += _value_bytes(more)
         return batches
 
     async def run(self) -> None:
@@ -366,6 +373,10 @@ async def _dropped(ahead: asyncio.Task | None) -> dict:
     except Exception:
         log.exception("fetching ahead failed")
         return {}
+
+
+def _value_bytes(batches: dict) -> int:
+    return sum(r.serialized_value_size for part in batches.values() for r in part)
 
 
 def linger_left_ms(linger_ms: int, lagging_linger_ms: int, *, lagging: bool, oldest_age_ms: float) -> float:

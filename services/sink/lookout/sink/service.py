@@ -45,7 +45,7 @@ class SinkService:
         # decode=False: the store reads each record itself, on a worker thread.
         self.worker = ConsumerWorker(
             settings, self.name, settings.sink_group, topics.ALL, self._handle, decode=False,
-            max_records=settings.sink_batch_rows, linger_ms=settings.sink_batch_ms,
+            max_records=settings.sink_batch_rows, max_bytes=settings.sink_batch_bytes, linger_ms=settings.sink_batch_ms,
             lagging_linger_ms=max(settings.sink_batch_ms, LAGGING_LINGER_MS), prefetch=settings.sink_prefetch,
         )
 
