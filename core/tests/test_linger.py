@@ -65,7 +65,7 @@ async def test_a_batch_stops_filling_at_max_bytes_of_values_whatever_its_count_a
     producer = await kafka.start_producer(settings)
     name = topics.resolve(settings.topic_prefix, topics.EVENTS)
     value = b"x" * 300_000
-    for i in range(12):
+    for _ in range(12):
         await producer.send_and_wait(name, value, key=b"k", partition=0)
     handled: list[int] = []
 
