@@ -160,7 +160,7 @@ def _sink_input(count: int) -> list[bytes]:
 
 def _raw_insert(source: str, chunk: int = 5000) -> None:
     """The rows of the same calls (built before the clock starts), inserted with
-    clickhouse-connect in batches of 5 000 into the same table with the same materialized
+    clickhouse-connect in batches of `chunk` rows into the same table with the same materialized
     views: rows/s on stdout. `source`: a file of JSON lines, or `topic:N` for the first N
     records of the sink's input topic, i.e. exactly the rows the sink stores."""
     from lookout.core import clickhouse, migrations, topics

@@ -11,7 +11,7 @@ class SinkSettings(CommonSettings, ServerSettings):
     sink_group: str = Field("lookout-sink", description="Consumer group of the sink.")
     # Each insert has a fixed cost (ClickHouse analysing the fast path's statement and writing a
     # part to every table and view: ~70 ms on one core), so a lagging sink catches up faster in
-    # large batches: 20 000 rows a batch stored 1.3-1.6x the rows/s of 5 000 (bench/RESULTS.md).
+    # large batches: 20 000 rows a batch stored 1.3-1.9x the rows/s of 5 000 (bench/RESULTS.md).
     sink_batch_rows: int = Field(20000, ge=1, description="Sink inserts when a batch reaches this many rows...")
     sink_batch_bytes: int = Field(
         64 << 20, ge=1 << 20, description="...or this many bytes of records (large answers: a bounded batch)...")
