@@ -3,6 +3,7 @@ envelope, and the checker that will hold every service to it."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Annotated
 
@@ -211,30 +212,52 @@ def test_unknown_paths_and_methods_get_the_envelope_from_install_error_handlers(
     assert http.delete("/x").json() == {"error": {"status": 405, "message": "Method Not Allowed"}}
 
 
+class Part:
+    """A service that records its start and stop in `events`; a start takes `wait_s`."""
+
+    def __init__(self, events: list[str], name: str, fail: bool = False, wait_s: float = 0.0):
+        self.events, self.name, self.fail, self.wait_s = events, name, fail, wait_s
+
+    async def start(self) -> None:
+        self.events.append(f"start {self.name}")
+        await asyncio.sleep(self.wait_s)
+        if self.fail:
+            raise RuntimeError("no broker")
+        self.events.append(f"started {self.name}")
+
+    async def stop(self) -> None:
+        self.events.append(f"stop {self.name}")
+
+    def routers(self):
+        return []
+
+    def checks(self):
+        return {}
+
+
 async def test_lifecycle_stops_what_it_tried_in_reverse_after_a_failed_start():
     events: list[str] = []
-
-    class Part:
-        def __init__(self, name: str, fail: bool = False):
-            self.name, self.fail = name, fail
-
-        async def start(self) -> None:
-            events.append(f"start {self.name}")
-            if self.fail:
-                raise RuntimeError("no broker")
-
-        async def stop(self) -> None:
-            events.append(f"stop {self.name}")
-
-        def routers(self):
-            return []
-
-        def checks(self):
-            return {}
-
-    life = Lifecycle([Part("a"), Part("b", fail=True), Part("c")])
+    life = Lifecycle([Part(events, "a"), Part(events, "b", fail=True), Part(events, "c")])
     with pytest.raises(RuntimeError):
         await life.start()
     assert life.problem() == "b failed to start: RuntimeError: no broker"
     await life.stop()
-    assert events == ["start a", "start b", "stop b", "stop a"]
+    assert events == ["start a", "started a", "start b", "stop b", "stop a"]
+
+
+async def test_services_started_together_wait_for_each_other_not_in_turn_and_a_failure_stops_them_all():
+    events: list[str] = []
+    life = Lifecycle([Part(events, n, wait_s=0.5) for n in "abc"], together=True)
+    await life.start()
+    # Each began before any had finished: at once, not in turn.
+    assert events[:3] == ["start a", "start b", "start c"] and life.problem() is None
+    await life.stop()
+
+    events.clear()
+    life = Lifecycle([Part(events, "a", wait_s=0.2), Part(events, "b", fail=True), Part(events, "c", wait_s=0.2)],
+                     together=True)
+    with pytest.raises(RuntimeError, match="no broker"):
+        await life.start()
+    assert life.problem() == "b failed to start: RuntimeError: no broker"
+    await life.stop()
+    assert events[-3:] == ["stop c", "stop b", "stop a"]

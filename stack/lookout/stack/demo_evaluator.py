@@ -80,6 +80,9 @@ class DemoEvaluator:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, 0))
         self.host, self.port = host, self.sock.getsockname()[1]
+        # Listening now: the stack starts its services at once, so the judge may call before
+        # uvicorn accepts; its connection waits in the backlog instead of being refused.
+        self.sock.listen(128)
         self._encoder = None
         self._loading = threading.Lock()
         self._warm_up: asyncio.Task | None = None
