@@ -4,9 +4,13 @@ writes them (PII redacted by the real redactor, priced from the packaged price t
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import orjson
 import pytest
@@ -329,3 +333,62 @@ def test_the_fast_path_never_stores_a_record_the_schema_refuses_and_stores_the_o
         validated.write(batch_of([value]))
         assert stored_calls(fast, event_id) == stored_calls(validated, event_id), case
         assert len(stored_calls(fast, event_id)) == 1
+
+
+def _may_raise_priority() -> bool:
+    """ClickHouse applies os_thread_priority only with CAP_SYS_NICE (bit 23 of CapEff)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) >> 23 & 1)
+    return False
+
+
+def _busy_nice_values(write) -> set[int]:
+    """The nice values of this process's threads that used CPU while `write()` ran."""
+    seen: set[int] = set()
+    last: dict[str, int] = {}
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            for stat in Path("/proc/self/task").glob("*/stat"):
+                with contextlib.suppress(OSError):
+                    fields = stat.read_text().rsplit(")", 1)[1].split()
+                    ticks, nice = int(fields[11]) + int(fields[12]), int(fields[16])
+                    if ticks > last.get(stat.parent.name, ticks):
+                        seen.add(nice)
+                    last[stat.parent.name] = ticks
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        write()
+    finally:
+        done.set()
+        sampler.join()
+    return seen
+
+
+@pytest.mark.skipif(not _may_raise_priority(), reason="no CAP_SYS_NICE: ClickHouse ignores os_thread_priority")
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "validating"])
+def test_with_a_nice_value_clickhouse_stores_the_batch_on_threads_at_that_value(chdb_path, fast):
+    database = f"fp_nice_{uuid.uuid4().hex[:8]}"
+    settings = CommonSettings(clickhouse_dsn=f"chdb://{chdb_path}", clickhouse_database=database)
+    client = clickhouse.connect(settings)
+    migrations.apply(client, settings.retention_days)
+    try:
+        # Long answers, so that ClickHouse works on each batch long enough to be seen at it.
+        call = orjson.loads(enriched(base_call(0, output="a long answer of many words " * 400)))
+        for nice in (10, 0):
+            store = Store(Session.of(client), PREFIX, chdb=True, fast=fast, nice=nice)
+            client.command("TRUNCATE TABLE llm_calls")
+            batch = batch_of([orjson.dumps({**call, "event_id": str(uuid7())}) for _ in range(3000)])
+            busy = _busy_nice_values(lambda b=batch, s=store: s.write(b))
+            assert not batch.dead and store.session.rows("SELECT count() FROM llm_calls") == [(3000,)]
+            if nice:
+                assert nice in busy, busy  # ClickHouse's threads stored it at that value
+            else:
+                assert 10 not in busy, busy  # nothing left at the last batch's value
+    finally:
+        client.command(f"DROP DATABASE IF EXISTS {settings.clickhouse_database}")

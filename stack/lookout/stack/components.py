@@ -17,6 +17,7 @@ but not a session, so one service's queries never interleave with another's.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,12 +124,18 @@ def alerts(layout: Layout) -> Service:
     return AlertService(settings, Session.connect(settings))
 
 
+def _sink_nice() -> dict[str, int]:
+    """The sink shares this process's cores with intake: its inserts go at nice 10 unless
+    LOOKOUT_SINK_INSERT_NICE says otherwise (SinkSettings reads it)."""
+    return {} if "LOOKOUT_SINK_INSERT_NICE" in os.environ else {"sink_insert_nice": 10}
+
+
 def services(layout: Layout) -> list[Service]:
     """Every service of the stack, in start order."""
     base = layout.base
     return [
         IngestService(base, session=Session.of(layout.client)),
-        SinkService(_settings(SinkSettings, base), session=Session.of(layout.client)),
+        SinkService(_settings(SinkSettings, base, **_sink_nice()), session=Session.of(layout.client)),
         *judge(layout),
         drift(layout),
         feedback(layout),

@@ -18,6 +18,12 @@ class SinkSettings(CommonSettings, ServerSettings):
     # Short: a batch is fetched whole when the sink is behind (up to sink_batch_rows at once),
     # so the linger only decides how long a row waits while the sink keeps up.
     sink_batch_ms: int = Field(200, ge=10, description="...or when the oldest row waited this long.")
+    # Where the sink shares its cores with intake (`lookout up` runs both in one process), its
+    # inserts are the work that can wait: at nice 10 a hostile batch of megabyte answers is
+    # stored a little later instead of slowing every small request's answer (bench/RESULTS.md).
+    sink_insert_nice: int = Field(
+        0, ge=0, le=19, description="Nice value of ClickHouse's threads while they store a batch (its "
+        "os_thread_priority; ClickHouse ignores it without CAP_SYS_NICE). `lookout up` uses 10 unless set.")
     sink_prefetch: bool = Field(
         True, description="Fetch the next batch from Kafka while this one is inserted (off: one after the other).")
     sink_sql_rows: bool = Field(

@@ -18,7 +18,7 @@ through `file()`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -249,11 +249,11 @@ class SqlRows:
     checks: tuple[str, ...]  # what every record must meet, else the server refuses the statement
     key: Callable[[bytes], Key | None]
 
-    def statement(self, source: str, records: int) -> str:
+    def statement(self, source: str, records: int, settings: Mapping[str, int | str] | None = None) -> str:
         """INSERT ... SELECT over `source` (JSONEachRow of `structure`: input() or file(), see
         carrier.py) that refuses the whole batch unless every record passes the checks and the
         records make exactly `records` rows (a record holding two JSON objects would make two).
-        The parsing settings are the statement's own (SETTINGS)."""
+        The parsing settings are the statement's own (SETTINGS), `settings` added to them."""
         names = ", ".join(c for c, _ in self.columns)
         # Columns go by position, without aliases: an alias named like a field would shadow
         # the field in the checks (ClickHouse aliases are visible everywhere in a query).
@@ -265,7 +265,7 @@ class SqlRows:
             f"FROM (SELECT * FROM (SELECT *, count() OVER () AS _records FROM {source})\n"
             f"      WHERE throwIf(NOT ({ok}) OR _records != {int(records)}, "
             f"'a record is not one the wire schema takes as it is: store this batch by validating it') = 0)\n"
-            f"{settings_clause(SETTINGS)}"
+            f"{settings_clause({**SETTINGS, **(settings or {})})}"
         )
 
 

@@ -37,7 +37,7 @@ from lookout.core.events import TOPIC_SCHEMAS
 from lookout.core.session import Session
 
 from . import sql_rows
-from .carrier import SOURCE, Carrier
+from .carrier import SOURCE, Carrier, settings_clause
 from .rows import TABLES, TableSpec
 
 log = logging.getLogger(__name__)
@@ -60,13 +60,16 @@ class _Pending:
 
 
 class Store:
-    def __init__(self, session: Session, topic_prefix: str = "", *, chdb: bool = False, fast: bool = True):
+    def __init__(self, session: Session, topic_prefix: str = "", *, chdb: bool = False, fast: bool = True,
+                 nice: int = 0):
         self.session = session
         self.topic_prefix = topic_prefix
         # chdb reads a batch and its keys from a file; a server from the request (carrier.py).
         self.chdb = chdb
         self.carrier = Carrier(session, chdb)
         self.fast = fast  # False: every batch the validating way (tests compare the two)
+        # ClickHouse's threads run this sink's statements at this nice value (settings.sink_insert_nice).
+        self.statement_settings: dict[str, int | str] = {"os_thread_priority": nice} if nice else {}
 
     def write(self, batch: Batch) -> None:
         """Store every record of the batch; the unstorable ones become its dead letters.
@@ -125,7 +128,8 @@ class Store:
 
     def _insert_sql(self, sql: sql_rows.SqlRows, values: list[bytes]) -> None:
         # The records as they came off Kafka, joined once: ClickHouse parses them.
-        self.carrier.insert(sql.statement(SOURCE, len(values)), b"\n".join(values), "JSONEachRow", sql.structure)
+        self.carrier.insert(sql.statement(SOURCE, len(values), self.statement_settings), b"\n".join(values),
+                            "JSONEachRow", sql.structure)
 
     def _stored(self, spec: TableSpec, keys: Iterable[tuple], days: set[date]) -> set[tuple]:
         """Which of these keys ((app_id, id) or (id,), ids as text) are stored already.
@@ -153,7 +157,8 @@ class Store:
             tuple(str(v) for v in r)
             for r in self.carrier.query(
                 f"SELECT DISTINCT {', '.join(spec.dedup_key)} FROM {spec.table} "
-                f"WHERE toDate(ts) IN {{days:Array(Date)}} AND {condition} LIMIT {{n:UInt32}}",
+                f"WHERE toDate(ts) IN {{days:Array(Date)}} AND {condition} LIMIT {{n:UInt32}}"
+                + (f" {settings_clause(self.statement_settings)}" if self.statement_settings else ""),
                 data, "JSONCompactEachRow", structure, parameters,
             )
         }
@@ -228,7 +233,8 @@ class Store:
 
     def _insert(self, table: str, rows: list[dict]) -> None:
         columns = list(rows[0])
-        self.session.insert(table, [[row[c] for c in columns] for row in rows], column_names=columns)
+        self.session.insert(table, [[row[c] for c in columns] for row in rows], column_names=columns,
+                            **({"settings": self.statement_settings} if self.statement_settings else {}))
         STORED.labels(table).inc(len(rows))
 
     def _without_stored(self, slot: _Pending) -> tuple[list[dict], list[ConsumerRecord]]:
