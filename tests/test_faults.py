@@ -15,6 +15,7 @@ import orjson
 
 from lookout.core import kafka, topics
 from lookout.testing.brokers import free_port
+from lookout.testing.marks import on_kafka_only
 from lookout.testing.waiting import wait_until
 from tests.events import llm_call
 from tests.test_pipeline import post_in_batches
@@ -119,6 +120,7 @@ def _sink_process(settings, chdb_dir: str, port: int) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "lookout.sink"], env=env)
 
 
+@on_kafka_only
 def test_a_sink_killed_mid_stream_and_restarted_stores_every_event_once(ingest_stack):
     """A second sink, in its own process with its own chdb path, is SIGKILLed while it
     works through 10 000 events; the restarted sink ends with exactly 10 000 rows."""

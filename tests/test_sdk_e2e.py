@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from lookout.testing.marks import on_kafka_only
 from lookout_sdk import Lookout
 
 pytestmark = pytest.mark.slow
@@ -79,6 +80,7 @@ def test_ten_thousand_calls_from_eight_threads_are_stored_exactly_once(ingest_st
     client.close()
 
 
+@on_kafka_only
 def test_ingest_down_for_ten_seconds_then_back_loses_nothing(ingest_stack):
     app = _app()
     client = _client(ingest_stack, app, max_queue_size=50_000)
@@ -110,6 +112,7 @@ def test_ingest_down_for_ten_seconds_then_back_loses_nothing(ingest_stack):
     client.close()
 
 
+@on_kafka_only
 def test_with_the_queue_full_during_an_outage_drops_are_counted_exactly(ingest_stack):
     app = _app()
     client = _client(ingest_stack, app, max_queue_size=1_000, batch_size=100)
@@ -135,6 +138,7 @@ def test_with_the_queue_full_during_an_outage_drops_are_counted_exactly(ingest_s
     client.close()
 
 
+@on_kafka_only
 def test_with_a_spill_directory_an_outage_longer_than_the_queue_loses_nothing(ingest_stack, tmp_path):
     app = _app()
     client = _client(ingest_stack, app, max_queue_size=500, batch_size=100, spill_dir=tmp_path)

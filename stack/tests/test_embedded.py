@@ -66,9 +66,11 @@ def lookout(*argv: str) -> subprocess.CompletedProcess:
 
 def test_the_dev_key_is_made_once_stored_as_a_hash_and_once_revoked_stays_revoked(tmp_path):
     """Three starts on one data dir: the first writes the key, the second uses the same one,
-    the third (after `lookout keys revoke`) mints no new one and says how to get one."""
+    the third (after `lookout keys revoke`) mints no new one and says how to get one. On Tansu:
+    the key lives in chdb whatever the broker, and three JVM starts cost a minute of CPU."""
     port = free_port()
-    proc = start(tmp_path, port)
+    tansu = {"LOOKOUT_EMBEDDED_BROKER": "tansu"}
+    proc = start(tmp_path, port, env=tansu)
     try:
         wait_ready(proc, port, timeout=240)
         base = f"http://127.0.0.1:{port}"
@@ -81,7 +83,7 @@ def test_the_dev_key_is_made_once_stored_as_a_hash_and_once_revoked_stays_revoke
     key_file = tmp_path / "dev-api-key"
     key = key_file.read_text().strip()
     assert key in first_out  # printed for the user
-    proc = start(tmp_path, port)
+    proc = start(tmp_path, port, env=tansu)
     try:
         wait_ready(proc, port, timeout=240)
         r = httpx.get(f"http://127.0.0.1:{port}/v1/calls", headers={"Authorization": f"Bearer {key}"})
@@ -99,7 +101,7 @@ def test_the_dev_key_is_made_once_stored_as_a_hash_and_once_revoked_stays_revoke
             assert secret.encode() not in path.read_bytes(), path
 
     assert lookout("keys", "--data-dir", str(tmp_path), "revoke", key_id).returncode == 0
-    proc = start(tmp_path, port)
+    proc = start(tmp_path, port, env=tansu)
     try:
         wait_ready(proc, port, timeout=240)
         r = httpx.get(f"http://127.0.0.1:{port}/v1/calls", headers={"Authorization": f"Bearer {key}"})

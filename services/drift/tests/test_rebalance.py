@@ -7,6 +7,7 @@ from test_service import EVERY, REF, Results, Traffic, drift_settings, eventuall
 
 from lookout.core import topics
 from lookout.drift import DriftService
+from lookout.testing.marks import on_kafka_only
 
 WINDOWS_PER_STREAM = 4
 
@@ -41,6 +42,7 @@ def traffic_for(apps: list[str]) -> list[list]:
     return phases
 
 
+@on_kafka_only
 async def test_streams_move_between_two_live_workers_without_losing_or_repeating_a_window(
     broker, settings_for, encoder, tokenizer
 ):

@@ -16,6 +16,7 @@ from lookout.core import ids, kafka, topics
 from lookout.core.events import DeadLetter, DriftResult, LlmCall
 from lookout.drift import DriftService, DriftSettings
 from lookout.sink.rows import TABLES
+from lookout.testing.marks import on_kafka_only
 
 REF, WINDOW, EVERY = 60, 60, 30
 # Recent event times: stored rows expire after LOOKOUT_RETENTION_DAYS.
@@ -194,6 +195,7 @@ async def test_a_stream_without_shift_stays_quiet_over_many_windows(kafka_broker
     assert not [(r.signal, r.details["window_index"]) for r in records if r.drifted]
 
 
+@on_kafka_only
 async def test_worker_killed_mid_stream_resumes_its_windows_without_duplicates(settings, encoder, tokenizer):
     s = drift_settings(settings)
     traffic = Traffic(seed=3)

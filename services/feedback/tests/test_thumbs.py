@@ -1,4 +1,5 @@
-"""End-user thumbs: POST /v1/feedback by API key or feedback token, on both brokers."""
+"""End-user thumbs: POST /v1/feedback by API key or feedback token (on Apache Kafka only:
+the checks sit in front of the broker)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import uuid
 
 from lookout.core.pii import pseudonymise
 from lookout.feedback import tokens
+from lookout.testing.marks import on_kafka_only
 
 from .conftest import PII_SECRET, TOKEN_SECRET
 
@@ -23,6 +25,7 @@ def _stored(stack, event_id, user):
     ).result_rows
 
 
+@on_kafka_only
 def test_thumbs_by_key_is_stored_and_a_new_vote_replaces_the_old(feedback_stack):
     stack = feedback_stack
     [event_id] = stack.add_calls("shop", 1)
@@ -53,6 +56,7 @@ def test_thumbs_by_key_is_stored_and_a_new_vote_replaces_the_old(feedback_stack)
     assert _stored(stack, event_id, "carol") == [(1, "")]
 
 
+@on_kafka_only
 def test_unknown_event_and_bad_input_are_4xx(feedback_stack):
     with feedback_stack.key_http() as http:
         r = http.post("/v1/feedback", json={"event_id": str(uuid.uuid4()), "thumbs": 1})
@@ -64,6 +68,7 @@ def test_unknown_event_and_bad_input_are_4xx(feedback_stack):
         assert r.status_code == 401
 
 
+@on_kafka_only
 def test_key_of_another_app_or_without_scope_cannot_vote(feedback_stack):
     stack = feedback_stack
     [event_id] = stack.add_calls("shop", 1)
@@ -75,6 +80,7 @@ def test_key_of_another_app_or_without_scope_cannot_vote(feedback_stack):
         assert http.post("/v1/feedback", json={"event_id": str(event_id), "thumbs": 1}).status_code == 403
 
 
+@on_kafka_only
 def test_feedback_tokens_forged_expired_or_for_another_call_are_401_valid_is_stored_once(feedback_stack):
     stack = feedback_stack
     call, other = stack.add_calls("shop", 2)

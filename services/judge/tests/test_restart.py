@@ -17,6 +17,7 @@ from lookout.core.events import Score
 from lookout.judge.service import JudgeService
 from lookout.judge.settings import JudgeSettings
 from lookout.testing.brokers import free_port
+from lookout.testing.marks import on_kafka_only
 
 N_CALLS = 24
 PER_CALL = 2 + 3  # toxicity.profanity of prompt and response + 3 rubrics
@@ -55,6 +56,7 @@ COLUMNS = ["score_id", "event_id", "ts", "app_id", "model", "name", "value", "la
            "evaluator_version", "explanation", "cost_usd"]
 
 
+@on_kafka_only
 async def test_judge_killed_mid_stream_and_restarted_scores_each_call_once(broker, settings, openai, ch, tmp_path):
     openai.latency_s = 0.3  # batches take a while: the kill lands mid-stream
     calls = [call(output=f"Answer number {i}.") for i in range(N_CALLS)]
