@@ -92,6 +92,9 @@ def serve(bootstrap: str, idempotence: bool, chdb: str, mode: str, conn, stop, s
         kafka_bootstrap=bootstrap, kafka_idempotence="on" if idempotence else "off", topic_prefix=f"hostile-{mode}.",
         clickhouse_dsn=f"chdb://{chdb}", clickhouse_database=f"hostile_{mode}",
     )
+    if not sink_apart:
+        # As `lookout up` runs its in-process sink (stack/components.py), unless set otherwise.
+        os.environ.setdefault("LOOKOUT_SINK_INSERT_NICE", "10")
     stack = IngestStack(ingest_settings_for(common).model_copy(update={"work_mode": mode}))
     # --sink apart: the sink is a process of its own (compose's and Helm's shape), storing
     # into a chdb path of its own (one process per path): this one serves intake only.
@@ -101,7 +104,7 @@ def serve(bootstrap: str, idempotence: bool, chdb: str, mode: str, conn, stop, s
     conn.send({"url": stack.url, "normal": normal, "hostile": hostile, "settings": {
         k: v for k, v in stack.settings.model_dump().items()
         if k.startswith(("work_", "max_")) or k in ("http_workers", "pii_mode")
-    }})
+    } | {"sink_insert_nice": os.environ.get("LOOKOUT_SINK_INSERT_NICE", "0")}})
     while not stop.is_set():
         if conn.poll(0.1) and conn.recv() == "cpu":
             conn.send(server_cpu(stack))

@@ -6,7 +6,8 @@
   broker, and its own ClickHouse database in the session's chdb path. chdb lets a process
   open one path only, so tests separate by database; a test that needs its own path runs
   the component in a subprocess.
-- `ch`: a client on that database with migrations applied.
+- `ch`: a client on that database with migrations applied (copied from a migrated
+  template database: schema.py).
 - `clickhouse_server`, `kafka_container`, `grafana`: the `docker` group's servers, through
   testcontainers (containers.py); without a Docker engine every test marked `docker` skips
   with one reason.
@@ -22,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from lookout.core import clickhouse, migrations
 from lookout.core.settings import CommonSettings
 
+from . import schema
 from .brokers import KafkaBroker, TansuBroker
 
 
@@ -81,8 +82,7 @@ def ch_settings(chdb_path) -> CommonSettings:
 
 @pytest.fixture
 def ch(ch_settings):
-    client = clickhouse.connect(ch_settings)
-    migrations.apply(client, ch_settings.retention_days)
+    client = schema.create_migrated(ch_settings)
     yield client
     client.command(f"DROP DATABASE IF EXISTS {ch_settings.clickhouse_database}")
 
@@ -103,7 +103,11 @@ def settings_for(chdb_path):
             clickhouse_database=_unique("t_"),
         )
         values.update(extra)
-        return CommonSettings(**values)
+        settings = CommonSettings(**values)
+        if settings.clickhouse_dsn == f"chdb://{chdb_path}":
+            # Made now, from the template (schema.py): the stack's own migrations find it done.
+            schema.create_migrated(settings)
+        return settings
 
     return make
 
