@@ -3,6 +3,7 @@ engine (the `ingest_stack` fixture): what the SDK promises, checked where it is 
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 import uuid
@@ -48,6 +49,18 @@ def _log(client: Lookout, n: int, worst: list[float], **fields) -> list[str]:
         )
         worst.append(time.perf_counter() - started)
     return ids
+
+
+def _assert_the_caller_never_waited(durations: list[float]) -> None:
+    """log_call only appends. Had it waited on the network, it would wait whenever the sender is
+    in a retry or a backoff (seconds here), so most calls of an outage would be slow. A loaded
+    2-core machine still pauses the whole process now and then (GC, the in-process ingest's
+    threads holding the GIL, the other test workers): such a pause hits one call, and a dict
+    build as often (`_baseline`); a CI run saw one of 1.9 s. So a few slow calls pass, many do not."""
+    slow = [d for d in durations if d > 0.25]
+    p99 = statistics.quantiles(durations, n=100)[98]
+    assert len(slow) <= 3, f"{len(slow)} of {len(durations)} calls over 250 ms: {sorted(slow)[-5:]}"
+    assert p99 < 0.05, f"p99 {p99 * 1e3:.1f} ms"
 
 
 def test_ten_thousand_calls_from_eight_threads_are_stored_exactly_once(ingest_stack):
@@ -102,9 +115,7 @@ def test_ingest_down_for_ten_seconds_then_back_loses_nothing(ingest_stack):
     stats = client.stats
     assert (stats.sent, stats.dropped, stats.failed) == (len(logged), 0, 0)
     assert ingest_stack.wait_for_calls(app, len(logged), timeout=120) == len(logged)
-    # The caller only ever paid for its own append: far below any network wait or backoff
-    # (seconds here), with room for GC and GIL hand-offs on a loaded 2-core CI machine.
-    assert max(worst) < 1.0
+    _assert_the_caller_never_waited(worst)
     print(
         f"\noutage: {len(logged)} logged, {stats}; slowest log_call {max(worst) * 1e3:.2f} ms, "
         f"slowest dict build in the same loop {max(_baseline) * 1e3:.2f} ms"
@@ -133,7 +144,7 @@ def test_with_the_queue_full_during_an_outage_drops_are_counted_exactly(ingest_s
     assert ingest_stack.wait_for_calls(app, stats.sent, timeout=120) == stats.sent
     time.sleep(1)
     assert ingest_stack.count_calls(app) == len(logged) - stats.dropped
-    assert max(worst) < 1.0  # see above: no network wait
+    _assert_the_caller_never_waited(worst)
     print(f"\nqueue full: {len(logged)} logged, {stats}; slowest log_call {max(worst) * 1e3:.2f} ms")
     client.close()
 
