@@ -87,6 +87,12 @@ def test_a_key_reads_lk_then_a_12_character_id_then_the_secret():
     assert generate_key() != plaintext
 
 
+def test_a_key_id_is_letters_and_digits_so_a_command_line_never_reads_it_as_an_option():
+    # A CI run drew the id "-hHU71Q8Y9z8", and `lookout keys revoke -hHU71Q8Y9z8` was read as -h.
+    ids = [_parts(generate_key())[0] for _ in range(2000)]
+    assert all(key_id.isascii() and key_id.isalnum() for key_id in ids)
+
+
 def test_a_created_key_verifies_and_carries_its_app_scopes_and_name(ch):
     store = ApiKeyStore(ch)
     key, plaintext = store.create("shop", ["ingest", "read"], name="shop backend")

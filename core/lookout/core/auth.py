@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import string
 import threading
 import time
 from collections import OrderedDict
@@ -97,9 +98,16 @@ def parse_key(plaintext: str) -> tuple[str, str] | None:
     return (m.group(1), m.group(2)) if m else None
 
 
+_ID_ALPHABET = string.ascii_letters + string.digits
+
+
 def generate_key() -> str:
-    """A new plaintext key; token_urlsafe(9) is exactly 12 characters, token_urlsafe(32) 43."""
-    return f"lk_{secrets.token_urlsafe(9)}_{secrets.token_urlsafe(32)}"
+    """A new plaintext key: a 12-character id and a 43-character secret (token_urlsafe(32)).
+
+    The id is typed on command lines (`lookout keys revoke <id>`), so it is letters and
+    digits only (71 bits): a urlsafe id that began with "-" read as an option there."""
+    key_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(12))
+    return f"lk_{key_id}_{secrets.token_urlsafe(32)}"
 
 
 def _hash(secret: str) -> str:
