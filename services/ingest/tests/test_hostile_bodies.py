@@ -74,7 +74,7 @@ class HealthPoller:
 # process (a CI run once saw one /healthz poll take 975 ms, and an SDK call 1.9 s, in runs
 # where nothing else was slow). CLOCK_MONOTONIC is one clock for all processes.
 _STALL_WATCH = """
-import sys, time
+import time
 while True:
     start = time.monotonic()
     time.sleep(0.005)
@@ -98,14 +98,14 @@ class HostStalls:
         self.stalls = [(float(a), float(b)) for a, b in (line.split() for line in out.splitlines())]
 
     def explain(self, poll: tuple[float, float]) -> bool:
-        """Whether the host itself paused for most of this poll's overrun."""
+        """Whether the host's pauses cover all but 250 ms of this poll."""
         start, end = poll
         paused = sum(max(0.0, min(end, b) - max(start, a)) for a, b in self.stalls)
         return paused >= (end - start) - 0.25
 
 
 def assert_healthz_kept_answering(poller: HealthPoller, host: HostStalls, doing: str) -> None:
-    """Every poll under 250 ms, except one the host's own pause accounts for (a few at most)."""
+    """Every poll under 250 ms, except at most 2 that the host's own pauses account for."""
     assert not poller.failures
     slow = [poll for poll in poller.polls if poll[1] - poll[0] >= 0.25]
     described = ", ".join(f"{(end - start) * 1000:.0f} ms" for start, end in slow)
