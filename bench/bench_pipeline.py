@@ -204,7 +204,7 @@ def drain(sinks: list[Node], n: int, timeout: float = 900) -> tuple[float, float
     return counted / wall, (sum(s.cpu() for s in sinks) - cpu0) / counted * 1000
 
 
-def latency(node: Node, key: str, out: Path, rate: int, seconds: int) -> dict:
+def latency(node: Node, key: str, out: Path, rate: int, seconds: int, others: dict[str, int]) -> dict:
     """POST `rate` events/s in 10 batches a second, each batch sent at its time whether or not
     the ones before were answered (an open loop, as independent clients post); the node's
     poller notes when each batch is all stored. Latency = stored - posted, per batch. The
@@ -247,7 +247,19 @@ def latency(node: Node, key: str, out: Path, rate: int, seconds: int) -> dict:
             await asyncio.gather(*tasks)
             return late
 
+    # Where the cores went while posting: each process's CPU seconds per wall second.
+    # (The load generator is this process alone: the nodes and the broker are its children.)
+    pids = {"ingest": node.proc.pid, **others}
+
+    def used() -> dict[str, float]:
+        poller = out.with_suffix(".cpu")
+        return {**{name: tree_cpu_seconds(pid) for name, pid in pids.items()}, "load generator": cpu_seconds(),
+                "poller (in the sink)": float(poller.read_text() or 0) if poller.exists() else 0.0}
+
+    cpu0, wall0 = used(), time.perf_counter()
     late = asyncio.run(post_all_on_time())
+    wall = time.perf_counter() - wall0
+    cores_used = {name: round((cpu - cpu0[name]) / wall, 3) for name, cpu in used().items()}
     deadline = time.monotonic() + 60
     seen: dict[str, float] = {}
     while time.monotonic() < deadline:
@@ -258,11 +270,14 @@ def latency(node: Node, key: str, out: Path, rate: int, seconds: int) -> dict:
     lat = sorted(seen[b] - sent[b] for b in seen if b in sent)
     q = statistics.quantiles(lat, n=100)
     post = sorted(answered[b] - sent[b] for b in answered)
-    return {"rate": rate, "seconds": seconds, "batches": len(sent), "lost_batches": len(sent) - len(seen),
+    # When in the run the slowest batches were posted (a warm-up tail reads differently from a steady one).
+    worst = sorted(((seen[b] - sent[b], int(b) / 10) for b in seen if b in sent), reverse=True)[:5]
+    return {"slowest_batches_s_at_s": [[round(lt, 3), at] for lt, at in worst],
+            "rate": rate, "seconds": seconds, "batches": len(sent), "lost_batches": len(sent) - len(seen),
             "p50_s": q[49], "p99_s": q[98], "max_s": lat[-1],
             # how late the latest POST was sent (the loop's own delay), and how long ingest took to answer
             "posting_fell_behind_s": round(late, 3), "post_p50_s": statistics.median(post), "post_max_s": post[-1],
-            "posts_refused_429": refused}
+            "posts_refused_429": refused, "cores_used_while_posting": cores_used}
 
 
 def main() -> None:
@@ -400,7 +415,8 @@ def main() -> None:
             back = Node("sink", env_for(bootstrap, "lat.", str(work / "latency-sink")), cores.second,
                         str(out)).wait_ready()
             nodes.extend([front, back])
-            lat = latency(front, key, out, args.latency_rate, args.latency_seconds)
+            lat = latency(front, key, out, args.latency_rate, args.latency_seconds,
+                          {"sink": back.proc.pid, "broker": broker.proc.pid})
             front.stop()
             back.stop()
             results["latency"] = lat | {"load": load()}

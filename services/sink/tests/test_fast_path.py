@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 from aiokafka import ConsumerRecord
+from prometheus_client import REGISTRY
 
 from lookout.core import clickhouse, migrations, topics
 from lookout.core.dead_letters import Batch
@@ -163,6 +164,30 @@ def test_the_fast_path_stores_exactly_the_rows_and_rollups_the_validating_path_w
     # ingested_at is the sink's clock: set on both, to the same second or so.
     (now,) = fast.session.rows("SELECT max(ingested_at) - min(ingested_at) < 60 FROM llm_calls")[0]
     assert now == 1
+
+
+def _validated_small() -> float:
+    return REGISTRY.get_sample_value("lookout_sink_validated_records_total",
+                                     {"table": "llm_calls", "reason": "small"}) or 0.0
+
+
+def test_a_batch_of_fewer_records_than_sql_min_records_is_validated_in_python_and_stored_the_same(stores):
+    fast, validated = stores
+    values = mixed_calls()
+    small = Store(fast.session, PREFIX, chdb=True, fast=True, sql_min_records=len(values) + 1)
+    before = _validated_small()
+    batch = batch_of(values)
+    small.write(batch)
+    assert batch.dead == []
+    assert _validated_small() - before == len(values)
+    validated.write(batch_of(values))
+    assert stored_calls(fast) == stored_calls(validated)
+    assert rollups(fast) == rollups(validated)
+    # At the threshold the batch is ClickHouse's to parse.
+    at_threshold = Store(fast.session, PREFIX, chdb=True, fast=True, sql_min_records=2)
+    at_threshold.write(batch_of([enriched(base_call(20)), enriched(base_call(21))]))
+    assert _validated_small() - before == len(values)
+    assert len(stored_calls(fast)) == len(values) + 2
 
 
 def test_a_batch_with_one_poison_record_dead_letters_it_and_stores_the_others_once(stores):

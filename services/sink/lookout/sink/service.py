@@ -54,7 +54,8 @@ class SinkService:
         if self.session is None:
             self.session = await asyncio.to_thread(Session.connect, settings, migrate=True)
         self.store = Store(self.session, settings.topic_prefix, chdb=settings.clickhouse_dsn.startswith("chdb:"),
-                           fast=settings.sink_sql_rows, nice=settings.sink_insert_nice)
+                           fast=settings.sink_sql_rows, nice=settings.sink_insert_nice,
+                           sql_min_records=settings.sink_sql_min_records)
         self._producer = await kafka.start_producer(settings)
         await self.worker.start(self._producer)
         log.info("sink running: %s -> %s", settings.kafka_bootstrap, settings.clickhouse_dsn.split("@")[-1])

@@ -6,10 +6,13 @@ same id; each keeps its row) and tables are ReplacingMergeTree.
 Two ways to store, one result. The fast way, for tables with SQL rows (sql_rows.py;
 llm_calls): Python reads only each record's head (app, id, day) for the already-stored
 check, one bounded query per batch, and ClickHouse parses the rest of the batch's JSON and
-inserts it in one statement. The validating way, for the other tables and for a batch the
-server refuses: pydantic decodes each record (a poison one is dead-lettered with its error),
-rows.py builds the rows, and clickhouse-connect inserts them; a batch insert that fails is
-retried row by row, so one bad row costs only itself.
+inserts it in one statement. That statement costs ClickHouse ~35 ms to analyse whatever
+its size, more than validating a few hundred records in Python, so a batch with fewer than
+`sql_min_records` of a table's records takes the validating way too. The validating way,
+for the other tables, small batches and a batch the server refuses: pydantic decodes each
+record (a poison one is dead-lettered with its error), rows.py builds the rows, and
+clickhouse-connect inserts them; a batch insert that fails is retried row by row, so one
+bad row costs only itself.
 
 Score and vote records that do not name their call's model_version (reviewer votes,
 producers that never saw the call) get it from the stored call, so the per-version rollup
@@ -47,7 +50,8 @@ SKIPPED = Counter("lookout_sink_replays_skipped_total", "Records whose id was al
 VALIDATED = Counter(
     "lookout_sink_validated_records_total",
     "Records of a table with SQL rows that were stored the validating way instead, by why: 'refused' (the server "
-    "refused their batch), 'head' (a record head the sink does not read without decoding)",
+    "refused their batch), 'head' (a record head the sink does not read without decoding), 'small' (fewer records "
+    "than LOOKOUT_SINK_SQL_MIN_RECORDS in the batch: cheaper to validate)",
     ["table", "reason"],
 )
 
@@ -61,13 +65,15 @@ class _Pending:
 
 class Store:
     def __init__(self, session: Session, topic_prefix: str = "", *, chdb: bool = False, fast: bool = True,
-                 nice: int = 0):
+                 nice: int = 0, sql_min_records: int = 0):
         self.session = session
         self.topic_prefix = topic_prefix
         # chdb reads a batch and its keys from a file; a server from the request (carrier.py).
         self.chdb = chdb
         self.carrier = Carrier(session, chdb)
         self.fast = fast  # False: every batch the validating way (tests compare the two)
+        # Fewer of a table's records than this in a batch: validated in Python (settings.sink_sql_min_records).
+        self.sql_min_records = sql_min_records
         # ClickHouse's threads run this sink's statements at this nice value (settings.sink_insert_nice).
         self.statement_settings: dict[str, int | str] = {"os_thread_priority": nice} if nice else {}
 
@@ -81,9 +87,11 @@ class Store:
         for base, records in by_topic.items():
             spec = TABLES.get(base)
             if self.fast and spec is not None and spec.sql is not None:
-                validate.extend(self._store_fast(spec, spec.sql, records))
-            else:
-                validate.extend(records)
+                if len(records) >= self.sql_min_records:
+                    validate.extend(self._store_fast(spec, spec.sql, records))
+                    continue
+                VALIDATED.labels(spec.table, "small").inc(len(records))
+            validate.extend(records)
         if validate:
             for slot in self._parse(validate, batch).values():
                 self._store(slot, batch)
