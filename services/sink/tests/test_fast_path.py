@@ -5,6 +5,7 @@ writes them (PII redacted by the real redactor, priced from the packaged price t
 from __future__ import annotations
 
 import contextlib
+import random
 import threading
 import time
 import uuid
@@ -164,6 +165,24 @@ def test_the_fast_path_stores_exactly_the_rows_and_rollups_the_validating_path_w
     # ingested_at is the sink's clock: set on both, to the same second or so.
     (now,) = fast.session.rows("SELECT max(ingested_at) - min(ingested_at) < 60 FROM llm_calls")[0]
     assert now == 1
+
+
+def test_the_fast_path_reads_every_float_to_the_bit_as_python_does(stores):
+    fast, validated = stores
+    rng = random.Random(19)
+    values = [enriched(base_call(i, cost_usd=rng.random() * 10 ** rng.randint(-8, 2),
+                                 latency_ms=rng.random() * 10 ** rng.randint(0, 6),
+                                 ttft_ms=rng.random() * 10 ** rng.randint(-3, 3)))
+              for i in range(400)]
+    for store in (fast, validated):
+        batch = batch_of(values)
+        store.write(batch)
+        assert batch.dead == []
+    columns = "event_id, cost_usd, latency_ms, ttft_ms"
+    assert fast.session.rows(f"SELECT {columns} FROM llm_calls ORDER BY event_id") == validated.session.rows(
+        f"SELECT {columns} FROM llm_calls ORDER BY event_id")
+    sent = {orjson.loads(v)["event_id"]: orjson.loads(v)["latency_ms"] for v in values}
+    assert {str(e): lat for e, lat in fast.session.rows("SELECT event_id, latency_ms FROM llm_calls")} == sent
 
 
 def _validated_small() -> float:

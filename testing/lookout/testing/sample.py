@@ -14,6 +14,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
@@ -310,3 +311,16 @@ def seed(client: Client, now: datetime) -> Sample:
     insert_dead_letters(client, letters)
     sample.dead_letters = {"llm.events": 3, "llm.scores": 1}
     return sample
+
+
+def rounded(value: Any, digits: int = 12) -> Any:
+    """`value` with every float in it to `digits` significant digits (lists, tuples and dicts
+    followed): ClickHouse adds a float column part by part, and a background merge between
+    two reads of the same rows moves the sum's last bits (1.2000000000000008 / ...06)."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(rounded(v, digits) for v in value)
+    return value

@@ -42,6 +42,9 @@ SETTINGS: dict[str, int | str] = {
     "input_format_allow_errors_num": 0,
     "input_format_allow_errors_ratio": 0,
     "output_format_json_escape_forward_slashes": 0,  # toJSONString writes '/' as orjson does
+    # The default float parser is fast but not correctly rounded: 3 019 of 20 000 random
+    # floats came out one bit away from what Python (and so the validating way) reads.
+    "precise_float_parsing": 1,
 }
 
 
