@@ -112,7 +112,9 @@ def launcher(**values) -> KubernetesLauncher:
 
 async def test_a_kubeconfig_with_inline_ca_and_client_certificate_creates_the_job_in_its_contexts_namespace(
         api, ca, tmp_path):
-    client = ca.issue_cert(common_name="lookout-retrain")
+    # A name in the certificate's SAN as well: cryptography 51 refuses an empty SAN list,
+    # which trustme writes for a certificate of no identities.
+    client = ca.issue_cert("lookout-retrain", common_name="lookout-retrain")
     config = write_kubeconfig(
         tmp_path / "config", "lab",
         contexts={"lab": {"cluster": "lab", "user": "retrain", "namespace": "ml-lab"},
