@@ -178,11 +178,12 @@ def test_the_fast_path_reads_every_float_to_the_bit_as_python_does(stores):
         batch = batch_of(values)
         store.write(batch)
         assert batch.dead == []
-    columns = "event_id, cost_usd, latency_ms, ttft_ms"
-    assert fast.session.rows(f"SELECT {columns} FROM llm_calls ORDER BY event_id") == validated.session.rows(
-        f"SELECT {columns} FROM llm_calls ORDER BY event_id")
-    sent = {orjson.loads(v)["event_id"]: orjson.loads(v)["latency_ms"] for v in values}
-    assert {str(e): lat for e, lat in fast.session.rows("SELECT event_id, latency_ms FROM llm_calls")} == sent
+    query = "SELECT event_id, cost_usd, latency_ms, ttft_ms FROM llm_calls ORDER BY event_id"
+    stored = fast.session.rows(query)
+    assert stored == validated.session.rows(query)
+    sent = {call["event_id"]: (call["cost_usd"], call["latency_ms"], call["ttft_ms"])
+            for call in map(orjson.loads, values)}
+    assert {str(event_id): tuple(floats) for event_id, *floats in stored} == sent
 
 
 def _validated_small() -> float:
